@@ -1,0 +1,51 @@
+/*
+ * A 16550A-compatible UART: register state machine, 16-byte transmit FIFO semantics, a receive
+ * FIFO fed by the host, THRE and RX-data interrupts on a level-driven line. Register accesses
+ * come from vCPU threads; host input comes from the event loop; one mutex guards the state.
+ */
+#ifndef VMM_DEVICES_UART_8250_H
+#define VMM_DEVICES_UART_8250_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/bus.h"
+#include "vmm/irq.h"
+
+#define UART_RX_FIFO_SIZE 256
+
+struct uart_backend {
+	/* Guest output, called with the UART lock held, from a vCPU thread. */
+	void (*write)(void *opaque, const uint8_t *buf, size_t len);
+	/* The receive FIFO drained below full: the host may call uart_receive() again. */
+	void (*rx_space)(void *opaque);
+	void *opaque;
+};
+
+struct uart_8250 {
+	pthread_mutex_t lock; /* guards everything below */
+	struct irq_line irq;
+	struct uart_backend backend;
+	int irq_level;
+	uint8_t ier, iir, lcr, mcr, lsr, msr, scr, fcr;
+	uint8_t dll, dlm;
+	int thr_interrupt; /* THRE interrupt pending (cleared by an IIR read or THR write) */
+	uint8_t rx_fifo[UART_RX_FIFO_SIZE];
+	unsigned rx_head, rx_count;
+};
+
+void uart_init(struct uart_8250 *uart, const struct irq_line *irq,
+	       const struct uart_backend *backend);
+void uart_destroy(struct uart_8250 *uart);
+
+/*
+ * Queues host input for the guest. Returns how many bytes were accepted (fewer than @len when
+ * the receive FIFO is full; backend.rx_space is called once there is room again).
+ */
+size_t uart_receive(struct uart_8250 *uart, const uint8_t *buf, size_t len);
+
+/* Register with opaque = the struct uart_8250, over 8 consecutive addresses. */
+extern const struct bus_ops uart_bus_ops;
+
+#endif

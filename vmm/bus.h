@@ -1,0 +1,55 @@
+/*
+ * An address-range bus: devices register [base, base + len) with a const ops table and get
+ * accesses as offsets from their base. One instance for port I/O, one for MMIO. Registration
+ * happens during set-up only; lookups afterwards are lock-free (the table no longer changes).
+ */
+#ifndef VMM_VMM_BUS_H
+#define VMM_VMM_BUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/util.h"
+
+struct bus_ops {
+	/* @size is 1, 2, 4 or 8; @data points to @size bytes (little-endian). Return 0 or -errno. */
+	int (*read)(void *opaque, uint64_t offset, void *data, unsigned size);
+	int (*write)(void *opaque, uint64_t offset, const void *data, unsigned size);
+};
+
+struct bus_range {
+	uint64_t base;
+	uint64_t len;
+	const struct bus_ops *ops;
+	void *opaque;
+	const char *name;
+};
+
+struct bus {
+	const char *name;
+	struct bus_range *ranges; /* sorted by base, never overlapping */
+	unsigned nr_ranges;
+	unsigned capacity;
+};
+
+void bus_init(struct bus *bus, const char *name);
+void bus_free(struct bus *bus);
+
+/*
+ * Claims [base, base + len) for a device. Returns 0, -EINVAL (zero length or wrap-around),
+ * -EEXIST (overlaps a registered range) or -ENOMEM.
+ */
+int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_ops *ops,
+		 void *opaque, const char *name) MUST_CHECK;
+
+/* The range containing @addr, or NULL. */
+const struct bus_range *bus_find(const struct bus *bus, uint64_t addr);
+
+/*
+ * Dispatches an access of @size bytes at @addr (guest-controlled). An access must fall wholly
+ * inside one device's range. Returns the device's result, or -ENOENT when no device claims it;
+ * the caller applies the unclaimed-access policy (reads see all-ones, writes are dropped).
+ */
+int bus_access(const struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write);
+
+#endif

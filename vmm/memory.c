@@ -1,0 +1,103 @@
+#include "vmm/memory.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t end;
+	void *host;
+
+	if (size == 0 || gpa % page || size % page || add_overflows(gpa, size, &end))
+		return -EINVAL;
+	if (mem->nr_regions == MEM_MAX_REGIONS)
+		return -ENOSPC;
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		if (gpa < r->gpa + r->size && r->gpa < end)
+			return -EINVAL;
+	}
+	host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		    -1, 0);
+	if (host == MAP_FAILED)
+		return -errno;
+	madvise(host, size, MADV_MERGEABLE);
+	mem->regions[mem->nr_regions++] = (struct mem_region){.gpa = gpa, .size = size, .host = host};
+	return 0;
+}
+
+void guest_memory_free(struct guest_memory *mem)
+{
+	for (unsigned i = 0; i < mem->nr_regions; i++)
+		munmap(mem->regions[i].host, mem->regions[i].size);
+	mem->nr_regions = 0;
+}
+
+static const struct mem_region *find_region(const struct guest_memory *mem, uint64_t gpa)
+{
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		if (gpa >= r->gpa && gpa - r->gpa < r->size)
+			return r;
+	}
+	return NULL;
+}
+
+void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
+{
+	const struct mem_region *r = find_region(mem, gpa);
+
+	if (!r || !range_within(gpa, len, r->gpa, r->size))
+		return NULL;
+	return r->host + (gpa - r->gpa);
+}
+
+/* Walks [gpa, gpa + len) region by region, copying with @copy. */
+static int guest_copy(const struct guest_memory *mem, uint64_t gpa, uint8_t *buf, uint64_t len,
+		      int to_guest)
+{
+	uint64_t end;
+
+	if (add_overflows(gpa, len, &end))
+		return -EFAULT;
+	while (len) {
+		const struct mem_region *r = find_region(mem, gpa);
+		uint64_t chunk;
+		uint8_t *host;
+
+		if (!r)
+			return -EFAULT;
+		chunk = MIN(len, r->size - (gpa - r->gpa));
+		host = r->host + (gpa - r->gpa);
+		if (to_guest)
+			memcpy(host, buf, chunk);
+		else
+			memcpy(buf, host, chunk);
+		gpa += chunk;
+		buf += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+int guest_read(const struct guest_memory *mem, uint64_t gpa, void *buf, uint64_t len)
+{
+	return guest_copy(mem, gpa, buf, len, 0);
+}
+
+int guest_write(const struct guest_memory *mem, uint64_t gpa, const void *buf, uint64_t len)
+{
+	return guest_copy(mem, gpa, (uint8_t *)buf, len, 1);
+}
+
+uint64_t guest_memory_size(const struct guest_memory *mem)
+{
+	uint64_t total = 0;
+
+	for (unsigned i = 0; i < mem->nr_regions; i++)
+		total += mem->regions[i].size;
+	return total;
+}

@@ -1,0 +1,49 @@
+/*
+ * Guest RAM: one anonymous mapping per region, and the one bounds-checked translation from
+ * guest-physical addresses to host pointers. No other code adds offsets to a region's base.
+ */
+#ifndef VMM_VMM_MEMORY_H
+#define VMM_VMM_MEMORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/util.h"
+
+#define MEM_MAX_REGIONS 4
+
+struct mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *host;
+};
+
+struct guest_memory {
+	struct mem_region regions[MEM_MAX_REGIONS];
+	unsigned nr_regions;
+};
+
+/*
+ * Maps an anonymous region of @size bytes at guest-physical @gpa. Regions must be page aligned,
+ * non-empty and must not overlap or wrap. Returns 0, -EINVAL, -ENOSPC (too many regions) or the
+ * mmap errno.
+ */
+int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size) MUST_CHECK;
+/* Unmaps every region. Safe on a zeroed or partly built struct. */
+void guest_memory_free(struct guest_memory *mem);
+
+/*
+ * Translates [gpa, gpa + len) to a host pointer. The whole range must lie inside one region;
+ * returns NULL otherwise (including when gpa + len wraps). @gpa and @len may be guest-controlled.
+ */
+void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+
+/* Copies to or from guest memory; the range may span adjacent regions. Returns 0 or -EFAULT. */
+int guest_read(const struct guest_memory *mem, uint64_t gpa, void *buf, uint64_t len) MUST_CHECK;
+int guest_write(const struct guest_memory *mem, uint64_t gpa, const void *buf,
+		uint64_t len) MUST_CHECK;
+
+/* Total bytes of RAM in all regions. */
+uint64_t guest_memory_size(const struct guest_memory *mem);
+
+#endif
