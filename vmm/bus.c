@@ -33,7 +33,7 @@ static unsigned upper_bound(const struct bus *bus, uint64_t addr)
 }
 
 int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_ops *ops,
-		 void *opaque, const char *name)
+                 void *opaque, const char *name)
 {
 	uint64_t last;
 	unsigned pos;
@@ -57,7 +57,7 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_
 		bus->capacity = cap;
 	}
 	memmove(&bus->ranges[pos + 1], &bus->ranges[pos],
-		(bus->nr_ranges - pos) * sizeof(bus->ranges[0]));
+	        (bus->nr_ranges - pos) * sizeof(bus->ranges[0]));
 	bus->ranges[pos] = (struct bus_range){base, len, ops, opaque, name};
 	bus->nr_ranges++;
 	return 0;

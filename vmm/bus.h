@@ -12,7 +12,8 @@
 #include "vmm/util.h"
 
 struct bus_ops {
-	/* @size is 1, 2, 4 or 8; @data points to @size bytes (little-endian). Return 0 or -errno. */
+	/* @size is 1, 2, 4 or 8; @data points to @size bytes (little-endian). Return 0 or -errno.
+	 */
 	int (*read)(void *opaque, uint64_t offset, void *data, unsigned size);
 	int (*write)(void *opaque, uint64_t offset, const void *data, unsigned size);
 };
@@ -40,7 +41,7 @@ void bus_free(struct bus *bus);
  * -EEXIST (overlaps a registered range) or -ENOMEM.
  */
 int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_ops *ops,
-		 void *opaque, const char *name) MUST_CHECK;
+                 void *opaque, const char *name) MUST_CHECK;
 
 /* The range containing @addr, or NULL. */
 const struct bus_range *bus_find(const struct bus *bus, uint64_t addr);

@@ -30,7 +30,7 @@ void log_msg(enum log_level level, const char *fmt, ...) PRINTF(2, 3);
 	do {                                                                                       \
 		static unsigned long log_rl_count_;                                                \
 		unsigned long log_rl_n_ = __atomic_fetch_add(&log_rl_count_, 1, __ATOMIC_RELAXED); \
-		if (log_rl_n_ < 10 || log_rl_n_ % 1000 == 0)                                      \
+		if (log_rl_n_ < 10 || log_rl_n_ % 1000 == 0)                                       \
 			log_msg(level, __VA_ARGS__);                                               \
 	} while (0)
 

@@ -21,11 +21,12 @@ int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size)
 			return -EINVAL;
 	}
 	host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		    -1, 0);
+	            -1, 0);
 	if (host == MAP_FAILED)
 		return -errno;
 	madvise(host, size, MADV_MERGEABLE);
-	mem->regions[mem->nr_regions++] = (struct mem_region){.gpa = gpa, .size = size, .host = host};
+	mem->regions[mem->nr_regions++] =
+	        (struct mem_region){.gpa = gpa, .size = size, .host = host};
 	return 0;
 }
 
@@ -57,7 +58,7 @@ void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
 
 /* Walks [gpa, gpa + len) region by region, copying with @copy. */
 static int guest_copy(const struct guest_memory *mem, uint64_t gpa, uint8_t *buf, uint64_t len,
-		      int to_guest)
+                      int to_guest)
 {
 	uint64_t end;
 

@@ -41,7 +41,7 @@ void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
 /* Copies to or from guest memory; the range may span adjacent regions. Returns 0 or -EFAULT. */
 int guest_read(const struct guest_memory *mem, uint64_t gpa, void *buf, uint64_t len) MUST_CHECK;
 int guest_write(const struct guest_memory *mem, uint64_t gpa, const void *buf,
-		uint64_t len) MUST_CHECK;
+                uint64_t len) MUST_CHECK;
 
 /* Total bytes of RAM in all regions. */
 uint64_t guest_memory_size(const struct guest_memory *mem);

@@ -18,7 +18,7 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define MUST_CHECK __attribute__((warn_unused_result))
+#define MUST_CHECK   __attribute__((warn_unused_result))
 #define PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 /* Checked arithmetic: return true when the result overflowed. */

@@ -1,0 +1,41 @@
+/*
+ * The arch interface: what vmm/ asks of the one architecture back-end compiled in. Each arch
+ * provides its memory map constants and these functions; vmm/ and devices/ stay arch-neutral.
+ */
+#ifndef VMM_ARCH_ARCH_H
+#define VMM_ARCH_ARCH_H
+
+#include <stdint.h>
+
+#include "vmm/memory.h"
+
+#if defined(__x86_64__)
+#include "arch/x86_64/layout.h"
+#define ARCH_MIN_RAM X86_MIN_RAM
+#define ARCH_MAX_RAM (1024 * GIB)
+#endif
+
+struct vm;
+struct vcpu;
+
+/* Lays out and maps guest RAM of @ram_size bytes in @mem. Returns 0 or -errno. */
+int arch_memory_init(struct guest_memory *mem, uint64_t ram_size) MUST_CHECK;
+
+/*
+ * Creates the arch's machine on a VM whose fds and memory exist: interrupt controller, timers,
+ * platform devices on vm->pio/vm->mmio, and loads the kernel named in the config. Prints one
+ * error line and returns -errno on failure.
+ */
+int arch_vm_init(struct vm *vm) MUST_CHECK;
+void arch_vm_destroy(struct vm *vm);
+
+/* Sets up a created vCPU (CPUID, MSRs, FPU, and entry registers on the boot vCPU). */
+int arch_vcpu_init(struct vcpu *vcpu) MUST_CHECK;
+
+/* Handles a KVM exit reason vmm/vcpu.c does not; returns a VCPU_* action or -errno. */
+int arch_handle_exit(struct vcpu *vcpu);
+
+/* Feeds host console input to the arch's console device; returns bytes accepted. */
+size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len);
+
+#endif

@@ -1,0 +1,266 @@
+/* The x86_64 machine: memory map, in-kernel irqchip and PIT, legacy devices, kernel loading. */
+#include "arch/x86_64/machine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arch/arch.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define PTE_PRESENT  0x1ULL
+#define PTE_WRITABLE 0x2ULL
+#define PTE_HUGE     0x80ULL
+
+/* GDT entries: null, unused, code, data, then a 16-byte TSS descriptor. */
+#define GDT_CODE64 0x00af9b000000ffffULL
+#define GDT_CODE32 0x00cf9b000000ffffULL
+#define GDT_DATA   0x00cf93000000ffffULL
+#define GDT_TSS    0x00008b0000000067ULL
+
+int arch_memory_init(struct guest_memory *mem, uint64_t ram_size)
+{
+	uint64_t low = MIN(ram_size, X86_MMIO_HOLE_START);
+	int ret = guest_memory_add(mem, 0, low);
+
+	if (!ret && ram_size > low)
+		ret = guest_memory_add(mem, X86_MMIO_HOLE_END, ram_size - low);
+	return ret;
+}
+
+int x86_write_boot_tables(const struct guest_memory *mem, enum x86_entry_mode mode)
+{
+	uint64_t gdt[6] = {0,        0,       mode == X86_ENTRY_LONG64 ? GDT_CODE64 : GDT_CODE32,
+	                   GDT_DATA, GDT_TSS, 0};
+	uint64_t pml4 = X86_PDPT_ADDR | PTE_PRESENT | PTE_WRITABLE;
+	uint64_t pdpt[4], pd[512];
+	int ret = guest_write(mem, X86_GDT_ADDR, gdt, sizeof(gdt));
+
+	if (ret || mode != X86_ENTRY_LONG64)
+		return ret;
+	/* Identity map 0..4 GiB with 2 MiB pages: four page directories. */
+	for (unsigned i = 0; i < 4 && !ret; i++) {
+		pdpt[i] = (X86_PD_ADDR + i * 4096) | PTE_PRESENT | PTE_WRITABLE;
+		for (unsigned j = 0; j < 512; j++)
+			pd[j] = ((uint64_t)i * GIB + j * 2 * MIB) | PTE_PRESENT | PTE_WRITABLE |
+			        PTE_HUGE;
+		ret = guest_write(mem, X86_PD_ADDR + i * 4096, pd, sizeof(pd));
+	}
+	if (!ret)
+		ret = guest_write(mem, X86_PDPT_ADDR, pdpt, sizeof(pdpt));
+	if (!ret)
+		ret = guest_write(mem, X86_PML4_ADDR, &pml4, sizeof(pml4));
+	return ret;
+}
+
+/* A whole file mapped read-only; an empty file gives size 0 and no mapping. */
+struct mapped_file {
+	void *data;
+	size_t size;
+};
+
+static int map_file(const char *what, const char *path, struct mapped_file *out)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int err = 0;
+
+	*out = (struct mapped_file){0};
+	if (fd < 0 || fstat(fd, &st) < 0)
+		err = errno;
+	else if (!S_ISREG(st.st_mode))
+		err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+	else if (st.st_size > 0) {
+		out->data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (out->data == MAP_FAILED) {
+			out->data = NULL;
+			err = errno;
+		}
+		out->size = (size_t)st.st_size;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (err) {
+		log_error("%s '%s': %s", what, path,
+		          err == EINVAL ? "not a regular file" : strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+static void unmap_file(struct mapped_file *f)
+{
+	if (f->data)
+		munmap(f->data, f->size);
+	f->data = NULL;
+}
+
+static int load_kernel(struct vm *vm)
+{
+	const struct vm_config *cfg = vm->config;
+	struct mapped_file kernel, initrd = {0};
+	const char *reason = NULL;
+	char *cmdline;
+	int ret = map_file("kernel", cfg->kernel_path, &kernel);
+
+	if (ret)
+		return ret;
+	if (cfg->initrd_path && (ret = map_file("initrd", cfg->initrd_path, &initrd))) {
+		unmap_file(&kernel);
+		return ret;
+	}
+	cmdline = config_kernel_cmdline(cfg->cmdline);
+	if (!cmdline)
+		ret = -ENOMEM;
+	else if (kernel.size == 0) {
+		ret = -ENOEXEC;
+		reason = "file is empty";
+	} else {
+		ret = x86_load_kernel(&vm->mem, &(struct boot_image){kernel.data, kernel.size},
+		                      &(struct boot_image){initrd.data, initrd.size}, cmdline,
+		                      &vm->arch->boot, &reason);
+	}
+	if (ret)
+		log_error("kernel '%s': %s", cfg->kernel_path, reason ? reason : strerror(-ret));
+	else if ((ret = x86_write_boot_tables(&vm->mem, vm->arch->boot.mode)))
+		log_error("cannot write the boot page tables: %s", strerror(-ret));
+	free(cmdline);
+	unmap_file(&initrd);
+	unmap_file(&kernel);
+	return ret;
+}
+
+static int create_irqchip(struct vm *vm)
+{
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)X86_TSS_ADDR) < 0)
+		return -errno;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){X86_IDENTITY_MAP_ADDR}) < 0)
+		return -errno;
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return -errno;
+	return ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0 ? -errno : 0;
+}
+
+static void uart_output(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct vm *vm = opaque;
+
+	chardev_write(&vm->console, buf, len);
+}
+
+static void uart_rx_space(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	chardev_input_space(&vm->console);
+}
+
+static void machine_reset(void *opaque)
+{
+	vm_request_stop(opaque, 0, NULL);
+}
+
+static void debug_exit(void *opaque, int status)
+{
+	vm_request_stop(opaque, status, NULL);
+}
+
+size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len)
+{
+	return uart_receive(&vm->arch->com1, buf, len);
+}
+
+static int register_devices(struct vm *vm)
+{
+	struct arch_vm *a = vm->arch;
+	const struct irq_line com1_irq = {.vm_fd = vm->vm_fd, .gsi = X86_COM1_IRQ};
+	const struct uart_backend com1_backend = {uart_output, uart_rx_space, vm};
+	int ret;
+
+	uart_init(&a->com1, &com1_irq, &com1_backend);
+	i8042_init(&a->kbc, machine_reset, vm);
+	cmos_init(&a->cmos);
+	test_device_init(&a->test_device);
+	a->debug_exit = (struct debug_exit){debug_exit, vm};
+	a->devices_initialized = true;
+
+	ret = bus_register(&vm->pio, X86_COM1_PORT, 8, &uart_bus_ops, &a->com1, "com1");
+	if (!ret)
+		ret = bus_register(&vm->pio, X86_I8042_DATA_PORT, 1, &i8042_data_ops, &a->kbc,
+		                   "i8042");
+	if (!ret)
+		ret = bus_register(&vm->pio, X86_I8042_CMD_PORT, 1, &i8042_cmd_ops, &a->kbc,
+		                   "i8042");
+	if (!ret)
+		ret = bus_register(&vm->pio, X86_CMOS_PORT, 2, &cmos_bus_ops, &a->cmos, "cmos");
+	if (!ret)
+		ret = bus_register(&vm->pio, X86_DEBUG_EXIT_PORT, 1, &debug_exit_ops,
+		                   &a->debug_exit, "debug-exit");
+	if (!ret && vm->config->test_device)
+		ret = bus_register(&vm->pio, X86_TEST_DEVICE_PORT, X86_TEST_DEVICE_PORT_LEN,
+		                   &test_device_ops, &a->test_device, "test-device");
+	if (!ret && vm->config->test_device)
+		ret = bus_register(&vm->mmio, X86_TEST_DEVICE_MMIO, X86_TEST_DEVICE_MMIO_LEN,
+		                   &test_device_ops, &a->test_device, "test-device");
+	return ret;
+}
+
+int arch_vm_init(struct vm *vm)
+{
+	int ret;
+
+	vm->arch = calloc(1, sizeof(*vm->arch));
+	if (!vm->arch)
+		return -ENOMEM;
+	ret = create_irqchip(vm);
+	if (ret) {
+		log_error("cannot create the in-kernel irqchip and PIT: %s", strerror(-ret));
+		return ret;
+	}
+	ret = x86_get_supported_cpuid(vm->kvm_fd, &vm->arch->supported_cpuid);
+	if (ret) {
+		log_error("KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+		return ret;
+	}
+	ret = register_devices(vm);
+	if (ret) {
+		log_error("cannot register the platform devices: %s", strerror(-ret));
+		return ret;
+	}
+	return load_kernel(vm);
+}
+
+void arch_vm_destroy(struct vm *vm)
+{
+	struct arch_vm *a = vm->arch;
+
+	if (!a)
+		return;
+	if (a->devices_initialized) {
+		uart_destroy(&a->com1);
+		i8042_destroy(&a->kbc);
+		cmos_destroy(&a->cmos);
+		test_device_destroy(&a->test_device);
+	}
+	free(a->supported_cpuid);
+	free(a);
+	vm->arch = NULL;
+}
+
+int arch_handle_exit(struct vcpu *vcpu)
+{
+	char why[64];
+
+	snprintf(why, sizeof(why), "vCPU %u: unhandled KVM exit reason %u", vcpu->id,
+	         vcpu->run->exit_reason);
+	vm_request_stop(vcpu->vm, 1, why);
+	return VCPU_EXIT;
+}

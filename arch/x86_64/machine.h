@@ -1,0 +1,30 @@
+/* x86_64 machine state shared by machine.c (VM, devices, kernel) and cpu.c (vCPU set-up). */
+#ifndef VMM_ARCH_X86_64_MACHINE_H
+#define VMM_ARCH_X86_64_MACHINE_H
+
+#include <linux/kvm.h>
+
+#include "arch/x86_64/boot.h"
+#include "devices/cmos.h"
+#include "devices/i8042.h"
+#include "devices/test_device.h"
+#include "devices/uart_8250.h"
+
+struct arch_vm {
+	struct boot_info boot;
+	struct kvm_cpuid2 *supported_cpuid; /* KVM_GET_SUPPORTED_CPUID, the per-vCPU template */
+	struct uart_8250 com1;
+	struct i8042 kbc;
+	struct cmos cmos;
+	struct debug_exit debug_exit;
+	struct test_device test_device;
+	bool devices_initialized;
+};
+
+/* Writes the GDT and, for the 64-bit entry, the identity-mapping page tables. */
+int x86_write_boot_tables(const struct guest_memory *mem, enum x86_entry_mode mode) MUST_CHECK;
+
+/* Fetches KVM_GET_SUPPORTED_CPUID into a malloc'ed struct. Returns 0 or -errno. */
+int x86_get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out) MUST_CHECK;
+
+#endif

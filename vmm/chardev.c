@@ -1,0 +1,165 @@
+#include "vmm/chardev.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "vmm/log.h"
+
+#define CTRL_A 0x01
+
+static void set_raw_mode(struct chardev *chr)
+{
+	struct termios raw;
+
+	if (tcgetattr(chr->in_fd, &chr->saved_termios) < 0)
+		return;
+	raw = chr->saved_termios;
+	cfmakeraw(&raw);
+	/* Keep output post-processing so the host terminal still turns \n into \r\n. */
+	raw.c_oflag |= OPOST;
+	if (tcsetattr(chr->in_fd, TCSANOW, &raw) == 0)
+		chr->raw_mode_set = true;
+}
+
+/* Applies the Ctrl-A escape in place; returns the new length. Sets quit when asked. */
+static size_t filter_escapes(struct chardev *chr, uint8_t *buf, size_t len, bool *quit)
+{
+	size_t out = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		uint8_t c = buf[i];
+
+		if (chr->escape_pending) {
+			chr->escape_pending = false;
+			if (c == 'x' || c == 'X') {
+				*quit = true;
+				return out;
+			}
+			buf[out++] =
+			        c; /* Ctrl-A Ctrl-A sends one; other keys go through as typed */
+			continue;
+		}
+		if (c == CTRL_A) {
+			chr->escape_pending = true;
+			continue;
+		}
+		buf[out++] = c;
+	}
+	return out;
+}
+
+/* Pushes pending input into the device; stops watching stdin while the device is full. */
+static void flush_pending(struct chardev *chr)
+{
+	while (chr->pending_len) {
+		size_t n = chr->ops->deliver(chr->opaque, chr->pending + chr->pending_off,
+		                             chr->pending_len);
+		if (n == 0)
+			break;
+		chr->pending_off += n;
+		chr->pending_len -= n;
+	}
+	if (!chr->in_closed)
+		event_loop_modify(chr->loop, &chr->input, chr->pending_len ? 0 : EPOLLIN);
+}
+
+static void on_input(void *opaque, uint32_t events)
+{
+	struct chardev *chr = opaque;
+	bool quit = false;
+	ssize_t n;
+
+	(void)events;
+	n = read(chr->in_fd, chr->pending, sizeof(chr->pending));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		/* End of input: the guest keeps running, it just gets no more input. */
+		event_loop_del(chr->loop, &chr->input);
+		chr->in_closed = true;
+		return;
+	}
+	chr->pending_off = 0;
+	chr->pending_len = (size_t)n;
+	if (chr->is_tty)
+		chr->pending_len = filter_escapes(chr, chr->pending, chr->pending_len, &quit);
+	if (quit) {
+		chr->ops->quit(chr->opaque);
+		return;
+	}
+	flush_pending(chr);
+}
+
+static void on_space(void *opaque, uint32_t events)
+{
+	struct chardev *chr = opaque;
+	uint64_t count;
+
+	(void)events;
+	if (read(chr->space.fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_debug("console: eventfd read: %d", errno);
+	flush_pending(chr);
+}
+
+int chardev_init(struct chardev *chr, int in_fd, int out_fd, struct event_loop *loop,
+                 const struct chardev_ops *ops, void *opaque)
+{
+	int ret;
+
+	*chr = (struct chardev){
+	        .in_fd = in_fd, .out_fd = out_fd, .ops = ops, .opaque = opaque, .loop = loop};
+	chr->space = (struct event_source){.handler = on_space, .opaque = chr};
+	chr->input = (struct event_source){.fd = in_fd, .handler = on_input, .opaque = chr};
+	chr->space.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (chr->space.fd < 0)
+		return -errno;
+	ret = event_loop_add(loop, &chr->space, EPOLLIN);
+	if (ret)
+		return ret;
+	chr->is_tty = isatty(in_fd);
+	if (chr->is_tty)
+		set_raw_mode(chr);
+	ret = event_loop_add(loop, &chr->input, EPOLLIN);
+	if (ret == -EPERM) {
+		/* A regular file or /dev/null as stdin cannot be polled: no input, not an error. */
+		chr->in_closed = true;
+		ret = 0;
+	}
+	return ret;
+}
+
+void chardev_destroy(struct chardev *chr)
+{
+	if (chr->raw_mode_set) {
+		tcsetattr(chr->in_fd, TCSANOW, &chr->saved_termios);
+		chr->raw_mode_set = false;
+	}
+	if (chr->space.fd > 0) {
+		close(chr->space.fd);
+		chr->space.fd = -1;
+	}
+}
+
+void chardev_write(struct chardev *chr, const uint8_t *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(chr->out_fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* the reader went away: the guest's output is dropped */
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+void chardev_input_space(struct chardev *chr)
+{
+	uint64_t one = 1;
+
+	if (write(chr->space.fd, &one, sizeof(one)) < 0)
+		log_debug("console: eventfd write: %d", errno);
+}

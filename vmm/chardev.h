@@ -1,0 +1,47 @@
+/*
+ * The host side of the guest console: guest output to an fd (stdout), host input from an fd
+ * (stdin) with back-pressure, a terminal put in raw mode and restored, and the Ctrl-A escape
+ * (Ctrl-A x quits, Ctrl-A Ctrl-A sends a literal Ctrl-A) when the input is a terminal.
+ */
+#ifndef VMM_VMM_CHARDEV_H
+#define VMM_VMM_CHARDEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <termios.h>
+
+#include "vmm/event_loop.h"
+
+struct chardev_ops {
+	/* Offers input to the device; returns how many bytes it took. */
+	size_t (*deliver)(void *opaque, const uint8_t *buf, size_t len);
+	/* The user typed the quit escape. */
+	void (*quit)(void *opaque);
+};
+
+struct chardev {
+	int in_fd, out_fd;
+	bool is_tty, raw_mode_set, in_closed, escape_pending;
+	struct termios saved_termios;
+	const struct chardev_ops *ops;
+	void *opaque;
+	struct event_loop *loop;
+	struct event_source input, space; /* stdin; eventfd signalled when the device has room */
+	uint8_t pending[4096];
+	size_t pending_off, pending_len;
+};
+
+/* Sets up the chardev on @in_fd/@out_fd and registers its input with @loop. */
+int chardev_init(struct chardev *chr, int in_fd, int out_fd, struct event_loop *loop,
+                 const struct chardev_ops *ops, void *opaque) MUST_CHECK;
+/* Restores the terminal. Safe to call more than once. */
+void chardev_destroy(struct chardev *chr);
+
+/* Guest output. Blocking; drops output when the reader has gone (EPIPE). Any thread. */
+void chardev_write(struct chardev *chr, const uint8_t *buf, size_t len);
+
+/* The device has room for input again. Any thread; only writes to an eventfd. */
+void chardev_input_space(struct chardev *chr);
+
+#endif

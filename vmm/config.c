@@ -1,0 +1,293 @@
+#include "vmm/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/arch.h"
+
+enum {
+	OPT_KERNEL = 'k',
+	OPT_HELP = 'h',
+	OPT_INITRD = 256,
+	OPT_CMDLINE,
+	OPT_MEM,
+	OPT_CPUS,
+	OPT_TEST_DEVICE,
+	OPT_LOG_LEVEL,
+	OPT_TIMEOUT,
+	OPT_VERSION,
+};
+
+static const struct option long_options[] = {
+        {"kernel", required_argument, NULL, OPT_KERNEL},
+        {"initrd", required_argument, NULL, OPT_INITRD},
+        {"cmdline", required_argument, NULL, OPT_CMDLINE},
+        {"mem", required_argument, NULL, OPT_MEM},
+        {"cpus", required_argument, NULL, OPT_CPUS},
+        {"test-device", no_argument, NULL, OPT_TEST_DEVICE},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+};
+
+void config_usage(FILE *out)
+{
+	fprintf(out,
+	        "Usage: vmm --kernel PATH [options]\n"
+	        "Boot a Linux kernel (bzImage, ELF vmlinux with a PVH note, or plain ELF64) under "
+	        "KVM\n"
+	        "with a 16550A serial console on stdin/stdout.\n"
+	        "\n"
+	        "Options:\n"
+	        "  -k, --kernel PATH     kernel to boot (required)\n"
+	        "      --initrd PATH     initial ramdisk\n"
+	        "      --cmdline STRING  kernel command line; vmm appends \"" CONFIG_DEFAULT_ARGS
+	        "\"\n"
+	        "                        for each of those parameters you do not set yourself\n"
+	        "                        (so a panicking guest resets, and a reset ends vmm)\n"
+	        "      --mem SIZE        guest RAM, with K, M, G suffix (default 512M)\n"
+	        "      --cpus N          number of vCPUs, 1 to %d (default 1)\n"
+	        "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
+	        "      --log-level LEVEL error, warn (default), info or debug\n"
+	        "      --test-device     add the scratch test device (port 0x520, MMIO "
+	        "0xd0000000)\n"
+	        "  -h, --help            show this help\n"
+	        "      --version         show the version\n"
+	        "\n"
+	        "Console: when stdin is a terminal it is put in raw mode; Ctrl-A x quits,\n"
+	        "Ctrl-A Ctrl-A sends a literal Ctrl-A. Pipes work too.\n"
+	        "\n"
+	        "Exit status: 0 when the guest reboots or powers off, 1 on a vmm error or a guest\n"
+	        "crash (triple fault) or SIGINT/SIGTERM, 2 on a usage error, 124 on --timeout, and "
+	        "a\n"
+	        "byte the guest writes to port 0xf4 (debug exit).\n"
+	        "\n"
+	        "Environment: VMM_KVM_DEVICE overrides the KVM device path (default /dev/kvm).\n",
+	        CONFIG_MAX_CPUS);
+}
+
+static enum config_result fail(char *err, size_t errlen, const char *fmt, ...) PRINTF(3, 4);
+
+static enum config_result fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return CONFIG_ERROR;
+}
+
+int config_parse_size(const char *text, uint64_t *out)
+{
+	static const char suffixes[] = "KMGT";
+	uint64_t value = 0, multiplier = 1;
+	const char *p = text;
+	const char *unit;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (mul_overflows(value, 10, &value) || add_overflows(value, *p - '0', &value))
+			return -ERANGE;
+	}
+	if (*p) {
+		unit = strchr(suffixes, *p & ~0x20);
+		if (!unit)
+			return -EINVAL;
+		multiplier = 1ULL << (10 * (unit - suffixes + 1));
+		p++;
+		if ((*p | 0x20) == 'i')
+			p++;
+		if ((*p | 0x20) == 'b')
+			p++;
+		if (*p)
+			return -EINVAL;
+	}
+	if (mul_overflows(value, multiplier, out))
+		return -ERANGE;
+	return 0;
+}
+
+static int parse_uint(const char *text, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long value;
+
+	if (*text < '0' || *text > '9')
+		return -EINVAL;
+	errno = 0;
+	value = strtoul(text, &end, 10);
+	if (*end)
+		return -EINVAL;
+	if (errno || value > max)
+		return -ERANGE;
+	*out = (unsigned)value;
+	return 0;
+}
+
+static enum config_result check_config(struct vm_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->kernel_path)
+		return fail(err, errlen, "no kernel given: use --kernel PATH (see --help)");
+	if (cfg->mem_size < ARCH_MIN_RAM)
+		return fail(err, errlen, "--mem: at least %llu MiB are needed",
+		            (unsigned long long)(ARCH_MIN_RAM / MIB));
+	if (cfg->mem_size % (4 * KIB))
+		return fail(err, errlen, "--mem: size must be a multiple of 4 KiB");
+	if (cfg->mem_size > ARCH_MAX_RAM)
+		return fail(err, errlen, "--mem: at most %llu GiB are supported",
+		            (unsigned long long)(ARCH_MAX_RAM / GIB));
+	return CONFIG_OK;
+}
+
+static enum config_result parse_option(int opt, const char *arg, struct vm_config *cfg, char *err,
+                                       size_t errlen)
+{
+	switch (opt) {
+	case OPT_KERNEL:
+		cfg->kernel_path = arg;
+		break;
+	case OPT_INITRD:
+		cfg->initrd_path = arg;
+		break;
+	case OPT_CMDLINE:
+		cfg->cmdline = arg;
+		break;
+	case OPT_MEM:
+		if (config_parse_size(arg, &cfg->mem_size))
+			return fail(err, errlen, "--mem: invalid size '%s' (examples: 512M, 2G)",
+			            arg);
+		break;
+	case OPT_CPUS:
+		if (parse_uint(arg, CONFIG_MAX_CPUS, &cfg->cpus) || cfg->cpus == 0)
+			return fail(err, errlen, "--cpus: '%s' is not a number from 1 to %d", arg,
+			            CONFIG_MAX_CPUS);
+		break;
+	case OPT_TEST_DEVICE:
+		cfg->test_device = true;
+		break;
+	case OPT_LOG_LEVEL:
+		if (log_parse_level(arg, &cfg->log_level))
+			return fail(err, errlen,
+			            "--log-level: '%s' is not one of error, warn, info, debug",
+			            arg);
+		break;
+	case OPT_TIMEOUT:
+		if (parse_uint(arg, 1000000, &cfg->timeout_sec) || cfg->timeout_sec == 0)
+			return fail(err, errlen, "--timeout: '%s' is not a number of seconds", arg);
+		break;
+	case OPT_HELP:
+		return CONFIG_HELP;
+	case OPT_VERSION:
+		return CONFIG_VERSION;
+	default:
+		return fail(err, errlen, "invalid option (see --help)");
+	}
+	return CONFIG_OK;
+}
+
+enum config_result config_parse(int argc, char *const argv[], struct vm_config *out, char *err,
+                                size_t errlen)
+{
+	enum config_result result;
+	int opt;
+
+	*out = (struct vm_config){.mem_size = CONFIG_DEFAULT_MEM, .cpus = 1, .log_level = LOG_WARN};
+	optind = 0; /* restart getopt: config_parse may be called more than once */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":k:h", long_options, NULL)) != -1) {
+		if (opt == '?')
+			return fail(err, errlen, "unknown option '%s' (see --help)",
+			            argv[optind - 1]);
+		if (opt == ':')
+			return fail(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+		result = parse_option(opt, optarg, out, err, errlen);
+		if (result != CONFIG_OK)
+			return result;
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+	return check_config(out, err, errlen);
+}
+
+/* True when the space-separated parameter list @cmdline sets @key ("key" or "key=..."). */
+static bool has_param(const char *cmdline, const char *key, size_t key_len)
+{
+	const char *p = cmdline;
+
+	while (*p) {
+		size_t len;
+
+		p += strspn(p, " ");
+		len = strcspn(p, " ");
+		if (len == 2 && strncmp(p, "--", 2) == 0)
+			return false;
+		if (len >= key_len && strncmp(p, key, key_len) == 0 &&
+		    (len == key_len || p[key_len] == '='))
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+/* Offset of a standalone "--" separator in @cmdline, or its length when there is none. */
+static size_t separator_offset(const char *cmdline)
+{
+	size_t off = 0;
+
+	while (cmdline[off]) {
+		size_t len;
+
+		off += strspn(cmdline + off, " ");
+		len = strcspn(cmdline + off, " ");
+		if (len == 2 && strncmp(cmdline + off, "--", 2) == 0)
+			return off;
+		off += len;
+	}
+	return off;
+}
+
+char *config_kernel_cmdline(const char *user)
+{
+	const char *defaults = CONFIG_DEFAULT_ARGS;
+	size_t split, user_len;
+	char *result, *out;
+
+	if (!user)
+		user = "";
+	user_len = strlen(user);
+	split = separator_offset(user);
+	result = malloc(user_len + strlen(defaults) + 3);
+	if (!result)
+		return NULL;
+	memcpy(result, user, split);
+	out = result + split;
+	while (out > result && out[-1] == ' ')
+		out--;
+	for (const char *p = defaults; *p;) {
+		size_t len = strcspn(p, " ");
+		size_t key_len = strcspn(p, "=");
+
+		if (!has_param(user, p, MIN(len, key_len))) {
+			if (out > result)
+				*out++ = ' ';
+			memcpy(out, p, len);
+			out += len;
+		}
+		p += len;
+		p += strspn(p, " ");
+	}
+	if (split < user_len) {
+		*out++ = ' ';
+		memcpy(out, user + split, user_len - split);
+		out += user_len - split;
+	}
+	*out = '\0';
+	return result;
+}

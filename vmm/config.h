@@ -1,0 +1,57 @@
+/* Command-line parsing into a plain, validated struct vm_config. No side effects; unit-tested. */
+#ifndef VMM_VMM_CONFIG_H
+#define VMM_VMM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vmm/log.h"
+
+#define CONFIG_DEFAULT_MEM  (512 * MIB)
+#define CONFIG_MAX_CPUS     255 /* xAPIC IDs are 8 bits */
+#define CONFIG_DEFAULT_ARGS "console=ttyS0 panic=-1 reboot=k"
+
+struct vm_config {
+	const char *kernel_path;
+	const char *initrd_path; /* NULL: none */
+	const char *cmdline;     /* the user's, NULL when not given */
+	uint64_t mem_size;
+	unsigned cpus;
+	bool test_device;
+	enum log_level log_level;
+	unsigned timeout_sec; /* 0: none */
+};
+
+enum config_result {
+	CONFIG_OK,
+	CONFIG_HELP,    /* --help: print config_usage() and exit 0 */
+	CONFIG_VERSION, /* --version */
+	CONFIG_ERROR,   /* usage error; @err holds one line */
+};
+
+/*
+ * Parses argv into @out (pointers refer into argv). On CONFIG_ERROR, @err holds a one-line
+ * message without the "vmm: " prefix.
+ */
+enum config_result config_parse(int argc, char *const argv[], struct vm_config *out, char *err,
+                                size_t errlen);
+
+/* Prints the --help text. */
+void config_usage(FILE *out);
+
+/*
+ * Parses a size: decimal digits with an optional K, M, G or T suffix (binary multiples,
+ * case-insensitive, optional trailing "B" or "iB"). Returns 0, or -EINVAL / -ERANGE.
+ */
+int config_parse_size(const char *text, uint64_t *out);
+
+/*
+ * Builds the kernel command line: the user's parameters followed by each default of
+ * CONFIG_DEFAULT_ARGS whose key the user did not set, inserted before a "--" separator if the
+ * user has one. Returns a malloc'ed string or NULL on allocation failure.
+ */
+char *config_kernel_cmdline(const char *user);
+
+#endif

@@ -1,0 +1,37 @@
+/* vmm: parse the command line, build the VM, run it, map the outcome to an exit status. */
+#include <stdio.h>
+
+#include "vmm/config.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define EXIT_VMM_ERROR   1
+#define EXIT_USAGE_ERROR 2
+
+int main(int argc, char *argv[])
+{
+	struct vm_config config;
+	struct vm *vm;
+	char err[256];
+	int status;
+
+	switch (config_parse(argc, argv, &config, err, sizeof(err))) {
+	case CONFIG_HELP:
+		config_usage(stdout);
+		return 0;
+	case CONFIG_VERSION:
+		printf("vmm %s\n", VMM_VERSION);
+		return 0;
+	case CONFIG_ERROR:
+		fprintf(stderr, "vmm: %s\n", err);
+		return EXIT_USAGE_ERROR;
+	case CONFIG_OK:
+		break;
+	}
+	log_set_level(config.log_level);
+	if (vm_create(&config, &vm))
+		return EXIT_VMM_ERROR;
+	status = vm_run(vm);
+	vm_destroy(vm);
+	return status;
+}

@@ -1,0 +1,41 @@
+/* vCPU threads: one KVM_RUN loop per vCPU, dispatching exits to the buses. */
+#ifndef VMM_VMM_VCPU_H
+#define VMM_VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "vmm/util.h"
+
+struct vm;
+
+/* What an exit handler asks the run loop to do next. */
+enum vcpu_action {
+	VCPU_CONTINUE,
+	VCPU_EXIT, /* leave the run loop; the handler already asked the VM to stop */
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+};
+
+/* Creates vCPU @id of @vm (KVM_CREATE_VCPU and the kvm_run mapping). Returns 0 or -errno. */
+int vcpu_create(struct vm *vm, unsigned id, struct vcpu *vcpu) MUST_CHECK;
+void vcpu_destroy(struct vcpu *vcpu);
+
+/* Starts the vCPU's thread. Signals must be set up by the caller (see vcpu_signals_init). */
+int vcpu_start(struct vcpu *vcpu) MUST_CHECK;
+/* Makes the vCPU leave KVM_RUN promptly (immediate_exit plus a signal). Any thread. */
+void vcpu_kick(struct vcpu *vcpu);
+void vcpu_join(struct vcpu *vcpu);
+
+/* Installs the kick signal's handler; call once before starting any vCPU thread. */
+int vcpu_signals_init(void) MUST_CHECK;
+
+#endif

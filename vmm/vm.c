@@ -1,0 +1,365 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "arch/arch.h"
+#include "vmm/log.h"
+
+#define EXIT_STATUS_SIGNAL  1
+#define EXIT_STATUS_TIMEOUT 124
+
+static const struct {
+	int cap;
+	const char *name;
+} required_caps[] = {
+        {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+        {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+        {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+        {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+        {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+        {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+};
+
+static int open_kvm(struct vm *vm)
+{
+	const char *path = getenv("VMM_KVM_DEVICE");
+	int version;
+
+	if (!path || !*path)
+		path = "/dev/kvm";
+	vm->kvm_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		int err = errno;
+		if (err == ENOENT)
+			log_error("%s: %s: load the kvm module (modprobe kvm_intel or kvm_amd) and "
+			          "enable virtualization in the firmware",
+			          path, strerror(err));
+		else if (err == EACCES || err == EPERM)
+			log_error("%s: %s: add yourself to the 'kvm' group (sudo usermod -aG kvm "
+			          "$USER, then log in again) or run as root",
+			          path, strerror(err));
+		else
+			log_error("%s: %s", path, strerror(err));
+		return -err;
+	}
+	version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (version != KVM_API_VERSION) {
+		log_error("%s: KVM API version %d, vmm needs %d", path, version, KVM_API_VERSION);
+		return -ENOTSUP;
+	}
+	for (unsigned i = 0; i < ARRAY_SIZE(required_caps); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+			log_error("%s: this KVM lacks %s", path, required_caps[i].name);
+			return -ENOTSUP;
+		}
+	}
+	return 0;
+}
+
+static int check_cpus(struct vm *vm)
+{
+	int max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+
+	if (max <= 0)
+		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max <= 0)
+		max = 4;
+	if (vm->config->cpus > (unsigned)max) {
+		log_error("--cpus %u: this host's KVM allows at most %d vCPUs", vm->config->cpus,
+		          max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Host RAM plus swap, in bytes, from /proc/meminfo; 0 when unknown. */
+static uint64_t host_memory_bytes(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	unsigned long long kib, total = 0;
+	char key[64];
+
+	if (!f)
+		return 0;
+	while (fscanf(f, "%63s %llu kB\n", key, &kib) == 2) {
+		if (strcmp(key, "MemTotal:") == 0 || strcmp(key, "SwapTotal:") == 0)
+			total += kib * KIB;
+	}
+	fclose(f);
+	return total;
+}
+
+static int setup_memory(struct vm *vm)
+{
+	uint64_t host = host_memory_bytes();
+	int ret;
+
+	if (host && vm->config->mem_size > host) {
+		log_error("--mem %llu MiB is more than this host can back (%llu MiB of RAM and "
+		          "swap)",
+		          (unsigned long long)(vm->config->mem_size / MIB),
+		          (unsigned long long)(host / MIB));
+		return -ENOMEM;
+	}
+	ret = arch_memory_init(&vm->mem, vm->config->mem_size);
+	if (ret) {
+		log_error("cannot map %llu MiB of guest memory: %s",
+		          (unsigned long long)(vm->config->mem_size / MIB), strerror(-ret));
+		return ret;
+	}
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
+		const struct mem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region slot = {
+		        .slot = i,
+		        .guest_phys_addr = r->gpa,
+		        .memory_size = r->size,
+		        .userspace_addr = (uintptr_t)r->host,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+			log_error("KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+static int create_vcpus(struct vm *vm)
+{
+	int ret;
+
+	vm->vcpus = calloc(vm->config->cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vm->config->cpus; i++) {
+		ret = vcpu_create(vm, i, &vm->vcpus[i]);
+		if (ret) {
+			log_error("cannot create vCPU %u: %s", i, strerror(-ret));
+			return ret;
+		}
+		vm->nr_vcpus++;
+		ret = arch_vcpu_init(&vm->vcpus[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int vm_build(struct vm *vm)
+{
+	int ret = open_kvm(vm);
+
+	if (ret || (ret = check_cpus(vm)))
+		return ret;
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		log_error("KVM_CREATE_VM: %s", strerror(errno));
+		return -errno;
+	}
+	vm->vcpu_mmap_size = (size_t)ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	ret = setup_memory(vm);
+	if (ret)
+		return ret;
+	ret = arch_vm_init(vm);
+	if (ret)
+		return ret;
+	return create_vcpus(vm);
+}
+
+int vm_create(const struct vm_config *config, struct vm **out)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	int ret;
+
+	if (!vm) {
+		log_error("out of memory");
+		return -ENOMEM;
+	}
+	vm->config = config;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->loop.epoll_fd = -1;
+	vm->stop_event.fd = vm->signals.fd = vm->timer.fd = -1;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+	ret = vm_build(vm);
+	if (ret) {
+		vm_destroy(vm);
+		return ret;
+	}
+	*out = vm;
+	return 0;
+}
+
+void vm_request_stop(struct vm *vm, int status, const char *why)
+{
+	uint64_t one = 1;
+	bool first;
+
+	pthread_mutex_lock(&vm->stop_lock);
+	first = !vm->stopping;
+	if (first) {
+		vm->exit_status = status;
+		__atomic_store_n(&vm->stopping, true, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&vm->stop_lock);
+	if (!first)
+		return;
+	if (why)
+		log_error("%s", why);
+	if (write(vm->stop_event.fd, &one, sizeof(one)) < 0)
+		log_debug("stop eventfd: %s", strerror(errno));
+}
+
+static void on_stop(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+
+	(void)events;
+	event_loop_stop(&vm->loop);
+}
+
+static void on_signal(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	struct signalfd_siginfo info;
+
+	(void)events;
+	if (read(vm->signals.fd, &info, sizeof(info)) != sizeof(info))
+		return;
+	log_info("stopping on signal %u", info.ssi_signo);
+	vm_request_stop(vm, EXIT_STATUS_SIGNAL, NULL);
+}
+
+static void on_timeout(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	char why[64];
+
+	(void)events;
+	snprintf(why, sizeof(why), "--timeout: stopping the guest after %u s",
+	         vm->config->timeout_sec);
+	vm_request_stop(vm, EXIT_STATUS_TIMEOUT, why);
+}
+
+static size_t console_deliver(void *opaque, const uint8_t *buf, size_t len)
+{
+	return arch_console_input(opaque, buf, len);
+}
+
+static void console_quit(void *opaque)
+{
+	vm_request_stop(opaque, 0, NULL);
+}
+
+static const struct chardev_ops console_ops = {
+        .deliver = console_deliver,
+        .quit = console_quit,
+};
+
+static int watch(struct vm *vm, struct event_source *src, int fd, event_handler_fn handler)
+{
+	*src = (struct event_source){.fd = fd, .handler = handler, .opaque = vm};
+	return fd < 0 ? -errno : event_loop_add(&vm->loop, src, EPOLLIN);
+}
+
+/*
+ * The main thread's sources: a stop eventfd, SIGINT/SIGTERM through a signalfd (blocked in
+ * every thread, so vCPU threads inherit the mask), the timeout timer, and the console.
+ */
+static int setup_event_loop(struct vm *vm)
+{
+	sigset_t mask;
+	int ret;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	sigdelset(&mask, SIGUSR1);
+	signal(SIGPIPE, SIG_IGN);
+	ret = event_loop_init(&vm->loop);
+	if (!ret)
+		ret = watch(vm, &vm->stop_event, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), on_stop);
+	if (!ret)
+		ret = watch(vm, &vm->signals, signalfd(-1, &mask, SFD_CLOEXEC), on_signal);
+	if (!ret && vm->config->timeout_sec) {
+		struct itimerspec when = {.it_value.tv_sec = vm->config->timeout_sec};
+		ret = watch(vm, &vm->timer, timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC),
+		            on_timeout);
+		if (!ret && timerfd_settime(vm->timer.fd, 0, &when, NULL) < 0)
+			ret = -errno;
+	}
+	if (!ret)
+		ret = chardev_init(&vm->console, STDIN_FILENO, STDOUT_FILENO, &vm->loop,
+		                   &console_ops, vm);
+	return ret;
+}
+
+int vm_run(struct vm *vm)
+{
+	int ret = setup_event_loop(vm);
+
+	if (!ret)
+		ret = vcpu_signals_init();
+	if (ret) {
+		log_error("cannot set up the event loop: %s", strerror(-ret));
+		return 1;
+	}
+	for (unsigned i = 0; i < vm->nr_vcpus && !ret; i++)
+		ret = vcpu_start(&vm->vcpus[i]);
+	if (ret)
+		vm_request_stop(vm, 1, "cannot start the vCPU threads");
+	ret = event_loop_run(&vm->loop);
+	if (ret)
+		vm_request_stop(vm, 1, "event loop failed");
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_join(&vm->vcpus[i]);
+	chardev_destroy(&vm->console);
+	return vm->exit_status;
+}
+
+static void close_fd(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		vcpu_kick(&vm->vcpus[i]);
+		vcpu_join(&vm->vcpus[i]);
+	}
+	chardev_destroy(&vm->console);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	arch_vm_destroy(vm);
+	close_fd(vm->stop_event.fd);
+	close_fd(vm->signals.fd);
+	close_fd(vm->timer.fd);
+	event_loop_free(&vm->loop);
+	bus_free(&vm->pio);
+	bus_free(&vm->mmio);
+	guest_memory_free(&vm->mem);
+	close_fd(vm->vm_fd);
+	close_fd(vm->kvm_fd);
+	pthread_mutex_destroy(&vm->stop_lock);
+	free(vm);
+}

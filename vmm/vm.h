@@ -1,0 +1,53 @@
+/* A VM's lifecycle: creation from a config, running, stopping, teardown in reverse order. */
+#ifndef VMM_VMM_VM_H
+#define VMM_VMM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vmm/bus.h"
+#include "vmm/chardev.h"
+#include "vmm/config.h"
+#include "vmm/event_loop.h"
+#include "vmm/memory.h"
+#include "vmm/vcpu.h"
+
+struct arch_vm;
+
+struct vm {
+	const struct vm_config *config;
+	int kvm_fd, vm_fd;
+	size_t vcpu_mmap_size;
+	struct guest_memory mem;
+	struct bus pio, mmio;
+	struct vcpu *vcpus;
+	unsigned nr_vcpus;
+	struct arch_vm *arch;
+	struct event_loop loop;
+	struct chardev console;
+	struct event_source signals, timer, stop_event;
+
+	pthread_mutex_t stop_lock; /* guards stopping and exit_status */
+	bool stopping;
+	int exit_status;
+};
+
+/*
+ * Builds the VM described by @config: /dev/kvm, guest memory, machine, kernel, vCPUs. On
+ * failure prints one error line, frees what was built and returns -errno.
+ */
+int vm_create(const struct vm_config *config, struct vm **out) MUST_CHECK;
+
+/* Runs the VM until it stops; returns the process exit status. */
+int vm_run(struct vm *vm);
+
+void vm_destroy(struct vm *vm);
+
+/*
+ * Asks the VM to stop with @status. The first request wins; later ones are ignored. Any
+ * thread. @why, if not NULL, is printed on stderr (for errors and crashes).
+ */
+void vm_request_stop(struct vm *vm, int status, const char *why);
+
+#endif
