@@ -1,0 +1,171 @@
+#include <check.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/config.h"
+
+static enum config_result parse(struct vm_config *cfg, char *err, const char *a0, ...)
+{
+	char *argv[32] = {"vmm"};
+	int argc = 1;
+	va_list ap;
+
+	va_start(ap, a0);
+	for (const char *a = a0; a; a = va_arg(ap, const char *))
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	return config_parse(argc, argv, cfg, err, 256);
+}
+
+START_TEST(sizes)
+{
+	static const struct {
+		const char *text;
+		int ret;
+		uint64_t value;
+	} cases[] = {
+	        {"0", 0, 0},
+	        {"4096", 0, 4096},
+	        {"1K", 0, 1024},
+	        {"1k", 0, 1024},
+	        {"512M", 0, 512ULL << 20},
+	        {"512MiB", 0, 512ULL << 20},
+	        {"512MB", 0, 512ULL << 20},
+	        {"2G", 0, 2ULL << 30},
+	        {"3t", 0, 3ULL << 40},
+	        {"", -EINVAL, 0},
+	        {"M", -EINVAL, 0},
+	        {"-1", -EINVAL, 0},
+	        {" 1", -EINVAL, 0},
+	        {"12Q", -EINVAL, 0},
+	        {"1MM", -EINVAL, 0},
+	        {"1.5G", -EINVAL, 0},
+	        {"18446744073709551615", 0, UINT64_MAX},
+	        {"18446744073709551616", -ERANGE, 0},
+	        {"17179869184G", -ERANGE, 0},
+	};
+
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t v = 0;
+		int ret = config_parse_size(cases[i].text, &v);
+		ck_assert_msg(ret == cases[i].ret, "'%s': %d", cases[i].text, ret);
+		if (ret == 0)
+			ck_assert_msg(v == cases[i].value, "'%s'", cases[i].text);
+	}
+}
+END_TEST
+
+START_TEST(defaults_and_options)
+{
+	struct vm_config cfg;
+	char err[256];
+
+	ck_assert_int_eq(parse(&cfg, err, "--kernel", "k", NULL), CONFIG_OK);
+	ck_assert_str_eq(cfg.kernel_path, "k");
+	ck_assert(cfg.mem_size == 512 * MIB);
+	ck_assert_uint_eq(cfg.cpus, 1);
+	ck_assert_ptr_null(cfg.initrd_path);
+	ck_assert_ptr_null(cfg.cmdline);
+
+	ck_assert_int_eq(parse(&cfg, err, "-k", "bz", "--initrd", "i", "--cmdline", "a b", "--mem",
+	                       "1G", "--cpus", "4", "--test-device", "--log-level", "debug",
+	                       "--timeout", "30", NULL),
+	                 CONFIG_OK);
+	ck_assert_str_eq(cfg.kernel_path, "bz");
+	ck_assert_str_eq(cfg.initrd_path, "i");
+	ck_assert_str_eq(cfg.cmdline, "a b");
+	ck_assert(cfg.mem_size == GIB);
+	ck_assert_uint_eq(cfg.cpus, 4);
+	ck_assert(cfg.test_device);
+	ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
+	ck_assert_uint_eq(cfg.timeout_sec, 30);
+
+	ck_assert_int_eq(parse(&cfg, err, "--help", NULL), CONFIG_HELP);
+	ck_assert_int_eq(parse(&cfg, err, "--version", NULL), CONFIG_VERSION);
+}
+END_TEST
+
+START_TEST(usage_errors)
+{
+	static const struct {
+		const char *args[4];
+		const char *message;
+	} cases[] = {
+	        {{NULL}, "no kernel given"},
+	        {{"-k", "k", "--bogus"}, "unknown option '--bogus'"},
+	        {{"-k", "k", "extra"}, "unexpected argument 'extra'"},
+	        {{"-k"}, "needs a value"},
+	        {{"-k", "k", "--mem", "abc"}, "--mem: invalid size 'abc'"},
+	        {{"-k", "k", "--mem", "0"}, "--mem: at least"},
+	        {{"-k", "k", "--mem", "1K"}, "--mem: at least"},
+	        {{"-k", "k", "--mem", "100000001K"}, "multiple of 4 KiB"},
+	        {{"-k", "k", "--mem", "2000G"}, "--mem: at most"},
+	        {{"-k", "k", "--cpus", "0"}, "--cpus: '0'"},
+	        {{"-k", "k", "--cpus", "-1"}, "--cpus: '-1'"},
+	        {{"-k", "k", "--cpus", "256"}, "--cpus: '256'"},
+	        {{"-k", "k", "--cpus", "99999999999999999999"}, "--cpus"},
+	        {{"-k", "k", "--cpus", "2x"}, "--cpus: '2x'"},
+	        {{"-k", "k", "--log-level", "loud"}, "--log-level"},
+	        {{"-k", "k", "--timeout", "0"}, "--timeout"},
+	};
+
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vm_config cfg;
+		char err[256] = "";
+		const char *const *a = cases[i].args;
+		enum config_result r =
+		        parse(&cfg, err, a[0], a[0] ? a[1] : NULL, a[0] && a[1] ? a[2] : NULL,
+		              a[0] && a[1] && a[2] ? a[3] : NULL, NULL);
+		ck_assert_msg(r == CONFIG_ERROR, "case %u", i);
+		ck_assert_msg(strstr(err, cases[i].message), "case %u: '%s'", i, err);
+		ck_assert_msg(!strchr(err, '\n'), "case %u: one line", i);
+	}
+}
+END_TEST
+
+static void check_cmdline(const char *user, const char *expected)
+{
+	char *got = config_kernel_cmdline(user);
+
+	ck_assert_ptr_nonnull(got);
+	ck_assert_msg(strcmp(got, expected) == 0, "'%s' -> '%s', want '%s'", user ? user : "NULL",
+	              got, expected);
+	free(got);
+}
+
+START_TEST(kernel_cmdline_defaults)
+{
+	check_cmdline(NULL, "console=ttyS0 panic=-1 reboot=k");
+	check_cmdline("", "console=ttyS0 panic=-1 reboot=k");
+	check_cmdline("quiet", "quiet console=ttyS0 panic=-1 reboot=k");
+	check_cmdline("console=hvc0", "console=hvc0 panic=-1 reboot=k");
+	check_cmdline("panic=5 quiet", "panic=5 quiet console=ttyS0 reboot=k");
+	check_cmdline("reboot=t console=tty0 panic=0", "reboot=t console=tty0 panic=0");
+	check_cmdline("nopanic=1", "nopanic=1 console=ttyS0 panic=-1 reboot=k");
+	check_cmdline("root=/dev/vda -- init arg",
+	              "root=/dev/vda console=ttyS0 panic=-1 reboot=k -- init arg");
+	check_cmdline("quiet -- panic=1", "quiet console=ttyS0 panic=-1 reboot=k -- panic=1");
+	check_cmdline("  quiet  ", "  quiet console=ttyS0 panic=-1 reboot=k");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("config");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, sizes);
+	tcase_add_test(tc, defaults_and_options);
+	tcase_add_test(tc, usage_errors);
+	tcase_add_test(tc, kernel_cmdline_defaults);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
