@@ -32,6 +32,8 @@
 #define MISC_ENABLE_FAST_STRING 1
 #define MTRR_ENABLE_WRITEBACK   0x806 /* MTRRs enabled, default type write-back */
 
+#define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
+
 #define APIC_LVT0        0x350
 #define APIC_LVT1        0x360
 #define APIC_MODE_NMI    0x4
@@ -49,6 +51,13 @@ int x86_get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
 		int err = -errno;
 		free(cpuid);
 		return err;
+	}
+	/* KVM emulates the TSC-deadline timer in its local APIC but does not list it here. */
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0) {
+		for (unsigned i = 0; i < cpuid->nent; i++) {
+			if (cpuid->entries[i].function == 1)
+				cpuid->entries[i].ecx |= CPUID_1_ECX_TSC_DEADLINE;
+		}
 	}
 	*out = cpuid;
 	return 0;
