@@ -16,6 +16,7 @@ enum {
 	OPT_MEM,
 	OPT_CPUS,
 	OPT_TEST_DEVICE,
+	OPT_STATS,
 	OPT_LOG_LEVEL,
 	OPT_TIMEOUT,
 	OPT_VERSION,
@@ -28,6 +29,7 @@ static const struct option long_options[] = {
         {"mem", required_argument, NULL, OPT_MEM},
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"test-device", no_argument, NULL, OPT_TEST_DEVICE},
+        {"stats", no_argument, NULL, OPT_STATS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, OPT_HELP},
@@ -37,38 +39,37 @@ static const struct option long_options[] = {
 
 void config_usage(FILE *out)
 {
+	// clang-format off
 	fprintf(out,
-	        "Usage: vmm --kernel PATH [options]\n"
-	        "Boot a Linux kernel (bzImage, ELF vmlinux with a PVH note, or plain ELF64) under "
-	        "KVM\n"
-	        "with a 16550A serial console on stdin/stdout.\n"
-	        "\n"
-	        "Options:\n"
-	        "  -k, --kernel PATH     kernel to boot (required)\n"
-	        "      --initrd PATH     initial ramdisk\n"
-	        "      --cmdline STRING  kernel command line; vmm appends \"" CONFIG_DEFAULT_ARGS
-	        "\"\n"
-	        "                        for each of those parameters you do not set yourself\n"
-	        "                        (so a panicking guest resets, and a reset ends vmm)\n"
-	        "      --mem SIZE        guest RAM, with K, M, G suffix (default 512M)\n"
-	        "      --cpus N          number of vCPUs, 1 to %d (default 1)\n"
-	        "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
-	        "      --log-level LEVEL error, warn (default), info or debug\n"
-	        "      --test-device     add the scratch test device (port 0x520, MMIO "
-	        "0xd0000000)\n"
-	        "  -h, --help            show this help\n"
-	        "      --version         show the version\n"
-	        "\n"
-	        "Console: when stdin is a terminal it is put in raw mode; Ctrl-A x quits,\n"
-	        "Ctrl-A Ctrl-A sends a literal Ctrl-A. Pipes work too.\n"
-	        "\n"
-	        "Exit status: 0 when the guest reboots or powers off, 1 on a vmm error or a guest\n"
-	        "crash (triple fault) or SIGINT/SIGTERM, 2 on a usage error, 124 on --timeout, and "
-	        "a\n"
-	        "byte the guest writes to port 0xf4 (debug exit).\n"
-	        "\n"
-	        "Environment: VMM_KVM_DEVICE overrides the KVM device path (default /dev/kvm).\n",
-	        CONFIG_MAX_CPUS);
+"Usage: vmm --kernel PATH [options]\n"
+"Boot a Linux kernel (bzImage, ELF vmlinux with a PVH note, or plain ELF64) under KVM\n"
+"with a 16550A serial console on stdin/stdout.\n"
+"\n"
+"Options:\n"
+"  -k, --kernel PATH     kernel to boot (required)\n"
+"      --initrd PATH     initial ramdisk\n"
+"      --cmdline STRING  kernel command line; vmm appends \"" CONFIG_DEFAULT_ARGS "\"\n"
+"                        for each of those parameters you do not set yourself\n"
+"                        (so a panicking guest resets, and a reset ends vmm)\n"
+"      --mem SIZE        guest RAM, with K, M, G suffix (default 512M)\n"
+"      --cpus N          number of vCPUs, 1 to %d (default 1)\n"
+"      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
+"      --log-level LEVEL error, warn (default), info or debug\n"
+"      --stats           print the guest's exits to vmm, by kind, when it stops\n"
+"      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
+"  -h, --help            show this help\n"
+"      --version         show the version\n"
+"\n"
+"Console: when stdin is a terminal it is put in raw mode; Ctrl-A x quits,\n"
+"Ctrl-A Ctrl-A sends a literal Ctrl-A. Pipes work too.\n"
+"\n"
+"Exit status: 0 when the guest reboots or powers off (or on Ctrl-A x), 1 on a vmm\n"
+"error, a guest crash (triple fault) or SIGINT/SIGTERM, 2 on a usage error, 124 when\n"
+"--timeout expires, and the byte a guest writes to port 0xf4 (debug exit).\n"
+"\n"
+"Environment: VMM_KVM_DEVICE overrides the KVM device path (default /dev/kvm).\n",
+		CONFIG_MAX_CPUS);
+	// clang-format on
 }
 
 static enum config_result fail(char *err, size_t errlen, const char *fmt, ...) PRINTF(3, 4);
@@ -171,6 +172,9 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 		break;
 	case OPT_TEST_DEVICE:
 		cfg->test_device = true;
+		break;
+	case OPT_STATS:
+		cfg->stats = true;
 		break;
 	case OPT_LOG_LEVEL:
 		if (log_parse_level(arg, &cfg->log_level))

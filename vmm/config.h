@@ -20,6 +20,7 @@ struct vm_config {
 	uint64_t mem_size;
 	unsigned cpus;
 	bool test_device;
+	bool stats; /* print exit counters when the VM stops */
 	enum log_level log_level;
 	unsigned timeout_sec; /* 0: none */
 };

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -153,6 +154,7 @@ static int dispatch_exit(struct vcpu *vcpu)
 {
 	uint32_t reason = vcpu->run->exit_reason;
 
+	vcpu->exit_counts[MIN(reason, VCPU_EXIT_REASONS - 1)]++;
 	if (reason < ARRAY_SIZE(exit_handlers) && exit_handlers[reason])
 		return exit_handlers[reason](vcpu);
 	return arch_handle_exit(vcpu);
@@ -189,6 +191,37 @@ static void *vcpu_thread(void *opaque)
 			break;
 	}
 	return NULL;
+}
+
+static const char *const exit_names[] = {
+        [KVM_EXIT_IO] = "port I/O",
+        [KVM_EXIT_MMIO] = "MMIO",
+        [KVM_EXIT_HLT] = "hlt",
+        [KVM_EXIT_SHUTDOWN] = "shutdown",
+        [KVM_EXIT_FAIL_ENTRY] = "failed entry",
+        [KVM_EXIT_INTR] = "interrupted",
+        [KVM_EXIT_INTERNAL_ERROR] = "internal error",
+        [KVM_EXIT_SYSTEM_EVENT] = "system event",
+};
+
+void vcpu_print_exit_stats(const struct vm *vm)
+{
+	uint64_t sum[VCPU_EXIT_REASONS] = {0}, total = 0;
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		for (unsigned r = 0; r < VCPU_EXIT_REASONS; r++) {
+			sum[r] += vm->vcpus[i].exit_counts[r];
+			total += vm->vcpus[i].exit_counts[r];
+		}
+	}
+	fprintf(stderr, "vmm: stats: %llu exits to userspace\n", (unsigned long long)total);
+	for (unsigned r = 0; r < VCPU_EXIT_REASONS; r++) {
+		const char *name = r < ARRAY_SIZE(exit_names) ? exit_names[r] : NULL;
+
+		if (sum[r])
+			fprintf(stderr, "vmm: stats:   %-16s %llu\n", name ? name : "other",
+			        (unsigned long long)sum[r]);
+	}
 }
 
 int vcpu_start(struct vcpu *vcpu)

@@ -10,6 +10,8 @@
 
 struct vm;
 
+#define VCPU_EXIT_REASONS 64
+
 /* What an exit handler asks the run loop to do next. */
 enum vcpu_action {
 	VCPU_CONTINUE,
@@ -23,6 +25,8 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
+	/* Exits to userspace by KVM exit reason (the last slot counts unknown reasons). */
+	uint64_t exit_counts[VCPU_EXIT_REASONS];
 };
 
 /* Creates vCPU @id of @vm (KVM_CREATE_VCPU and the kvm_run mapping). Returns 0 or -errno. */
@@ -34,6 +38,9 @@ int vcpu_start(struct vcpu *vcpu) MUST_CHECK;
 /* Makes the vCPU leave KVM_RUN promptly (immediate_exit plus a signal). Any thread. */
 void vcpu_kick(struct vcpu *vcpu);
 void vcpu_join(struct vcpu *vcpu);
+
+/* Prints the exit counters of all vCPUs of @vm, summed, on stderr. */
+void vcpu_print_exit_stats(const struct vm *vm);
 
 /* Installs the kick signal's handler; call once before starting any vCPU thread. */
 int vcpu_signals_init(void) MUST_CHECK;

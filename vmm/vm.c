@@ -329,6 +329,8 @@ int vm_run(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_join(&vm->vcpus[i]);
 	chardev_destroy(&vm->console);
+	if (vm->config->stats)
+		vcpu_print_exit_stats(vm);
 	return vm->exit_status;
 }
 
