@@ -38,6 +38,14 @@ struct boot_image {
  * fills @out. @mem must hold one region at guest-physical 0 ("low RAM") and optionally one at
  * 4 GiB. Returns 0, or -EINVAL/-ENOEXEC/-ENOSPC/-E2BIG with *@reason set to a static one-line
  * explanation ("truncated bzImage", "initrd does not fit below ...", ...).
+ *
+ * The kernel file's contents are untrusted: every offset and size in it is checked, and the
+ * whole image is validated and placed before guest memory is written. @out is written only on
+ * success. Placement: a bzImage at pref_address (relocatable, fits) or 1 MiB; ELF segments at
+ * p_paddr, which must lie in the RAM at 0 at or above 1 MiB (below is ours: GDT, page tables,
+ * zero page or PVH start info, command line, EBDA, ACPI). The initrd goes at the highest
+ * page-aligned address below the kernel's initrd_addr_max (bzImage) and the top of low RAM,
+ * clear of the kernel and at or above 1 MiB.
  */
 int x86_load_kernel(const struct guest_memory *mem, const struct boot_image *kernel,
 		    const struct boot_image *initrd, const char *cmdline, struct boot_info *out,
