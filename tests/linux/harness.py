@@ -1,0 +1,601 @@
+#!/usr/bin/env python3
+"""Runs vmm with a real Linux guest, on this host or nested inside QEMU.
+
+Modes (VMM_TEST_MODE=direct|nested forces one):
+  direct  the host KVM is hardware-backed (kvm_intel/kvm_amd) and /dev/kvm is
+          usable: vmm runs here as a subprocess.
+  nested  otherwise (e.g. a PVM host, which cannot run stock kernels): an "L1"
+          Linux boots under QEMU TCG, which emulates AMD SVM; its initramfs
+          loads kvm-amd and runs vmm there with the console on L1's serial
+          line. vmm's exit status comes back as a VMM-L1-EXIT=<status> line.
+
+Library use (the same in both modes):
+    with Guest(build_dir, vmm, cmdline='quiet') as g:
+        g.start()
+        g.expect(r'VMM-GUEST-READY', timeout=300)
+        g.send('echo hi\\n')
+        status = g.wait_exit(timeout=300)
+Every wait has a timeout; close() (or leaving the with block) kills what is
+still running. g.output holds the whole console output for diagnostics.
+
+CLI: harness.py mode | harness.py run BUILD_DIR [options] [-- vmm args]
+(see --help). Guest images come from scripts/mkguest BUILD_DIR.
+"""
+
+import argparse
+import codecs
+import fcntl
+import hashlib
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+QEMU = 'qemu-system-x86_64'
+L1_KVM_MODULES = ('kernel/virt/lib/irqbypass.ko', 'kernel/arch/x86/kvm/kvm.ko',
+                  'kernel/arch/x86/kvm/kvm-amd.ko')
+L1_READY = 'VMM-L1-READY'
+L1_EXIT_RE = re.compile(r'VMM-L1-EXIT=(\d+)')
+L1_ERROR_RE = re.compile(r'VMM-L1-ERROR: ([^\n]*)')
+L1_CACHE_KEEP = 4  # cached L1 base archives kept per build dir
+
+# L1's /init. The per-run /scenario.sh (appended as a second cpio archive)
+# prints VMM-L1-READY, runs the command and reports its status.
+L1_INIT = r'''#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s
+export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts
+# Keep L1's kernel messages (bar emergencies) off the console the guest uses.
+dmesg -n 1
+fail() { echo "VMM-L1-ERROR: $*"; poweroff -f; }
+for m in irqbypass kvm kvm-amd; do
+    insmod /lib/modules/l1/$m.ko || fail "insmod $m.ko failed"
+done
+[ -c /dev/kvm ] || fail "/dev/kvm did not appear after loading kvm-amd"
+[ -f /scenario.sh ] || fail "no /scenario.sh in the initramfs"
+# The console becomes the scenario's controlling terminal, so a vmm in the
+# foreground gets a tty (raw mode, Ctrl-C and Ctrl-A pass to the guest).
+setsid cttyhack sh /scenario.sh
+poweroff -f
+'''
+
+
+class HarnessError(Exception):
+    """The harness could not run the guest (setup problem, not a guest result)."""
+
+
+class GuestError(Exception):
+    """The guest did not do what was expected (timeout, early exit, ...)."""
+
+
+def kvm_usable(path='/dev/kvm'):
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+        return True
+    except OSError:
+        return False
+
+
+def detect_mode():
+    """Returns (mode, reason): mode is 'direct' or 'nested'."""
+    forced = os.environ.get('VMM_TEST_MODE', '')
+    if forced:
+        if forced not in ('direct', 'nested'):
+            raise HarnessError(f'VMM_TEST_MODE={forced!r}: expected direct or nested')
+        return forced, f'VMM_TEST_MODE={forced}'
+    hw = [m for m in ('kvm_intel', 'kvm_amd') if os.path.isdir('/sys/module/' + m)]
+    if hw and kvm_usable():
+        return 'direct', f"this host's KVM is hardware-backed ({hw[0]})"
+    if os.path.isdir('/sys/module/kvm_pvm'):
+        why = "this host's KVM is PVM, which cannot run stock kernels"
+    elif not os.path.exists('/dev/kvm'):
+        why = 'this host has no /dev/kvm'
+    elif not kvm_usable():
+        why = '/dev/kvm is not usable by this user'
+    else:
+        why = "this host's KVM is not hardware-backed"
+    return 'nested', why
+
+
+def is_elf_executable(path):
+    try:
+        with open(path, 'rb') as f:
+            return os.access(path, os.X_OK) and f.read(4) == b'\x7fELF'
+    except OSError:
+        return False
+
+
+def shared_libs(binary):
+    """Absolute paths of the shared libraries (and loader) that ldd lists."""
+    res = subprocess.run(['ldd', binary], capture_output=True, text=True)
+    if 'not a dynamic executable' in res.stdout + res.stderr:
+        return []
+    if res.returncode != 0:
+        raise HarnessError(f'ldd {binary} failed: {res.stderr.strip()}')
+    libs = []
+    for line in res.stdout.splitlines():
+        if 'not found' in line:
+            raise HarnessError(f'ldd {binary}: {line.strip()}')
+        words = line.split()
+        path = words[words.index('=>') + 1] if '=>' in words else words[0]
+        if path.startswith('/'):
+            libs.append(path)
+    return libs
+
+
+class Cpio:
+    """Writes a newc cpio archive (what the kernel's initramfs unpacker reads)."""
+
+    def __init__(self, f):
+        self.f = f
+        self.ino = 0
+        self.dirs = set()
+
+    def _pad(self):
+        self.f.write(b'\0' * (-self.f.tell() % 4))
+
+    def _entry(self, name, mode, data=b'', rdev=(0, 0)):
+        self.ino += 1
+        bname = name.encode() + b'\0'
+        fields = (self.ino, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, 0, len(data),
+                  0, 0, rdev[0], rdev[1], len(bname), 0)
+        self.f.write(b'070701' + b''.join(b'%08X' % v for v in fields) + bname)
+        self._pad()
+        self.f.write(data)
+        self._pad()
+
+    def _parents(self, name):
+        parts = name.split('/')[:-1]
+        for i in range(1, len(parts) + 1):
+            d = '/'.join(parts[:i])
+            if d not in self.dirs:
+                self.dirs.add(d)
+                self._entry(d, stat.S_IFDIR | 0o755)
+
+    def add_dir(self, name):
+        self._parents(name.strip('/') + '/x')
+
+    def add_file(self, name, data, mode=0o644):
+        name = name.strip('/')
+        self._parents(name)
+        if isinstance(data, str):
+            data = data.encode()
+        self._entry(name, stat.S_IFREG | mode, data)
+
+    def add_host_file(self, name, path, mode=None):
+        with open(path, 'rb') as f:
+            data = f.read()
+        self.add_file(name, data, mode if mode is not None else (os.stat(path).st_mode & 0o777))
+
+    def add_symlink(self, name, target):
+        name = name.strip('/')
+        self._parents(name)
+        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
+
+    def add_chardev(self, name, major, minor, mode=0o600):
+        name = name.strip('/')
+        self._parents(name)
+        self._entry(name, stat.S_IFCHR | mode, rdev=(major, minor))
+
+    def finish(self):
+        self._entry('TRAILER!!!', 0)
+
+
+class Guest:
+    """One run of vmm with a Linux guest; see the module docstring.
+
+    kernel/initrd default to the images from scripts/mkguest (initrd='' for
+    none). command, if given, replaces the vmm command line (a list of
+    arguments, or a string of shell text); in nested mode it runs inside L1,
+    where the kernel is /guest/bzImage and the initrd /guest/initrd.
+    files: more (path in L1, host path) pairs to copy into L1 (nested mode;
+    ELF executables bring the libraries ldd lists).
+    """
+
+    L1_VMM = '/usr/local/bin/vmm'
+    L1_KERNEL = '/guest/bzImage'
+    L1_INITRD = '/guest/initrd'
+
+    def __init__(self, build_dir, vmm=None, kernel=None, initrd=None, cmdline=None,
+                 mem=None, cpus=None, extra_args=(), command=None, files=(), mode=None,
+                 log_path=None, echo=None, qemu=QEMU):
+        self.build_dir = os.path.abspath(build_dir)
+        self.guest_dir = os.path.join(self.build_dir, 'guest')
+        self.vmm = os.path.abspath(vmm) if vmm else None
+        self.kernel = os.path.abspath(kernel or os.path.join(self.guest_dir, 'bzImage'))
+        if initrd is None:
+            initrd = os.path.join(self.guest_dir, 'initramfs.cpio.gz')
+        self.initrd = os.path.abspath(initrd) if initrd else None
+        self.cmdline, self.mem, self.cpus = cmdline, mem, cpus
+        self.extra_args = list(extra_args)
+        self.command = command
+        self.files = list(files)
+        if mode is None:
+            mode, self.mode_reason = detect_mode()
+        else:
+            self.mode_reason = 'chosen by the caller'
+        self.mode = mode
+        self.qemu = qemu
+        self.log_path = log_path
+        self.echo = echo  # a binary stream that gets the output as it arrives
+        self.proc = None
+        self.status = None
+        self.timings = {}
+        self._run_cpio = None
+        self._log = None
+        self._reader = None
+        self._cond = threading.Condition()
+        self._decoder = codecs.getincrementaldecoder('utf-8')(errors='replace')
+        self._text = ''
+        self._pos = 0
+        self._eof = False
+        if self.command is None and not self.vmm:
+            raise HarnessError('Guest needs vmm (the binary) or command')
+
+    # ---- command lines -------------------------------------------------
+
+    def _vmm_argv(self, vmm, kernel, initrd):
+        argv = [vmm, '--kernel', kernel]
+        if initrd:
+            argv += ['--initrd', initrd]
+        if self.cmdline is not None:
+            argv += ['--cmdline', self.cmdline]
+        if self.mem is not None:
+            argv += ['--mem', str(self.mem)]
+        if self.cpus is not None:
+            argv += ['--cpus', str(self.cpus)]
+        return argv + self.extra_args
+
+    def _host_argv(self):
+        if isinstance(self.command, str):
+            return ['sh', '-c', self.command]
+        if self.command is not None:
+            return list(self.command)
+        return self._vmm_argv(self.vmm, self.kernel, self.initrd)
+
+    def _l1_shell_command(self):
+        if isinstance(self.command, str):
+            return self.command
+        argv = self.command
+        if argv is None:
+            argv = self._vmm_argv(self.L1_VMM, self.L1_KERNEL,
+                                  self.L1_INITRD if self.initrd else None)
+        return ' '.join(shlex.quote(str(a)) for a in argv)
+
+    def _qemu_argv(self, initrd, status_file=None):
+        return [self.qemu, '-M', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', '2',
+                '-m', '2048', '-nodefaults', '-no-user-config', '-display', 'none',
+                '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
+                '-kernel', os.path.join(self.guest_dir, 'bzImage'), '-initrd', initrd,
+                '-append', 'console=ttyS0 quiet panic=-1', '-no-reboot'] + (
+                    # a second serial port (L1's ttyS1) carries vmm's status
+                    ['-chardev', f'file,id=status,path={status_file}',
+                     '-serial', 'chardev:status'] if status_file else [])
+
+    # ---- the L1 initramfs ----------------------------------------------
+
+    def _l1_base_inputs(self):
+        """(path in L1, host path) of every file of the unchanging L1 part."""
+        release_file = os.path.join(self.guest_dir, 'kernel-release')
+        try:
+            with open(release_file) as f:
+                release = f.read().strip()
+        except OSError:
+            raise HarnessError(f'{release_file} missing: run scripts/mkguest {self.build_dir}')
+        files = [('bin/busybox', os.path.join(self.guest_dir, 'busybox'))]
+        for ko in L1_KVM_MODULES:
+            files.append(('lib/modules/l1/' + os.path.basename(ko),
+                          os.path.join(self.guest_dir, 'modules', release, ko)))
+        if self.vmm:
+            files.append((self.L1_VMM, self.vmm))
+        files.append((self.L1_KERNEL, self.kernel))
+        if self.initrd:
+            files.append((self.L1_INITRD, self.initrd))
+        files += self.files
+        for _, host in list(files):
+            if is_elf_executable(host):
+                files += [(lib, lib) for lib in shared_libs(host) if (lib, lib) not in files]
+        for _, host in files:
+            if not os.path.isfile(host):
+                raise HarnessError(f'{host} missing (run scripts/mkguest {self.build_dir}?)')
+        return files
+
+    def _l1_base(self, files):
+        """Path of the cached L1 base archive, (re)built when an input changed."""
+        key = hashlib.sha256(L1_INIT.encode())
+        with open(os.path.abspath(__file__), 'rb') as f:
+            key.update(f.read())
+        for name, host in files:
+            st = os.stat(host)
+            key.update(f'{name} {os.path.realpath(host)} {st.st_size} {st.st_mtime_ns}\n'.encode())
+        cache_dir = os.path.join(self.guest_dir, 'l1')
+        os.makedirs(cache_dir, exist_ok=True)
+        path = os.path.join(cache_dir, f'base-{key.hexdigest()[:16]}.cpio')
+        with open(os.path.join(cache_dir, '.lock'), 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if os.path.exists(path):
+                os.utime(path)
+                return path
+            with tempfile.NamedTemporaryFile(dir=cache_dir, suffix='.tmp', delete=False) as f:
+                try:
+                    c = Cpio(f)
+                    for d in ('dev', 'proc', 'sys', 'tmp', 'root', 'etc', 'bin', 'sbin',
+                              'usr/bin', 'usr/sbin', 'usr/local/bin'):
+                        c.add_dir(d)
+                    c.add_chardev('dev/console', 5, 1)
+                    c.add_file('init', L1_INIT, 0o755)
+                    for name, host in files:
+                        c.add_host_file(name, host)
+                    c.finish()
+                except BaseException:
+                    os.unlink(f.name)
+                    raise
+            os.replace(f.name, path)
+            old = sorted((p for p in os.listdir(cache_dir) if p.startswith('base-')),
+                         key=lambda p: os.stat(os.path.join(cache_dir, p)).st_mtime)
+            for p in old[:-L1_CACHE_KEEP]:
+                os.unlink(os.path.join(cache_dir, p))
+        return path
+
+    def _l1_initrd(self, interactive):
+        """The base archive plus a small archive with this run's /scenario.sh."""
+        files = self._l1_base_inputs()
+        base = self._l1_base(files)
+        libdirs = sorted({os.path.dirname(n) for n, _ in files if '.so' in n})
+        lines = ['cd /']
+        if libdirs:
+            lines.append('export LD_LIBRARY_PATH=' + ':'.join(libdirs))
+        if not interactive:
+            lines.append(f'echo {L1_READY}')
+        lines += [self._l1_shell_command(), 'status=$?']
+        if interactive:
+            lines += ['[ $status -eq 0 ] || echo "vmm exited with status $status"',
+                      'echo "VMM-L1-EXIT=$status" >/dev/ttyS1']
+        else:
+            lines.append('printf "\\nVMM-L1-EXIT=%d\\n" $status')
+        lines.append('poweroff -f')
+        fd, path = tempfile.mkstemp(dir=os.path.dirname(base), prefix='run-', suffix='.cpio')
+        with os.fdopen(fd, 'wb') as out, open(base, 'rb') as b:
+            while chunk := b.read(1 << 20):
+                out.write(chunk)
+            c = Cpio(out)
+            c.add_file('scenario.sh', '\n'.join(lines) + '\n', 0o755)
+            c.finish()
+        return path
+
+    # ---- running ---------------------------------------------------------
+
+    def start(self, boot_timeout=300):
+        """Starts vmm (direct) or L1 (nested; waits until L1 is ready to run vmm)."""
+        self.timings['start'] = time.monotonic()
+        if self.log_path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
+            self._log = open(self.log_path, 'wb')
+        if self.mode == 'direct':
+            argv = self._host_argv()
+        else:
+            self._run_cpio = self._l1_initrd(interactive=False)
+            argv = self._qemu_argv(self._run_cpio)
+        try:
+            # Same process group as ours, so whoever kills the test (e.g. meson's
+            # timeout) kills vmm or QEMU too.
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT)
+        except OSError as e:
+            raise HarnessError(f'cannot run {argv[0]}: {e}')
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if self.mode == 'nested':
+            m = self.expect(f'{L1_READY}|{L1_ERROR_RE.pattern}', boot_timeout,
+                            what='L1 (QEMU TCG) boot')
+            if m.group(0) != L1_READY:
+                raise GuestError(f'L1 failed: {m.group(1)}')
+            self.timings['l1_ready'] = time.monotonic()
+        return self
+
+    def _read(self):
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b''
+            for f in (self._log, self.echo):
+                if f:
+                    f.write(data)
+                    f.flush()
+            with self._cond:
+                if data:
+                    self._text += self._decoder.decode(data).replace('\r', '')
+                else:
+                    self._text += self._decoder.decode(b'', final=True)
+                    self._eof = True
+                self._cond.notify_all()
+            if not data:
+                return
+
+    @property
+    def output(self):
+        """All console output so far (carriage returns removed)."""
+        with self._cond:
+            return self._text
+
+    def tail(self, lines=40):
+        return '\n'.join(self.output.splitlines()[-lines:])
+
+    def expect(self, pattern, timeout, what=None):
+        """Waits for pattern (regex) in output not matched before; returns the match."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        what = what or f'output matching {rx.pattern!r}'
+        with self._cond:
+            while True:
+                m = rx.search(self._text, self._pos)
+                if m:
+                    self._pos = m.end()
+                    return m
+                if self._eof:
+                    raise GuestError(f'waiting for {what}: output ended '
+                                     f'({self._who()} exited, status {self._rc()})')
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise GuestError(f'timed out after {timeout:g} s waiting for {what}')
+                self._cond.wait(left)
+
+    def send(self, text):
+        """Types text on the guest console."""
+        try:
+            self.proc.stdin.write(text.encode() if isinstance(text, str) else text)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise GuestError(f'cannot send {text!r}: {self._who()} is gone')
+
+    def wait_exit(self, timeout):
+        """Waits for vmm to end; returns its exit status (128+N for signal N)."""
+        if self.mode == 'direct':
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise GuestError(f'timed out after {timeout:g} s waiting for vmm to exit')
+            self._reader.join(30)
+            self.status = 128 - rc if rc < 0 else rc
+        else:
+            m = self.expect(L1_EXIT_RE, timeout, what='vmm to exit (VMM-L1-EXIT)')
+            self.status = int(m.group(1))
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()  # L1 did not power off; the status is known anyway
+        self.timings['exit'] = time.monotonic()
+        return self.status
+
+    def _rc(self):
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            return 'unknown'
+
+    def _who(self):
+        return 'vmm' if self.mode == 'direct' else 'QEMU (L1)'
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        self.kill()
+        if self._reader:
+            self._reader.join(10)
+        if self.proc:
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        if self._log:
+            self._log.close()
+            self._log = None
+        if self._run_cpio:
+            try:
+                os.unlink(self._run_cpio)
+            except OSError:
+                pass
+            self._run_cpio = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def run_interactive(self):
+        """Runs with the terminal attached (stdio inherited); returns vmm's status."""
+        if self.mode == 'direct':
+            argv = self._host_argv()
+            try:
+                rc = subprocess.run(argv).returncode
+            except OSError as e:
+                raise HarnessError(f'cannot run {argv[0]}: {e}')
+            return 128 - rc if rc < 0 else rc
+        self._run_cpio = self._l1_initrd(interactive=True)
+        status_file = self._run_cpio + '.status'
+        try:
+            rc = subprocess.run(self._qemu_argv(self._run_cpio, status_file)).returncode
+        except OSError as e:
+            raise HarnessError(f'cannot run {self.qemu}: {e}')
+        finally:
+            self.close()
+        try:
+            with open(status_file, errors='replace') as f:
+                m = L1_EXIT_RE.search(f.read())
+            os.unlink(status_file)
+        except OSError:
+            m = None
+        if m:
+            return int(m.group(1))
+        print(f'harness: vmm did not report an exit status ({self.qemu} exited with '
+              f'status {rc})', file=sys.stderr)
+        return 1
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    sub.add_parser('mode', help='print the mode this host gets, and why')
+    r = sub.add_parser('run', help='boot a guest under vmm (direct or nested)')
+    r.add_argument('build_dir')
+    r.add_argument('--vmm', help='vmm binary (default BUILD_DIR/vmm)')
+    r.add_argument('--kernel')
+    r.add_argument('--initrd', help="initrd ('' for none)")
+    r.add_argument('--cmdline')
+    r.add_argument('--mem')
+    r.add_argument('--cpus')
+    r.add_argument('--command', help='shell command to run instead of vmm '
+                   '(nested: inside L1; kernel at /guest/bzImage, initrd at /guest/initrd)')
+    r.add_argument('--file', action='append', default=[], metavar='L1PATH=HOSTPATH',
+                   help='copy a file into L1 (nested mode)')
+    r.add_argument('--interactive', action='store_true', help='attach the terminal')
+    r.add_argument('--timeout', type=float, default=600, help='seconds (non-interactive)')
+    r.add_argument('extra', nargs='*', help='more vmm arguments (after --)')
+    args = ap.parse_args(argv)
+    try:
+        mode, reason = detect_mode()
+        if args.cmd == 'mode':
+            print(f'{mode}: {reason}')
+            return 0
+        vmm = args.vmm or os.path.join(args.build_dir, 'vmm')
+        if args.command is None and not os.path.isfile(vmm):
+            raise HarnessError(f'{vmm} not found (build with: ninja -C {args.build_dir})')
+        g = Guest(args.build_dir, vmm if os.path.isfile(vmm) else None, args.kernel,
+                  args.initrd, args.cmdline, args.mem, args.cpus, args.extra,
+                  command=args.command, mode=mode,
+                  files=[tuple(f.split('=', 1)) for f in args.file])
+        if args.interactive:
+            if mode == 'nested':
+                print(f'vmm: {reason}; booting the guest inside the nested harness (QEMU TCG L1)',
+                      file=sys.stderr)
+            return g.run_interactive()
+        g.echo = sys.stdout.buffer
+        with g:
+            g.start(boot_timeout=args.timeout)
+            status = g.wait_exit(args.timeout)
+            print(f'harness: vmm exit status {status} ({mode} mode, '
+                  f'{g.timings["exit"] - g.timings["start"]:.1f} s)', file=sys.stderr)
+            return status
+    except (HarnessError, GuestError) as e:
+        print(f'harness: {e}', file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
