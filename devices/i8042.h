@@ -19,6 +19,8 @@ struct i8042 {
 	uint8_t pending_cmd; /* command awaiting a data byte on port 0x60, or 0 */
 	uint8_t out[4];      /* output buffer queue */
 	unsigned out_count;
+	uint8_t output_port; /* bit 0: reset line (0 resets), bit 1: A20 gate */
+	uint8_t last_out;    /* what port 0x60 reads when the queue is empty */
 };
 
 void i8042_init(struct i8042 *kbc, void (*reset)(void *opaque), void *opaque);

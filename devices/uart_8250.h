@@ -1,7 +1,8 @@
 /*
- * A 16550A-compatible UART: register state machine, 16-byte transmit FIFO semantics, a receive
- * FIFO fed by the host, THRE and RX-data interrupts on a level-driven line. Register accesses
- * come from vCPU threads; host input comes from the event loop; one mutex guards the state.
+ * A 16550A-compatible UART: register state machine, an instant transmitter (THR writes go
+ * straight to the backend), a receive FIFO fed by the host, THRE and RX-data interrupts on a
+ * level-driven line. Register accesses come from vCPU threads; host input comes from the event
+ * loop; one mutex guards the state.
  */
 #ifndef VMM_DEVICES_UART_8250_H
 #define VMM_DEVICES_UART_8250_H
@@ -18,7 +19,11 @@
 struct uart_backend {
 	/* Guest output, called with the UART lock held, from a vCPU thread. */
 	void (*write)(void *opaque, const uint8_t *buf, size_t len);
-	/* The receive FIFO drained below full: the host may call uart_receive() again. */
+	/*
+	 * uart_receive() refused input and there is room again: the host may call it again.
+	 * Called from a vCPU thread after the UART lock is dropped (so it may even call
+	 * uart_receive() itself); once per refusal.
+	 */
 	void (*rx_space)(void *opaque);
 	void *opaque;
 };
@@ -33,10 +38,11 @@ struct uart_8250 {
 	int thr_interrupt; /* THRE interrupt pending (cleared by an IIR read or THR write) */
 	uint8_t rx_fifo[UART_RX_FIFO_SIZE];
 	unsigned rx_head, rx_count;
+	int rx_wanted; /* uart_receive() refused input; call backend.rx_space once there is room */
 };
 
 void uart_init(struct uart_8250 *uart, const struct irq_line *irq,
-	       const struct uart_backend *backend);
+               const struct uart_backend *backend);
 void uart_destroy(struct uart_8250 *uart);
 
 /*

@@ -1,0 +1,367 @@
+/*
+ * 16550A UART model, shaped by what Linux's 8250 driver (8250_port.c) probes and relies on:
+ * IER keeps only its low four bits, IIR shows 0xC0 once FIFOs are enabled, loopback (MCR bit 4)
+ * routes transmitted bytes to the receive FIFO and reflects MCR outputs in MSR, and enabling
+ * the THRE interrupt while the transmitter is empty raises it at once.
+ *
+ * Transmission is instant: a THR write goes straight to backend.write, so LSR THRE and TEMT
+ * are always set and a THRE interrupt is pending again right after each THR write.
+ *
+ * Locking: uart->lock guards every field. backend.write and irq_set_level() are called with
+ * it held (the line level must follow state changes in order); backend.rx_space is called
+ * after it is dropped. The guest controls every register value; host input only fills the
+ * receive FIFO up to its free space, so nothing is ever dropped except loopback overruns.
+ *
+ * Access sizes: the registers are bytes. A wider access is one access to the register at that
+ * offset using the low byte; the other bytes of a read are zero. Offsets past the eight
+ * registers read as all-ones and ignore writes.
+ */
+#include "devices/uart_8250.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "vmm/log.h"
+
+enum uart_reg { REG_DATA, REG_IER, REG_IIR_FCR, REG_LCR, REG_MCR, REG_LSR, REG_MSR, REG_SCR };
+#define UART_NR_REGS 8
+
+#define IER_RDI  0x01
+#define IER_THRI 0x02
+#define IER_RLSI 0x04
+#define IER_MSI  0x08
+#define IER_MASK 0x0f
+
+#define IIR_NO_INT       0x01
+#define IIR_MSI          0x00
+#define IIR_THRI         0x02
+#define IIR_RDI          0x04
+#define IIR_RLSI         0x06
+#define IIR_ID_MASK      0x0e
+#define IIR_FIFO_ENABLED 0xc0
+
+#define FCR_ENABLE_FIFO 0x01
+#define FCR_CLEAR_RX    0x02
+#define FCR_CLEAR_TX    0x04
+
+#define LCR_DLAB 0x80
+
+#define MCR_DTR  0x01
+#define MCR_RTS  0x02
+#define MCR_OUT1 0x04
+#define MCR_OUT2 0x08
+#define MCR_LOOP 0x10
+#define MCR_MASK 0x1f
+
+#define LSR_DR     0x01
+#define LSR_OE     0x02
+#define LSR_ERRORS 0x1e /* OE, PE, FE, BI: the line-status interrupt sources */
+#define LSR_THRE   0x20
+#define LSR_TEMT   0x40
+
+#define MSR_DCTS   0x01
+#define MSR_DDSR   0x02
+#define MSR_TERI   0x04
+#define MSR_DDCD   0x08
+#define MSR_DELTAS 0x0f
+#define MSR_CTS    0x10
+#define MSR_DSR    0x20
+#define MSR_RI     0x40
+#define MSR_DCD    0x80
+#define MSR_LINES  0xf0
+
+/* The modem inputs: MCR outputs looped back, or a connected line (DCD, DSR, CTS). */
+static uint8_t modem_lines(const struct uart_8250 *u)
+{
+	uint8_t lines = 0;
+
+	if (!(u->mcr & MCR_LOOP))
+		return MSR_DCD | MSR_DSR | MSR_CTS;
+	if (u->mcr & MCR_DTR)
+		lines |= MSR_DSR;
+	if (u->mcr & MCR_RTS)
+		lines |= MSR_CTS;
+	if (u->mcr & MCR_OUT1)
+		lines |= MSR_RI;
+	if (u->mcr & MCR_OUT2)
+		lines |= MSR_DCD;
+	return lines;
+}
+
+/* Recomputes the MSR line bits and accumulates delta bits for the lines that changed. */
+static void update_msr(struct uart_8250 *u)
+{
+	uint8_t lines = modem_lines(u);
+	uint8_t changed = (uint8_t)((u->msr ^ lines) & MSR_LINES);
+	uint8_t deltas = u->msr & MSR_DELTAS;
+
+	if (changed & MSR_CTS)
+		deltas |= MSR_DCTS;
+	if (changed & MSR_DSR)
+		deltas |= MSR_DDSR;
+	if ((changed & MSR_RI) && !(lines & MSR_RI))
+		deltas |= MSR_TERI; /* trailing edge only */
+	if (changed & MSR_DCD)
+		deltas |= MSR_DDCD;
+	u->msr = lines | deltas;
+}
+
+/* The highest-priority pending interrupt, as IIR reports it. */
+static uint8_t compute_iir(const struct uart_8250 *u)
+{
+	uint8_t id = IIR_NO_INT;
+
+	if ((u->ier & IER_RLSI) && (u->lsr & LSR_ERRORS))
+		id = IIR_RLSI;
+	else if ((u->ier & IER_RDI) && u->rx_count)
+		id = IIR_RDI;
+	else if ((u->ier & IER_THRI) && u->thr_interrupt)
+		id = IIR_THRI;
+	else if ((u->ier & IER_MSI) && (u->msr & MSR_DELTAS))
+		id = IIR_MSI;
+	return (u->fcr & FCR_ENABLE_FIFO) ? (uint8_t)(id | IIR_FIFO_ENABLED) : id;
+}
+
+/* Drives the line: an interrupt is pending and OUT2 gates it through, as on a PC. */
+static void update_irq(struct uart_8250 *u)
+{
+	int level;
+
+	u->iir = compute_iir(u);
+	level = !(u->iir & IIR_NO_INT) && (u->mcr & MCR_OUT2);
+	if (level == u->irq_level)
+		return;
+	u->irq_level = level;
+	(void)irq_set_level(&u->irq, level); /* fails only without a VM (unit tests) */
+}
+
+static void rx_clear(struct uart_8250 *u)
+{
+	u->rx_head = 0;
+	u->rx_count = 0;
+}
+
+static void rx_push(struct uart_8250 *u, uint8_t byte)
+{
+	u->rx_fifo[(u->rx_head + u->rx_count) % UART_RX_FIFO_SIZE] = byte;
+	u->rx_count++;
+}
+
+static uint8_t rx_pop(struct uart_8250 *u)
+{
+	uint8_t byte;
+
+	if (!u->rx_count)
+		return 0;
+	byte = u->rx_fifo[u->rx_head];
+	u->rx_head = (u->rx_head + 1) % UART_RX_FIFO_SIZE;
+	u->rx_count--;
+	return byte;
+}
+
+/* True once, when the host was refused input and could now deliver some. */
+static bool take_rx_space(struct uart_8250 *u)
+{
+	if (!u->rx_wanted || u->rx_count == UART_RX_FIFO_SIZE || (u->mcr & MCR_LOOP))
+		return false;
+	u->rx_wanted = 0;
+	return true;
+}
+
+static void transmit(struct uart_8250 *u, uint8_t byte)
+{
+	if (!(u->mcr & MCR_LOOP)) {
+		if (u->backend.write)
+			u->backend.write(u->backend.opaque, &byte, 1);
+	} else if (u->rx_count < UART_RX_FIFO_SIZE) {
+		rx_push(u, byte);
+	} else {
+		u->lsr |= LSR_OE;
+		log_ratelimited(LOG_DEBUG, "uart: loopback overrun, byte dropped");
+	}
+	u->thr_interrupt = 1; /* the transmitter is empty again at once */
+}
+
+static void write_ier(struct uart_8250 *u, uint8_t val)
+{
+	uint8_t old = u->ier;
+
+	u->ier = val & IER_MASK;
+	/* Enabling THRE while THR is empty (always) raises it: Linux's start_tx relies on it. */
+	if ((old ^ u->ier) & IER_THRI)
+		u->thr_interrupt = (u->ier & IER_THRI) != 0;
+}
+
+static void write_fcr(struct uart_8250 *u, uint8_t val)
+{
+	/* Toggling the FIFO enable resets both FIFOs, as on the real part. */
+	if (((u->fcr ^ val) & FCR_ENABLE_FIFO) || (val & FCR_CLEAR_RX))
+		rx_clear(u);
+	/* FCR_CLEAR_TX: the transmitter never holds anything. */
+	u->fcr = val & (uint8_t) ~(FCR_CLEAR_RX | FCR_CLEAR_TX);
+}
+
+static void write_reg(struct uart_8250 *u, enum uart_reg reg, uint8_t val)
+{
+	bool dlab = u->lcr & LCR_DLAB;
+
+	switch (reg) {
+	case REG_DATA:
+		if (dlab)
+			u->dll = val;
+		else
+			transmit(u, val);
+		break;
+	case REG_IER:
+		if (dlab)
+			u->dlm = val;
+		else
+			write_ier(u, val);
+		break;
+	case REG_IIR_FCR:
+		write_fcr(u, val);
+		break;
+	case REG_LCR:
+		u->lcr = val;
+		break;
+	case REG_MCR:
+		u->mcr = val & MCR_MASK;
+		update_msr(u);
+		break;
+	case REG_LSR: /* factory test register on real parts: ignored */
+	case REG_MSR:
+		break;
+	case REG_SCR:
+		u->scr = val;
+		break;
+	}
+}
+
+static uint8_t read_iir(struct uart_8250 *u)
+{
+	uint8_t iir = compute_iir(u);
+
+	/* Reading IIR acknowledges THRE when THRE is what it reports. */
+	if ((iir & IIR_ID_MASK) == IIR_THRI && !(iir & IIR_NO_INT))
+		u->thr_interrupt = 0;
+	return iir;
+}
+
+static uint8_t read_lsr(struct uart_8250 *u)
+{
+	uint8_t lsr = u->lsr | LSR_THRE | LSR_TEMT;
+
+	if (u->rx_count)
+		lsr |= LSR_DR;
+	u->lsr &= (uint8_t)~LSR_ERRORS; /* error bits clear on read */
+	return lsr;
+}
+
+static uint8_t read_reg(struct uart_8250 *u, enum uart_reg reg)
+{
+	bool dlab = u->lcr & LCR_DLAB;
+	uint8_t val = 0;
+
+	switch (reg) {
+	case REG_DATA:
+		return dlab ? u->dll : rx_pop(u);
+	case REG_IER:
+		return dlab ? u->dlm : u->ier;
+	case REG_IIR_FCR:
+		return read_iir(u);
+	case REG_LCR:
+		return u->lcr;
+	case REG_MCR:
+		return u->mcr;
+	case REG_LSR:
+		return read_lsr(u);
+	case REG_MSR:
+		val = u->msr;
+		u->msr &= MSR_LINES; /* delta bits clear on read */
+		return val;
+	case REG_SCR:
+		return u->scr;
+	}
+	return val;
+}
+
+/* Ends a register access: updates the line, drops the lock, then tells the host about room. */
+static void finish_access(struct uart_8250 *u)
+{
+	bool space;
+
+	update_irq(u);
+	space = take_rx_space(u);
+	pthread_mutex_unlock(&u->lock);
+	if (space && u->backend.rx_space)
+		u->backend.rx_space(u->backend.opaque);
+}
+
+static int uart_read(void *opaque, uint64_t offset, void *data, unsigned size)
+{
+	struct uart_8250 *u = opaque;
+	uint8_t *bytes = data;
+
+	if (offset >= UART_NR_REGS) {
+		memset(data, 0xff, size);
+		return 0;
+	}
+	memset(data, 0, size);
+	pthread_mutex_lock(&u->lock);
+	bytes[0] = read_reg(u, (enum uart_reg)offset);
+	finish_access(u);
+	return 0;
+}
+
+static int uart_write(void *opaque, uint64_t offset, const void *data, unsigned size)
+{
+	struct uart_8250 *u = opaque;
+
+	(void)size;
+	if (offset >= UART_NR_REGS) {
+		log_ratelimited(LOG_DEBUG, "uart: write past the registers at +%#llx",
+		                (unsigned long long)offset);
+		return 0;
+	}
+	pthread_mutex_lock(&u->lock);
+	write_reg(u, (enum uart_reg)offset, *(const uint8_t *)data);
+	finish_access(u);
+	return 0;
+}
+
+const struct bus_ops uart_bus_ops = {.read = uart_read, .write = uart_write};
+
+void uart_init(struct uart_8250 *uart, const struct irq_line *irq,
+               const struct uart_backend *backend)
+{
+	*uart = (struct uart_8250){
+	        .irq = *irq,
+	        .backend = *backend,
+	        .iir = IIR_NO_INT,
+	        .msr = MSR_DCD | MSR_DSR | MSR_CTS,
+	        .dll = 0x0c, /* 9600 baud from the 1.8432 MHz clock */
+	};
+	pthread_mutex_init(&uart->lock, NULL);
+}
+
+void uart_destroy(struct uart_8250 *uart)
+{
+	pthread_mutex_destroy(&uart->lock);
+}
+
+size_t uart_receive(struct uart_8250 *uart, const uint8_t *buf, size_t len)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&uart->lock);
+	/* In loopback the receiver is disconnected from the line: keep the host waiting. */
+	if (!(uart->mcr & MCR_LOOP))
+		n = MIN(len, (size_t)(UART_RX_FIFO_SIZE - uart->rx_count));
+	for (size_t i = 0; i < n; i++)
+		rx_push(uart, buf[i]);
+	if (n < len)
+		uart->rx_wanted = 1;
+	update_irq(uart);
+	pthread_mutex_unlock(&uart->lock);
+	return n;
+}
