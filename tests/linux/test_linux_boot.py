@@ -5,6 +5,9 @@
          command line, checks uname -r and /proc/cmdline (the token and the
          defaults vmm adds) through the serial console, then `reboot -f` must
          end vmm with status 0.
+  smp    --cpus 2 must not break boot: the guest reaches its shell and
+         `reboot -f` ends vmm with 0. (Secondary CPUs come online once vmm
+         describes them in an ACPI MADT; until then the guest sees one.)
   panic  a guest whose kernel panics (no init: rdinit=/nonexistent-init, no
          root fs) must end vmm, since vmm adds panic=-1 and a reset ends it.
 
@@ -63,9 +66,22 @@ def scenario_panic(g, release):
     print(f'vmm ended with status {status} after the guest panicked')
 
 
+def scenario_smp(g, release):
+    g.start(PHASE_TIMEOUT)
+    g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
+    g.send('echo "%%$(nproc)%%"\n')
+    m = g.expect(r'%%(\d+)%%', PHASE_TIMEOUT, what='the output of nproc')
+    print(f'guest nproc with --cpus {g.cpus}: {m.group(1)}')
+    g.send('reboot -f\n')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after guest reboot -f, expected 0')
+
+
+# name -> (run, command line, vCPUs)
 SCENARIOS = {
-    'boot': (scenario_boot, lambda: f'vmmtest.token={secrets.token_hex(8)}'),
-    'panic': (scenario_panic, lambda: 'rdinit=/nonexistent-init'),
+    'boot': (scenario_boot, lambda: f'vmmtest.token={secrets.token_hex(8)}', 1),
+    'panic': (scenario_panic, lambda: 'rdinit=/nonexistent-init', 1),
+    'smp': (scenario_smp, lambda: 'quiet', 2),
 }
 
 
@@ -102,9 +118,10 @@ def main():
     names = sorted(SCENARIOS) if args.scenario == 'all' else [args.scenario]
     failed = 0
     for name in names:
-        run, cmdline = SCENARIOS[name]
+        run, cmdline, cpus = SCENARIOS[name]
         log = os.path.join(args.build_dir, 'meson-logs', f'linux-{name}-console.log')
-        g = harness.Guest(args.build_dir, args.vmm, cmdline=cmdline(), mode=mode, log_path=log)
+        g = harness.Guest(args.build_dir, args.vmm, cmdline=cmdline(), cpus=cpus, mode=mode,
+                          log_path=log)
         t0 = time.monotonic()
         try:
             with g:
