@@ -31,7 +31,7 @@
 extern char **environ;
 
 static const char *const kvm_stats[] = {
-	"exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits", "insn_emulation",
+        "exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits", "insn_emulation",
 };
 #define NR_KVM_STATS (sizeof(kvm_stats) / sizeof(kvm_stats[0]))
 
@@ -54,7 +54,8 @@ static void on_alarm(int sig)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: boottime [-l LABEL] [-m MARKER] [-q] [-t SECS] [-k] -- COMMAND [ARGS...]\n");
+	fprintf(stderr, "usage: boottime [-l LABEL] [-m MARKER] [-q] [-t SECS] [-k] -- COMMAND "
+	                "[ARGS...]\n");
 	exit(2);
 }
 

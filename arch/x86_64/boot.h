@@ -48,7 +48,7 @@ struct boot_image {
  * clear of the kernel and at or above 1 MiB.
  */
 int x86_load_kernel(const struct guest_memory *mem, const struct boot_image *kernel,
-		    const struct boot_image *initrd, const char *cmdline, struct boot_info *out,
-		    const char **reason);
+                    const struct boot_image *initrd, const char *cmdline, struct boot_info *out,
+                    const char **reason);
 
 #endif

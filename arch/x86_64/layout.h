@@ -31,13 +31,13 @@
 #define X86_TSS_ADDR             0xFFFBD000ULL /* three pages, KVM_SET_TSS_ADDR */
 
 /* Ports. */
-#define X86_COM1_PORT           0x3F8
-#define X86_COM1_IRQ            4
-#define X86_I8042_DATA_PORT     0x60
-#define X86_I8042_CMD_PORT      0x64
-#define X86_CMOS_PORT           0x70 /* index at 0x70, data at 0x71 */
-#define X86_DEBUG_EXIT_PORT     0xF4 /* a byte written here ends vmm with that status */
-#define X86_TEST_DEVICE_PORT    0x520
+#define X86_COM1_PORT            0x3F8
+#define X86_COM1_IRQ             4
+#define X86_I8042_DATA_PORT      0x60
+#define X86_I8042_CMD_PORT       0x64
+#define X86_CMOS_PORT            0x70 /* index at 0x70, data at 0x71 */
+#define X86_DEBUG_EXIT_PORT      0xF4 /* a byte written here ends vmm with that status */
+#define X86_TEST_DEVICE_PORT     0x520
 #define X86_TEST_DEVICE_PORT_LEN 0x10
 
 /* GDT selectors used at entry. */

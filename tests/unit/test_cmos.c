@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "devices/cmos.h"
+#include "tests/unit/unit.h"
 
 static void select_reg(struct cmos *c, uint8_t index)
 {
@@ -180,11 +181,5 @@ static Suite *cmos_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(cmos_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return unit_run(cmos_suite());
 }

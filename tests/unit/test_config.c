@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/unit.h"
 #include "vmm/config.h"
 
 static enum config_result parse(struct vm_config *cfg, char *err, const char *a0, ...)
@@ -155,17 +156,11 @@ int main(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("config");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, sizes);
 	tcase_add_test(tc, defaults_and_options);
 	tcase_add_test(tc, usage_errors);
 	tcase_add_test(tc, kernel_cmdline_defaults);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(s);
 }

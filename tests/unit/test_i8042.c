@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "devices/i8042.h"
+#include "tests/unit/unit.h"
 
 static int resets;
 
@@ -180,11 +181,5 @@ static Suite *i8042_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(i8042_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return unit_run(i8042_suite());
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "devices/uart_8250.h"
+#include "tests/unit/unit.h"
 
 enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5 };
 enum { MSR = 6, SCR = 7 };
@@ -389,11 +390,5 @@ static Suite *uart_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(uart_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return unit_run(uart_suite());
 }

@@ -9,6 +9,7 @@
 
 #include "arch/x86_64/boot.h"
 #include "arch/x86_64/layout.h"
+#include "tests/unit/unit.h"
 #include "vmm/memory.h"
 
 #define RAM_SIZE (64 * MIB)
@@ -607,8 +608,6 @@ int main(void)
 {
 	Suite *s = suite_create("x86_boot");
 	TCase *tc = tcase_create("x86_boot");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, bzimage_loads_at_pref_address);
@@ -622,9 +621,5 @@ int main(void)
 	tcase_add_loop_test(tc, bad_inputs, 0, (int)ARRAY_SIZE(bad_cases));
 	tcase_add_test(tc, mutated_headers_never_crash);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(s);
 }
