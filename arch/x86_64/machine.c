@@ -181,7 +181,7 @@ size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len)
 static int register_devices(struct vm *vm)
 {
 	struct arch_vm *a = vm->arch;
-	const struct irq_line com1_irq = {.vm_fd = vm->vm_fd, .gsi = X86_COM1_IRQ};
+	const struct irq_line com1_irq = {.vm_fd = vm->vm_fd, .gsi = X86_COM1_IRQ, .irqfd = -1};
 	const struct uart_backend com1_backend = {uart_output, uart_rx_space, vm};
 	int ret;
 

@@ -39,7 +39,7 @@ static void rx_space(void *opaque)
 
 static struct uart_8250 *setup(struct fixture *f)
 {
-	const struct irq_line irq = {.vm_fd = -1, .gsi = 4};
+	const struct irq_line irq = {.vm_fd = -1, .gsi = 4, .irqfd = -1};
 	const struct uart_backend backend = {collect, rx_space, f};
 
 	memset(f, 0, sizeof(*f));

@@ -1,0 +1,111 @@
+/*
+ * The virtio device model shared by all transports: the device status state machine, feature
+ * negotiation, queues and config space. A device embeds struct virtio_dev and provides a const
+ * struct virtio_device_ops; a transport (virtio_mmio.c, virtio_pci.c) maps registers onto the
+ * functions below and raises interrupts through struct virtio_transport.
+ */
+#ifndef VMM_DEVICES_VIRTIO_VIRTIO_H
+#define VMM_DEVICES_VIRTIO_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/virtio/virtqueue.h"
+#include "vmm/memory.h"
+
+#define VIRTIO_MAX_QUEUES 8
+
+/* Device status bits. */
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER      2
+#define VIRTIO_STATUS_DRIVER_OK   4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 64
+#define VIRTIO_STATUS_FAILED      128
+
+/* Feature bits the core knows. */
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX     29
+#define VIRTIO_F_VERSION_1     32
+
+/* Device IDs. */
+#define VIRTIO_ID_NET     1
+#define VIRTIO_ID_BLOCK   2
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_ID_RNG     4
+
+/* ISR bits. */
+#define VIRTIO_ISR_QUEUE  1
+#define VIRTIO_ISR_CONFIG 2
+
+struct virtio_dev;
+
+struct virtio_device_ops {
+	const char *name;
+	uint32_t device_id;
+	unsigned num_queues;     /* <= VIRTIO_MAX_QUEUES */
+	uint16_t max_queue_size; /* power of two <= VQ_MAX_SIZE */
+	/*
+	 * The device's config space is dev->config, dev->config_size bytes; reads are served
+	 * from it generically. Optional: called after the driver wrote to it.
+	 */
+	void (*config_written)(struct virtio_dev *dev, uint64_t offset, unsigned size);
+	/* DRIVER_OK was set with all queues checked; start serving. Returns 0 or -errno. */
+	int (*activate)(struct virtio_dev *dev);
+	/* The driver reset the device: stop all work and forget queue state. */
+	void (*reset)(struct virtio_dev *dev);
+	/* The driver notified queue @q; runs on the event-loop thread. */
+	void (*queue_notify)(struct virtio_dev *dev, unsigned q);
+};
+
+/* How a device reaches its transport (set by the transport at attach time). */
+struct virtio_transport {
+	/* Interrupt the guest for @q's used ring (@q < num_queues) or a config change (@q = -1). */
+	void (*interrupt)(void *opaque, int q);
+	void *opaque;
+};
+
+struct virtio_dev {
+	const struct virtio_device_ops *ops;
+	const struct guest_memory *mem;
+	struct virtio_transport transport;
+	uint64_t device_features; /* set by the device before attach; VERSION_1 is added */
+	uint8_t *config;
+	uint32_t config_size;
+
+	pthread_mutex_t lock; /* guards what follows; taken by transports and devices */
+	uint64_t driver_features;
+	uint8_t status;
+	uint32_t config_generation;
+	uint32_t isr;
+	struct virtqueue queues[VIRTIO_MAX_QUEUES];
+};
+
+/* Initialises the common part; call from the device's init. */
+void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops,
+                     const struct guest_memory *mem, uint64_t device_features, void *config,
+                     uint32_t config_size);
+void virtio_dev_destroy(struct virtio_dev *dev);
+
+/* Transport side (callers hold dev->lock). */
+bool virtio_has_feature(const struct virtio_dev *dev, unsigned bit);
+/* Driver writes 32 feature bits at @sel (0 or 1); ignored after FEATURES_OK. */
+void virtio_write_driver_features(struct virtio_dev *dev, unsigned sel, uint32_t value);
+/*
+ * Driver writes the status register: 0 resets the device; FEATURES_OK is kept only when the
+ * negotiated features are a subset of the offer and include VERSION_1; DRIVER_OK activates
+ * the queues (vq_activate each ready one) and the device, or sets NEEDS_RESET on failure.
+ */
+void virtio_write_status(struct virtio_dev *dev, uint8_t status);
+/* Bounds-checked config access; reads past the end give zeros, writes are dropped. */
+void virtio_read_config(struct virtio_dev *dev, uint64_t offset, void *data, unsigned size);
+void virtio_write_config(struct virtio_dev *dev, uint64_t offset, const void *data, unsigned size);
+
+/* Device side. */
+/* Marks @q's used entries visible and interrupts the guest if it asked (vq_should_notify). */
+void virtio_queue_done(struct virtio_dev *dev, unsigned q);
+/* A malformed request: set DEVICE_NEEDS_RESET and interrupt with a config change. */
+void virtio_set_needs_reset(struct virtio_dev *dev, const char *why);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * Split virtqueues (virtio 1.x, section 2.7): the one module that reads descriptor tables and
+ * rings from guest memory. Every index, address and length comes from the guest and is
+ * checked here: heads and next indices below the queue size, chains bounded by the queue size
+ * (no loops), indirect tables only when negotiated, not nested, a multiple of 16 bytes, and
+ * every buffer translated through gpa_to_hva for its whole length.
+ */
+#ifndef VMM_DEVICES_VIRTIO_VIRTQUEUE_H
+#define VMM_DEVICES_VIRTIO_VIRTQUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vmm/memory.h"
+
+#define VQ_MAX_SIZE 1024 /* largest queue size a device may offer (power of two) */
+#define VQ_MAX_IOV  260  /* buffers per chain a device may get (>= seg_max + 2 for blk) */
+
+struct virtqueue {
+	const struct guest_memory *mem;
+	uint16_t size; /* set by the driver, a power of two <= max */
+	bool ready;    /* the driver enabled the queue */
+	uint64_t desc_addr, avail_addr, used_addr;
+	bool event_idx; /* VIRTIO_F_RING_EVENT_IDX negotiated */
+	bool indirect;  /* VIRTIO_F_INDIRECT_DESC negotiated */
+	/* Device-side state. */
+	uint16_t last_avail_idx;
+	uint16_t used_idx;
+	uint16_t signalled_used;
+	bool signalled_used_valid;
+};
+
+/* One request: device-readable buffers first, then device-writable ones. */
+struct vq_chain {
+	uint16_t head;
+	unsigned nr_out, nr_in;   /* iov[0..nr_out) readable, iov[nr_out..nr_out+nr_in) writable */
+	uint64_t out_len, in_len; /* total bytes of each kind */
+	struct iovec iov[VQ_MAX_IOV];
+};
+
+/*
+ * Checks a queue the driver enabled: size a power of two and <= @max_size, rings aligned
+ * (desc 16, avail 2, used 4) and wholly inside guest RAM. Resets the device-side indices.
+ * Returns 0 or -EINVAL.
+ */
+int vq_activate(struct virtqueue *vq, uint16_t max_size);
+/* Forgets everything (device reset). */
+void vq_reset(struct virtqueue *vq);
+
+/*
+ * Takes the next available chain into @chain. Returns 1 when a chain was taken, 0 when the
+ * ring is empty, -EINVAL for a malformed ring or chain (bad index, loop, nested or misaligned
+ * indirect table, too many buffers) and -EFAULT for a buffer outside guest RAM; after an
+ * error the device should set DEVICE_NEEDS_RESET (the chain is not consumed).
+ */
+int vq_pop_chain(struct virtqueue *vq, struct vq_chain *chain);
+
+/* Returns @head to the driver with @len bytes written. Returns 0 or -EFAULT. */
+int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len);
+
+/*
+ * True when the driver wants an interrupt for the used entries pushed since the last true
+ * answer (used_event with EVENT_IDX, else the NO_INTERRUPT flag).
+ */
+bool vq_should_notify(struct virtqueue *vq);
+
+#endif
