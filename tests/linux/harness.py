@@ -72,6 +72,11 @@ class HarnessError(Exception):
     """The harness could not run the guest (setup problem, not a guest result)."""
 
 
+# L1's watchdog: a CPU of the emulated L1 stopped scheduling (seen rarely under TCG,
+# with vmm and with QEMU alike as the L2 VMM). Waiting on is pointless once it shows.
+L1_LOCKUP_RE = re.compile(r'watchdog: BUG: soft lockup - CPU#\d+ stuck for \d+s! \[([^\]]*)\]')
+
+
 class GuestError(Exception):
     """The guest did not do what was expected (timeout, early exit, ...)."""
 
@@ -130,6 +135,10 @@ def shared_libs(binary):
             libs.append(path)
     return libs
 
+
+
+class L1Lockup(GuestError):
+    """The emulated L1 kernel reported a soft lockup: an infrastructure failure."""
 
 class Cpio:
     """Writes a newc cpio archive (what the kernel's initramfs unpacker reads)."""
@@ -271,7 +280,7 @@ class Guest:
         return ' '.join(shlex.quote(str(a)) for a in argv)
 
     def _qemu_argv(self, initrd, status_file=None):
-        return [self.qemu, '-M', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', '2',
+        return [self.qemu, '-M', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', os.environ.get('VMM_L1_CPUS', '2'),
                 '-m', '2048', '-nodefaults', '-no-user-config', '-display', 'none',
                 '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
                 '-kernel', os.path.join(self.guest_dir, 'bzImage'), '-initrd', initrd,
@@ -442,6 +451,10 @@ class Guest:
                 if m:
                     self._pos = m.end()
                     return m
+                lockup = self.mode == 'nested' and L1_LOCKUP_RE.search(self._text, self._pos)
+                if lockup:
+                    raise L1Lockup(f'waiting for {what}: the L1 kernel reported a soft '
+                                   f'lockup in {lockup.group(1)} (TCG L1 problem)')
                 if self._eof:
                     raise GuestError(f'waiting for {what}: output ended '
                                      f'({self._who()} exited, status {self._rc()})')

@@ -85,6 +85,29 @@ SCENARIOS = {
 }
 
 
+def run_scenario(args, mode, name, release):
+    """Runs one scenario; prints PASS or FAIL with diagnostics; raises on failure."""
+    run, cmdline, cpus = SCENARIOS[name]
+    log = os.path.join(args.build_dir, 'meson-logs', f'linux-{name}-console.log')
+    g = harness.Guest(args.build_dir, args.vmm, cmdline=cmdline(), cpus=cpus, mode=mode,
+                      log_path=log)
+    t0 = time.monotonic()
+    try:
+        with g:
+            run(g, release)
+    except harness.L1Lockup:
+        raise
+    except (Failure, harness.GuestError, harness.HarnessError) as e:
+        print(f'FAIL {name}: {e}')
+        print(f'--- last lines of the console ({mode} mode; full log {log}) ---')
+        print(g.tail(60))
+        print('---')
+        raise
+    l1 = g.timings.get('l1_ready')
+    l1 = f', L1 ready after {l1 - t0:.1f} s' if l1 else ''
+    print(f'PASS {name}: {time.monotonic() - t0:.1f} s{l1}')
+
+
 def main():
     # Turn SIGTERM (e.g. meson's timeout) into an exit that kills vmm/QEMU.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit('SIGTERM'))
@@ -118,23 +141,18 @@ def main():
     names = sorted(SCENARIOS) if args.scenario == 'all' else [args.scenario]
     failed = 0
     for name in names:
-        run, cmdline, cpus = SCENARIOS[name]
-        log = os.path.join(args.build_dir, 'meson-logs', f'linux-{name}-console.log')
-        g = harness.Guest(args.build_dir, args.vmm, cmdline=cmdline(), cpus=cpus, mode=mode,
-                          log_path=log)
-        t0 = time.monotonic()
-        try:
-            with g:
-                run(g, release)
-            l1 = g.timings.get('l1_ready')
-            l1 = f', L1 ready after {l1 - t0:.1f} s' if l1 else ''
-            print(f'PASS {name}: {time.monotonic() - t0:.1f} s{l1}')
-        except (Failure, harness.GuestError, harness.HarnessError) as e:
-            failed += 1
-            print(f'FAIL {name}: {e}')
-            print(f'--- last lines of the console ({mode} mode; full log {log}) ---')
-            print(g.tail(60))
-            print('---')
+        for attempt in (1, 2):
+            try:
+                run_scenario(args, mode, name, release)
+                break
+            except harness.L1Lockup as e:
+                # Rare, and seen with QEMU as the L2 VMM too: retry once, and say so.
+                print(f'RETRY {name}: {e}')
+                if attempt == 2:
+                    failed += 1
+            except (Failure, harness.GuestError, harness.HarnessError):
+                failed += 1
+                break
     return 1 if failed else 0
 
 
