@@ -115,7 +115,7 @@ static int load_kernel(struct vm *vm)
 		unmap_file(&kernel);
 		return ret;
 	}
-	cmdline = config_kernel_cmdline(cfg->cmdline, config_default_args(cfg));
+	cmdline = config_kernel_cmdline(cfg->cmdline);
 	if (!cmdline)
 		ret = -ENOMEM;
 	else if (kernel.size == 0) {
