@@ -48,20 +48,31 @@ struct virtio_device_ops {
 	uint16_t max_queue_size; /* power of two <= VQ_MAX_SIZE */
 	/*
 	 * The device's config space is dev->config, dev->config_size bytes; reads are served
-	 * from it generically. Optional: called after the driver wrote to it.
+	 * from it generically. Optional: called (dev->lock held) after the driver wrote @size
+	 * bytes at @offset into dev->config; the device checks or reverts them. Without it the
+	 * config space is read-only and driver writes are dropped.
 	 */
 	void (*config_written)(struct virtio_dev *dev, uint64_t offset, unsigned size);
-	/* DRIVER_OK was set with all queues checked; start serving. Returns 0 or -errno. */
+	/*
+	 * DRIVER_OK was set with all queues checked; start serving. Returns 0 or -errno.
+	 * Called with dev->lock held, from a vCPU thread.
+	 */
 	int (*activate)(struct virtio_dev *dev);
-	/* The driver reset the device: stop all work and forget queue state. */
+	/* The driver reset the device: stop all work and forget queue state. Under dev->lock. */
 	void (*reset)(struct virtio_dev *dev);
-	/* The driver notified queue @q; runs on the event-loop thread. */
+	/*
+	 * The driver notified queue @q (< num_queues); runs on the event-loop thread without
+	 * dev->lock (the device takes it), possibly before DRIVER_OK: check the status.
+	 */
 	void (*queue_notify)(struct virtio_dev *dev, unsigned q);
 };
 
 /* How a device reaches its transport (set by the transport at attach time). */
 struct virtio_transport {
-	/* Interrupt the guest for @q's used ring (@q < num_queues) or a config change (@q = -1). */
+	/*
+	 * Interrupt the guest for @q's used ring (@q < num_queues) or a config change (@q = -1).
+	 * The ISR bit is already set. Called with or without dev->lock held: must not take it.
+	 */
 	void (*interrupt)(void *opaque, int q);
 	void *opaque;
 };
@@ -88,7 +99,11 @@ void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops
                      uint32_t config_size);
 void virtio_dev_destroy(struct virtio_dev *dev);
 
-/* Transport side (callers hold dev->lock). */
+/*
+ * Transport side (callers hold dev->lock). Lock order: the transport takes dev->lock around
+ * register accesses and no other lock inside it; the core calls ops->activate, ops->reset and
+ * transport.interrupt from inside it. See virtio.c for the status machine.
+ */
 bool virtio_has_feature(const struct virtio_dev *dev, unsigned bit);
 /* Driver writes 32 feature bits at @sel (0 or 1); ignored after FEATURES_OK. */
 void virtio_write_driver_features(struct virtio_dev *dev, unsigned sel, uint32_t value);
@@ -98,14 +113,25 @@ void virtio_write_driver_features(struct virtio_dev *dev, unsigned sel, uint32_t
  * the queues (vq_activate each ready one) and the device, or sets NEEDS_RESET on failure.
  */
 void virtio_write_status(struct virtio_dev *dev, uint8_t status);
-/* Bounds-checked config access; reads past the end give zeros, writes are dropped. */
+/*
+ * Bounds-checked config access (@offset and @size guest-controlled); reads past the end give
+ * zeros, writes past the end, or to a device without config_written, are dropped.
+ */
 void virtio_read_config(struct virtio_dev *dev, uint64_t offset, void *data, unsigned size);
 void virtio_write_config(struct virtio_dev *dev, uint64_t offset, const void *data, unsigned size);
 
-/* Device side. */
-/* Marks @q's used entries visible and interrupts the guest if it asked (vq_should_notify). */
+/* Device side: callers do not hold dev->lock (these take it). */
+/*
+ * After pushing used entries on @q: interrupts the guest (ISR queue bit) if it asked for it
+ * (vq_should_notify) and DRIVER_OK is set.
+ */
 void virtio_queue_done(struct virtio_dev *dev, unsigned q);
-/* A malformed request: set DEVICE_NEEDS_RESET and interrupt with a config change. */
+/*
+ * A malformed request: sets DEVICE_NEEDS_RESET and, when DRIVER_OK is set and the bit was not
+ * yet set, raises a config interrupt (2.1.2). @why ("virtio-x: what") is logged, rate-limited.
+ */
 void virtio_set_needs_reset(struct virtio_dev *dev, const char *why);
+/* The device changed its config space: bumps the generation, config interrupt if DRIVER_OK. */
+void virtio_config_changed(struct virtio_dev *dev);
 
 #endif

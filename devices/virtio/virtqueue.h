@@ -25,6 +25,8 @@ struct virtqueue {
 	bool event_idx; /* VIRTIO_F_RING_EVENT_IDX negotiated */
 	bool indirect;  /* VIRTIO_F_INDIRECT_DESC negotiated */
 	/* Device-side state. */
+	bool active; /* vq_activate accepted the layout: the host views below are valid */
+	uint8_t *desc_hva, *avail_hva, *used_hva; /* the rings, translated once for their length */
 	uint16_t last_avail_idx;
 	uint16_t used_idx;
 	uint16_t signalled_used;
@@ -52,16 +54,23 @@ void vq_reset(struct virtqueue *vq);
  * Takes the next available chain into @chain. Returns 1 when a chain was taken, 0 when the
  * ring is empty, -EINVAL for a malformed ring or chain (bad index, loop, nested or misaligned
  * indirect table, too many buffers) and -EFAULT for a buffer outside guest RAM; after an
- * error the device should set DEVICE_NEEDS_RESET (the chain is not consumed).
+ * error the device should set DEVICE_NEEDS_RESET (the chain is not consumed). Returns 0 for a
+ * queue that is not active. Zero-length buffers are kept (iov_len 0) but their address must
+ * still lie in guest RAM; a chain of more than 2^32 bytes in total is malformed (2.7.5).
  */
 int vq_pop_chain(struct virtqueue *vq, struct vq_chain *chain);
 
-/* Returns @head to the driver with @len bytes written. Returns 0 or -EFAULT. */
+/*
+ * Returns @head to the driver with @len bytes written: writes the used entry, then publishes
+ * the new used idx (release). Returns 0, or -EINVAL when the queue is not active or @head is
+ * not below its size (a device bug).
+ */
 int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len);
 
 /*
- * True when the driver wants an interrupt for the used entries pushed since the last true
- * answer (used_event with EVENT_IDX, else the NO_INTERRUPT flag).
+ * True when the driver wants an interrupt for the used entries pushed since the last call
+ * (used_event with EVENT_IDX, else the NO_INTERRUPT flag); false when nothing was pushed since
+ * or the queue is not active. Issues a full barrier before reading the driver's fields.
  */
 bool vq_should_notify(struct virtqueue *vq);
 

@@ -1,0 +1,460 @@
+/*
+ * virtio-blk: request parsing, the request life cycle, config space and image set-up.
+ *
+ * Life of a request (all on the event-loop thread): queue_notify pops chains while a free slot
+ * remains, parses each into the slot's struct blk_request, and either completes it at once
+ * (a parse error, GET_ID) or submits it to the backend and moves on. The backend's completion
+ * callback writes the status byte and returns the chain on the used ring; the guest is
+ * interrupted once per batch of completions. DISCARD and WRITE_ZEROES run their segments one
+ * after another, one fallocate each.
+ *
+ * Locking: vdev.lock guards the queue and the slots (activate and reset run under it, from a
+ * vCPU thread). A reset bumps the generation; completions of older requests only free their
+ * slot, because the chains they came from no longer exist for the driver. Their data may still
+ * land in guest memory, which stays mapped for the VM's lifetime.
+ */
+#include "devices/virtio/blk.h"
+
+#include <assert.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "devices/virtio/blk_uring.h"
+#include "vmm/log.h"
+
+static_assert(offsetof(struct blk_config, capacity) == 0, "capacity");
+static_assert(offsetof(struct blk_config, size_max) == 8, "size_max");
+static_assert(offsetof(struct blk_config, seg_max) == 12, "seg_max");
+static_assert(offsetof(struct blk_config, blk_size) == 20, "blk_size");
+static_assert(offsetof(struct blk_config, writeback) == 32, "writeback");
+static_assert(offsetof(struct blk_config, num_queues) == 34, "num_queues");
+static_assert(offsetof(struct blk_config, max_discard_sectors) == 36, "max_discard_sectors");
+static_assert(offsetof(struct blk_config, max_discard_seg) == 40, "max_discard_seg");
+static_assert(offsetof(struct blk_config, discard_sector_alignment) == 44, "discard_align");
+static_assert(offsetof(struct blk_config, max_write_zeroes_sectors) == 48, "max_wz_sectors");
+static_assert(offsetof(struct blk_config, max_write_zeroes_seg) == 52, "max_write_zeroes_seg");
+static_assert(offsetof(struct blk_config, write_zeroes_may_unmap) == 56, "may_unmap");
+static_assert(sizeof(struct blk_config) == 60, "config size");
+
+static size_t iov_scatter(const struct iovec *iov, unsigned n, const void *src, size_t len)
+{
+	size_t done = 0;
+
+	for (unsigned i = 0; i < n && done < len; i++) {
+		size_t part = MIN(iov[i].iov_len, len - done);
+
+		memcpy(iov[i].iov_base, (const uint8_t *)src + done, part);
+		done += part;
+	}
+	return done;
+}
+
+/* ---- The device ---- */
+
+struct blk_slot {
+	struct blk_slot *next; /* free list */
+	uint32_t generation;
+	unsigned next_seg; /* DISCARD / WRITE_ZEROES: the segment in flight */
+	uint32_t written;  /* bytes of data written to the driver's buffers */
+	struct blk_request req;
+	struct vq_chain chain;
+};
+
+static struct blk_dev *to_blk(struct virtio_dev *dev)
+{
+	return container_of(dev, struct blk_dev, vdev);
+}
+
+static void put_slot(struct blk_dev *b, struct blk_slot *slot)
+{
+	slot->next = b->free_slots;
+	b->free_slots = slot;
+}
+
+/* Writes the status byte and hands the chain back. Called with vdev.lock held. */
+static void finish(struct blk_dev *b, struct blk_slot *slot, uint8_t status)
+{
+	uint32_t len = status == VIRTIO_BLK_S_OK ? slot->written : 0;
+
+	if (slot->req.status) {
+		*slot->req.status = status;
+		len++;
+	}
+	if (vq_push_used(&b->vdev.queues[0], slot->chain.head, len) < 0)
+		log_ratelimited(LOG_WARN, "disk '%s': used ring not writable", b->path);
+	put_slot(b, slot);
+}
+
+static int submit_segment(struct blk_dev *b, struct blk_slot *slot)
+{
+	const struct blk_segment *seg = &slot->req.segs[slot->next_seg];
+	int mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+
+	if (slot->req.type == VIRTIO_BLK_T_WRITE_ZEROES && !(seg->flags & VIRTIO_BLK_DWZ_F_UNMAP))
+		mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+	return b->be->ops->submit_fallocate(b->be, mode, seg->sector * BLK_SECTOR_SIZE,
+	                                    (uint64_t)seg->num_sectors * BLK_SECTOR_SIZE, slot);
+}
+
+/* Starts a parsed request: 0 when submitted, 1 when already done (OK), or -errno. */
+static int submit(struct blk_dev *b, struct blk_slot *slot)
+{
+	struct blk_request *req = &slot->req;
+
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		return b->be->ops->submit_rw(b->be, req->type == VIRTIO_BLK_T_OUT, req->data,
+		                             req->nr_data, req->sector * BLK_SECTOR_SIZE, slot);
+	case VIRTIO_BLK_T_FLUSH:
+		return b->be->ops->submit_flush(b->be, slot);
+	case VIRTIO_BLK_T_GET_ID:
+		slot->written = (uint32_t)iov_scatter(req->data, req->nr_data, b->serial,
+		                                      sizeof(b->serial));
+		return 1;
+	default: /* DISCARD, WRITE_ZEROES */
+		return submit_segment(b, slot);
+	}
+}
+
+/* Parses and starts one chain; returns true when it completed at once. Under vdev.lock. */
+static bool start_request(struct blk_dev *b, struct blk_slot *slot)
+{
+	enum blk_req_error err = blk_parse_request(&b->limits, &slot->chain, &slot->req);
+	int r;
+
+	slot->generation = b->generation;
+	slot->next_seg = 0;
+	slot->written = 0;
+	if (err != BLK_REQ_OK) {
+		log_ratelimited(LOG_WARN, "disk '%s': bad request: %s", b->path,
+		                blk_req_error_name(err));
+		finish(b, slot, blk_req_error_status(err));
+		return true;
+	}
+	r = submit(b, slot);
+	if (r == 0)
+		return false;
+	if (r < 0)
+		log_ratelimited(LOG_WARN, "disk '%s': submit: %s", b->path, strerror(-r));
+	finish(b, slot, r > 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR);
+	return true;
+}
+
+static bool queue_live(struct blk_dev *b)
+{
+	const struct virtio_dev *dev = &b->vdev;
+
+	return (dev->status & VIRTIO_STATUS_DRIVER_OK) &&
+	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[0].ready;
+}
+
+/* Pops and starts chains while slots last. Event-loop thread. */
+static void process_queue(struct blk_dev *b)
+{
+	struct virtio_dev *dev = &b->vdev;
+	bool done_any = false;
+	int r = 0;
+
+	pthread_mutex_lock(&dev->lock);
+	b->starved = false;
+	while (queue_live(b)) {
+		struct blk_slot *slot = b->free_slots;
+
+		if (!slot) {
+			b->starved = true;
+			break;
+		}
+		r = vq_pop_chain(&dev->queues[0], &slot->chain);
+		if (r <= 0)
+			break;
+		b->free_slots = slot->next;
+		done_any |= start_request(b, slot);
+	}
+	pthread_mutex_unlock(&dev->lock);
+	if (r < 0)
+		virtio_set_needs_reset(dev, "virtio-blk: malformed descriptor chain");
+	if (done_any)
+		virtio_queue_done(dev, 0);
+}
+
+static void blk_queue_notify(struct virtio_dev *dev, unsigned q)
+{
+	if (q == 0)
+		process_queue(to_blk(dev));
+}
+
+static uint8_t result_status(int result)
+{
+	if (result == 0)
+		return VIRTIO_BLK_S_OK;
+	return result == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
+}
+
+/* Backend completion of the request in @cookie. Event-loop thread. */
+static void request_done(void *opaque, void *cookie, int result)
+{
+	struct blk_dev *b = opaque;
+	struct blk_slot *slot = cookie;
+	struct blk_request *req = &slot->req;
+
+	pthread_mutex_lock(&b->vdev.lock);
+	if (slot->generation != b->generation) {
+		put_slot(b, slot); /* the device was reset meanwhile */
+		goto out;
+	}
+	if (result == 0 && req->nr_segs && ++slot->next_seg < req->nr_segs) {
+		result = submit_segment(b, slot);
+		if (result == 0)
+			goto out;
+	}
+	if (result < 0)
+		log_ratelimited(LOG_WARN, "disk '%s': request type %u failed: %s", b->path,
+		                req->type, strerror(-result));
+	else if (req->type == VIRTIO_BLK_T_IN)
+		slot->written = (uint32_t)MIN(req->data_len, UINT32_MAX);
+	finish(b, slot, result_status(result));
+	b->completed = true;
+out:
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+/* After a batch of completions: one interrupt, and more work if slots were short. */
+static void requests_done(void *opaque)
+{
+	struct blk_dev *b = opaque;
+	bool completed, starved;
+
+	pthread_mutex_lock(&b->vdev.lock);
+	completed = b->completed;
+	starved = b->starved;
+	b->completed = false;
+	pthread_mutex_unlock(&b->vdev.lock);
+	if (completed)
+		virtio_queue_done(&b->vdev, 0);
+	if (starved)
+		process_queue(b);
+}
+
+static int blk_activate(struct virtio_dev *dev)
+{
+	struct blk_dev *b = to_blk(dev);
+
+	b->limits.discard = virtio_has_feature(dev, VIRTIO_BLK_F_DISCARD);
+	b->limits.write_zeroes = virtio_has_feature(dev, VIRTIO_BLK_F_WRITE_ZEROES);
+	return 0;
+}
+
+static void blk_reset(struct virtio_dev *dev)
+{
+	struct blk_dev *b = to_blk(dev);
+
+	b->generation++;
+	b->starved = false;
+	b->completed = false;
+}
+
+static const struct virtio_device_ops blk_ops = {
+        .name = "virtio-blk",
+        .device_id = VIRTIO_ID_BLOCK,
+        .num_queues = 1,
+        .max_queue_size = BLK_QUEUE_SIZE,
+        .activate = blk_activate,
+        .reset = blk_reset,
+        .queue_notify = blk_queue_notify,
+};
+
+static void fill_config(struct blk_config *cfg, uint64_t capacity)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->capacity = htole64(capacity);
+	cfg->size_max = htole32(BLK_SIZE_MAX);
+	cfg->seg_max = htole32(BLK_SEG_MAX);
+	cfg->blk_size = htole32(BLK_SECTOR_SIZE);
+	cfg->num_queues = htole16(1);
+	cfg->max_discard_sectors = htole32(BLK_MAX_DWZ_SECTS);
+	cfg->max_discard_seg = htole32(BLK_MAX_DWZ_SEGS);
+	cfg->discard_sector_alignment = htole32(BLK_DISCARD_ALIGN);
+	cfg->max_write_zeroes_sectors = htole32(BLK_MAX_DWZ_SECTS);
+	cfg->max_write_zeroes_seg = htole32(BLK_MAX_DWZ_SEGS);
+	cfg->write_zeroes_may_unmap = 1;
+}
+
+static uint64_t device_features(bool read_only)
+{
+	uint64_t f = 1ull << VIRTIO_BLK_F_SIZE_MAX | 1ull << VIRTIO_BLK_F_SEG_MAX |
+	             1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH |
+	             1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX;
+
+	if (read_only)
+		return f | 1ull << VIRTIO_BLK_F_RO;
+	return f | 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+}
+
+/* The device part shared by blk_open and blk_init; @b->path is set. */
+static int init_device(struct blk_dev *b, const struct blk_options *opts, uint64_t size,
+                       const struct guest_memory *mem, struct blk_backend *be, char *err,
+                       size_t errlen)
+{
+	size_t serial_len = opts->serial ? strlen(opts->serial) : 0;
+
+	if (serial_len > BLK_ID_BYTES) {
+		snprintf(err, errlen, "disk '%s': serial '%s' is longer than %u bytes", b->path,
+		         opts->serial, BLK_ID_BYTES);
+		return -EINVAL;
+	}
+	if (size < BLK_SECTOR_SIZE) {
+		snprintf(err, errlen, "disk '%s': image smaller than one 512-byte sector", b->path);
+		return -EINVAL;
+	}
+	b->slots = calloc(BLK_QUEUE_SIZE, sizeof(*b->slots));
+	if (!b->slots) {
+		snprintf(err, errlen, "disk '%s': %s", b->path, strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	for (unsigned i = BLK_QUEUE_SIZE; i-- > 0;)
+		put_slot(b, &b->slots[i]);
+	memcpy(b->serial, opts->serial ? opts->serial : "", serial_len);
+	b->read_only = opts->read_only;
+	b->limits = (struct blk_limits){.capacity = size / BLK_SECTOR_SIZE,
+	                                .read_only = opts->read_only};
+	b->be = be;
+	be->complete = request_done;
+	be->complete_batch_end = requests_done;
+	be->opaque = b;
+	fill_config(&b->config, b->limits.capacity);
+	virtio_dev_init(&b->vdev, &blk_ops, mem, device_features(opts->read_only), &b->config,
+	                sizeof(b->config));
+	return 0;
+}
+
+static int set_path(struct blk_dev *b, const struct blk_options *opts, char *err, size_t errlen)
+{
+	memset(b, 0, sizeof(*b));
+	b->fd = -1;
+	b->path = strdup(opts->path ? opts->path : "");
+	if (!b->path) {
+		snprintf(err, errlen, "disk: %s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int blk_init(struct blk_dev *b, const struct blk_options *opts, uint64_t size_bytes,
+             const struct guest_memory *mem, struct blk_backend *be, char *err, size_t errlen)
+{
+	int r = set_path(b, opts, err, errlen);
+
+	if (r == 0)
+		r = init_device(b, opts, size_bytes, mem, be, err, errlen);
+	if (r < 0)
+		blk_close(b);
+	return r;
+}
+
+/* Opens the image, with O_DIRECT for cache=none where the filesystem allows it. */
+static int open_image(struct blk_dev *b, const struct blk_options *opts, char *err, size_t errlen)
+{
+	int flags = (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+
+	if (opts->cache == BLK_CACHE_NONE) {
+		b->fd = open(b->path, flags | O_DIRECT);
+		if (b->fd < 0 && errno == EINVAL)
+			log_warn("disk '%s': cache=none: the filesystem does not support O_DIRECT; "
+			         "using the host page cache (cache=writeback)",
+			         b->path);
+	}
+	if (b->fd < 0)
+		b->fd = open(b->path, flags);
+	if (b->fd < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "disk '%s': %s%s", b->path, strerror(e),
+		         !opts->read_only && (e == EACCES || e == EROFS)
+		                 ? " (add ,ro for a read-only disk)"
+		                 : "");
+		return -e;
+	}
+	return 0;
+}
+
+/* Locks the image against other VMs and sizes it. */
+static int lock_and_size(struct blk_dev *b, bool read_only, uint64_t *size, char *err,
+                         size_t errlen)
+{
+	struct stat st;
+	off_t end;
+
+	if (fstat(b->fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		snprintf(err, errlen, "disk '%s': not a regular file or block device", b->path);
+		return -EINVAL;
+	}
+	if (flock(b->fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+		int e = errno;
+
+		if (e == EWOULDBLOCK)
+			snprintf(err, errlen, "disk '%s': in use by another process (locked)",
+			         b->path);
+		else
+			snprintf(err, errlen, "disk '%s': lock: %s", b->path, strerror(e));
+		return -e;
+	}
+	end = lseek(b->fd, 0, SEEK_END);
+	if (end < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "disk '%s': size: %s", b->path, strerror(e));
+		return -e;
+	}
+	*size = (uint64_t)end;
+	if (*size % BLK_SECTOR_SIZE && *size >= BLK_SECTOR_SIZE)
+		log_warn("disk '%s': size %llu is not a multiple of 512; the guest sees %llu bytes",
+		         b->path, (unsigned long long)*size,
+		         (unsigned long long)ALIGN_DOWN(*size, BLK_SECTOR_SIZE));
+	return 0;
+}
+
+int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct guest_memory *mem,
+             struct event_loop *loop, char *err, size_t errlen)
+{
+	uint64_t size = 0;
+	int r = set_path(b, opts, err, errlen);
+
+	if (r == 0)
+		r = open_image(b, opts, err, errlen);
+	if (r == 0)
+		r = lock_and_size(b, opts->read_only, &size, err, errlen);
+	if (r == 0) {
+		r = blk_uring_create(&b->uring, b->fd, BLK_QUEUE_SIZE, loop);
+		if (r < 0)
+			snprintf(err, errlen, "disk '%s': io_uring: %s", b->path, strerror(-r));
+	}
+	if (r == 0)
+		r = init_device(b, opts, size, mem, blk_uring_backend(b->uring), err, errlen);
+	if (r < 0)
+		blk_close(b);
+	return r;
+}
+
+void blk_close(struct blk_dev *b)
+{
+	blk_uring_destroy(b->uring);
+	b->uring = NULL;
+	if (b->slots)
+		virtio_dev_destroy(&b->vdev);
+	free(b->slots);
+	b->slots = NULL;
+	b->free_slots = NULL;
+	if (b->fd >= 0)
+		close(b->fd);
+	b->fd = -1;
+	free(b->path);
+	b->path = NULL;
+}

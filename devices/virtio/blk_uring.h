@@ -1,0 +1,38 @@
+/*
+ * The io_uring block backend behind struct blk_backend_ops: vectored reads and writes, fdatasync
+ * and fallocate on one image fd, many requests in flight, completions signalled through an
+ * eventfd that the event loop watches. Short transfers are resubmitted for the remainder; a
+ * submission the kernel refuses for lack of resources (-EAGAIN, -EBUSY) or a full submission
+ * ring is retried once completions free room.
+ *
+ * Threading: everything runs on the event-loop thread (submissions from the device's queue
+ * processing, completions from the eventfd handler). Completion callbacks never run inside a
+ * submit call.
+ */
+#ifndef VMM_DEVICES_VIRTIO_BLK_URING_H
+#define VMM_DEVICES_VIRTIO_BLK_URING_H
+
+#include "devices/virtio/blk.h"
+#include "vmm/event_loop.h"
+#include "vmm/util.h"
+
+struct blk_uring;
+
+/*
+ * Sets up a ring for @fd (not taken over: the caller closes it after blk_uring_destroy) that
+ * accepts up to @max_inflight operations at once (more return -EAGAIN), and registers its
+ * completion eventfd with @loop. The caller sets be->complete and be->opaque on the returned
+ * backend (blk_uring_backend) before submitting. Returns 0, -ENOMEM or the io_uring_queue_init
+ * errno (-ENOSYS or -EPERM where io_uring is unavailable).
+ */
+int blk_uring_create(struct blk_uring **out, int fd, unsigned max_inflight,
+                     struct event_loop *loop) MUST_CHECK;
+struct blk_backend *blk_uring_backend(struct blk_uring *u);
+
+/*
+ * Waits for the operations still in flight (their completion callbacks are not called),
+ * unregisters the eventfd from the loop and frees the ring. Safe with NULL.
+ */
+void blk_uring_destroy(struct blk_uring *u);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * virtio-mmio transport, version 2 (virtio 1.x, 4.2): a 0x200-byte register window on the
+ * MMIO bus (registers below 0x100, the device's config space from 0x100), one interrupt line,
+ * and one ioeventfd per queue on QueueNotify so that notifications complete in KVM and the
+ * device's queue work runs on the event-loop thread.
+ *
+ * Locking: register accesses (vCPU threads) take dev->lock; ops->queue_notify is called
+ * without it, from the event loop (ioeventfd) or, when no ioeventfd is registered, from the
+ * vCPU thread whose write reached the bus. The interrupt path takes no lock.
+ */
+#ifndef VMM_DEVICES_VIRTIO_VIRTIO_MMIO_H
+#define VMM_DEVICES_VIRTIO_VIRTIO_MMIO_H
+
+#include <stdint.h>
+
+#include "devices/virtio/virtio.h"
+#include "vmm/bus.h"
+#include "vmm/event_loop.h"
+#include "vmm/irq.h"
+#include "vmm/util.h"
+
+#define VIRTIO_MMIO_SIZE        0x200
+#define VIRTIO_MMIO_CONFIG      0x100 /* config space offset */
+#define VIRTIO_MMIO_MAGIC       0x74726976 /* "virt" */
+#define VIRTIO_MMIO_VERSION     2
+#define VIRTIO_MMIO_VENDOR_ID   0x4d4d5676 /* "vVMM" */
+#define VIRTIO_MMIO_NOTIFY_ADDR 0x050
+
+struct virtio_mmio;
+
+/* One queue's doorbell: an ioeventfd matching the queue index, watched by the event loop. */
+struct virtio_mmio_notify {
+	struct virtio_mmio *t;
+	unsigned q;
+	struct ioeventfd ev;
+	struct event_source src;
+	bool watched;
+};
+
+struct virtio_mmio {
+	struct virtio_dev *dev;
+	uint64_t base;
+	int vm_fd; /* -1 without a VM (unit tests) */
+	struct event_loop *loop;
+	struct irq_line irq;
+	/* Without a VM: called for each interrupt instead of the irqfd. */
+	void (*test_interrupt)(void *opaque, int q);
+	void *test_opaque;
+	/* Transport registers, under dev->lock. */
+	uint32_t device_features_sel;
+	uint32_t driver_features_sel;
+	uint32_t queue_sel; /* as written; a value >= num_queues selects no queue */
+	struct virtio_mmio_notify notify[VIRTIO_MAX_QUEUES];
+};
+
+/*
+ * Connects @dev to a new transport @t and claims [base, base + VIRTIO_MMIO_SIZE) on
+ * @mmio_bus. With @vm_fd >= 0, interrupts go to @gsi through an irqfd and each queue's
+ * notifications arrive on an ioeventfd watched by @loop (which must then be non-NULL). With
+ * @vm_fd < 0, a QueueNotify write calls ops->queue_notify directly and interrupts go to the
+ * hook set with virtio_mmio_set_test_interrupt. @dev->config_size must fit below 0x100 bytes.
+ * Returns 0, -EINVAL, -EEXIST or another -errno; on failure nothing is left registered.
+ * Set-up time only (single-threaded).
+ */
+int virtio_mmio_attach(struct virtio_mmio *t, struct virtio_dev *dev, struct bus *mmio_bus,
+                       uint64_t base, int vm_fd, unsigned gsi, struct event_loop *loop) MUST_CHECK;
+
+/*
+ * Releases the ioeventfds, their event-loop watches and the irqfd. The bus range stays
+ * claimed (the bus has no removal; it is freed with the VM). Call after the vCPUs and the
+ * event loop have stopped.
+ */
+void virtio_mmio_detach(struct virtio_mmio *t);
+
+/* Tests without a VM: @fn(opaque, q) is called for each interrupt (@q = -1 for config). */
+void virtio_mmio_set_test_interrupt(struct virtio_mmio *t, void (*fn)(void *opaque, int q),
+                                    void *opaque);
+
+#endif
