@@ -143,8 +143,8 @@ static void queue_reg_write(struct virtio_mmio *t, uint64_t offset, uint32_t v)
 		set_half(&vq->used_addr, offset & 4, v);
 		break;
 	default:
-		log_ratelimited(LOG_DEBUG, "%s: write to register %#llx dropped",
-		                t->dev->ops->name, (unsigned long long)offset);
+		log_ratelimited(LOG_DEBUG, "%s: write to register %#llx dropped", t->dev->ops->name,
+		                (unsigned long long)offset);
 		break;
 	}
 }
@@ -288,7 +288,8 @@ static int add_notifiers(struct virtio_mmio *t)
 
 		if (r < 0)
 			return r;
-		n->src = (struct event_source){.fd = n->ev.fd, .handler = notify_event, .opaque = n};
+		n->src =
+		        (struct event_source){.fd = n->ev.fd, .handler = notify_event, .opaque = n};
 		r = event_loop_add(t->loop, &n->src, EPOLLIN);
 		if (r < 0)
 			return r;
@@ -320,7 +321,8 @@ int virtio_mmio_attach(struct virtio_mmio *t, struct virtio_dev *dev, struct bus
 	}
 	if (r == 0) {
 		pthread_mutex_lock(&dev->lock);
-		dev->transport = (struct virtio_transport){.interrupt = mmio_interrupt, .opaque = t};
+		dev->transport =
+		        (struct virtio_transport){.interrupt = mmio_interrupt, .opaque = t};
 		pthread_mutex_unlock(&dev->lock);
 		r = bus_register(mmio_bus, base, VIRTIO_MMIO_SIZE, &mmio_ops, t, dev->ops->name);
 	}

@@ -20,7 +20,7 @@
 #include "vmm/util.h"
 
 #define VIRTIO_MMIO_SIZE        0x200
-#define VIRTIO_MMIO_CONFIG      0x100 /* config space offset */
+#define VIRTIO_MMIO_CONFIG      0x100      /* config space offset */
 #define VIRTIO_MMIO_MAGIC       0x74726976 /* "virt" */
 #define VIRTIO_MMIO_VERSION     2
 #define VIRTIO_MMIO_VENDOR_ID   0x4d4d5676 /* "vVMM" */

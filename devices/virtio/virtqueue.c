@@ -27,8 +27,8 @@
 #define DESC_F_WRITE         2
 #define DESC_F_INDIRECT      4
 #define AVAIL_F_NO_INTERRUPT 1
-#define RING_HDR             4              /* flags and idx in front of both rings */
-#define CHAIN_MAX_BYTES      (1ULL << 32)   /* 2.7.5: a chain is at most 2^32 bytes in total */
+#define RING_HDR             4            /* flags and idx in front of both rings */
+#define CHAIN_MAX_BYTES      (1ULL << 32) /* 2.7.5: a chain is at most 2^32 bytes in total */
 
 struct desc {
 	uint64_t addr;
@@ -227,7 +227,8 @@ static int avail_pending(struct virtqueue *vq)
 	 * Acquire: the ring entries and descriptors the driver wrote before publishing idx are
 	 * visible to the loads that follow (pairs with the driver's write barrier before idx).
 	 */
-	uint16_t delta = (uint16_t)(load16(vq->avail_hva + 2, __ATOMIC_ACQUIRE) - vq->last_avail_idx);
+	uint16_t delta =
+	        (uint16_t)(load16(vq->avail_hva + 2, __ATOMIC_ACQUIRE) - vq->last_avail_idx);
 
 	if (delta == 0 && vq->event_idx) {
 		/* Ask to be notified of the next chain, then look again. */
@@ -238,7 +239,8 @@ static int avail_pending(struct virtqueue *vq)
 		 * published before this load and is seen here.
 		 */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		delta = (uint16_t)(load16(vq->avail_hva + 2, __ATOMIC_ACQUIRE) - vq->last_avail_idx);
+		delta = (uint16_t)(load16(vq->avail_hva + 2, __ATOMIC_ACQUIRE) -
+		                   vq->last_avail_idx);
 	}
 	if (delta > vq->size)
 		return refuse("available index moved by more than the queue size",

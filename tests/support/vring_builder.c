@@ -41,8 +41,8 @@ static uint32_t get32(const struct vring_builder *b, uint64_t gpa)
 	return le32toh(le);
 }
 
-void vrb_init(struct vring_builder *b, const struct guest_memory *mem, uint64_t base,
-              uint64_t span, uint16_t size)
+void vrb_init(struct vring_builder *b, const struct guest_memory *mem, uint64_t base, uint64_t span,
+              uint16_t size)
 {
 	memset(b, 0, sizeof(*b));
 	b->mem = mem;
@@ -77,8 +77,8 @@ uint64_t vrb_alloc(struct vring_builder *b, uint64_t len)
 	return gpa;
 }
 
-void vrb_desc_at(struct vring_builder *b, uint64_t table, uint16_t i, uint64_t addr,
-                 uint32_t len, uint16_t flags, uint16_t next)
+void vrb_desc_at(struct vring_builder *b, uint64_t table, uint16_t i, uint64_t addr, uint32_t len,
+                 uint16_t flags, uint16_t next)
 {
 	uint8_t d[DESC_SIZE];
 	uint64_t a = htole64(addr);

@@ -19,7 +19,7 @@
 struct vring_builder {
 	const struct guest_memory *mem;
 	uint16_t size;
-	uint64_t desc, avail, used; /* guest addresses of the rings */
+	uint64_t desc, avail, used;   /* guest addresses of the rings */
 	uint64_t data_next, data_end; /* bump allocator for buffers and indirect tables */
 	uint16_t avail_idx;           /* the driver's next avail idx */
 };
@@ -28,8 +28,8 @@ struct vring_builder {
  * Lays out a ring of @size entries at @base (descriptor table, then avail, then used, each
  * page aligned) and a data area after it up to @base + @span; zeroes the rings.
  */
-void vrb_init(struct vring_builder *b, const struct guest_memory *mem, uint64_t base,
-              uint64_t span, uint16_t size);
+void vrb_init(struct vring_builder *b, const struct guest_memory *mem, uint64_t base, uint64_t span,
+              uint16_t size);
 /* Copies the layout into @vq (mem, size, addresses, ready) for vq_activate. */
 void vrb_attach(const struct vring_builder *b, struct virtqueue *vq);
 /* Allocates @len bytes (16-byte aligned, zeroed) in the data area; returns the guest address. */
@@ -38,8 +38,8 @@ uint64_t vrb_alloc(struct vring_builder *b, uint64_t len);
 void *vrb_host(const struct vring_builder *b, uint64_t gpa, uint64_t len);
 
 /* Writes descriptor @i of the table at @table (b->desc, or an indirect table). */
-void vrb_desc_at(struct vring_builder *b, uint64_t table, uint16_t i, uint64_t addr,
-                 uint32_t len, uint16_t flags, uint16_t next);
+void vrb_desc_at(struct vring_builder *b, uint64_t table, uint16_t i, uint64_t addr, uint32_t len,
+                 uint16_t flags, uint16_t next);
 /* Writes descriptor @i of the ring's own table. */
 void vrb_desc(struct vring_builder *b, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
               uint16_t next);

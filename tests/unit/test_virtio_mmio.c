@@ -20,12 +20,29 @@
 #define BASE 0xd0000000ULL
 
 enum {
-	MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, VENDOR_ID = 0x00c,
-	DEV_FEATURES = 0x010, DEV_FEATURES_SEL = 0x014, DRV_FEATURES = 0x020,
-	DRV_FEATURES_SEL = 0x024, QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038,
-	QUEUE_READY = 0x044, QUEUE_NOTIFY = 0x050, INT_STATUS = 0x060, INT_ACK = 0x064,
-	STATUS = 0x070, DESC_LOW = 0x080, DESC_HIGH = 0x084, DRIVER_LOW = 0x090,
-	DRIVER_HIGH = 0x094, DEVICE_LOW = 0x0a0, DEVICE_HIGH = 0x0a4, CONFIG_GEN = 0x0fc,
+	MAGIC = 0x000,
+	VERSION = 0x004,
+	DEVICE_ID = 0x008,
+	VENDOR_ID = 0x00c,
+	DEV_FEATURES = 0x010,
+	DEV_FEATURES_SEL = 0x014,
+	DRV_FEATURES = 0x020,
+	DRV_FEATURES_SEL = 0x024,
+	QUEUE_SEL = 0x030,
+	QUEUE_NUM_MAX = 0x034,
+	QUEUE_NUM = 0x038,
+	QUEUE_READY = 0x044,
+	QUEUE_NOTIFY = 0x050,
+	INT_STATUS = 0x060,
+	INT_ACK = 0x064,
+	STATUS = 0x070,
+	DESC_LOW = 0x080,
+	DESC_HIGH = 0x084,
+	DRIVER_LOW = 0x090,
+	DRIVER_HIGH = 0x094,
+	DEVICE_LOW = 0x0a0,
+	DEVICE_HIGH = 0x0a4,
+	CONFIG_GEN = 0x0fc,
 	CONFIG = 0x100,
 };
 
@@ -219,7 +236,7 @@ END_TEST
 /* FEATURES_OK stays clear until the driver's features are acceptable. */
 START_TEST(features_ok_refused)
 {
-	static const uint64_t bad[] = {1ULL << VIRTIO_F_EVENT_IDX, /* no VERSION_1 */
+	static const uint64_t bad[] = {1ULL << VIRTIO_F_EVENT_IDX,             /* no VERSION_1 */
 	                               1ULL << VIRTIO_F_VERSION_1 | 1ULL << 5, /* not offered */
 	                               1ULL << VIRTIO_F_VERSION_1 | 1ULL << 40};
 

@@ -2,7 +2,7 @@
  * Split virtqueues against a hostile driver: one case per rule (a table of malformed rings and
  * chains, each refused without consuming the chain), activation checks, the happy paths (direct
  * and indirect chains, the used ring, index wrap-around), notification suppression (EVENT_IDX
- * and NO_INTERRUPT), and a seeded random-descriptor run that checks every iovec lies in RAM.
+ * and NO_INTERRUPT). Random descriptor tables are in test_virtqueue_fuzz.c.
  */
 #include <check.h>
 #include <errno.h>
@@ -323,8 +323,9 @@ START_TEST(activation_refused)
 	vrb_attach(&b, &vq);
 	vq.size = c->size;
 	if (c->ring)
-		*(c->ring == DESC ? &vq.desc_addr : c->ring == AVAIL ? &vq.avail_addr
-		                                                   : &vq.used_addr) = c->addr;
+		*(c->ring == DESC    ? &vq.desc_addr
+		  : c->ring == AVAIL ? &vq.avail_addr
+		                     : &vq.used_addr) = c->addr;
 	ck_assert_msg(vq_activate(&vq, QSIZE) == -EINVAL, "%s", c->name);
 	ck_assert(!vq.active);
 	ck_assert_int_eq(vq_pop_chain(&vq, &chain), 0);
@@ -528,92 +529,6 @@ START_TEST(reset_forgets)
 }
 END_TEST
 
-/* ---- Random descriptor tables ---- */
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
-
-/* Mostly plausible, sometimes hostile: around the RAM edges, the top of the address space. */
-static uint64_t rnd_addr(void)
-{
-	static const uint64_t edges[] = {0, RAM - 16, RAM, RAM + 0x10000 - 8, 2 * RAM + 0x10000,
-	                                 UINT64_MAX - 15};
-
-	if (rnd() % 4 == 0)
-		return edges[rnd() % ARRAY_SIZE(edges)] + rnd() % 32;
-	return rnd() % (3 * RAM);
-}
-
-static uint32_t rnd_len(void)
-{
-	switch (rnd() % 4) {
-	case 0:
-		return (uint32_t)rnd();
-	case 1:
-		return (uint32_t)(rnd() % 8) * 16;
-	default:
-		return (uint32_t)(rnd() % 0x3000);
-	}
-}
-
-static void rnd_table(uint64_t table, unsigned n, uint16_t next_bound)
-{
-	for (unsigned i = 0; i < n; i++)
-		vrb_desc_at(&b, table, (uint16_t)i, rnd_addr(), rnd_len(), (uint16_t)(rnd() % 8),
-		            (uint16_t)(rnd() % 4 ? rnd() % next_bound : rnd()));
-}
-
-static void assert_iov_in_ram(const struct iovec *iov)
-{
-	const uint8_t *p = iov->iov_base;
-
-	for (unsigned r = 0; r < mem.nr_regions; r++) {
-		const struct mem_region *m = &mem.regions[r];
-
-		if (p >= m->host && p <= m->host + m->size && iov->iov_len <= m->size - (size_t)(p - m->host))
-			return;
-	}
-	ck_abort_msg("iovec %p+%zu outside guest RAM", iov->iov_base, iov->iov_len);
-}
-
-START_TEST(random_tables)
-{
-	uint64_t tables = vrb_alloc(&b, 0x4000), ok = 0;
-
-	ck_assert_int_eq(guest_memory_add(&mem, RAM + 0x10000, RAM), 0);
-	rng_state = 0x9e3779b97f4a7c15ULL;
-	for (unsigned iter = 0; iter < 4000; iter++) {
-		uint16_t idx = (uint16_t)rnd();
-
-		rnd_table(b.desc, QSIZE, QSIZE + 1);
-		rnd_table(tables, 0x400, 0x400);
-		for (unsigned i = 0; i < 8; i++) /* some descriptors point at indirect tables */
-			vrb_desc(&b, (uint16_t)(rnd() % QSIZE), tables + rnd() % 0x3000 / 16 * 16,
-			         (uint32_t)(rnd() % 64) * 16, VRB_F_INDIRECT, 0);
-		vq.last_avail_idx = idx;
-		vrb_set_avail_idx(&b, idx);
-		vq.indirect = rnd() % 2;
-		vq.event_idx = rnd() % 2;
-		for (unsigned i = 0; i < QSIZE; i++)
-			vrb_publish(&b, (uint16_t)(rnd() % (QSIZE + 2)));
-		for (int r; (r = vq_pop_chain(&vq, &chain)) == 1; ok++) {
-			ck_assert_uint_le(chain.nr_out + chain.nr_in, VQ_MAX_IOV);
-			for (unsigned i = 0; i < chain.nr_out + chain.nr_in; i++)
-				assert_iov_in_ram(&chain.iov[i]);
-			ck_assert_int_eq(vq_push_used(&vq, chain.head, (uint32_t)chain.in_len), 0);
-		}
-	}
-	ck_assert_uint_gt(ok, 100); /* the run reached valid chains too */
-}
-END_TEST
-
 static Suite *virtqueue_suite(void)
 {
 	Suite *s = suite_create("virtqueue");
@@ -634,8 +549,6 @@ static Suite *virtqueue_suite(void)
 	tcase_add_test(tc, event_idx_notify);
 	tcase_add_test(tc, no_interrupt_flag);
 	tcase_add_test(tc, reset_forgets);
-	tcase_add_test(tc, random_tables);
-	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 	return s;
 }
