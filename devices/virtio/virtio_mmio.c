@@ -18,30 +18,6 @@
 
 #include "vmm/log.h"
 
-#define REG_MAGIC               0x000
-#define REG_VERSION             0x004
-#define REG_DEVICE_ID           0x008
-#define REG_VENDOR_ID           0x00c
-#define REG_DEVICE_FEATURES     0x010
-#define REG_DEVICE_FEATURES_SEL 0x014
-#define REG_DRIVER_FEATURES     0x020
-#define REG_DRIVER_FEATURES_SEL 0x024
-#define REG_QUEUE_SEL           0x030
-#define REG_QUEUE_NUM_MAX       0x034
-#define REG_QUEUE_NUM           0x038
-#define REG_QUEUE_READY         0x044
-#define REG_QUEUE_NOTIFY        VIRTIO_MMIO_NOTIFY_ADDR
-#define REG_INTERRUPT_STATUS    0x060
-#define REG_INTERRUPT_ACK       0x064
-#define REG_STATUS              0x070
-#define REG_QUEUE_DESC_LOW      0x080
-#define REG_QUEUE_DESC_HIGH     0x084
-#define REG_QUEUE_DRIVER_LOW    0x090
-#define REG_QUEUE_DRIVER_HIGH   0x094
-#define REG_QUEUE_DEVICE_LOW    0x0a0
-#define REG_QUEUE_DEVICE_HIGH   0x0a4
-#define REG_CONFIG_GENERATION   0x0fc
-
 /* The queue QueueSel names, or NULL when it names none. Under dev->lock. */
 static struct virtqueue *selected_queue(const struct virtio_mmio *t)
 {
@@ -57,20 +33,20 @@ static uint32_t queue_reg_read(const struct virtio_mmio *t, uint64_t offset)
 	if (!vq)
 		return 0;
 	switch (offset) {
-	case REG_QUEUE_NUM_MAX:
+	case VIRTIO_MMIO_REG_QUEUE_NUM_MAX:
 		return t->dev->ops->max_queue_size;
-	case REG_QUEUE_NUM:
+	case VIRTIO_MMIO_REG_QUEUE_NUM:
 		return vq->size;
-	case REG_QUEUE_READY:
+	case VIRTIO_MMIO_REG_QUEUE_READY:
 		return vq->ready;
-	case REG_QUEUE_DESC_LOW:
-	case REG_QUEUE_DESC_HIGH:
+	case VIRTIO_MMIO_REG_QUEUE_DESC_LOW:
+	case VIRTIO_MMIO_REG_QUEUE_DESC_HIGH:
 		return (uint32_t)(vq->desc_addr >> (offset & 4 ? 32 : 0));
-	case REG_QUEUE_DRIVER_LOW:
-	case REG_QUEUE_DRIVER_HIGH:
+	case VIRTIO_MMIO_REG_QUEUE_DRIVER_LOW:
+	case VIRTIO_MMIO_REG_QUEUE_DRIVER_HIGH:
 		return (uint32_t)(vq->avail_addr >> (offset & 4 ? 32 : 0));
-	case REG_QUEUE_DEVICE_LOW:
-	case REG_QUEUE_DEVICE_HIGH:
+	case VIRTIO_MMIO_REG_QUEUE_DEVICE_LOW:
+	case VIRTIO_MMIO_REG_QUEUE_DEVICE_HIGH:
 		return (uint32_t)(vq->used_addr >> (offset & 4 ? 32 : 0));
 	default:
 		return 0; /* reserved or write-only */
@@ -82,23 +58,23 @@ static uint32_t reg_read(const struct virtio_mmio *t, uint64_t offset)
 	const struct virtio_dev *dev = t->dev;
 
 	switch (offset) {
-	case REG_MAGIC:
+	case VIRTIO_MMIO_REG_MAGIC:
 		return VIRTIO_MMIO_MAGIC;
-	case REG_VERSION:
+	case VIRTIO_MMIO_REG_VERSION:
 		return VIRTIO_MMIO_VERSION;
-	case REG_DEVICE_ID:
+	case VIRTIO_MMIO_REG_DEVICE_ID:
 		return dev->ops->device_id;
-	case REG_VENDOR_ID:
+	case VIRTIO_MMIO_REG_VENDOR_ID:
 		return VIRTIO_MMIO_VENDOR_ID;
-	case REG_DEVICE_FEATURES:
+	case VIRTIO_MMIO_REG_DEVICE_FEATURES:
 		if (t->device_features_sel > 1)
 			return 0;
 		return (uint32_t)(dev->device_features >> (32 * t->device_features_sel));
-	case REG_INTERRUPT_STATUS:
+	case VIRTIO_MMIO_REG_INTERRUPT_STATUS:
 		return dev->isr;
-	case REG_STATUS:
+	case VIRTIO_MMIO_REG_STATUS:
 		return dev->status;
-	case REG_CONFIG_GENERATION:
+	case VIRTIO_MMIO_REG_CONFIG_GENERATION:
 		return dev->config_generation;
 	default:
 		return queue_reg_read(t, offset);
@@ -124,22 +100,22 @@ static void queue_reg_write(struct virtio_mmio *t, uint64_t offset, uint32_t v)
 		return;
 	}
 	switch (offset) {
-	case REG_QUEUE_NUM:
+	case VIRTIO_MMIO_REG_QUEUE_NUM:
 		vq->size = (uint16_t)MIN(v, UINT16_MAX); /* vq_activate checks it */
 		break;
-	case REG_QUEUE_READY:
+	case VIRTIO_MMIO_REG_QUEUE_READY:
 		vq->ready = v & 1;
 		break;
-	case REG_QUEUE_DESC_LOW:
-	case REG_QUEUE_DESC_HIGH:
+	case VIRTIO_MMIO_REG_QUEUE_DESC_LOW:
+	case VIRTIO_MMIO_REG_QUEUE_DESC_HIGH:
 		set_half(&vq->desc_addr, offset & 4, v);
 		break;
-	case REG_QUEUE_DRIVER_LOW:
-	case REG_QUEUE_DRIVER_HIGH:
+	case VIRTIO_MMIO_REG_QUEUE_DRIVER_LOW:
+	case VIRTIO_MMIO_REG_QUEUE_DRIVER_HIGH:
 		set_half(&vq->avail_addr, offset & 4, v);
 		break;
-	case REG_QUEUE_DEVICE_LOW:
-	case REG_QUEUE_DEVICE_HIGH:
+	case VIRTIO_MMIO_REG_QUEUE_DEVICE_LOW:
+	case VIRTIO_MMIO_REG_QUEUE_DEVICE_HIGH:
 		set_half(&vq->used_addr, offset & 4, v);
 		break;
 	default:
@@ -155,22 +131,22 @@ static void reg_write(struct virtio_mmio *t, uint64_t offset, uint32_t v)
 	struct virtio_dev *dev = t->dev;
 
 	switch (offset) {
-	case REG_DEVICE_FEATURES_SEL:
+	case VIRTIO_MMIO_REG_DEVICE_FEATURES_SEL:
 		t->device_features_sel = v;
 		break;
-	case REG_DRIVER_FEATURES:
+	case VIRTIO_MMIO_REG_DRIVER_FEATURES:
 		virtio_write_driver_features(dev, t->driver_features_sel, v);
 		break;
-	case REG_DRIVER_FEATURES_SEL:
+	case VIRTIO_MMIO_REG_DRIVER_FEATURES_SEL:
 		t->driver_features_sel = v;
 		break;
-	case REG_QUEUE_SEL:
+	case VIRTIO_MMIO_REG_QUEUE_SEL:
 		t->queue_sel = v;
 		break;
-	case REG_INTERRUPT_ACK:
+	case VIRTIO_MMIO_REG_INTERRUPT_ACK:
 		dev->isr &= ~v;
 		break;
-	case REG_STATUS:
+	case VIRTIO_MMIO_REG_STATUS:
 		virtio_write_status(dev, (uint8_t)v);
 		break;
 	default:
@@ -197,9 +173,9 @@ static int mmio_read(void *opaque, uint64_t offset, void *data, unsigned size)
 	struct virtio_mmio *t = opaque;
 	uint32_t v;
 
-	if (offset >= VIRTIO_MMIO_CONFIG) {
+	if (offset >= VIRTIO_MMIO_REG_CONFIG) {
 		pthread_mutex_lock(&t->dev->lock);
-		virtio_read_config(t->dev, offset - VIRTIO_MMIO_CONFIG, data, size);
+		virtio_read_config(t->dev, offset - VIRTIO_MMIO_REG_CONFIG, data, size);
 		pthread_mutex_unlock(&t->dev->lock);
 		return 0;
 	}
@@ -221,9 +197,9 @@ static int mmio_write(void *opaque, uint64_t offset, const void *data, unsigned 
 	struct virtio_mmio *t = opaque;
 	uint32_t v;
 
-	if (offset >= VIRTIO_MMIO_CONFIG) {
+	if (offset >= VIRTIO_MMIO_REG_CONFIG) {
 		pthread_mutex_lock(&t->dev->lock);
-		virtio_write_config(t->dev, offset - VIRTIO_MMIO_CONFIG, data, size);
+		virtio_write_config(t->dev, offset - VIRTIO_MMIO_REG_CONFIG, data, size);
 		pthread_mutex_unlock(&t->dev->lock);
 		return 0;
 	}
@@ -234,7 +210,7 @@ static int mmio_write(void *opaque, uint64_t offset, const void *data, unsigned 
 	}
 	memcpy(&v, data, 4);
 	v = le32toh(v);
-	if (offset == REG_QUEUE_NOTIFY) {
+	if (offset == VIRTIO_MMIO_REG_QUEUE_NOTIFY) {
 		notify_write(t, v); /* without dev->lock: the device takes it */
 		return 0;
 	}
@@ -283,8 +259,8 @@ static int add_notifiers(struct virtio_mmio *t)
 {
 	for (unsigned q = 0; q < t->dev->ops->num_queues; q++) {
 		struct virtio_mmio_notify *n = &t->notify[q];
-		int r = ioeventfd_add(&n->ev, t->vm_fd, t->base + REG_QUEUE_NOTIFY, 4, false, true,
-		                      q);
+		int r = ioeventfd_add(&n->ev, t->vm_fd, t->base + VIRTIO_MMIO_REG_QUEUE_NOTIFY, 4,
+		                      false, true, q);
 
 		if (r < 0)
 			return r;
@@ -304,7 +280,7 @@ int virtio_mmio_attach(struct virtio_mmio *t, struct virtio_dev *dev, struct bus
 	int r = 0;
 
 	if (!dev->ops || dev->ops->num_queues > VIRTIO_MAX_QUEUES ||
-	    dev->config_size > VIRTIO_MMIO_SIZE - VIRTIO_MMIO_CONFIG || (vm_fd >= 0 && !loop))
+	    dev->config_size > VIRTIO_MMIO_SIZE - VIRTIO_MMIO_REG_CONFIG || (vm_fd >= 0 && !loop))
 		return -EINVAL;
 	memset(t, 0, sizeof(*t));
 	t->dev = dev;

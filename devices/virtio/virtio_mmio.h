@@ -19,12 +19,36 @@
 #include "vmm/irq.h"
 #include "vmm/util.h"
 
-#define VIRTIO_MMIO_SIZE        0x200
-#define VIRTIO_MMIO_CONFIG      0x100      /* config space offset */
-#define VIRTIO_MMIO_MAGIC       0x74726976 /* "virt" */
-#define VIRTIO_MMIO_VERSION     2
-#define VIRTIO_MMIO_VENDOR_ID   0x4d4d5676 /* "vVMM" */
-#define VIRTIO_MMIO_NOTIFY_ADDR 0x050
+#define VIRTIO_MMIO_SIZE      0x200
+#define VIRTIO_MMIO_MAGIC     0x74726976 /* "virt" */
+#define VIRTIO_MMIO_VERSION   2
+#define VIRTIO_MMIO_VENDOR_ID 0x4d4d5676 /* "vVMM" */
+
+/* Register offsets (4.2.2); the config space starts at VIRTIO_MMIO_REG_CONFIG. */
+#define VIRTIO_MMIO_REG_MAGIC               0x000
+#define VIRTIO_MMIO_REG_VERSION             0x004
+#define VIRTIO_MMIO_REG_DEVICE_ID           0x008
+#define VIRTIO_MMIO_REG_VENDOR_ID           0x00c
+#define VIRTIO_MMIO_REG_DEVICE_FEATURES     0x010
+#define VIRTIO_MMIO_REG_DEVICE_FEATURES_SEL 0x014
+#define VIRTIO_MMIO_REG_DRIVER_FEATURES     0x020
+#define VIRTIO_MMIO_REG_DRIVER_FEATURES_SEL 0x024
+#define VIRTIO_MMIO_REG_QUEUE_SEL           0x030
+#define VIRTIO_MMIO_REG_QUEUE_NUM_MAX       0x034
+#define VIRTIO_MMIO_REG_QUEUE_NUM           0x038
+#define VIRTIO_MMIO_REG_QUEUE_READY         0x044
+#define VIRTIO_MMIO_REG_QUEUE_NOTIFY        0x050
+#define VIRTIO_MMIO_REG_INTERRUPT_STATUS    0x060
+#define VIRTIO_MMIO_REG_INTERRUPT_ACK       0x064
+#define VIRTIO_MMIO_REG_STATUS              0x070
+#define VIRTIO_MMIO_REG_QUEUE_DESC_LOW      0x080
+#define VIRTIO_MMIO_REG_QUEUE_DESC_HIGH     0x084
+#define VIRTIO_MMIO_REG_QUEUE_DRIVER_LOW    0x090
+#define VIRTIO_MMIO_REG_QUEUE_DRIVER_HIGH   0x094
+#define VIRTIO_MMIO_REG_QUEUE_DEVICE_LOW    0x0a0
+#define VIRTIO_MMIO_REG_QUEUE_DEVICE_HIGH   0x0a4
+#define VIRTIO_MMIO_REG_CONFIG_GENERATION   0x0fc
+#define VIRTIO_MMIO_REG_CONFIG              0x100
 
 struct virtio_mmio;
 

@@ -42,9 +42,13 @@ struct vq_chain {
 };
 
 /*
- * Checks a queue the driver enabled: size a power of two and <= @max_size, rings aligned
- * (desc 16, avail 2, used 4) and wholly inside guest RAM. Resets the device-side indices.
- * Returns 0 or -EINVAL.
+ * Checks a queue the driver enabled (@vq->mem, size and ring addresses set, all
+ * guest-controlled but mem): size a power of two and <= @max_size (<= VQ_MAX_SIZE), rings
+ * aligned (desc 16, avail 2, used 4) and each wholly inside one RAM region. Keeps host views
+ * of the rings and resets the device-side indices. Returns 0 or -EINVAL (queue left inactive).
+ *
+ * Threads: the vq_* functions on one queue must not run concurrently; devices call them
+ * under their dev->lock. Guest memory is read with single fetches and the barriers of 2.7.
  */
 int vq_activate(struct virtqueue *vq, uint16_t max_size);
 /* Forgets everything (device reset). */
@@ -53,9 +57,9 @@ void vq_reset(struct virtqueue *vq);
 /*
  * Takes the next available chain into @chain. Returns 1 when a chain was taken, 0 when the
  * ring is empty, -EINVAL for a malformed ring or chain (bad index, loop, nested or misaligned
- * indirect table, too many buffers) and -EFAULT for a buffer outside guest RAM; after an
- * error the device should set DEVICE_NEEDS_RESET (the chain is not consumed). Returns 0 for a
- * queue that is not active. Zero-length buffers are kept (iov_len 0) but their address must
+ * indirect table, too many buffers, readable after writable) and -EFAULT for a buffer outside guest
+ * RAM; after an error the device should set DEVICE_NEEDS_RESET (the chain is not consumed). Returns
+ * 0 for a queue that is not active. Zero-length buffers are kept (iov_len 0) but their address must
  * still lie in guest RAM; a chain of more than 2^32 bytes in total is malformed (2.7.5).
  */
 int vq_pop_chain(struct virtqueue *vq, struct vq_chain *chain);

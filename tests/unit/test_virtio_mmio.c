@@ -19,32 +19,7 @@
 #define RAM  (1 * MIB)
 #define BASE 0xd0000000ULL
 
-enum {
-	MAGIC = 0x000,
-	VERSION = 0x004,
-	DEVICE_ID = 0x008,
-	VENDOR_ID = 0x00c,
-	DEV_FEATURES = 0x010,
-	DEV_FEATURES_SEL = 0x014,
-	DRV_FEATURES = 0x020,
-	DRV_FEATURES_SEL = 0x024,
-	QUEUE_SEL = 0x030,
-	QUEUE_NUM_MAX = 0x034,
-	QUEUE_NUM = 0x038,
-	QUEUE_READY = 0x044,
-	QUEUE_NOTIFY = 0x050,
-	INT_STATUS = 0x060,
-	INT_ACK = 0x064,
-	STATUS = 0x070,
-	DESC_LOW = 0x080,
-	DESC_HIGH = 0x084,
-	DRIVER_LOW = 0x090,
-	DRIVER_HIGH = 0x094,
-	DEVICE_LOW = 0x0a0,
-	DEVICE_HIGH = 0x0a4,
-	CONFIG_GEN = 0x0fc,
-	CONFIG = 0x100,
-};
+#define R(name) VIRTIO_MMIO_REG_##name
 
 #define ACK    VIRTIO_STATUS_ACKNOWLEDGE
 #define DRV    VIRTIO_STATUS_DRIVER
@@ -164,26 +139,26 @@ static void wr(uint64_t off, uint32_t v)
 /* The driver's side: status, features, queue @q on a ring at @ring_base, DRIVER_OK. */
 static void driver_up(uint64_t base, uint64_t features, unsigned q, uint64_t ring_base)
 {
-	wr_at(base, STATUS, ACK);
-	wr_at(base, STATUS, ACK | DRV);
-	wr_at(base, DRV_FEATURES_SEL, 0);
-	wr_at(base, DRV_FEATURES, (uint32_t)features);
-	wr_at(base, DRV_FEATURES_SEL, 1);
-	wr_at(base, DRV_FEATURES, (uint32_t)(features >> 32));
-	wr_at(base, STATUS, ACK | DRV | FEAT);
-	ck_assert_uint_eq(rd_at(base, STATUS), ACK | DRV | FEAT);
+	wr_at(base, R(STATUS), ACK);
+	wr_at(base, R(STATUS), ACK | DRV);
+	wr_at(base, R(DRIVER_FEATURES_SEL), 0);
+	wr_at(base, R(DRIVER_FEATURES), (uint32_t)features);
+	wr_at(base, R(DRIVER_FEATURES_SEL), 1);
+	wr_at(base, R(DRIVER_FEATURES), (uint32_t)(features >> 32));
+	wr_at(base, R(STATUS), ACK | DRV | FEAT);
+	ck_assert_uint_eq(rd_at(base, R(STATUS)), ACK | DRV | FEAT);
 	vrb_init(&rb, &mem, ring_base, 0x40000, 16);
-	wr_at(base, QUEUE_SEL, q);
-	ck_assert_uint_eq(rd_at(base, QUEUE_READY), 0);
-	wr_at(base, QUEUE_NUM, 16);
-	wr_at(base, DESC_LOW, (uint32_t)rb.desc);
-	wr_at(base, DESC_HIGH, (uint32_t)(rb.desc >> 32));
-	wr_at(base, DRIVER_LOW, (uint32_t)rb.avail);
-	wr_at(base, DRIVER_HIGH, 0);
-	wr_at(base, DEVICE_LOW, (uint32_t)rb.used);
-	wr_at(base, DEVICE_HIGH, 0);
-	wr_at(base, QUEUE_READY, 1);
-	wr_at(base, STATUS, ACK | DRV | FEAT | DRV_OK);
+	wr_at(base, R(QUEUE_SEL), q);
+	ck_assert_uint_eq(rd_at(base, R(QUEUE_READY)), 0);
+	wr_at(base, R(QUEUE_NUM), 16);
+	wr_at(base, R(QUEUE_DESC_LOW), (uint32_t)rb.desc);
+	wr_at(base, R(QUEUE_DESC_HIGH), (uint32_t)(rb.desc >> 32));
+	wr_at(base, R(QUEUE_DRIVER_LOW), (uint32_t)rb.avail);
+	wr_at(base, R(QUEUE_DRIVER_HIGH), 0);
+	wr_at(base, R(QUEUE_DEVICE_LOW), (uint32_t)rb.used);
+	wr_at(base, R(QUEUE_DEVICE_HIGH), 0);
+	wr_at(base, R(QUEUE_READY), 1);
+	wr_at(base, R(STATUS), ACK | DRV | FEAT | DRV_OK);
 }
 
 static uint64_t offered(void)
@@ -196,38 +171,38 @@ START_TEST(identity)
 	uint16_t half = 0;
 	uint64_t wide = 0;
 
-	ck_assert_uint_eq(rd(MAGIC), 0x74726976);
-	ck_assert_uint_eq(rd(VERSION), 2);
-	ck_assert_uint_eq(rd(DEVICE_ID), 42);
-	ck_assert_uint_eq(rd(VENDOR_ID), VIRTIO_MMIO_VENDOR_ID);
+	ck_assert_uint_eq(rd(R(MAGIC)), 0x74726976);
+	ck_assert_uint_eq(rd(R(VERSION)), 2);
+	ck_assert_uint_eq(rd(R(DEVICE_ID)), 42);
+	ck_assert_uint_eq(rd(R(VENDOR_ID)), VIRTIO_MMIO_VENDOR_ID);
 	ck_assert_uint_eq(rd(0x0f0), 0); /* reserved */
-	ck_assert_int_eq(bus_access(&bus, BASE + MAGIC, &half, 2, false), 0);
+	ck_assert_int_eq(bus_access(&bus, BASE + R(MAGIC), &half, 2, false), 0);
 	ck_assert_uint_eq(half, 0xffff); /* registers take 4-byte accesses only */
-	ck_assert_int_eq(bus_access(&bus, BASE + MAGIC, &wide, 8, false), 0);
+	ck_assert_int_eq(bus_access(&bus, BASE + R(MAGIC), &wide, 8, false), 0);
 	ck_assert_uint_eq(wide, UINT64_MAX);
 	ck_assert_uint_eq(rd(0x002), 0xffffffff); /* misaligned */
 	half = ACK;
-	ck_assert_int_eq(bus_access(&bus, BASE + STATUS, &half, 2, true), 0);
-	ck_assert_uint_eq(rd(STATUS), 0); /* dropped */
+	ck_assert_int_eq(bus_access(&bus, BASE + R(STATUS), &half, 2, true), 0);
+	ck_assert_uint_eq(rd(R(STATUS)), 0); /* dropped */
 	ck_assert_int_eq(bus_access(&bus, BASE + VIRTIO_MMIO_SIZE, &half, 2, false), -ENOENT);
 }
 END_TEST
 
 START_TEST(feature_negotiation)
 {
-	wr(DEV_FEATURES_SEL, 0);
-	ck_assert_uint_eq(rd(DEV_FEATURES), 1u << VIRTIO_F_EVENT_IDX | 1u << 3);
-	wr(DEV_FEATURES_SEL, 1);
-	ck_assert_uint_eq(rd(DEV_FEATURES), 1); /* VERSION_1 */
-	wr(DEV_FEATURES_SEL, 2);
-	ck_assert_uint_eq(rd(DEV_FEATURES), 0);
+	wr(R(DEVICE_FEATURES_SEL), 0);
+	ck_assert_uint_eq(rd(R(DEVICE_FEATURES)), 1u << VIRTIO_F_EVENT_IDX | 1u << 3);
+	wr(R(DEVICE_FEATURES_SEL), 1);
+	ck_assert_uint_eq(rd(R(DEVICE_FEATURES)), 1); /* VERSION_1 */
+	wr(R(DEVICE_FEATURES_SEL), 2);
+	ck_assert_uint_eq(rd(R(DEVICE_FEATURES)), 0);
 	driver_up(BASE, offered(), 0, 0x10000);
-	ck_assert_uint_eq(rd(STATUS), ACK | DRV | FEAT | DRV_OK);
+	ck_assert_uint_eq(rd(R(STATUS)), ACK | DRV | FEAT | DRV_OK);
 	ck_assert(virtio_has_feature(&fake.vdev, VIRTIO_F_EVENT_IDX));
 	ck_assert(fake.vdev.queues[0].event_idx);
 	ck_assert(!fake.vdev.queues[0].indirect);
-	wr(DRV_FEATURES_SEL, 0);
-	wr(DRV_FEATURES, 0); /* ignored after FEATURES_OK */
+	wr(R(DRIVER_FEATURES_SEL), 0);
+	wr(R(DRIVER_FEATURES), 0); /* ignored after FEATURES_OK */
 	ck_assert_uint_eq(fake.vdev.driver_features, offered());
 	ck_assert_uint_eq(fake.activates, 1);
 }
@@ -240,36 +215,36 @@ START_TEST(features_ok_refused)
 	                               1ULL << VIRTIO_F_VERSION_1 | 1ULL << 5, /* not offered */
 	                               1ULL << VIRTIO_F_VERSION_1 | 1ULL << 40};
 
-	wr(STATUS, ACK | DRV);
+	wr(R(STATUS), ACK | DRV);
 	for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
-		wr(DRV_FEATURES_SEL, 0);
-		wr(DRV_FEATURES, (uint32_t)bad[i]);
-		wr(DRV_FEATURES_SEL, 1);
-		wr(DRV_FEATURES, (uint32_t)(bad[i] >> 32));
-		wr(STATUS, ACK | DRV | FEAT);
-		ck_assert_uint_eq(rd(STATUS), ACK | DRV);
+		wr(R(DRIVER_FEATURES_SEL), 0);
+		wr(R(DRIVER_FEATURES), (uint32_t)bad[i]);
+		wr(R(DRIVER_FEATURES_SEL), 1);
+		wr(R(DRIVER_FEATURES), (uint32_t)(bad[i] >> 32));
+		wr(R(STATUS), ACK | DRV | FEAT);
+		ck_assert_uint_eq(rd(R(STATUS)), ACK | DRV);
 	}
-	wr(STATUS, ACK | DRV | FEAT | DRV_OK); /* DRIVER_OK without FEATURES_OK: ignored */
-	ck_assert_uint_eq(rd(STATUS), ACK | DRV);
+	wr(R(STATUS), ACK | DRV | FEAT | DRV_OK); /* DRIVER_OK without FEATURES_OK: ignored */
+	ck_assert_uint_eq(rd(R(STATUS)), ACK | DRV);
 	ck_assert_uint_eq(fake.activates, 0);
-	wr(DRV_FEATURES_SEL, 0);
-	wr(DRV_FEATURES, 0);
-	wr(DRV_FEATURES_SEL, 1);
-	wr(DRV_FEATURES, 1);
-	wr(STATUS, ACK | DRV | FEAT);
-	ck_assert_uint_eq(rd(STATUS), ACK | DRV | FEAT);
+	wr(R(DRIVER_FEATURES_SEL), 0);
+	wr(R(DRIVER_FEATURES), 0);
+	wr(R(DRIVER_FEATURES_SEL), 1);
+	wr(R(DRIVER_FEATURES), 1);
+	wr(R(STATUS), ACK | DRV | FEAT);
+	ck_assert_uint_eq(rd(R(STATUS)), ACK | DRV | FEAT);
 }
 END_TEST
 
 START_TEST(status_bits_not_cleared)
 {
-	wr(STATUS, ACK | DRV);
-	wr(STATUS, ACK); /* clearing DRIVER is not a thing drivers do */
-	ck_assert_uint_eq(rd(STATUS), ACK | DRV);
-	wr(STATUS, ACK | DRV | VIRTIO_STATUS_NEEDS_RESET); /* the device's bit */
-	ck_assert_uint_eq(rd(STATUS), ACK | DRV);
-	wr(STATUS, ACK | DRV | VIRTIO_STATUS_FAILED);
-	ck_assert_uint_eq(rd(STATUS), ACK | DRV | VIRTIO_STATUS_FAILED);
+	wr(R(STATUS), ACK | DRV);
+	wr(R(STATUS), ACK); /* clearing DRIVER is not a thing drivers do */
+	ck_assert_uint_eq(rd(R(STATUS)), ACK | DRV);
+	wr(R(STATUS), ACK | DRV | VIRTIO_STATUS_NEEDS_RESET); /* the device's bit */
+	ck_assert_uint_eq(rd(R(STATUS)), ACK | DRV);
+	wr(R(STATUS), ACK | DRV | VIRTIO_STATUS_FAILED);
+	ck_assert_uint_eq(rd(R(STATUS)), ACK | DRV | VIRTIO_STATUS_FAILED);
 }
 END_TEST
 
@@ -277,17 +252,17 @@ START_TEST(queue_select_bounds)
 {
 	static const uint32_t sels[] = {2, VIRTIO_MAX_QUEUES, 0xffffffff};
 
-	wr(QUEUE_SEL, 1);
-	ck_assert_uint_eq(rd(QUEUE_NUM_MAX), 64);
+	wr(R(QUEUE_SEL), 1);
+	ck_assert_uint_eq(rd(R(QUEUE_NUM_MAX)), 64);
 	for (unsigned i = 0; i < ARRAY_SIZE(sels); i++) {
-		wr(QUEUE_SEL, sels[i]);
-		ck_assert_uint_eq(rd(QUEUE_NUM_MAX), 0);
-		wr(QUEUE_NUM, 16);
-		wr(QUEUE_READY, 1);
-		wr(DESC_LOW, 0x1000);
-		ck_assert_uint_eq(rd(QUEUE_NUM), 0);
-		ck_assert_uint_eq(rd(QUEUE_READY), 0);
-		ck_assert_uint_eq(rd(DESC_LOW), 0);
+		wr(R(QUEUE_SEL), sels[i]);
+		ck_assert_uint_eq(rd(R(QUEUE_NUM_MAX)), 0);
+		wr(R(QUEUE_NUM), 16);
+		wr(R(QUEUE_READY), 1);
+		wr(R(QUEUE_DESC_LOW), 0x1000);
+		ck_assert_uint_eq(rd(R(QUEUE_NUM)), 0);
+		ck_assert_uint_eq(rd(R(QUEUE_READY)), 0);
+		ck_assert_uint_eq(rd(R(QUEUE_DESC_LOW)), 0);
 	}
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		ck_assert(!fake.vdev.queues[q].ready && fake.vdev.queues[q].size == 0);
@@ -296,42 +271,42 @@ END_TEST
 
 START_TEST(queue_registers)
 {
-	wr(QUEUE_SEL, 1);
-	wr(QUEUE_NUM, 0x12345); /* clamped, refused at DRIVER_OK */
-	ck_assert_uint_eq(rd(QUEUE_NUM), 0xffff);
-	wr(DESC_LOW, 0x89abcdef);
-	wr(DESC_HIGH, 0x01234567);
+	wr(R(QUEUE_SEL), 1);
+	wr(R(QUEUE_NUM), 0x12345); /* clamped, refused at DRIVER_OK */
+	ck_assert_uint_eq(rd(R(QUEUE_NUM)), 0xffff);
+	wr(R(QUEUE_DESC_LOW), 0x89abcdef);
+	wr(R(QUEUE_DESC_HIGH), 0x01234567);
 	ck_assert_uint_eq(fake.vdev.queues[1].desc_addr, 0x0123456789abcdefULL);
-	ck_assert_uint_eq(rd(DESC_HIGH), 0x01234567);
+	ck_assert_uint_eq(rd(R(QUEUE_DESC_HIGH)), 0x01234567);
 	driver_up(BASE, offered(), 0, 0x10000);
 	ck_assert(fake.vdev.queues[0].active);
-	wr(QUEUE_SEL, 0);
-	wr(DESC_LOW, 0x20000); /* frozen while DRIVER_OK */
-	wr(QUEUE_READY, 0);
+	wr(R(QUEUE_SEL), 0);
+	wr(R(QUEUE_DESC_LOW), 0x20000); /* frozen while DRIVER_OK */
+	wr(R(QUEUE_READY), 0);
 	ck_assert_uint_eq(fake.vdev.queues[0].desc_addr, rb.desc);
-	ck_assert_uint_eq(rd(QUEUE_READY), 1);
+	ck_assert_uint_eq(rd(R(QUEUE_READY)), 1);
 }
 END_TEST
 
 START_TEST(bad_ring_needs_reset)
 {
-	wr(QUEUE_SEL, 1); /* a second queue, ready, with its rings outside RAM */
-	wr(QUEUE_NUM, 16);
-	wr(DESC_LOW, 0);
-	wr(DESC_HIGH, 1);
-	wr(QUEUE_READY, 1);
+	wr(R(QUEUE_SEL), 1); /* a second queue, ready, with its rings outside RAM */
+	wr(R(QUEUE_NUM), 16);
+	wr(R(QUEUE_DESC_LOW), 0);
+	wr(R(QUEUE_DESC_HIGH), 1);
+	wr(R(QUEUE_READY), 1);
 	driver_up(BASE, offered(), 0, 0x10000);
-	ck_assert_uint_eq(rd(STATUS) & VIRTIO_STATUS_NEEDS_RESET, VIRTIO_STATUS_NEEDS_RESET);
-	ck_assert_uint_eq(rd(INT_STATUS), VIRTIO_ISR_CONFIG);
+	ck_assert_uint_eq(rd(R(STATUS)) & VIRTIO_STATUS_NEEDS_RESET, VIRTIO_STATUS_NEEDS_RESET);
+	ck_assert_uint_eq(rd(R(INTERRUPT_STATUS)), VIRTIO_ISR_CONFIG);
 	ck_assert_uint_eq(config_irqs, 1);
 	ck_assert_uint_eq(fake.activates, 0);
 	ck_assert(!fake.vdev.queues[1].active);
-	wr(INT_ACK, VIRTIO_ISR_CONFIG);
-	ck_assert_uint_eq(rd(INT_STATUS), 0);
+	wr(R(INTERRUPT_ACK), VIRTIO_ISR_CONFIG);
+	ck_assert_uint_eq(rd(R(INTERRUPT_STATUS)), 0);
 	virtio_set_needs_reset(&fake.vdev, "again"); /* already set: no second interrupt */
 	ck_assert_uint_eq(config_irqs, 1);
-	wr(STATUS, 0);
-	ck_assert_uint_eq(rd(STATUS), 0);
+	wr(R(STATUS), 0);
+	ck_assert_uint_eq(rd(R(STATUS)), 0);
 }
 END_TEST
 
@@ -340,7 +315,7 @@ START_TEST(activate_failure_needs_reset)
 	fake.activate_result = -EIO;
 	driver_up(BASE, offered(), 0, 0x10000);
 	ck_assert_uint_eq(fake.activates, 1);
-	ck_assert_uint_eq(rd(STATUS), ACK | DRV | FEAT | DRV_OK | VIRTIO_STATUS_NEEDS_RESET);
+	ck_assert_uint_eq(rd(R(STATUS)), ACK | DRV | FEAT | DRV_OK | VIRTIO_STATUS_NEEDS_RESET);
 	ck_assert_uint_eq(config_irqs, 1);
 }
 END_TEST
@@ -349,15 +324,15 @@ START_TEST(reset_clears)
 {
 	driver_up(BASE, offered(), 1, 0x10000);
 	fake.vdev.isr = VIRTIO_ISR_QUEUE;
-	wr(STATUS, 0);
+	wr(R(STATUS), 0);
 	ck_assert_uint_eq(fake.resets, 1);
-	ck_assert_uint_eq(rd(STATUS), 0);
-	ck_assert_uint_eq(rd(INT_STATUS), 0);
+	ck_assert_uint_eq(rd(R(STATUS)), 0);
+	ck_assert_uint_eq(rd(R(INTERRUPT_STATUS)), 0);
 	ck_assert_uint_eq(fake.vdev.driver_features, 0);
-	wr(QUEUE_SEL, 1);
-	ck_assert_uint_eq(rd(QUEUE_READY), 0);
-	ck_assert_uint_eq(rd(QUEUE_NUM), 0);
-	ck_assert_uint_eq(rd(DESC_LOW), 0);
+	wr(R(QUEUE_SEL), 1);
+	ck_assert_uint_eq(rd(R(QUEUE_READY)), 0);
+	ck_assert_uint_eq(rd(R(QUEUE_NUM)), 0);
+	ck_assert_uint_eq(rd(R(QUEUE_DESC_LOW)), 0);
 	ck_assert(!fake.vdev.queues[1].active);
 	driver_up(BASE, offered(), 1, 0x10000); /* and it comes up again */
 	ck_assert_uint_eq(fake.activates, 2);
@@ -376,13 +351,13 @@ START_TEST(interrupts)
 	ck_assert_int_eq(vq_push_used(&fake.vdev.queues[1], head, 8), 0);
 	virtio_queue_done(&fake.vdev, 1);
 	ck_assert_uint_eq(irqs[1], 1);
-	ck_assert_uint_eq(rd(INT_STATUS), VIRTIO_ISR_QUEUE);
+	ck_assert_uint_eq(rd(R(INTERRUPT_STATUS)), VIRTIO_ISR_QUEUE);
 	virtio_config_changed(&fake.vdev);
 	ck_assert_uint_eq(config_irqs, 1);
-	ck_assert_uint_eq(rd(INT_STATUS), VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG);
-	ck_assert_uint_eq(rd(CONFIG_GEN), 1);
-	wr(INT_ACK, VIRTIO_ISR_QUEUE);
-	ck_assert_uint_eq(rd(INT_STATUS), VIRTIO_ISR_CONFIG);
+	ck_assert_uint_eq(rd(R(INTERRUPT_STATUS)), VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG);
+	ck_assert_uint_eq(rd(R(CONFIG_GENERATION)), 1);
+	wr(R(INTERRUPT_ACK), VIRTIO_ISR_QUEUE);
+	ck_assert_uint_eq(rd(R(INTERRUPT_STATUS)), VIRTIO_ISR_CONFIG);
 	virtio_queue_done(&fake.vdev, 1); /* nothing new pushed */
 	ck_assert_uint_eq(irqs[1], 1);
 }
@@ -394,32 +369,32 @@ START_TEST(config_space)
 	uint16_t h = 0;
 	uint64_t q = 0;
 
-	ck_assert_uint_eq(rd(CONFIG), 0xc3c2c1c0);
-	ck_assert_int_eq(bus_access(&bus, BASE + CONFIG + 3, &b, 1, false), 0);
+	ck_assert_uint_eq(rd(R(CONFIG)), 0xc3c2c1c0);
+	ck_assert_int_eq(bus_access(&bus, BASE + R(CONFIG) + 3, &b, 1, false), 0);
 	ck_assert_uint_eq(b, 0xc3);
-	ck_assert_int_eq(bus_access(&bus, BASE + CONFIG + 10, &h, 2, false), 0);
+	ck_assert_int_eq(bus_access(&bus, BASE + R(CONFIG) + 10, &h, 2, false), 0);
 	ck_assert_uint_eq(h, 0xcbca);
-	ck_assert_int_eq(bus_access(&bus, BASE + CONFIG + 8, &q, 8, false), 0);
+	ck_assert_int_eq(bus_access(&bus, BASE + R(CONFIG) + 8, &q, 8, false), 0);
 	ck_assert_uint_eq(q, 0xcbcac9c8); /* zeros past the end */
-	ck_assert_uint_eq(rd(CONFIG + 0xfc), 0);
-	wr(CONFIG + 4, 0x11223344);
-	ck_assert_uint_eq(rd(CONFIG + 4), 0x11223344);
+	ck_assert_uint_eq(rd(R(CONFIG) + 0xfc), 0);
+	wr(R(CONFIG) + 4, 0x11223344);
+	ck_assert_uint_eq(rd(R(CONFIG) + 4), 0x11223344);
 	q = 0;
-	ck_assert_int_eq(bus_access(&bus, BASE + CONFIG + 4, &q, 8, true), 0);
-	ck_assert_uint_eq(rd(CONFIG + 4), 0);
-	ck_assert_uint_eq(rd(CONFIG + 8), 0xcccccccc); /* the device put it back */
-	wr(CONFIG + 0x20, 1);                          /* past the end: dropped */
+	ck_assert_int_eq(bus_access(&bus, BASE + R(CONFIG) + 4, &q, 8, true), 0);
+	ck_assert_uint_eq(rd(R(CONFIG) + 4), 0);
+	ck_assert_uint_eq(rd(R(CONFIG) + 8), 0xcccccccc); /* the device put it back */
+	wr(R(CONFIG) + 0x20, 1);                          /* past the end: dropped */
 	ck_assert_uint_eq(fake.config_writes, 2);
 }
 END_TEST
 
 START_TEST(notify_on_bus)
 {
-	wr(QUEUE_NOTIFY, 1);
-	wr(QUEUE_NOTIFY, 1);
-	wr(QUEUE_NOTIFY, 0);
-	wr(QUEUE_NOTIFY, 2); /* no such queue */
-	wr(QUEUE_NOTIFY, 0xffffffff);
+	wr(R(QUEUE_NOTIFY), 1);
+	wr(R(QUEUE_NOTIFY), 1);
+	wr(R(QUEUE_NOTIFY), 0);
+	wr(R(QUEUE_NOTIFY), 2); /* no such queue */
+	wr(R(QUEUE_NOTIFY), 0xffffffff);
 	ck_assert_uint_eq(fake.notifies[0], 1);
 	ck_assert_uint_eq(fake.notifies[1], 2);
 }
@@ -456,9 +431,9 @@ static void rng_setup(void)
 	virtio_rng_init(&rng, &mem);
 	ck_assert_int_eq(virtio_mmio_attach(&rng_t, &rng.vdev, &bus, RNG_BASE, -1, 7, NULL), 0);
 	virtio_mmio_set_test_interrupt(&rng_t, count_irq, NULL);
-	ck_assert_uint_eq(rd_at(RNG_BASE, DEVICE_ID), VIRTIO_ID_RNG);
+	ck_assert_uint_eq(rd_at(RNG_BASE, R(DEVICE_ID)), VIRTIO_ID_RNG);
 	driver_up(RNG_BASE, rng.vdev.device_features, 0, 0x40000);
-	ck_assert_uint_eq(rd_at(RNG_BASE, STATUS), ACK | DRV | FEAT | DRV_OK);
+	ck_assert_uint_eq(rd_at(RNG_BASE, R(STATUS)), ACK | DRV | FEAT | DRV_OK);
 }
 
 static void rng_teardown(void)
@@ -487,7 +462,7 @@ START_TEST(rng_fills_buffers)
 	vrb_desc(&rb, 5, tbl, 16, VRB_F_INDIRECT, 0);
 	vrb_desc_at(&rb, tbl, 0, c + 16, 16, VRB_F_WRITE, 0);
 	vrb_publish(&rb, 5);
-	wr_at(RNG_BASE, QUEUE_NOTIFY, 0);
+	wr_at(RNG_BASE, R(QUEUE_NOTIFY), 0);
 	ck_assert_uint_eq(vrb_used_idx(&rb), 2);
 	vrb_used_elem(&rb, 0, &id, &len);
 	ck_assert_uint_eq(id, 3);
@@ -498,7 +473,7 @@ START_TEST(rng_fills_buffers)
 	ck_assert(!all_zero(vrb_host(&rb, a, 64), 64));
 	ck_assert(!all_zero(vrb_host(&rb, c, 32), 32));
 	ck_assert(memcmp(vrb_host(&rb, a, 32), vrb_host(&rb, a + 32, 32), 32) != 0);
-	ck_assert_uint_eq(rd_at(RNG_BASE, INT_STATUS), VIRTIO_ISR_QUEUE);
+	ck_assert_uint_eq(rd_at(RNG_BASE, R(INTERRUPT_STATUS)), VIRTIO_ISR_QUEUE);
 	ck_assert_uint_eq(irqs[0], 1);
 	ck_assert_uint_eq(vrb_avail_event(&rb), 2); /* EVENT_IDX negotiated */
 }
@@ -527,13 +502,13 @@ START_TEST(rng_short_reads)
 	rng.source = one_byte_source;
 	vrb_desc(&rb, 0, a, 40, VRB_F_WRITE, 0);
 	vrb_publish(&rb, 0);
-	wr_at(RNG_BASE, QUEUE_NOTIFY, 0);
+	wr_at(RNG_BASE, R(QUEUE_NOTIFY), 0);
 	vrb_used_elem(&rb, 0, &id, &len);
 	ck_assert_uint_eq(len, 40);
 	ck_assert_uint_eq(*(uint8_t *)vrb_host(&rb, a + 39, 1), 0x5a);
 	rng.source = dry_source; /* the host pool cannot serve: the request gets 0 bytes */
 	vrb_publish(&rb, 0);
-	wr_at(RNG_BASE, QUEUE_NOTIFY, 0);
+	wr_at(RNG_BASE, R(QUEUE_NOTIFY), 0);
 	ck_assert_uint_eq(vrb_used_idx(&rb), 2);
 	vrb_used_elem(&rb, 1, &id, &len);
 	ck_assert_uint_eq(len, 0);
@@ -547,7 +522,7 @@ START_TEST(rng_big_buffer_capped)
 
 	vrb_desc(&rb, 0, a, VIRTIO_RNG_CHAIN_MAX + 4096, VRB_F_WRITE, 0);
 	vrb_publish(&rb, 0);
-	wr_at(RNG_BASE, QUEUE_NOTIFY, 0);
+	wr_at(RNG_BASE, R(QUEUE_NOTIFY), 0);
 	vrb_used_elem(&rb, 0, &id, &len);
 	ck_assert_uint_eq(len, VIRTIO_RNG_CHAIN_MAX);
 }
@@ -557,20 +532,20 @@ START_TEST(rng_malformed)
 {
 	vrb_desc(&rb, 0, vrb_alloc(&rb, 8), 8, 0, 0); /* device-readable */
 	vrb_publish(&rb, 0);
-	wr_at(RNG_BASE, QUEUE_NOTIFY, 0);
+	wr_at(RNG_BASE, R(QUEUE_NOTIFY), 0);
 	ck_assert_uint_eq(vrb_used_idx(&rb), 0);
-	ck_assert_uint_eq(rd_at(RNG_BASE, STATUS) & VIRTIO_STATUS_NEEDS_RESET,
+	ck_assert_uint_eq(rd_at(RNG_BASE, R(STATUS)) & VIRTIO_STATUS_NEEDS_RESET,
 	                  VIRTIO_STATUS_NEEDS_RESET);
 	ck_assert_uint_eq(config_irqs, 1);
 	vrb_desc(&rb, 1, vrb_alloc(&rb, 8), 8, VRB_F_WRITE, 1); /* and a loop: no more work */
 	vrb_publish(&rb, 1);
-	wr_at(RNG_BASE, QUEUE_NOTIFY, 0);
+	wr_at(RNG_BASE, R(QUEUE_NOTIFY), 0);
 	ck_assert_uint_eq(config_irqs, 1);
-	wr_at(RNG_BASE, STATUS, 0);
+	wr_at(RNG_BASE, R(STATUS), 0);
 	driver_up(RNG_BASE, rng.vdev.device_features, 0, 0x40000);
 	vrb_desc(&rb, 0, vrb_alloc(&rb, 8), 8, VRB_F_WRITE | VRB_F_NEXT, 0); /* a loop */
 	vrb_publish(&rb, 0);
-	wr_at(RNG_BASE, QUEUE_NOTIFY, 0);
+	wr_at(RNG_BASE, R(QUEUE_NOTIFY), 0);
 	ck_assert_uint_eq(config_irqs, 2);
 	ck_assert_uint_eq(vrb_used_idx(&rb), 0);
 }
@@ -578,11 +553,11 @@ END_TEST
 
 START_TEST(rng_before_driver_ok)
 {
-	wr_at(RNG_BASE, STATUS, 0);
+	wr_at(RNG_BASE, R(STATUS), 0);
 	vrb_init(&rb, &mem, 0x40000, 0x40000, 16);
 	vrb_desc(&rb, 0, vrb_alloc(&rb, 8), 8, VRB_F_WRITE, 0);
 	vrb_publish(&rb, 0);
-	wr_at(RNG_BASE, QUEUE_NOTIFY, 0); /* no queue yet: nothing happens */
+	wr_at(RNG_BASE, R(QUEUE_NOTIFY), 0); /* no queue yet: nothing happens */
 	ck_assert_uint_eq(vrb_used_idx(&rb), 0);
 	ck_assert_uint_eq(irqs[0] + config_irqs, 0);
 }
