@@ -1,0 +1,284 @@
+/*
+ * The io_uring block backend on a temporary file (vectored write and read-back, fdatasync,
+ * fallocate, short reads at the end of the file, the in-flight limit), and blk_open's image
+ * checks (missing file, locking, sizes, cache=none). Skipped with a message where io_uring is
+ * not available.
+ */
+#include <check.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "devices/virtio/blk.h"
+#include "devices/virtio/blk_uring.h"
+#include "tests/unit/unit.h"
+
+#define FILE_SIZE (1024 * 1024)
+
+struct fixture {
+	char path[64];
+	int fd;
+	struct event_loop loop;
+	struct blk_uring *u;
+	struct blk_backend *be;
+	unsigned done, want, batches;
+	int results[128];
+};
+
+static void on_complete(void *opaque, void *cookie, int result)
+{
+	struct fixture *f = opaque;
+	uintptr_t i = (uintptr_t)cookie;
+
+	ck_assert_uint_lt(i, ARRAY_SIZE(f->results));
+	f->results[i] = result;
+	if (++f->done == f->want)
+		event_loop_stop(&f->loop);
+}
+
+static void on_batch_end(void *opaque)
+{
+	struct fixture *f = opaque;
+
+	f->batches++;
+}
+
+static int make_file(char *path, size_t size)
+{
+	int fd;
+
+	strcpy(path, "/tmp/vmm-test-blk-XXXXXX");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	return fd;
+}
+
+/* Returns false (test skipped) when io_uring cannot be set up here. */
+static bool setup(struct fixture *f, unsigned max_inflight)
+{
+	int r;
+
+	memset(f, 0, sizeof(*f));
+	f->fd = make_file(f->path, FILE_SIZE);
+	ck_assert_int_eq(event_loop_init(&f->loop), 0);
+	r = blk_uring_create(&f->u, f->fd, max_inflight, &f->loop);
+	if (r < 0) {
+		printf("SKIP: io_uring unavailable: %s\n", strerror(-r));
+		return false;
+	}
+	f->be = blk_uring_backend(f->u);
+	f->be->complete = on_complete;
+	f->be->complete_batch_end = on_batch_end;
+	f->be->opaque = f;
+	return true;
+}
+
+static void teardown(struct fixture *f)
+{
+	blk_uring_destroy(f->u);
+	event_loop_free(&f->loop);
+	close(f->fd);
+	unlink(f->path);
+}
+
+/* Runs the loop until @n more completions have arrived. */
+static void wait_for(struct fixture *f, unsigned n)
+{
+	f->want = f->done + n;
+	f->loop.stop = false;
+	ck_assert_int_eq(event_loop_run(&f->loop), 0);
+	ck_assert_uint_eq(f->done, f->want);
+}
+
+START_TEST(write_read_flush_punch)
+{
+	static uint8_t a[1000], b[3096], c[4096], back[8192];
+	struct iovec wv[] = {{a, sizeof(a)}, {b, sizeof(b)}, {c, sizeof(c)}};
+	struct iovec rv[] = {{back, 512}, {back + 512, sizeof(back) - 512}};
+	struct fixture f;
+
+	if (!setup(&f, 16))
+		return;
+	memset(a, 1, sizeof(a));
+	memset(b, 2, sizeof(b));
+	memset(c, 3, sizeof(c));
+	ck_assert_int_eq(f.be->ops->submit_rw(f.be, true, wv, 3, 4096, (void *)0), 0);
+	ck_assert_int_eq(f.be->ops->submit_flush(f.be, (void *)1), 0);
+	wait_for(&f, 2);
+	ck_assert_int_eq(f.results[0], 0);
+	ck_assert_int_eq(f.results[1], 0);
+	ck_assert_int_eq(f.be->ops->submit_rw(f.be, false, rv, 2, 4096, (void *)2), 0);
+	wait_for(&f, 1);
+	ck_assert_int_eq(f.results[2], 0);
+	ck_assert_mem_eq(back, a, sizeof(a));
+	ck_assert_mem_eq(back + 1000, b, sizeof(b));
+	ck_assert_mem_eq(back + 4096, c, sizeof(c));
+
+	/* Punch out the middle 4 KiB: zeros read back, the file keeps its size. */
+	ck_assert_int_eq(f.be->ops->submit_fallocate(f.be,
+	                                             FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	                                             4096 + 2048, 4096, (void *)3),
+	                 0);
+	wait_for(&f, 1);
+	ck_assert_int_eq(f.results[3], 0);
+	rv[0] = (struct iovec){back, sizeof(back)};
+	ck_assert_int_eq(f.be->ops->submit_rw(f.be, false, rv, 1, 4096, (void *)4), 0);
+	wait_for(&f, 1);
+	for (unsigned i = 2048; i < 6144; i++)
+		ck_assert_uint_eq(back[i], 0);
+	ck_assert_uint_eq(back[2047], 2);
+	ck_assert_uint_eq(back[6144], 3);
+	ck_assert_int_eq(lseek(f.fd, 0, SEEK_END), FILE_SIZE);
+	ck_assert_uint_ge(f.batches, 4);
+	teardown(&f);
+}
+END_TEST
+
+START_TEST(short_read_at_end_of_file)
+{
+	static uint8_t buf[4096];
+	struct iovec v = {buf, sizeof(buf)};
+	struct fixture f;
+
+	if (!setup(&f, 4))
+		return;
+	/* 512 bytes exist past the offset: the remainder reads 0 bytes, an error. */
+	ck_assert_int_eq(f.be->ops->submit_rw(f.be, false, &v, 1, FILE_SIZE - 512, (void *)0), 0);
+	wait_for(&f, 1);
+	ck_assert_int_eq(f.results[0], -EIO);
+	teardown(&f);
+}
+END_TEST
+
+START_TEST(inflight_limit)
+{
+	static uint8_t bufs[8][512];
+	struct iovec v[8];
+	struct fixture f;
+
+	if (!setup(&f, 8))
+		return;
+	for (uintptr_t i = 0; i < 8; i++) {
+		v[i] = (struct iovec){bufs[i], 512};
+		ck_assert_int_eq(f.be->ops->submit_rw(f.be, false, &v[i], 1, i * 512, (void *)i),
+		                 0);
+	}
+	ck_assert_int_eq(f.be->ops->submit_flush(f.be, (void *)8), -EAGAIN);
+	wait_for(&f, 8);
+	ck_assert_int_eq(f.be->ops->submit_flush(f.be, (void *)8), 0);
+	wait_for(&f, 1);
+	ck_assert_int_eq(f.be->ops->submit_fallocate(f.be, 0, 0, 0, (void *)9), -EINVAL);
+	teardown(&f);
+}
+END_TEST
+
+/* ---- blk_open ---- */
+
+static int open_disk(struct blk_dev *b, const char *path, bool ro, enum blk_cache cache, char *err)
+{
+	static struct event_loop loop;
+	static struct guest_memory mem;
+	struct blk_options opts = {.path = path, .read_only = ro, .cache = cache};
+
+	if (loop.epoll_fd == 0)
+		ck_assert_int_eq(event_loop_init(&loop), 0);
+	return blk_open(b, &opts, &mem, &loop, err, 256);
+}
+
+static bool uring_works(void)
+{
+	struct blk_uring *u;
+	int r = blk_uring_create(&u, 0, 1, NULL);
+
+	if (r == 0)
+		blk_uring_destroy(u);
+	else
+		printf("SKIP: io_uring unavailable: %s\n", strerror(-r));
+	return r == 0;
+}
+
+START_TEST(open_missing_file)
+{
+	struct blk_dev b;
+	char err[256];
+
+	ck_assert_int_eq(open_disk(&b, "/nonexistent/x.img", false, BLK_CACHE_WRITEBACK, err),
+	                 -ENOENT);
+	ck_assert_str_eq(err, "disk '/nonexistent/x.img': No such file or directory");
+}
+END_TEST
+
+START_TEST(open_locks_the_image)
+{
+	struct blk_dev a, b, c;
+	char path[64], err[256];
+	int fd = make_file(path, FILE_SIZE);
+
+	if (!uring_works())
+		return;
+	ck_assert_int_eq(open_disk(&a, path, false, BLK_CACHE_WRITEBACK, err), 0);
+	ck_assert_int_eq(open_disk(&b, path, false, BLK_CACHE_WRITEBACK, err), -EWOULDBLOCK);
+	ck_assert_msg(strstr(err, "in use by another process (locked)"), "%s", err);
+	ck_assert_int_eq(open_disk(&b, path, true, BLK_CACHE_WRITEBACK, err), -EWOULDBLOCK);
+	blk_close(&a);
+	/* Readers share the image. */
+	ck_assert_int_eq(open_disk(&a, path, true, BLK_CACHE_WRITEBACK, err), 0);
+	ck_assert_int_eq(open_disk(&c, path, true, BLK_CACHE_NONE, err), 0);
+	ck_assert_uint_eq(le64toh(a.config.capacity), FILE_SIZE / 512);
+	ck_assert(a.vdev.device_features & (1ull << VIRTIO_BLK_F_RO));
+	ck_assert_int_eq(open_disk(&b, path, false, BLK_CACHE_WRITEBACK, err), -EWOULDBLOCK);
+	blk_close(&a);
+	blk_close(&c);
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(open_sizes)
+{
+	struct blk_dev b;
+	char path[64], err[256];
+	int fd = make_file(path, 1000);
+
+	if (!uring_works())
+		return;
+	/* Rounded down to whole sectors (with a warning). */
+	ck_assert_int_eq(open_disk(&b, path, false, BLK_CACHE_NONE, err), 0);
+	ck_assert_uint_eq(le64toh(b.config.capacity), 1);
+	blk_close(&b);
+	ck_assert_int_eq(ftruncate(fd, 511), 0);
+	ck_assert_int_eq(open_disk(&b, path, false, BLK_CACHE_WRITEBACK, err), -EINVAL);
+	ck_assert_msg(strstr(err, "smaller than one 512-byte sector"), "%s", err);
+	ck_assert_int_eq(open_disk(&b, "/tmp", true, BLK_CACHE_WRITEBACK, err), -EINVAL);
+	ck_assert_str_eq(err, "disk '/tmp': not a regular file or block device");
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
+static Suite *blk_uring_suite(void)
+{
+	Suite *s = suite_create("blk_uring");
+	TCase *tc = tcase_create("uring");
+
+	tcase_add_test(tc, write_read_flush_punch);
+	tcase_add_test(tc, short_read_at_end_of_file);
+	tcase_add_test(tc, inflight_limit);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("open");
+	tcase_add_test(tc, open_missing_file);
+	tcase_add_test(tc, open_locks_the_image);
+	tcase_add_test(tc, open_sizes);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return unit_run(blk_uring_suite());
+}
