@@ -13,6 +13,11 @@
 #include "arch/x86_64/layout.h"
 #define ARCH_MIN_RAM X86_MIN_RAM
 #define ARCH_MAX_RAM (1024 * GIB)
+/* Where virtio-mmio windows go, and the interrupt lines devices get, in order. */
+#define ARCH_VIRTIO_MMIO_BASE   X86_VIRTIO_MMIO_BASE
+#define ARCH_VIRTIO_MMIO_STRIDE X86_VIRTIO_MMIO_STRIDE
+#define ARCH_VIRTIO_MMIO_MAX    X86_VIRTIO_MMIO_MAX
+#define ARCH_DEVICE_GSIS        X86_DEVICE_GSIS
 #endif
 
 struct vm;
@@ -22,11 +27,17 @@ struct vcpu;
 int arch_memory_init(struct guest_memory *mem, uint64_t ram_size) MUST_CHECK;
 
 /*
- * Creates the arch's machine on a VM whose fds and memory exist: interrupt controller, timers,
- * platform devices on vm->pio/vm->mmio, and loads the kernel named in the config. Prints one
- * error line and returns -errno on failure.
+ * Creates the arch's machine on a VM whose fds, memory and event loop exist: interrupt
+ * controller, timers, platform devices on vm->pio/vm->mmio. Prints one error line and returns
+ * -errno on failure.
  */
 int arch_vm_init(struct vm *vm) MUST_CHECK;
+
+/*
+ * Once vm->devices exist: writes the firmware tables that describe them and loads the kernel
+ * named in the config. Prints one error line and returns -errno on failure.
+ */
+int arch_vm_load(struct vm *vm) MUST_CHECK;
 void arch_vm_destroy(struct vm *vm);
 
 /* Sets up a created vCPU (CPUID, MSRs, FPU, and entry registers on the boot vCPU). */

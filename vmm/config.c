@@ -20,6 +20,10 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_TIMEOUT,
 	OPT_VERSION,
+	OPT_DISK,
+	OPT_TRANSPORT,
+	OPT_CONSOLE,
+	OPT_NO_RNG,
 };
 
 static const struct option long_options[] = {
@@ -34,6 +38,10 @@ static const struct option long_options[] = {
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"disk", required_argument, NULL, OPT_DISK},
+        {"transport", required_argument, NULL, OPT_TRANSPORT},
+        {"console", required_argument, NULL, OPT_CONSOLE},
+        {"no-rng", no_argument, NULL, OPT_NO_RNG},
         {NULL, 0, NULL, 0},
 };
 
@@ -49,10 +57,19 @@ void config_usage(FILE *out)
 "  -k, --kernel PATH     kernel to boot (required)\n"
 "      --initrd PATH     initial ramdisk\n"
 "      --cmdline STRING  kernel command line; vmm appends \"" CONFIG_DEFAULT_ARGS "\"\n"
+"                        (console=hvc0 with --console virtio)\n"
 "                        for each of those parameters you do not set yourself\n"
 "                        (so a panicking guest resets, and a reset ends vmm)\n"
 "      --mem SIZE        guest RAM, with K, M, G suffix (default 512M)\n"
 "      --cpus N          number of vCPUs, 1 to %d (default 1)\n"
+"      --disk PATH[,ro][,cache=none|writeback][,serial=ID]\n"
+"                        a raw disk image as virtio-blk (/dev/vda, vdb, ...); up to %d.\n"
+"                        ro: read-only; cache=none: O_DIRECT; serial: GET_ID string\n"
+"                        (at most 20 bytes). Writable images are locked.\n"
+"      --transport pci|mmio  virtio transport (default pci)\n"
+"      --console serial|virtio  the console on stdin/stdout: the 16550A on ttyS0\n"
+"                        (default) or virtio-console on hvc0 (faster)\n"
+"      --no-rng          no virtio-rng (by default the guest gets entropy from getrandom)\n"
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
@@ -68,7 +85,7 @@ void config_usage(FILE *out)
 "--timeout expires, and the byte a guest writes to port 0xf4 (debug exit).\n"
 "\n"
 "Environment: VMM_KVM_DEVICE overrides the KVM device path (default /dev/kvm).\n",
-		CONFIG_MAX_CPUS);
+		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS);
 	// clang-format on
 }
 
@@ -186,6 +203,26 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 		if (parse_uint(arg, 1000000, &cfg->timeout_sec) || cfg->timeout_sec == 0)
 			return fail(err, errlen, "--timeout: '%s' is not a number of seconds", arg);
 		break;
+	case OPT_DISK:
+		if (cfg->nr_disks == CONFIG_MAX_DISKS)
+			return fail(err, errlen, "--disk: at most %d disks", CONFIG_MAX_DISKS);
+		if (config_parse_disk(arg, &cfg->disks[cfg->nr_disks], err, errlen))
+			return CONFIG_ERROR;
+		cfg->nr_disks++;
+		break;
+	case OPT_TRANSPORT:
+		if (strcmp(arg, "pci") && strcmp(arg, "mmio"))
+			return fail(err, errlen, "--transport: '%s' is not pci or mmio", arg);
+		cfg->transport = strcmp(arg, "pci") ? TRANSPORT_MMIO : TRANSPORT_PCI;
+		break;
+	case OPT_CONSOLE:
+		if (strcmp(arg, "serial") && strcmp(arg, "virtio"))
+			return fail(err, errlen, "--console: '%s' is not serial or virtio", arg);
+		cfg->console = strcmp(arg, "serial") ? CONSOLE_VIRTIO : CONSOLE_SERIAL;
+		break;
+	case OPT_NO_RNG:
+		cfg->rng = false;
+		break;
 	case OPT_HELP:
 		return CONFIG_HELP;
 	case OPT_VERSION:
@@ -202,7 +239,11 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 	enum config_result result;
 	int opt;
 
-	*out = (struct vm_config){.mem_size = CONFIG_DEFAULT_MEM, .cpus = 1, .log_level = LOG_WARN};
+	memset(out, 0, sizeof(*out));
+	out->mem_size = CONFIG_DEFAULT_MEM;
+	out->cpus = 1;
+	out->log_level = LOG_WARN;
+	out->rng = true;
 	optind = 0; /* restart getopt: config_parse may be called more than once */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":k:h", long_options, NULL)) != -1) {
@@ -218,6 +259,53 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
 	return check_config(out, err, errlen);
+}
+
+static int disk_option(const char *opt, size_t len, struct disk_config *out)
+{
+	if (len == 2 && strncmp(opt, "ro", 2) == 0)
+		out->read_only = true;
+	else if (len == 10 && strncmp(opt, "cache=none", 10) == 0)
+		out->cache = DISK_CACHE_NONE;
+	else if (len == 15 && strncmp(opt, "cache=writeback", 15) == 0)
+		out->cache = DISK_CACHE_WRITEBACK;
+	else if (len >= 7 && strncmp(opt, "serial=", 7) == 0 && len - 7 <= CONFIG_SERIAL_MAX)
+		memcpy(out->serial, opt + 7, len - 7);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int config_parse_disk(const char *spec, struct disk_config *out, char *err, size_t errlen)
+{
+	size_t path_len = strcspn(spec, ",");
+	const char *p = spec + path_len;
+
+	memset(out, 0, sizeof(*out));
+	if (path_len == 0 || path_len >= sizeof(out->path)) {
+		fail(err, errlen, "--disk: expected PATH[,ro][,cache=none|writeback][,serial=ID]");
+		return -EINVAL;
+	}
+	memcpy(out->path, spec, path_len);
+	while (*p == ',') {
+		size_t len = strcspn(++p, ",");
+
+		if (disk_option(p, len, out)) {
+			fail(err, errlen,
+			     "--disk: unknown or invalid option '%.*s' (ro, cache=none|writeback, "
+			     "serial=ID of at most %d bytes)",
+			     (int)len, p, CONFIG_SERIAL_MAX);
+			return -EINVAL;
+		}
+		p += len;
+	}
+	return 0;
+}
+
+const char *config_default_args(const struct vm_config *cfg)
+{
+	return cfg->console == CONSOLE_VIRTIO ? "console=hvc0 panic=-1 reboot=k"
+	                                      : CONFIG_DEFAULT_ARGS;
 }
 
 /* True when the space-separated parameter list @cmdline sets @key ("key" or "key=..."). */
@@ -257,9 +345,8 @@ static size_t separator_offset(const char *cmdline)
 	return off;
 }
 
-char *config_kernel_cmdline(const char *user)
+char *config_kernel_cmdline(const char *user, const char *defaults)
 {
-	const char *defaults = CONFIG_DEFAULT_ARGS;
 	size_t split, user_len;
 	char *result, *out;
 

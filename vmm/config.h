@@ -12,6 +12,20 @@
 #define CONFIG_DEFAULT_MEM  (512 * MIB)
 #define CONFIG_MAX_CPUS     255 /* xAPIC IDs are 8 bits */
 #define CONFIG_DEFAULT_ARGS "console=ttyS0 panic=-1 reboot=k"
+#define CONFIG_MAX_DISKS    8
+#define CONFIG_SERIAL_MAX   20 /* virtio-blk GET_ID returns at most 20 bytes */
+
+enum disk_cache { DISK_CACHE_WRITEBACK, DISK_CACHE_NONE };
+
+struct disk_config {
+	char path[4096];
+	bool read_only;
+	enum disk_cache cache;
+	char serial[CONFIG_SERIAL_MAX + 1];
+};
+
+enum virtio_transport_kind { TRANSPORT_PCI, TRANSPORT_MMIO };
+enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
 struct vm_config {
 	const char *kernel_path;
@@ -23,6 +37,11 @@ struct vm_config {
 	bool stats; /* print exit counters when the VM stops */
 	enum log_level log_level;
 	unsigned timeout_sec; /* 0: none */
+	struct disk_config disks[CONFIG_MAX_DISKS];
+	unsigned nr_disks;
+	enum virtio_transport_kind transport;
+	enum console_kind console;
+	bool rng; /* virtio-rng, on by default */
 };
 
 enum config_result {
@@ -49,10 +68,19 @@ void config_usage(FILE *out);
 int config_parse_size(const char *text, uint64_t *out);
 
 /*
- * Builds the kernel command line: the user's parameters followed by each default of
- * CONFIG_DEFAULT_ARGS whose key the user did not set, inserted before a "--" separator if the
- * user has one. Returns a malloc'ed string or NULL on allocation failure.
+ * Parses a --disk value: PATH[,ro][,cache=none|writeback][,serial=ID]. Returns 0, or -EINVAL
+ * with a one-line message in @err.
  */
-char *config_kernel_cmdline(const char *user);
+int config_parse_disk(const char *spec, struct disk_config *out, char *err, size_t errlen);
+
+/* The default kernel parameters for @cfg (the console follows --console). */
+const char *config_default_args(const struct vm_config *cfg);
+
+/*
+ * Builds the kernel command line: the user's parameters followed by each of @defaults
+ * (space-separated, e.g. config_default_args()) whose key the user did not set, inserted before a
+ * "--" separator if the user has one. Returns a malloc'ed string or NULL on allocation failure.
+ */
+char *config_kernel_cmdline(const char *user, const char *defaults);
 
 #endif

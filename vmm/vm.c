@@ -170,7 +170,16 @@ static int vm_build(struct vm *vm)
 	ret = setup_memory(vm);
 	if (ret)
 		return ret;
+	ret = event_loop_init(&vm->loop);
+	if (ret) {
+		log_error("cannot create the event loop: %s", strerror(-ret));
+		return ret;
+	}
 	ret = arch_vm_init(vm);
+	if (!ret)
+		ret = devices_create(vm);
+	if (!ret)
+		ret = arch_vm_load(vm);
 	if (ret)
 		return ret;
 	return create_vcpus(vm);
@@ -254,7 +263,11 @@ static void on_timeout(void *opaque, uint32_t events)
 
 static size_t console_deliver(void *opaque, const uint8_t *buf, size_t len)
 {
-	return arch_console_input(opaque, buf, len);
+	struct vm *vm = opaque;
+
+	if (vm->config->console == CONSOLE_VIRTIO)
+		return devices_console_input(vm, buf, len);
+	return arch_console_input(vm, buf, len);
 }
 
 static void console_quit(void *opaque)
@@ -289,9 +302,7 @@ static int setup_event_loop(struct vm *vm)
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	sigdelset(&mask, SIGUSR1);
 	signal(SIGPIPE, SIG_IGN);
-	ret = event_loop_init(&vm->loop);
-	if (!ret)
-		ret = watch(vm, &vm->stop_event, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), on_stop);
+	ret = watch(vm, &vm->stop_event, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), on_stop);
 	if (!ret)
 		ret = watch(vm, &vm->signals, signalfd(-1, &mask, SFD_CLOEXEC), on_signal);
 	if (!ret && vm->config->timeout_sec) {
@@ -352,6 +363,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
+	devices_destroy(vm);
 	arch_vm_destroy(vm);
 	close_fd(vm->stop_event.fd);
 	close_fd(vm->signals.fd);

@@ -9,6 +9,7 @@
 #include "vmm/bus.h"
 #include "vmm/chardev.h"
 #include "vmm/config.h"
+#include "vmm/devices.h"
 #include "vmm/event_loop.h"
 #include "vmm/memory.h"
 #include "vmm/vcpu.h"
@@ -24,6 +25,7 @@ struct vm {
 	struct vcpu *vcpus;
 	unsigned nr_vcpus;
 	struct arch_vm *arch;
+	struct vm_devices devices;
 	struct event_loop loop;
 	struct chardev console;
 	struct event_source signals, timer, stop_event;

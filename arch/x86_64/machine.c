@@ -115,7 +115,7 @@ static int load_kernel(struct vm *vm)
 		unmap_file(&kernel);
 		return ret;
 	}
-	cmdline = config_kernel_cmdline(cfg->cmdline);
+	cmdline = config_kernel_cmdline(cfg->cmdline, config_default_args(cfg));
 	if (!cmdline)
 		ret = -ENOMEM;
 	else if (kernel.size == 0) {
@@ -231,10 +231,13 @@ int arch_vm_init(struct vm *vm)
 		return ret;
 	}
 	ret = register_devices(vm);
-	if (ret) {
+	if (ret)
 		log_error("cannot register the platform devices: %s", strerror(-ret));
-		return ret;
-	}
+	return ret;
+}
+
+int arch_vm_load(struct vm *vm)
+{
 	return load_kernel(vm);
 }
 

@@ -128,7 +128,7 @@ END_TEST
 
 static void check_cmdline(const char *user, const char *expected)
 {
-	char *got = config_kernel_cmdline(user);
+	char *got = config_kernel_cmdline(user, CONFIG_DEFAULT_ARGS);
 
 	ck_assert_ptr_nonnull(got);
 	ck_assert_msg(strcmp(got, expected) == 0, "'%s' -> '%s', want '%s'", user ? user : "NULL",
@@ -152,6 +152,67 @@ START_TEST(kernel_cmdline_defaults)
 }
 END_TEST
 
+START_TEST(disks_and_devices)
+{
+	struct vm_config cfg;
+	char err[256];
+
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", NULL), CONFIG_OK);
+	ck_assert_uint_eq(cfg.nr_disks, 0);
+	ck_assert_int_eq(cfg.transport, TRANSPORT_PCI);
+	ck_assert_int_eq(cfg.console, CONSOLE_SERIAL);
+	ck_assert(cfg.rng);
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--disk", "a.img", "--disk",
+	                       "b,c.img,ro,cache=none,serial=ABC-123", "--transport", "mmio",
+	                       "--console", "virtio", "--no-rng", NULL),
+	                 CONFIG_ERROR); /* "b" then unknown option "c.img" */
+	ck_assert(strstr(err, "'c.img'"));
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--disk", "a.img", "--disk",
+	                       "/x/b.img,ro,cache=none,serial=ABC-123", "--transport", "mmio",
+	                       "--console", "virtio", "--no-rng", NULL),
+	                 CONFIG_OK);
+	ck_assert_uint_eq(cfg.nr_disks, 2);
+	ck_assert_str_eq(cfg.disks[0].path, "a.img");
+	ck_assert(!cfg.disks[0].read_only);
+	ck_assert_int_eq(cfg.disks[0].cache, DISK_CACHE_WRITEBACK);
+	ck_assert_str_eq(cfg.disks[0].serial, "");
+	ck_assert_str_eq(cfg.disks[1].path, "/x/b.img");
+	ck_assert(cfg.disks[1].read_only);
+	ck_assert_int_eq(cfg.disks[1].cache, DISK_CACHE_NONE);
+	ck_assert_str_eq(cfg.disks[1].serial, "ABC-123");
+	ck_assert_int_eq(cfg.transport, TRANSPORT_MMIO);
+	ck_assert_int_eq(cfg.console, CONSOLE_VIRTIO);
+	ck_assert(!cfg.rng);
+	ck_assert_str_eq(config_default_args(&cfg), "console=hvc0 panic=-1 reboot=k");
+}
+END_TEST
+
+START_TEST(disk_errors)
+{
+	static const char *const bad[] = {
+	        "",
+	        ",ro",
+	        "a.img,",
+	        "a.img,rw",
+	        "a.img,cache=fast",
+	        "a.img,serial=123456789012345678901",
+	        "a.img,ro,,",
+	};
+	struct disk_config d;
+	char err[256];
+
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = 0;
+		ck_assert_msg(config_parse_disk(bad[i], &d, err, sizeof(err)) == -EINVAL, "'%s'",
+		              bad[i]);
+		ck_assert_msg(strncmp(err, "--disk: ", 8) == 0, "'%s': '%s'", bad[i], err);
+	}
+	ck_assert_int_eq(config_parse_disk("a,serial=12345678901234567890", &d, err, sizeof(err)),
+	                 0);
+	ck_assert_str_eq(d.serial, "12345678901234567890");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -161,6 +222,8 @@ int main(void)
 	tcase_add_test(tc, defaults_and_options);
 	tcase_add_test(tc, usage_errors);
 	tcase_add_test(tc, kernel_cmdline_defaults);
+	tcase_add_test(tc, disks_and_devices);
+	tcase_add_test(tc, disk_errors);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }

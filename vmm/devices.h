@@ -1,0 +1,56 @@
+/*
+ * The VM's virtio devices, made from the config: the disks, the entropy source and the console,
+ * each attached to the transport --transport chose, with the windows and interrupt lines the arch
+ * set aside (arch.h). The arch's firmware tables describe what this module recorded.
+ */
+#ifndef VMM_VMM_DEVICES_H
+#define VMM_VMM_DEVICES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "devices/virtio/blk.h"
+#include "devices/virtio/console.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/virtio_mmio.h"
+#include "vmm/config.h"
+#include "vmm/util.h"
+
+#define DEVICES_MAX (CONFIG_MAX_DISKS + 2) /* disks, rng, console */
+
+struct vm;
+
+/* One virtio device on the virtio-mmio transport: its window and interrupt line. */
+struct mmio_device {
+	struct virtio_mmio transport;
+	uint64_t base;
+	unsigned gsi;
+	bool attached;
+};
+
+struct vm_devices {
+	struct blk_dev disks[CONFIG_MAX_DISKS];
+	unsigned nr_disks; /* opened, to close */
+	struct virtio_rng rng;
+	bool has_rng;
+	struct virtio_console console;
+	bool has_console;
+	struct mmio_device mmio[DEVICES_MAX];
+	unsigned nr_mmio;
+	unsigned nr_gsis_used;
+};
+
+/*
+ * Creates the devices @vm->config asks for on @vm's buses and event loop. Prints one error line
+ * and returns -errno on failure (what was made is released by devices_destroy).
+ */
+int devices_create(struct vm *vm) MUST_CHECK;
+
+/* Detaches and frees every device; call after the vCPUs and the event loop have stopped. */
+void devices_destroy(struct vm *vm);
+
+/* Host console input for the virtio console; returns the bytes it took. */
+size_t devices_console_input(struct vm *vm, const uint8_t *buf, size_t len);
+
+#endif
