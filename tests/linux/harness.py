@@ -207,6 +207,8 @@ class Guest:
     where the kernel is /guest/bzImage and the initrd /guest/initrd.
     files: more (path in L1, host path) pairs to copy into L1 (nested mode;
     ELF executables bring the libraries ldd lists).
+    disks: vmm --disk values (HOSTPATH[,options]); in nested mode the image is
+    copied into L1 (as /disks/N.img), so the guest's writes stay there.
     """
 
     L1_VMM = '/usr/local/bin/vmm'
@@ -215,7 +217,7 @@ class Guest:
 
     def __init__(self, build_dir, vmm=None, kernel=None, initrd=None, cmdline=None,
                  mem=None, cpus=None, extra_args=(), command=None, files=(), mode=None,
-                 log_path=None, echo=None, qemu=QEMU):
+                 log_path=None, echo=None, qemu=QEMU, disks=()):
         self.build_dir = os.path.abspath(build_dir)
         self.guest_dir = os.path.join(self.build_dir, 'guest')
         self.vmm = os.path.abspath(vmm) if vmm else None
@@ -227,6 +229,7 @@ class Guest:
         self.extra_args = list(extra_args)
         self.command = command
         self.files = list(files)
+        self.disks = list(disks)
         if mode is None:
             mode, self.mode_reason = detect_mode()
         else:
@@ -261,6 +264,11 @@ class Guest:
             argv += ['--mem', str(self.mem)]
         if self.cpus is not None:
             argv += ['--cpus', str(self.cpus)]
+        for i, spec in enumerate(self.disks):
+            path, sep, opts = spec.partition(',')
+            if vmm == self.L1_VMM:
+                path = f'/disks/{i}.img'
+            argv += ['--disk', path + sep + opts]
         return argv + self.extra_args
 
     def _host_argv(self):
@@ -309,6 +317,7 @@ class Guest:
         if self.initrd:
             files.append((self.L1_INITRD, self.initrd))
         files += self.files
+        files += [(f'/disks/{i}.img', spec.partition(',')[0]) for i, spec in enumerate(self.disks)]
         for _, host in list(files):
             if is_elf_executable(host):
                 files += [(lib, lib) for lib in shared_libs(host) if (lib, lib) not in files]
@@ -577,6 +586,8 @@ def main(argv=None):
                    '(nested: inside L1; kernel at /guest/bzImage, initrd at /guest/initrd)')
     r.add_argument('--file', action='append', default=[], metavar='L1PATH=HOSTPATH',
                    help='copy a file into L1 (nested mode)')
+    r.add_argument('--disk', action='append', default=[], metavar='PATH[,OPTIONS]',
+                   help='vmm --disk (nested mode: a copy in L1; writes stay there)')
     r.add_argument('--interactive', action='store_true', help='attach the terminal')
     r.add_argument('--timeout', type=float, default=600, help='seconds (non-interactive)')
     r.add_argument('extra', nargs='*', help='more vmm arguments (after --)')
@@ -592,7 +603,7 @@ def main(argv=None):
         g = Guest(args.build_dir, vmm if os.path.isfile(vmm) else None, args.kernel,
                   args.initrd, args.cmdline, args.mem, args.cpus, args.extra,
                   command=args.command, mode=mode,
-                  files=[tuple(f.split('=', 1)) for f in args.file])
+                  files=[tuple(f.split('=', 1)) for f in args.file], disks=args.disk)
         if args.interactive:
             if mode == 'nested':
                 print(f'vmm: {reason}; booting the guest inside the nested harness (QEMU TCG L1)',

@@ -5,11 +5,20 @@
          command line, checks uname -r and /proc/cmdline (the token and the
          defaults vmm adds) through the serial console, then `reboot -f` must
          end vmm with status 0.
-  smp    --cpus 2 must not break boot: the guest reaches its shell and
-         `reboot -f` ends vmm with 0. (Secondary CPUs come online once vmm
-         describes them in an ACPI MADT; until then the guest sees one.)
+  smp    --cpus 2: the guest's nproc prints 2 (ACPI MADT), and `reboot -f`
+         ends vmm with 0.
   panic  a guest whose kernel panics (no init: rdinit=/nonexistent-init, no
          root fs) must end vmm, since vmm adds panic=-1 and a reset ends it.
+  disk-pci, disk-mmio
+         over each virtio transport, 2 vCPUs: an ext4 root disk this test
+         makes with mke2fs boots as root=/dev/vda; its init checks nproc 2,
+         /dev/hwrng, a second disk that is read-only (refuses writes, has the
+         serial asked for, holds the file mke2fs put there), no ACPI errors in
+         dmesg, writes a file, syncs and powers off; vmm must end with 0, then
+         e2fsck -fn finds the image clean and debugfs reads the file back.
+  hvc0-pci, hvc0-mmio
+         --console virtio: the shell runs on hvc0 (the kernel says so), and
+         `poweroff -f` ends vmm with 0.
 
 Runs directly on a hardware-backed KVM host, else nested under QEMU TCG (see
 harness.py). Exit status: 0 pass, 1 fail, 77 skip.
@@ -18,10 +27,12 @@ harness.py). Exit status: 0 pass, 1 fail, 77 skip.
 import argparse
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,38 +82,182 @@ def scenario_smp(g, release):
     g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
     g.send('echo "%%$(nproc)%%"\n')
     m = g.expect(r'%%(\d+)%%', PHASE_TIMEOUT, what='the output of nproc')
-    print(f'guest nproc with --cpus {g.cpus}: {m.group(1)}')
+    check(m.group(1) == str(g.cpus), f'nproc says {m.group(1)} with --cpus {g.cpus}')
     g.send('reboot -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after guest reboot -f, expected 0')
 
 
-# name -> (run, command line, vCPUs)
+ROOT_INIT = r"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+echo "T-ROOT=$(awk '$2 == "/" && $3 == "ext4" { print $1 }' /proc/mounts)"
+echo "T-NPROC=$(nproc)"
+echo "T-RNG=$(head -c 64 /dev/hwrng | wc -c)"
+echo "T-SERIAL=$(cat /sys/block/vdb/serial)"
+echo "T-RO=$(cat /sys/block/vdb/ro)"
+if dd if=/dev/zero of=/dev/vdb bs=4096 count=1 2>/dev/null; then
+	echo T-ROWRITE=accepted
+else
+	echo T-ROWRITE=refused
+fi
+mkdir -p /mnt && mount -t ext4 -o ro /dev/vdb /mnt && echo "T-DATA=$(cat /mnt/data.txt)"
+echo "T-ACPI-ERRORS=$(dmesg | grep -c -E 'ACPI (BIOS )?(Error|Warning)')"
+dmesg | grep -E 'ACPI (BIOS )?(Error|Warning)'
+printf '%s' "@TOKEN@" >/hello.txt
+sync
+echo T-DONE
+poweroff -f
+"""
+
+
+class Run:
+    """What a scenario needs to set up its guest: paths as vmm will see them."""
+
+    def __init__(self, args, mode, release, tmp):
+        self.args, self.mode, self.release, self.tmp = args, mode, release, tmp
+        self.guest_dir = os.path.join(os.path.abspath(args.build_dir), 'guest')
+        self.files = []  # (path in L1, host path), nested mode
+
+    def place(self, host_path, l1_path):
+        """The path of host_path for vmm: itself (direct) or a copy in L1 (nested)."""
+        if self.mode == 'direct':
+            return host_path
+        self.files.append((l1_path, host_path))
+        return l1_path
+
+    def vmm_prefix(self):
+        """vmm with the default kernel and initrd, as a shell command prefix."""
+        if self.mode == 'direct':
+            vmm, kernel = os.path.abspath(self.args.vmm), os.path.join(self.guest_dir, 'bzImage')
+            initrd = os.path.join(self.guest_dir, 'initramfs.cpio.gz')
+        else:
+            vmm, kernel, initrd = harness.Guest.L1_VMM, harness.Guest.L1_KERNEL, harness.Guest.L1_INITRD
+        return f'{shlex.quote(vmm)} --kernel {shlex.quote(kernel)} --initrd {shlex.quote(initrd)}'
+
+    def tool(self, name):
+        path = shutil.which(name, path=os.environ.get('PATH', '') + ':/usr/sbin:/sbin')
+        if not path:
+            raise Failure(f'{name} not found (Debian package e2fsprogs)')
+        return self.place(path, '/usr/local/bin/' + name)
+
+
+def make_ext4(path, tree, size_mib):
+    subprocess.run(['truncate', '-s', f'{size_mib}M', path], check=True)
+    res = subprocess.run(['mke2fs', '-q', '-t', 'ext4', '-E', 'root_owner=0:0', '-d', tree, path],
+                         capture_output=True, text=True,
+                         env=dict(os.environ, PATH=os.environ.get('PATH', '') + ':/usr/sbin:/sbin'))
+    if res.returncode != 0:
+        raise Failure(f'mke2fs {path}: {res.stderr.strip()}')
+
+
+def setup_disk(run, transport):
+    """A root disk made here with mke2fs, whose init checks the devices and writes a file."""
+    token = secrets.token_hex(12)
+    tree = os.path.join(run.tmp, 'root')
+    os.makedirs(os.path.join(tree, 'bin'))
+    for d in ('sbin', 'proc', 'sys', 'dev', 'tmp', 'mnt'):
+        os.makedirs(os.path.join(tree, d))
+    busybox = os.path.join(run.guest_dir, 'busybox')
+    shutil.copy(busybox, os.path.join(tree, 'bin', 'busybox'))
+    applets = subprocess.run([busybox, '--list'], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for a in applets:
+        if a != 'busybox':
+            os.symlink('busybox', os.path.join(tree, 'bin', a))
+    with open(os.path.join(tree, 'sbin', 'init'), 'w') as f:
+        f.write(ROOT_INIT.replace('@TOKEN@', token))
+    os.chmod(os.path.join(tree, 'sbin', 'init'), 0o755)
+    root_img = os.path.join(run.tmp, 'root.img')
+    make_ext4(root_img, tree, 32)
+    data_tree = os.path.join(run.tmp, 'data')
+    os.makedirs(data_tree)
+    with open(os.path.join(data_tree, 'data.txt'), 'w') as f:
+        f.write(f'data-{token}')
+    data_img = os.path.join(run.tmp, 'data.img')
+    make_ext4(data_img, data_tree, 8)
+
+    root, data = run.place(root_img, '/data/root.img'), run.place(data_img, '/data/data.img')
+    e2fsck, debugfs = run.tool('e2fsck'), run.tool('debugfs')
+    command = (f'{run.vmm_prefix()} --cpus 2 --transport {transport} --cmdline "root=/dev/vda quiet" '
+               f'--disk {root} --disk {data},ro,serial=vmm-data-{token[:6]}; s=$?; '
+               f'{e2fsck} -fn {root} >/dev/null 2>&1; echo "T-E2FSCK=$?"; '
+               f'echo "T-FILE=$({debugfs} -R "cat /hello.txt" {root} 2>/dev/null)"; exit $s')
+    return dict(command=command, files=run.files, cpus=2), token
+
+
+def scenario_disk(g, run, token):
+    g.start(PHASE_TIMEOUT)
+    want = {'T-ROOT': '/dev/vda', 'T-NPROC': '2', 'T-RNG': '64', 'T-SERIAL': f'vmm-data-{token[:6]}',
+            'T-RO': '1', 'T-ROWRITE': 'refused', 'T-DATA': f'data-{token}', 'T-ACPI-ERRORS': '0'}
+    for key, value in want.items():
+        m = g.expect(rf'{key}=([^\n]*)', PHASE_TIMEOUT, what=f'{key} from the guest init')
+        check(m.group(1).strip() == value, f'{key}={m.group(1).strip()!r}, expected {value!r}')
+    g.expect(r'T-DONE', PHASE_TIMEOUT, what='T-DONE from the guest init')
+    m = g.expect(r'T-E2FSCK=(\d+)', PHASE_TIMEOUT, what='e2fsck of the root image after vmm')
+    check(m.group(1) == '0', f'e2fsck -fn on the root image after the guest: status {m.group(1)}')
+    m = g.expect(r'T-FILE=([^\n]*)', PHASE_TIMEOUT, what='debugfs cat /hello.txt')
+    check(m.group(1).strip() == token,
+          f'/hello.txt in the image holds {m.group(1).strip()!r}, the guest wrote {token!r}')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+
+
+def setup_hvc0(run, transport):
+    return dict(cmdline='quiet', extra_args=['--console', 'virtio', '--transport', transport]), None
+
+
+def scenario_hvc0(g, run, _):
+    g.start(PHASE_TIMEOUT)
+    g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY on hvc0')
+    g.send('echo "@@$(cat /sys/class/tty/console/active)@@"\n')
+    m = g.expect(r'@@([^@$\n]+)@@', PHASE_TIMEOUT, what='the active console')
+    check(m.group(1).strip() == 'hvc0', f'the guest console is {m.group(1)!r}, expected hvc0')
+    g.send('poweroff -f\n')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+
+
+def simple(run_fn, cmdline, cpus):
+    """A scenario on the default guest: (run(g, release), setup giving the command line)."""
+    return (lambda g, run, _: run_fn(g, run.release),
+            lambda run: (dict(cmdline=cmdline(), cpus=cpus), None))
+
+
+# name -> (run(g, run, state), setup(run) -> (Guest keyword arguments, state))
 SCENARIOS = {
-    'boot': (scenario_boot, lambda: f'vmmtest.token={secrets.token_hex(8)}', 1),
-    'panic': (scenario_panic, lambda: 'rdinit=/nonexistent-init', 1),
-    'smp': (scenario_smp, lambda: 'quiet', 2),
+    'boot': simple(scenario_boot, lambda: f'vmmtest.token={secrets.token_hex(8)}', 1),
+    'panic': simple(scenario_panic, lambda: 'rdinit=/nonexistent-init', 1),
+    'smp': simple(scenario_smp, lambda: 'quiet', 2),
+    'disk-pci': (scenario_disk, lambda run: setup_disk(run, 'pci')),
+    'disk-mmio': (scenario_disk, lambda run: setup_disk(run, 'mmio')),
+    'hvc0-pci': (scenario_hvc0, lambda run: setup_hvc0(run, 'pci')),
+    'hvc0-mmio': (scenario_hvc0, lambda run: setup_hvc0(run, 'mmio')),
 }
 
 
 def run_scenario(args, mode, name, release):
     """Runs one scenario; prints PASS or FAIL with diagnostics; raises on failure."""
-    run, cmdline, cpus = SCENARIOS[name]
+    run_fn, setup = SCENARIOS[name]
     log = os.path.join(args.build_dir, 'meson-logs', f'linux-{name}-console.log')
-    g = harness.Guest(args.build_dir, args.vmm, cmdline=cmdline(), cpus=cpus, mode=mode,
-                      log_path=log)
-    t0 = time.monotonic()
-    try:
-        with g:
-            run(g, release)
-    except harness.L1Lockup:
-        raise
-    except (Failure, harness.GuestError, harness.HarnessError) as e:
-        print(f'FAIL {name}: {e}')
-        print(f'--- last lines of the console ({mode} mode; full log {log}) ---')
-        print(g.tail(60))
-        print('---')
-        raise
+    with tempfile.TemporaryDirectory(prefix=f'vmm-linux-{name}-') as tmp:
+        run = Run(args, mode, release, tmp)
+        kwargs, state = setup(run)
+        g = harness.Guest(args.build_dir, args.vmm, mode=mode, log_path=log, **kwargs)
+        t0 = time.monotonic()
+        try:
+            with g:
+                run_fn(g, run, state)
+        except harness.L1Lockup:
+            raise
+        except (Failure, harness.GuestError, harness.HarnessError) as e:
+            print(f'FAIL {name}: {e}')
+            print(f'--- last lines of the console ({mode} mode; full log {log}) ---')
+            print(g.tail(60))
+            print('---')
+            raise
     l1 = g.timings.get('l1_ready')
     l1 = f', L1 ready after {l1 - t0:.1f} s' if l1 else ''
     print(f'PASS {name}: {time.monotonic() - t0:.1f} s{l1}')
