@@ -25,7 +25,7 @@ enum {
 
 #define UNCLAIMED_PORT   0x5F0
 #define UNCLAIMED_MMIO_1 (FW_TEST_MMIO + FW_TEST_MMIO_LEN) /* right after the device */
-#define UNCLAIMED_MMIO_2 (FW_TEST_MMIO + 0x100000)
+#define UNCLAIMED_MMIO_2 (FW_TEST_MMIO + 0xF000000)        /* between virtio-mmio and PCI ECAM */
 
 static int mismatches;
 

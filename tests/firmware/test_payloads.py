@@ -227,6 +227,35 @@ def sigint(args, c):
     signal_test(args, c, signal.SIGINT)
 
 
+def disk_lock(args, c):
+    """A writable disk image is locked: while one vmm has it, a second vmm cannot open it,
+    writable or read-only, and says why; once the first has gone, it can."""
+    with tempfile.TemporaryDirectory(prefix="vmm-disk-lock-") as tmp:
+        img = os.path.join(tmp, "disk.img")
+        with open(img, "wb") as f:
+            f.truncate(1 << 20)
+        kernel = ["--kernel", payload(args, "panic_loop")]
+        first = fwlib.Interactive([args.vmm] + kernel + ["--disk", img])
+        try:
+            ready = first.wait_for_output(r"^vmm-firmware: panic_loop: ready", 20)
+            c.check(ready, "the first vmm (holding the disk) started its guest")
+            if not ready:
+                first.wait(0.1).show()
+                return
+            for spec in (img, img + ",ro"):
+                run = fwlib.run_vmm([args.vmm] + kernel + ["--disk", spec], timeout=10)
+                run.show()
+                c.check(run.status == 1, f"second vmm with --disk {os.path.basename(spec)}: "
+                        f"status 1 ({fwlib.describe_status(run.status)})")
+                c.check(re.search(r"^vmm: .*disk\.img.*(?i:locked|in use)", run.err, re.M),
+                        "its error names the image and says it is in use")
+        finally:
+            first.kill()
+        run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "hello"), "--disk", img])
+        c.check(run.status == 0 and HELLO_LINE in run.out,
+                f"after the first vmm ended, the disk opens ({fwlib.describe_status(run.status)})")
+
+
 def echo_check(c, run):
     run.show()
     c.check(not run.timed_out, "vmm ended by itself")
@@ -262,7 +291,7 @@ def echo_pipe_after_ready(args, c):
 SCENARIOS = {f.__name__: f for f in (
     hello, hello_cpus2, elf64_boot, elf64_boot_noinitrd, elf64_boot_highmem, pvh_boot,
     pvh_boot_noinitrd, pvh_boot_highmem, dispatch, dispatch_without_device, triple_fault,
-    first_write, sigterm, sigint, echo_pipe, echo_pipe_after_ready)}
+    first_write, sigterm, sigint, echo_pipe, echo_pipe_after_ready, disk_lock)}
 
 
 def main():
