@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "arch/arch.h"
+#include "arch/x86_64/acpi.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -163,6 +164,7 @@ static void uart_rx_space(void *opaque)
 	chardev_input_space(&vm->console);
 }
 
+/* A guest reset, or power-off: either ends vmm with status 0. */
 static void machine_reset(void *opaque)
 {
 	vm_request_stop(opaque, 0, NULL);
@@ -190,6 +192,11 @@ static int register_devices(struct vm *vm)
 	cmos_init(&a->cmos);
 	test_device_init(&a->test_device);
 	a->debug_exit = (struct debug_exit){debug_exit, vm};
+	a->acpi_pm = (struct acpi_pm){.soft_off_type = ACPI_SLP_TYP_S5,
+	                              .reset_value = X86_ACPI_RESET_VALUE,
+	                              .poweroff = machine_reset,
+	                              .reset = machine_reset,
+	                              .opaque = vm};
 	a->devices_initialized = true;
 
 	ret = bus_register(&vm->pio, X86_COM1_PORT, 8, &uart_bus_ops, &a->com1, "com1");
@@ -204,6 +211,9 @@ static int register_devices(struct vm *vm)
 	if (!ret)
 		ret = bus_register(&vm->pio, X86_DEBUG_EXIT_PORT, 1, &debug_exit_ops,
 		                   &a->debug_exit, "debug-exit");
+	if (!ret)
+		ret = bus_register(&vm->pio, X86_ACPI_SLEEP_CONTROL_PORT, ACPI_PM_SIZE, &acpi_pm_ops,
+		                   &a->acpi_pm, "acpi-pm");
 	if (!ret && vm->config->test_device)
 		ret = bus_register(&vm->pio, X86_TEST_DEVICE_PORT, X86_TEST_DEVICE_PORT_LEN,
 		                   &test_device_ops, &a->test_device, "test-device");
@@ -236,9 +246,32 @@ int arch_vm_init(struct vm *vm)
 	return ret;
 }
 
+/* The ACPI tables describe the CPUs and the devices vm->devices placed. */
+static int write_acpi_tables(struct vm *vm)
+{
+	const struct vm_devices *d = &vm->devices;
+	struct acpi_virtio_mmio mmio[DEVICES_MAX];
+	struct acpi_config cfg = {
+	        .nr_cpus = vm->config->cpus,
+	        .virtio_mmio = mmio,
+	        .nr_virtio_mmio = d->nr_mmio,
+	};
+	uint64_t rsdp;
+	int ret;
+
+	for (unsigned i = 0; i < d->nr_mmio; i++)
+		mmio[i] = (struct acpi_virtio_mmio){d->mmio[i].base, VIRTIO_MMIO_SIZE, d->mmio[i].gsi};
+	ret = acpi_build(&vm->mem, &cfg, &rsdp);
+	if (ret)
+		log_error("cannot write the ACPI tables: %s", strerror(-ret));
+	return ret;
+}
+
 int arch_vm_load(struct vm *vm)
 {
-	return load_kernel(vm);
+	int ret = write_acpi_tables(vm);
+
+	return ret ? ret : load_kernel(vm);
 }
 
 void arch_vm_destroy(struct vm *vm)

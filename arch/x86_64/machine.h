@@ -5,6 +5,7 @@
 #include <linux/kvm.h>
 
 #include "arch/x86_64/boot.h"
+#include "devices/acpi_pm.h"
 #include "devices/cmos.h"
 #include "devices/i8042.h"
 #include "devices/test_device.h"
@@ -17,6 +18,7 @@ struct arch_vm {
 	struct i8042 kbc;
 	struct cmos cmos;
 	struct debug_exit debug_exit;
+	struct acpi_pm acpi_pm;
 	struct test_device test_device;
 	bool devices_initialized;
 };
