@@ -92,7 +92,8 @@ ROOT_INIT = r"""#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+grep -q " /dev devtmpfs " /proc/mounts || mount -t devtmpfs devtmpfs /dev
+cat /proc/mounts
 echo "T-ROOT=$(awk '$2 == "/" && $3 == "ext4" { print $1 }' /proc/mounts)"
 echo "T-NPROC=$(nproc)"
 echo "T-RNG=$(head -c 64 /dev/hwrng | wc -c)"
@@ -184,7 +185,7 @@ def setup_disk(run, transport):
     command = (f'{run.vmm_prefix()} --cpus 2 --transport {transport} --cmdline "root=/dev/vda quiet" '
                f'--disk {root} --disk {data},ro,serial=vmm-data-{token[:6]}; s=$?; '
                f'{e2fsck} -fn {root} >/dev/null 2>&1; echo "T-E2FSCK=$?"; '
-               f'echo "T-FILE=$({debugfs} -R "cat /hello.txt" {root} 2>/dev/null)"; exit $s')
+               f'echo "T-FILE=$({debugfs} -R "cat /hello.txt" {root} 2>/dev/null)"; (exit $s)')
     return dict(command=command, files=run.files, cpus=2), token
 
 
@@ -193,12 +194,12 @@ def scenario_disk(g, run, token):
     want = {'T-ROOT': '/dev/vda', 'T-NPROC': '2', 'T-RNG': '64', 'T-SERIAL': f'vmm-data-{token[:6]}',
             'T-RO': '1', 'T-ROWRITE': 'refused', 'T-DATA': f'data-{token}', 'T-ACPI-ERRORS': '0'}
     for key, value in want.items():
-        m = g.expect(rf'{key}=([^\n]*)', PHASE_TIMEOUT, what=f'{key} from the guest init')
+        m = g.expect(rf'{key}=([^\n]*)\n', PHASE_TIMEOUT, what=f'{key} from the guest init')
         check(m.group(1).strip() == value, f'{key}={m.group(1).strip()!r}, expected {value!r}')
     g.expect(r'T-DONE', PHASE_TIMEOUT, what='T-DONE from the guest init')
     m = g.expect(r'T-E2FSCK=(\d+)', PHASE_TIMEOUT, what='e2fsck of the root image after vmm')
     check(m.group(1) == '0', f'e2fsck -fn on the root image after the guest: status {m.group(1)}')
-    m = g.expect(r'T-FILE=([^\n]*)', PHASE_TIMEOUT, what='debugfs cat /hello.txt')
+    m = g.expect(r'T-FILE=([^\n]*)\n', PHASE_TIMEOUT, what='debugfs cat /hello.txt')
     check(m.group(1).strip() == token,
           f'/hello.txt in the image holds {m.group(1).strip()!r}, the guest wrote {token!r}')
     status = g.wait_exit(PHASE_TIMEOUT)
