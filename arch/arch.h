@@ -5,8 +5,10 @@
 #ifndef VMM_ARCH_ARCH_H
 #define VMM_ARCH_ARCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "devices/pci/pci.h"
 #include "vmm/memory.h"
 
 #if defined(__x86_64__)
@@ -39,6 +41,9 @@ int arch_vm_init(struct vm *vm) MUST_CHECK;
  */
 int arch_vm_load(struct vm *vm) MUST_CHECK;
 void arch_vm_destroy(struct vm *vm);
+
+/* The PCI host bridge's place in the memory map; false where the arch has no PCI. */
+bool arch_pci_layout(const struct vm *vm, struct pci_layout *out);
 
 /* Sets up a created vCPU (CPUID, MSRs, FPU, and entry registers on the boot vCPU). */
 int arch_vcpu_init(struct vcpu *vcpu) MUST_CHECK;

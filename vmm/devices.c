@@ -17,8 +17,7 @@ static int next_gsi(struct vm_devices *d, unsigned *gsi)
 	return 0;
 }
 
-/* Attaches @vdev to the transport the config chose; @what names it in errors. */
-static int attach(struct vm *vm, struct virtio_dev *vdev, const char *what)
+static int attach_mmio(struct vm *vm, struct virtio_dev *vdev, const char *what)
 {
 	struct vm_devices *d = &vm->devices;
 	struct mmio_device *m;
@@ -46,6 +45,57 @@ static int attach(struct vm *vm, struct virtio_dev *vdev, const char *what)
 	m->attached = true;
 	d->nr_mmio++;
 	return 0;
+}
+
+static int attach_pci(struct vm *vm, struct virtio_dev *vdev, const char *what)
+{
+	struct vm_devices *d = &vm->devices;
+	struct pci_virtio_device *p = &d->pci_devices[d->nr_pci_devices];
+	int ret;
+
+	if (d->nr_pci_devices >= DEVICES_MAX || next_gsi(d, &p->gsi)) {
+		log_error("%s: no PCI slot or interrupt line left", what);
+		return -ENOSPC;
+	}
+	ret = virtio_pci_attach(&p->transport, vdev, &d->pci, vm->vm_fd, &d->msi, p->gsi,
+	                        &vm->loop);
+	if (ret) {
+		log_error("%s: cannot attach to PCI: %s", what, strerror(-ret));
+		return ret;
+	}
+	d->nr_pci_devices++;
+	return 0;
+}
+
+/* Attaches @vdev to the transport the config chose; @what names it in errors. */
+static int attach(struct vm *vm, struct virtio_dev *vdev, const char *what)
+{
+	if (vm->config->transport == TRANSPORT_PCI && vm->devices.has_pci)
+		return attach_pci(vm, vdev, what);
+	return attach_mmio(vm, vdev, what);
+}
+
+/* The PCI host bridge and the MSI routing table, where the arch has PCI. */
+static int create_pci_host(struct vm *vm)
+{
+	struct vm_devices *d = &vm->devices;
+	struct pci_layout layout;
+	int ret;
+
+	if (!arch_pci_layout(vm, &layout))
+		return 0;
+	ret = msi_router_init(&d->msi, vm->vm_fd);
+	if (ret) {
+		log_error("cannot set up the MSI routing table (KVM_SET_GSI_ROUTING): %s",
+		          strerror(-ret));
+		msi_router_destroy(&d->msi);
+		return ret;
+	}
+	ret = pci_host_init(&d->pci, &layout, &vm->pio, &vm->mmio);
+	d->has_pci = true;
+	if (ret)
+		log_error("cannot set up the PCI host bridge: %s", strerror(-ret));
+	return ret;
 }
 
 static int create_disks(struct vm *vm)
@@ -95,8 +145,10 @@ static void console_rx_space(void *opaque)
 int devices_create(struct vm *vm)
 {
 	struct vm_devices *d = &vm->devices;
-	int ret = create_disks(vm);
+	int ret = create_pci_host(vm);
 
+	if (!ret)
+		ret = create_disks(vm);
 	if (ret)
 		return ret;
 	if (vm->config->rng) {
@@ -122,12 +174,18 @@ void devices_destroy(struct vm *vm)
 
 	for (unsigned i = 0; i < d->nr_mmio; i++)
 		virtio_mmio_detach(&d->mmio[i].transport);
+	for (unsigned i = 0; i < d->nr_pci_devices; i++)
+		virtio_pci_detach(&d->pci_devices[i].transport);
 	for (unsigned i = 0; i < d->nr_disks; i++)
 		blk_close(&d->disks[i]);
 	if (d->has_rng)
 		virtio_rng_destroy(&d->rng);
 	if (d->has_console)
 		virtio_console_destroy(&d->console);
+	if (d->has_pci) {
+		pci_host_destroy(&d->pci);
+		msi_router_destroy(&d->msi);
+	}
 	memset(d, 0, sizeof(*d));
 }
 

@@ -1,7 +1,9 @@
 /*
  * The VM's virtio devices, made from the config: the disks, the entropy source and the console,
  * each attached to the transport --transport chose, with the windows and interrupt lines the arch
- * set aside (arch.h). The arch's firmware tables describe what this module recorded.
+ * set aside (arch.h), and the PCI host bridge when the arch has one (also with --transport mmio,
+ * so the guest finds a config space). The arch's firmware tables describe what this module
+ * recorded.
  */
 #ifndef VMM_VMM_DEVICES_H
 #define VMM_VMM_DEVICES_H
@@ -10,11 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/pci/pci.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_mmio.h"
+#include "devices/virtio/virtio_pci.h"
 #include "vmm/config.h"
+#include "vmm/msi.h"
 #include "vmm/util.h"
 
 #define DEVICES_MAX (CONFIG_MAX_DISKS + 2) /* disks, rng, console */
@@ -29,7 +34,16 @@ struct mmio_device {
 	bool attached;
 };
 
+/* One virtio device on PCI, with its INTx line. */
+struct pci_virtio_device {
+	struct virtio_pci transport;
+	unsigned gsi;
+};
+
 struct vm_devices {
+	bool has_pci; /* the PCI host and the MSI routes exist */
+	struct pci_host pci;
+	struct msi_router msi;
 	struct blk_dev disks[CONFIG_MAX_DISKS];
 	unsigned nr_disks; /* opened, to close */
 	struct virtio_rng rng;
@@ -38,6 +52,8 @@ struct vm_devices {
 	bool has_console;
 	struct mmio_device mmio[DEVICES_MAX];
 	unsigned nr_mmio;
+	struct pci_virtio_device pci_devices[DEVICES_MAX];
+	unsigned nr_pci_devices;
 	unsigned nr_gsis_used;
 };
 

@@ -212,8 +212,8 @@ static int register_devices(struct vm *vm)
 		ret = bus_register(&vm->pio, X86_DEBUG_EXIT_PORT, 1, &debug_exit_ops,
 		                   &a->debug_exit, "debug-exit");
 	if (!ret)
-		ret = bus_register(&vm->pio, X86_ACPI_SLEEP_CONTROL_PORT, ACPI_PM_SIZE, &acpi_pm_ops,
-		                   &a->acpi_pm, "acpi-pm");
+		ret = bus_register(&vm->pio, X86_ACPI_SLEEP_CONTROL_PORT, ACPI_PM_SIZE,
+		                   &acpi_pm_ops, &a->acpi_pm, "acpi-pm");
 	if (!ret && vm->config->test_device)
 		ret = bus_register(&vm->pio, X86_TEST_DEVICE_PORT, X86_TEST_DEVICE_PORT_LEN,
 		                   &test_device_ops, &a->test_device, "test-device");
@@ -246,21 +246,53 @@ int arch_vm_init(struct vm *vm)
 	return ret;
 }
 
+bool arch_pci_layout(const struct vm *vm, struct pci_layout *out)
+{
+	uint64_t ram_top = X86_MMIO_HOLE_END;
+
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
+		ram_top = MAX(ram_top, vm->mem.regions[i].gpa + vm->mem.regions[i].size);
+	*out = (struct pci_layout){
+	        .ecam_base = X86_PCI_ECAM_BASE,
+	        .ecam_size = X86_PCI_ECAM_SIZE,
+	        .config_port = X86_PCI_CONFIG_PORT,
+	        .mmio32_base = X86_PCI_MMIO32_BASE,
+	        .mmio32_size = X86_PCI_MMIO32_SIZE,
+	        .mmio64_base = ALIGN_UP(ram_top, X86_PCI_MMIO64_ALIGN),
+	        .mmio64_size = X86_PCI_MMIO64_SIZE,
+	};
+	return true;
+}
+
 /* The ACPI tables describe the CPUs and the devices vm->devices placed. */
 static int write_acpi_tables(struct vm *vm)
 {
 	const struct vm_devices *d = &vm->devices;
 	struct acpi_virtio_mmio mmio[DEVICES_MAX];
+	struct acpi_pci_slot slots[DEVICES_MAX];
 	struct acpi_config cfg = {
 	        .nr_cpus = vm->config->cpus,
 	        .virtio_mmio = mmio,
 	        .nr_virtio_mmio = d->nr_mmio,
+	        .pci = d->has_pci,
+	        .pci_ecam_base = d->pci.layout.ecam_base,
+	        .pci_ecam_size = d->pci.layout.ecam_size,
+	        .pci_mmio32_base = d->pci.layout.mmio32_base,
+	        .pci_mmio32_size = d->pci.layout.mmio32_size,
+	        .pci_mmio64_base = d->pci.layout.mmio64_base,
+	        .pci_mmio64_size = d->pci.layout.mmio64_size,
+	        .pci_slots = slots,
+	        .nr_pci_slots = d->nr_pci_devices,
 	};
 	uint64_t rsdp;
 	int ret;
 
 	for (unsigned i = 0; i < d->nr_mmio; i++)
-		mmio[i] = (struct acpi_virtio_mmio){d->mmio[i].base, VIRTIO_MMIO_SIZE, d->mmio[i].gsi};
+		mmio[i] = (struct acpi_virtio_mmio){d->mmio[i].base, VIRTIO_MMIO_SIZE,
+		                                    d->mmio[i].gsi};
+	for (unsigned i = 0; i < d->nr_pci_devices; i++)
+		slots[i] = (struct acpi_pci_slot){d->pci_devices[i].transport.pci.slot,
+		                                  d->pci_devices[i].gsi};
 	ret = acpi_build(&vm->mem, &cfg, &rsdp);
 	if (ret)
 		log_error("cannot write the ACPI tables: %s", strerror(-ret));

@@ -1,0 +1,218 @@
+#include "devices/pci/msix.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "vmm/log.h"
+
+#define MSIX_CAP_CONTROL 2
+#define MSIX_CAP_TABLE   4
+#define MSIX_CAP_PBA     8
+#define MSIX_CAP_SIZE    12
+
+static int attach_irqfd(struct msix *m, struct msix_vector *v)
+{
+	struct kvm_irqfd req = {.gsi = v->gsi};
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	req.fd = (uint32_t)fd;
+	if (ioctl(m->router->vm_fd, KVM_IRQFD, &req) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	v->irqfd = fd;
+	return 0;
+}
+
+int msix_init(struct msix *m, struct pci_device *pci, unsigned nr, unsigned bar,
+              uint32_t table_offset, uint32_t pba_offset, struct msi_router *router)
+{
+	uint8_t cap[MSIX_CAP_SIZE] = {PCI_CAP_ID_MSIX};
+	uint8_t wmask[MSIX_CAP_SIZE] = {0};
+	int at, ret = 0;
+
+	if (nr == 0 || nr > MSIX_MAX_VECTORS || bar >= PCI_NUM_BARS || (table_offset & 7) ||
+	    (pba_offset & 7))
+		return -EINVAL;
+	memset(m, 0, sizeof(*m));
+	pthread_mutex_init(&m->lock, NULL);
+	m->pci = pci;
+	m->nr = nr;
+	m->router = router;
+	cap[MSIX_CAP_CONTROL] = (uint8_t)(nr - 1);
+	cap[MSIX_CAP_CONTROL + 1] = (uint8_t)((nr - 1) >> 8);
+	memcpy(cap + MSIX_CAP_TABLE, &(uint32_t){table_offset | bar}, 4);
+	memcpy(cap + MSIX_CAP_PBA, &(uint32_t){pba_offset | bar}, 4);
+	wmask[MSIX_CAP_CONTROL + 1] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
+	at = pci_device_add_capability(pci, cap, sizeof(cap), wmask);
+	if (at < 0)
+		return at;
+	m->cap = (unsigned)at;
+	for (unsigned i = 0; i < nr; i++) {
+		struct msix_vector *v = &m->vectors[i];
+
+		*v = (struct msix_vector){.ctrl = MSIX_VECTOR_MASKED, .irqfd = -1};
+		if (router && !ret)
+			ret = msi_route_alloc(router, &v->gsi);
+		if (router && !ret)
+			ret = attach_irqfd(m, v);
+	}
+	if (ret)
+		msix_destroy(m);
+	return ret;
+}
+
+void msix_destroy(struct msix *m)
+{
+	for (unsigned i = 0; i < m->nr; i++) {
+		struct msix_vector *v = &m->vectors[i];
+		struct kvm_irqfd req = {.gsi = v->gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN};
+
+		if (v->irqfd < 0)
+			continue;
+		req.fd = (uint32_t)v->irqfd;
+		ioctl(m->router->vm_fd, KVM_IRQFD, &req);
+		close(v->irqfd);
+		v->irqfd = -1;
+	}
+}
+
+/* Delivers @v now. Under m->lock. */
+static void deliver(struct msix *m, struct msix_vector *v)
+{
+	uint64_t address = (uint64_t)v->addr_hi << 32 | v->addr_lo;
+	uint64_t one = 1;
+
+	if (!m->router) {
+		if (m->test_deliver)
+			m->test_deliver(m->test_opaque, address, v->data);
+		return;
+	}
+	if (!v->routed) {
+		int r = msi_route_set(m->router, v->gsi, address, v->data);
+		if (r < 0) {
+			log_ratelimited(LOG_WARN, "msix: cannot route vector to %#llx: %s",
+			                (unsigned long long)address, strerror(-r));
+			return;
+		}
+		v->routed = true;
+	}
+	if (write(v->irqfd, &one, sizeof(one)) < 0)
+		log_ratelimited(LOG_WARN, "msix: irqfd: %s", strerror(errno));
+}
+
+static bool vector_masked(const struct msix *m, const struct msix_vector *v)
+{
+	return !m->enabled || m->masked || (v->ctrl & MSIX_VECTOR_MASKED);
+}
+
+/* Delivers what is pending and no longer masked. Under m->lock. */
+static void flush_pending(struct msix *m)
+{
+	for (unsigned i = 0; i < m->nr; i++) {
+		if ((m->pending >> i & 1) && !vector_masked(m, &m->vectors[i])) {
+			m->pending &= ~(1ull << i);
+			deliver(m, &m->vectors[i]);
+		}
+	}
+}
+
+void msix_config_written(struct msix *m, unsigned offset, unsigned size)
+{
+	uint16_t control;
+
+	if (offset + size <= m->cap + MSIX_CAP_CONTROL || offset >= m->cap + MSIX_CAP_TABLE)
+		return;
+	control = pci_config_read16(m->pci, m->cap + MSIX_CAP_CONTROL);
+	pthread_mutex_lock(&m->lock);
+	m->enabled = control & MSIX_CTRL_ENABLE;
+	m->masked = control & MSIX_CTRL_MASKALL;
+	flush_pending(m);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void msix_table_read(struct msix *m, uint64_t offset, void *data, unsigned size)
+{
+	uint64_t entry = offset / MSIX_ENTRY_SIZE;
+	uint32_t words[4];
+
+	if ((size != 4 && size != 8) || offset % size || entry >= m->nr) {
+		memset(data, 0xff, size);
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	words[0] = m->vectors[entry].addr_lo;
+	words[1] = m->vectors[entry].addr_hi;
+	words[2] = m->vectors[entry].data;
+	words[3] = m->vectors[entry].ctrl;
+	pthread_mutex_unlock(&m->lock);
+	memcpy(data, (uint8_t *)words + offset % MSIX_ENTRY_SIZE, size);
+}
+
+void msix_table_write(struct msix *m, uint64_t offset, const void *data, unsigned size)
+{
+	uint64_t entry = offset / MSIX_ENTRY_SIZE;
+	struct msix_vector *v;
+	uint32_t words[4];
+
+	if ((size != 4 && size != 8) || offset % size || entry >= m->nr)
+		return;
+	pthread_mutex_lock(&m->lock);
+	v = &m->vectors[entry];
+	words[0] = v->addr_lo;
+	words[1] = v->addr_hi;
+	words[2] = v->data;
+	words[3] = v->ctrl;
+	memcpy((uint8_t *)words + offset % MSIX_ENTRY_SIZE, data, size);
+	if (words[0] != v->addr_lo || words[1] != v->addr_hi || words[2] != v->data)
+		v->routed = false;
+	v->addr_lo = words[0] & ~3u;
+	v->addr_hi = words[1];
+	v->data = words[2];
+	v->ctrl = words[3] & MSIX_VECTOR_MASKED;
+	flush_pending(m);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void msix_pba_read(struct msix *m, uint64_t offset, void *data, unsigned size)
+{
+	uint64_t pba;
+
+	if ((size != 4 && size != 8) || offset % size || offset >= 8) {
+		memset(data, 0, size);
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	pba = m->pending;
+	pthread_mutex_unlock(&m->lock);
+	memcpy(data, (uint8_t *)&pba + offset, size);
+}
+
+bool msix_enabled(struct msix *m)
+{
+	bool on;
+
+	pthread_mutex_lock(&m->lock);
+	on = m->enabled;
+	pthread_mutex_unlock(&m->lock);
+	return on;
+}
+
+void msix_notify(struct msix *m, unsigned vector)
+{
+	if (vector >= m->nr)
+		return;
+	pthread_mutex_lock(&m->lock);
+	if (vector_masked(m, &m->vectors[vector]))
+		m->pending |= 1ull << vector;
+	else
+		deliver(m, &m->vectors[vector]);
+	pthread_mutex_unlock(&m->lock);
+}

@@ -1,0 +1,149 @@
+/*
+ * A PCI host bridge with one bus (bus 0, function 0 of each of 32 slots) and type-0 config
+ * spaces. Config space is reached through ECAM (4 KiB per function; offsets past the first 256
+ * bytes read as zeros) and, where the arch has it, the 0xCF8/0xCFC mechanism. Memory BARs are
+ * placed by the host in its 32-bit or 64-bit window; the guest may size them (write all-ones,
+ * read the mask) and move them. The host claims each window on the MMIO bus and forwards an
+ * access to the BAR that decodes it (memory space enabled in the command register).
+ *
+ * Everything the guest writes is checked: config accesses must stay inside one register dword
+ * (CF8) or one function's 4 KiB (ECAM); bits outside a register's write mask are kept.
+ *
+ * Locking: the host's lock guards every config space and CONFIG_ADDRESS; it is not held while
+ * a BAR's bus ops run (the device takes its own lock). Device hooks run under it.
+ */
+#ifndef VMM_DEVICES_PCI_PCI_H
+#define VMM_DEVICES_PCI_PCI_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/bus.h"
+#include "vmm/util.h"
+
+#define PCI_SLOTS        32
+#define PCI_CONFIG_SIZE  256  /* what a type-0 header and capabilities use */
+#define PCI_ECAM_FN_SIZE 4096 /* per function in ECAM */
+#define PCI_NUM_BARS     6
+
+/* Config space registers. */
+#define PCI_VENDOR_ID      0x00
+#define PCI_DEVICE_ID      0x02
+#define PCI_COMMAND        0x04
+#define PCI_STATUS         0x06
+#define PCI_REVISION_ID    0x08
+#define PCI_CLASS_PROG     0x09
+#define PCI_HEADER_TYPE    0x0e
+#define PCI_BAR0           0x10
+#define PCI_SUBSYS_VENDOR  0x2c
+#define PCI_SUBSYS_ID      0x2e
+#define PCI_CAPABILITY_PTR 0x34
+#define PCI_INTERRUPT_LINE 0x3c
+#define PCI_INTERRUPT_PIN  0x3d
+#define PCI_CAP_START      0x40
+
+#define PCI_COMMAND_IO           0x1
+#define PCI_COMMAND_MEMORY       0x2
+#define PCI_COMMAND_MASTER       0x4
+#define PCI_COMMAND_INTX_DISABLE 0x400
+#define PCI_STATUS_INTERRUPT     0x8
+#define PCI_STATUS_CAP_LIST      0x10
+#define PCI_BAR_MEM_TYPE_64      0x4
+#define PCI_BAR_MEM_PREFETCH     0x8
+
+#define PCI_CAP_ID_VNDR 0x09
+#define PCI_CAP_ID_MSIX 0x11
+
+/* pci_device_add_bar flags. */
+#define PCI_BAR_64BIT    (1u << 0)
+#define PCI_BAR_PREFETCH (1u << 1)
+
+struct pci_device;
+
+struct pci_device_ops {
+	/* The guest is about to read @size bytes at @offset: refresh live bytes (host lock held).
+	 */
+	void (*config_read)(struct pci_device *d, unsigned offset, unsigned size);
+	/* The guest wrote @size bytes at @offset of the config space (host lock held). */
+	void (*config_written)(struct pci_device *d, unsigned offset, unsigned size);
+	/*
+	 * BAR @bar now decodes at @addr, or stopped decoding (@addr 0): memory space was
+	 * switched, or the BAR moved. Host lock held.
+	 */
+	void (*bar_moved)(struct pci_device *d, unsigned bar, uint64_t addr);
+};
+
+struct pci_bar {
+	uint64_t size; /* 0: not implemented */
+	unsigned flags;
+	const struct bus_ops *ops;
+	void *opaque;
+	uint64_t decoding; /* the address it answers at, 0 when it does not */
+};
+
+struct pci_device {
+	uint8_t config[PCI_CONFIG_SIZE];
+	uint8_t wmask[PCI_CONFIG_SIZE]; /* bits the guest may change */
+	struct pci_bar bars[PCI_NUM_BARS];
+	uint8_t next_cap;      /* where the next capability goes */
+	uint8_t last_cap_next; /* offset of the last capability's next pointer, 0 if none */
+	const struct pci_device_ops *ops;
+	void *opaque;
+	unsigned slot;
+};
+
+struct pci_layout {
+	uint64_t ecam_base, ecam_size; /* ecam_size: 1 MiB (bus 0) */
+	uint16_t config_port;          /* 0: no 0xCF8/0xCFC mechanism */
+	uint64_t mmio32_base, mmio32_size;
+	uint64_t mmio64_base, mmio64_size; /* size 0: no 64-bit window */
+};
+
+struct pci_host {
+	pthread_mutex_t lock;
+	struct pci_layout layout;
+	struct pci_device bridge; /* slot 0 */
+	struct pci_device *slots[PCI_SLOTS];
+	uint32_t config_address; /* 0xCF8 */
+	uint64_t next32, next64; /* BAR allocation cursors */
+};
+
+/* Claims the config mechanisms and the windows on @pio/@mmio. Returns 0 or -errno. */
+int pci_host_init(struct pci_host *h, const struct pci_layout *l, struct bus *pio,
+                  struct bus *mmio) MUST_CHECK;
+void pci_host_destroy(struct pci_host *h);
+
+/* A device's identity; class_code is 0xCCSSPP (class, subclass, programming interface). */
+void pci_device_init(struct pci_device *d, uint16_t vendor, uint16_t device, uint32_t class_code,
+                     uint8_t revision, uint16_t subsys_vendor, uint16_t subsys_id,
+                     const struct pci_device_ops *ops, void *opaque);
+/*
+ * A memory BAR of @size bytes (a power of two, at least 4 KiB); a 64-bit one also takes BAR
+ * @bar + 1. Accesses go to @ops with offsets from the BAR's start. Returns 0 or -EINVAL.
+ */
+int pci_device_add_bar(struct pci_device *d, unsigned bar, uint64_t size, unsigned flags,
+                       const struct bus_ops *ops, void *opaque) MUST_CHECK;
+/*
+ * Appends a capability: @len bytes of @body (its first byte is the ID; the next pointer is
+ * filled in), with @wmask (NULL: read-only) saying which bits the guest may write. Returns the
+ * capability's config offset, or -ENOSPC.
+ */
+int pci_device_add_capability(struct pci_device *d, const void *body, unsigned len,
+                              const uint8_t *wmask);
+/* INTx pin (1 = INTA) and the line (GSI) it is routed to, as firmware would report it. */
+void pci_device_set_intx(struct pci_device *d, uint8_t pin, uint8_t line);
+/* Places the BARs and plugs @d into the first free slot. Returns 0, -ENOSPC. */
+int pci_host_add_device(struct pci_host *h, struct pci_device *d) MUST_CHECK;
+
+/* Config space accessors for the owning device (host lock held, e.g. in hooks). */
+uint16_t pci_config_read16(const struct pci_device *d, unsigned offset);
+uint32_t pci_config_read32(const struct pci_device *d, unsigned offset);
+
+/* Config access by (slot, offset) as the two mechanisms do; for tests and ECAM/CF8. */
+void pci_host_config_read(struct pci_host *h, unsigned slot, unsigned offset, void *data,
+                          unsigned size);
+void pci_host_config_write(struct pci_host *h, unsigned slot, unsigned offset, const void *data,
+                           unsigned size);
+
+#endif

@@ -1,0 +1,115 @@
+/*
+ * virtio over PCI, modern interface only (virtio 1.x, 4.1): one 64-bit prefetchable BAR holding
+ * the common configuration, the ISR byte, the device configuration, the notification area (one
+ * doorbell per queue, 4 bytes apart, each an ioeventfd so that notifications complete in KVM)
+ * and the MSI-X table and PBA; vendor capabilities point at each, plus the PCI configuration
+ * access capability. Interrupts leave through MSI-X vectors (irqfds) once the driver enables
+ * MSI-X, else through the INTx line, asserted until the driver reads the ISR.
+ *
+ * Locking: BAR accesses take dev->lock (and the MSI-X lock inside it); ops->queue_notify runs
+ * without it, from the event loop (ioeventfd) or from the vCPU whose write reached the bus.
+ */
+#ifndef VMM_DEVICES_VIRTIO_VIRTIO_PCI_H
+#define VMM_DEVICES_VIRTIO_VIRTIO_PCI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/pci/msix.h"
+#include "devices/pci/pci.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/event_loop.h"
+#include "vmm/irq.h"
+#include "vmm/msi.h"
+#include "vmm/util.h"
+
+#define VIRTIO_PCI_VENDOR_ID      0x1af4
+#define VIRTIO_PCI_DEVICE_ID_BASE 0x1040
+#define VIRTIO_PCI_SUBSYS_ID      0x0040
+#define VIRTIO_PCI_NO_VECTOR      0xffff
+
+/* The BAR's regions. */
+#define VIRTIO_PCI_BAR         0
+#define VIRTIO_PCI_BAR_SIZE    0x8000
+#define VIRTIO_PCI_COMMON      0x0000
+#define VIRTIO_PCI_COMMON_SIZE 0x38
+#define VIRTIO_PCI_ISR         0x1000
+#define VIRTIO_PCI_DEVICE      0x2000
+#define VIRTIO_PCI_DEVICE_SIZE 0x1000
+#define VIRTIO_PCI_NOTIFY      0x3000
+#define VIRTIO_PCI_NOTIFY_MULT 4
+#define VIRTIO_PCI_MSIX_TABLE  0x4000
+#define VIRTIO_PCI_MSIX_PBA    0x5000
+
+/* Common configuration fields (4.1.4.3). */
+#define VIRTIO_PCI_DFSELECT     0x00
+#define VIRTIO_PCI_DF           0x04
+#define VIRTIO_PCI_GFSELECT     0x08
+#define VIRTIO_PCI_GF           0x0c
+#define VIRTIO_PCI_MSIX_CONFIG  0x10
+#define VIRTIO_PCI_NUM_QUEUES   0x12
+#define VIRTIO_PCI_STATUS       0x14
+#define VIRTIO_PCI_CFG_GEN      0x15
+#define VIRTIO_PCI_Q_SELECT     0x16
+#define VIRTIO_PCI_Q_SIZE       0x18
+#define VIRTIO_PCI_Q_MSIX       0x1a
+#define VIRTIO_PCI_Q_ENABLE     0x1c
+#define VIRTIO_PCI_Q_NOTIFY_OFF 0x1e
+#define VIRTIO_PCI_Q_DESC       0x20
+#define VIRTIO_PCI_Q_AVAIL      0x28
+#define VIRTIO_PCI_Q_USED       0x30
+
+/* Capability types. */
+#define VIRTIO_PCI_CAP_COMMON_CFG 1
+#define VIRTIO_PCI_CAP_NOTIFY_CFG 2
+#define VIRTIO_PCI_CAP_ISR_CFG    3
+#define VIRTIO_PCI_CAP_DEVICE_CFG 4
+#define VIRTIO_PCI_CAP_PCI_CFG    5
+
+struct virtio_pci;
+
+struct virtio_pci_notify {
+	struct virtio_pci *t;
+	unsigned q;
+	struct ioeventfd ev;
+	struct event_source src;
+	bool registered;
+};
+
+struct virtio_pci {
+	struct virtio_dev *dev;
+	struct pci_device pci;
+	struct msix msix;
+	int vm_fd; /* -1 without a VM (unit tests) */
+	struct event_loop *loop;
+	struct irq_line intx;
+	bool intx_asserted; /* atomic */
+	unsigned cfg_cap;   /* config offset of the PCI configuration access capability */
+	/* Without a VM: called for each INTx assertion (q) instead of KVM_IRQ_LINE. */
+	void (*test_intx)(void *opaque, int level);
+	void *test_opaque;
+	/* Transport registers, under dev->lock. */
+	uint32_t device_features_sel, driver_features_sel;
+	uint16_t queue_sel;
+	uint16_t config_vector;
+	uint16_t queue_vector[VIRTIO_MAX_QUEUES];
+	/* Doorbells, under the PCI host's lock (moved with the BAR). */
+	struct virtio_pci_notify notify[VIRTIO_MAX_QUEUES];
+};
+
+/*
+ * Makes @dev a PCI function on @host (any free slot) with INTx on @intx_gsi. With @vm_fd >= 0,
+ * MSI-X vectors route through @router and doorbells become ioeventfds watched by @loop; with
+ * @vm_fd < 0 (tests), notifications call ops->queue_notify directly and interrupts go to the
+ * test hooks (msix.test_deliver, test_intx). Set-up time only. Returns 0 or -errno.
+ */
+int virtio_pci_attach(struct virtio_pci *t, struct virtio_dev *dev, struct pci_host *host,
+                      int vm_fd, struct msi_router *router, unsigned intx_gsi,
+                      struct event_loop *loop) MUST_CHECK;
+/* Releases the doorbells, vectors and line; call once the vCPUs and event loop stopped. */
+void virtio_pci_detach(struct virtio_pci *t);
+
+/* The BAR's bus ops (exposed for unit tests that reach the BAR without a host). */
+extern const struct bus_ops virtio_pci_bar_ops;
+
+#endif

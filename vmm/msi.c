@@ -1,0 +1,130 @@
+#include "vmm/msi.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#define IOAPIC_PINS 24
+
+/* Under r->lock. */
+static int commit(struct msi_router *r)
+{
+	size_t size = sizeof(struct kvm_irq_routing) + r->nr_entries * sizeof(r->entries[0]);
+	struct kvm_irq_routing *table = calloc(1, size);
+	int ret = 0;
+
+	if (!table)
+		return -ENOMEM;
+	table->nr = r->nr_entries;
+	memcpy(table->entries, r->entries, r->nr_entries * sizeof(r->entries[0]));
+	if (ioctl(r->vm_fd, KVM_SET_GSI_ROUTING, table) < 0)
+		ret = -errno;
+	free(table);
+	return ret;
+}
+
+static void add_irqchip(struct msi_router *r, unsigned gsi, unsigned chip, unsigned pin)
+{
+	r->entries[r->nr_entries++] = (struct kvm_irq_routing_entry){
+	        .gsi = gsi,
+	        .type = KVM_IRQ_ROUTING_IRQCHIP,
+	        .u.irqchip = {.irqchip = chip, .pin = pin},
+	};
+}
+
+int msi_router_init(struct msi_router *r, int vm_fd)
+{
+	int max = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQ_ROUTING);
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->vm_fd = vm_fd;
+	pthread_mutex_init(&r->lock, NULL);
+	if (max <= MSI_FIRST_GSI)
+		return -ENOTSUP;
+	r->max_gsi = (unsigned)max;
+	r->next_gsi = MSI_FIRST_GSI;
+	/* Room for every irqchip route (2 per ISA pin) and one per GSI above. */
+	r->entries = calloc(r->max_gsi + 16, sizeof(r->entries[0]));
+	if (!r->entries)
+		return -ENOMEM;
+	for (unsigned gsi = 0; gsi < IOAPIC_PINS; gsi++) {
+		if (gsi < 16)
+			add_irqchip(r, gsi,
+			            gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+			            gsi % 8);
+		add_irqchip(r, gsi, KVM_IRQCHIP_IOAPIC, gsi);
+	}
+	pthread_mutex_lock(&r->lock);
+	ret = commit(r);
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+void msi_router_destroy(struct msi_router *r)
+{
+	free(r->entries);
+	r->entries = NULL;
+	pthread_mutex_destroy(&r->lock);
+}
+
+int msi_route_alloc(struct msi_router *r, unsigned *gsi)
+{
+	int ret = -ENOSPC;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->next_gsi < r->max_gsi) {
+		*gsi = r->next_gsi++;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+/* The MSI entry of @gsi, or NULL. Under r->lock. */
+static struct kvm_irq_routing_entry *find(struct msi_router *r, unsigned gsi)
+{
+	for (unsigned i = 0; i < r->nr_entries; i++)
+		if (r->entries[i].gsi == gsi && r->entries[i].type == KVM_IRQ_ROUTING_MSI)
+			return &r->entries[i];
+	return NULL;
+}
+
+int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t data)
+{
+	struct kvm_irq_routing_entry *e;
+	int ret;
+
+	if (gsi < MSI_FIRST_GSI || gsi >= r->max_gsi)
+		return -EINVAL;
+	pthread_mutex_lock(&r->lock);
+	e = find(r, gsi);
+	if (!e)
+		e = &r->entries[r->nr_entries++];
+	*e = (struct kvm_irq_routing_entry){
+	        .gsi = gsi,
+	        .type = KVM_IRQ_ROUTING_MSI,
+	        .u.msi = {.address_lo = (uint32_t)address,
+	                  .address_hi = (uint32_t)(address >> 32),
+	                  .data = data},
+	};
+	ret = commit(r);
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+int msi_route_clear(struct msi_router *r, unsigned gsi)
+{
+	struct kvm_irq_routing_entry *e;
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	e = find(r, gsi);
+	if (e) {
+		*e = r->entries[--r->nr_entries];
+		ret = commit(r);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}

@@ -1,0 +1,39 @@
+/*
+ * The VM's GSI routing table (KVM_SET_GSI_ROUTING): the in-kernel irqchip's pins, as KVM routes
+ * them by default, plus one MSI route per MSI-X vector in use. Writing a route commits the whole
+ * table; an irqfd on a route's GSI then delivers that MSI without a vCPU exit.
+ */
+#ifndef VMM_VMM_MSI_H
+#define VMM_VMM_MSI_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "vmm/util.h"
+
+#define MSI_FIRST_GSI 24 /* after the IOAPIC's pins */
+
+struct msi_router {
+	int vm_fd;
+	pthread_mutex_t lock;
+	unsigned max_gsi; /* KVM's limit (KVM_CAP_IRQ_ROUTING) */
+	unsigned next_gsi;
+	unsigned nr_entries;
+	struct kvm_irq_routing_entry *entries; /* max_gsi + 32 slots */
+};
+
+/*
+ * Installs the irqchip routes KVM has by default (GSI 0-15 on the PICs and the IOAPIC, 16-23 on
+ * the IOAPIC). Call once the irqchip exists, before any irqfd. Returns 0 or -errno.
+ */
+int msi_router_init(struct msi_router *r, int vm_fd) MUST_CHECK;
+void msi_router_destroy(struct msi_router *r);
+
+/* A new GSI for an MSI route (none installed yet). Returns 0 or -ENOSPC. */
+int msi_route_alloc(struct msi_router *r, unsigned *gsi) MUST_CHECK;
+/* Points @gsi at the MSI (@address, @data), or removes its route; commits. Any thread. */
+int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t data);
+int msi_route_clear(struct msi_router *r, unsigned gsi);
+
+#endif
