@@ -51,7 +51,8 @@ void config_usage(FILE *out)
 	fprintf(out,
 "Usage: vmm --kernel PATH [options]\n"
 "Boot a Linux kernel (bzImage, ELF vmlinux with a PVH note, or plain ELF64) under KVM\n"
-"with a 16550A serial console on stdin/stdout.\n"
+"on a machine with ACPI, a 16550A serial console on stdin/stdout and virtio devices\n"
+"(disks, entropy, optionally the console) on PCI or virtio-mmio.\n"
 "\n"
 "Options:\n"
 "  -k, --kernel PATH     kernel to boot (required)\n"
