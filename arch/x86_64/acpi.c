@@ -12,7 +12,8 @@
 #define ACPI_OEM_TABLE_ID "VMMTABLE"
 #define ACPI_CREATOR_ID   "VMM "
 #define ACPI_TABLE_ALIGN  16
-#define ACPI_IOAPIC_ID    0 /* what KVM's IOAPIC reports in its ID register */
+#define ACPI_IOAPIC_ID    0    /* what KVM's IOAPIC reports in its ID register after reset */
+#define ACPI_RTC_CENTURY  0x32 /* the CMOS register devices/cmos.c keeps the century in */
 
 struct acpi_header {
 	char signature[4];
@@ -28,15 +29,18 @@ struct acpi_header {
 
 struct acpi_rsdp {
 	char signature[8];
-	uint8_t checksum;
+	uint8_t checksum; /* over the first 20 bytes (the ACPI 1.0 part) */
 	char oem_id[6];
 	uint8_t revision;
 	uint32_t rsdt_address;
 	uint32_t length;
 	uint64_t xsdt_address;
-	uint8_t extended_checksum;
+	uint8_t extended_checksum; /* over all 36 bytes */
 	uint8_t reserved[3];
 } __attribute__((packed));
+
+_Static_assert(sizeof(struct acpi_header) == 36, "ACPI table header");
+_Static_assert(sizeof(struct acpi_rsdp) == 36, "RSDP revision 2");
 
 /* Generic Address Structure. */
 struct acpi_gas {
@@ -82,25 +86,32 @@ struct acpi_fadt {
 } __attribute__((packed));
 
 _Static_assert(sizeof(struct acpi_fadt) == 276, "FADT revision 6 is 276 bytes");
-_Static_assert(__builtin_offsetof(struct acpi_fadt, iapc_boot_arch) == 109, "IAPC_BOOT_ARCH");
-_Static_assert(__builtin_offsetof(struct acpi_fadt, flags) == 112, "FADT flags");
-_Static_assert(__builtin_offsetof(struct acpi_fadt, reset_reg) == 116, "RESET_REG");
-_Static_assert(__builtin_offsetof(struct acpi_fadt, reset_value) == 128, "RESET_VALUE");
-_Static_assert(__builtin_offsetof(struct acpi_fadt, minor_version) == 131, "FADT minor");
-_Static_assert(__builtin_offsetof(struct acpi_fadt, x_dsdt) == 140, "X_DSDT");
-_Static_assert(__builtin_offsetof(struct acpi_fadt, sleep_control_reg) == 244, "SLEEP_CONTROL");
-_Static_assert(__builtin_offsetof(struct acpi_fadt, sleep_status_reg) == 256, "SLEEP_STATUS");
-_Static_assert(__builtin_offsetof(struct acpi_fadt, hypervisor_vendor_id) == 268, "HYPERVISOR");
+_Static_assert(offsetof(struct acpi_fadt, sci_int) == 46, "SCI_INT");
+_Static_assert(offsetof(struct acpi_fadt, century) == 108, "CENTURY");
+_Static_assert(offsetof(struct acpi_fadt, iapc_boot_arch) == 109, "IAPC_BOOT_ARCH");
+_Static_assert(offsetof(struct acpi_fadt, flags) == 112, "FADT flags");
+_Static_assert(offsetof(struct acpi_fadt, reset_reg) == 116, "RESET_REG");
+_Static_assert(offsetof(struct acpi_fadt, reset_value) == 128, "RESET_VALUE");
+_Static_assert(offsetof(struct acpi_fadt, minor_version) == 131, "FADT minor version");
+_Static_assert(offsetof(struct acpi_fadt, x_dsdt) == 140, "X_DSDT");
+_Static_assert(offsetof(struct acpi_fadt, sleep_control_reg) == 244, "SLEEP_CONTROL_REG");
+_Static_assert(offsetof(struct acpi_fadt, sleep_status_reg) == 256, "SLEEP_STATUS_REG");
+_Static_assert(offsetof(struct acpi_fadt, hypervisor_vendor_id) == 268, "HYPERVISOR_VENDOR_ID");
 
-/* FADT flags and IA-PC boot architecture flags. */
+/* FADT flags. */
 #define FADT_WBINVD          (1u << 0)
-#define FADT_PWR_BUTTON      (1u << 4) /* no fixed-feature power button */
-#define FADT_SLP_BUTTON      (1u << 5)
+#define FADT_PWR_BUTTON      (1u << 4) /* set: no fixed-feature power button */
+#define FADT_SLP_BUTTON      (1u << 5) /* set: no fixed-feature sleep button */
 #define FADT_RESET_REG_SUP   (1u << 10)
 #define FADT_HW_REDUCED_ACPI (1u << 20)
-#define IAPC_8042            (1u << 1)
+/* IA-PC boot architecture flags. */
 #define IAPC_VGA_NOT_PRESENT (1u << 2)
 #define IAPC_PCIE_ASPM_OFF   (1u << 4)
+
+struct madt_fixed {
+	uint32_t lapic_address;
+	uint32_t flags;
+} __attribute__((packed));
 
 struct madt_local_apic {
 	uint8_t type, length, processor_uid, apic_id;
@@ -125,10 +136,14 @@ struct madt_lapic_nmi {
 	uint8_t lint;
 } __attribute__((packed));
 
-#define MADT_PCAT_COMPAT     1
-#define MADT_LAPIC_ENABLED   1
-#define MADT_ISO_LEVEL_HIGH  0x000d /* active high (01), level triggered (11 << 2) */
-#define MADT_ALL_PROCESSORS  0xff
+#define MADT_LOCAL_APIC     0
+#define MADT_IOAPIC         1
+#define MADT_ISO            2
+#define MADT_LAPIC_NMI      4
+#define MADT_PCAT_COMPAT    1
+#define MADT_LAPIC_ENABLED  1
+#define MADT_ISO_LEVEL_HIGH 0x000d /* polarity active-high (01), trigger level (11 << 2) */
+#define MADT_ALL_PROCESSORS 0xff
 
 struct mcfg_allocation {
 	uint64_t base;
@@ -137,15 +152,24 @@ struct mcfg_allocation {
 	uint32_t reserved;
 } __attribute__((packed));
 
-/* The tables are laid out in a host buffer mirroring [X86_ACPI_START, X86_ACPI_END). */
+#define ACPI_MAX_CPUS        255  /* 8-bit APIC IDs, 0xff being the broadcast ID */
+#define ACPI_MAX_VIRTIO_MMIO 4096 /* device names V000 .. VFFF */
+#define ACPI_MAX_PCI_SLOTS   32
+
+/*
+ * The tables are laid out in a host buffer that mirrors [X86_ACPI_START, X86_ACPI_END) and is
+ * copied to the guest in one piece. A table that does not fit sets @full; the callers go on
+ * (writing nothing more) and acpi_build() checks @full once.
+ */
 struct acpi_builder {
 	uint8_t *buf;
 	size_t len, cap;
+	size_t table; /* offset of the table being built */
+	bool full;
 };
 
-static uint8_t checksum(const void *data, size_t len)
+static uint8_t checksum(const uint8_t *p, size_t len)
 {
-	const uint8_t *p = data;
 	uint8_t sum = 0;
 
 	for (size_t i = 0; i < len; i++)
@@ -153,130 +177,170 @@ static uint8_t checksum(const void *data, size_t len)
 	return (uint8_t)-sum;
 }
 
-/* Reserves @len bytes, aligned; returns the offset or -1 when it does not fit. */
-static long reserve(struct acpi_builder *b, size_t len)
+static void emit(struct acpi_builder *b, const void *data, size_t len)
 {
-	size_t at = ALIGN_UP(b->len, ACPI_TABLE_ALIGN);
-
-	if (at > b->cap || len > b->cap - at)
-		return -1;
-	b->len = at + len;
-	return (long)at;
+	if (b->full || len > b->cap - b->len) {
+		b->full = true;
+		return;
+	}
+	memcpy(b->buf + b->len, data, len);
+	b->len += len;
 }
 
-static uint64_t gpa_of(long offset)
+static uint64_t gpa_of(size_t offset)
 {
-	return X86_ACPI_START + (uint64_t)offset;
+	return X86_ACPI_START + offset;
 }
 
-static void header_init(struct acpi_header *h, const char *sig, uint32_t len, uint8_t revision)
+/* Starts a table on an aligned offset; returns its guest address. */
+static uint64_t table_begin(struct acpi_builder *b, const char *sig, uint8_t revision)
 {
-	memcpy(h->signature, sig, 4);
-	h->length = len;
-	h->revision = revision;
-	memcpy(h->oem_id, ACPI_OEM_ID, 6);
-	memcpy(h->oem_table_id, ACPI_OEM_TABLE_ID, 8);
-	h->oem_revision = 1;
-	memcpy(h->creator_id, ACPI_CREATOR_ID, 4);
-	h->creator_revision = 1;
+	struct acpi_header h = {.revision = revision, .oem_revision = 1, .creator_revision = 1};
+
+	if (ALIGN_UP(b->len, ACPI_TABLE_ALIGN) > b->cap)
+		b->full = true;
+	else
+		b->len = ALIGN_UP(b->len, ACPI_TABLE_ALIGN);
+	b->table = b->len;
+	memcpy(h.signature, sig, sizeof(h.signature));
+	memcpy(h.oem_id, ACPI_OEM_ID, sizeof(h.oem_id));
+	memcpy(h.oem_table_id, ACPI_OEM_TABLE_ID, sizeof(h.oem_table_id));
+	memcpy(h.creator_id, ACPI_CREATOR_ID, sizeof(h.creator_id));
+	emit(b, &h, sizeof(h));
+	return gpa_of(b->table);
 }
 
-/* Copies a finished table (header first) into the buffer, checksummed; returns its offset. */
-static long add_table(struct acpi_builder *b, void *table)
+/* Fills in the length and checksum of the table begun last. */
+static void table_end(struct acpi_builder *b)
 {
-	struct acpi_header *h = table;
-	long at = reserve(b, h->length);
+	struct acpi_header *h = (struct acpi_header *)(b->buf + b->table);
 
-	if (at < 0)
-		return -1;
+	if (b->full)
+		return;
+	h->length = (uint32_t)(b->len - b->table);
 	h->checksum = 0;
-	h->checksum = checksum(table, h->length);
-	memcpy(b->buf + at, table, h->length);
-	return at;
+	h->checksum = checksum(b->buf + b->table, b->len - b->table);
 }
 
-static void gas_io(struct acpi_gas *g, uint16_t port)
+static struct acpi_gas gas_io8(uint16_t port)
 {
-	*g = (struct acpi_gas){.space_id = ACPI_GAS_SYSTEM_IO,
-	                       .bit_width = 8,
-	                       .access_size = ACPI_ACCESS_BYTE,
-	                       .address = port};
+	return (struct acpi_gas){.space_id = ACPI_GAS_SYSTEM_IO,
+	                         .bit_width = 8,
+	                         .access_size = ACPI_ACCESS_BYTE,
+	                         .address = port};
 }
 
-static long add_fadt(struct acpi_builder *b, long dsdt)
+/* Hardware-reduced: no PM1/GPE blocks, no FACS; sleep and reset go through the I/O registers. */
+static uint64_t add_fadt(struct acpi_builder *b, uint64_t dsdt)
 {
+	uint64_t at = table_begin(b, "FACP", 6);
 	struct acpi_fadt f = {0};
 
-	header_init(&f.header, "FACP", sizeof(f), 6);
-	f.minor_version = 5;
+	f.minor_version = 5; /* ACPI 6.5 */
 	f.flags = FADT_WBINVD | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_RESET_REG_SUP |
 	          FADT_HW_REDUCED_ACPI;
-	f.iapc_boot_arch = IAPC_8042 | IAPC_VGA_NOT_PRESENT | IAPC_PCIE_ASPM_OFF;
+	/*
+	 * No 8042 flag: Linux then leaves the i8042 alone (no probe, whose IRQ 1 has no legacy PIC
+	 * to come from here), while reboot=k still writes its reset command to port 0x64. The
+	 * CMOS RTC stays (no "no RTC" flag).
+	 */
+	f.iapc_boot_arch = IAPC_VGA_NOT_PRESENT | IAPC_PCIE_ASPM_OFF;
+	f.century = ACPI_RTC_CENTURY;
 	f.sci_int = X86_ACPI_SCI_IRQ;
-	gas_io(&f.reset_reg, X86_ACPI_RESET_PORT);
+	f.reset_reg = gas_io8(X86_ACPI_RESET_PORT);
 	f.reset_value = X86_ACPI_RESET_VALUE;
-	f.x_dsdt = gpa_of(dsdt);
-	gas_io(&f.sleep_control_reg, X86_ACPI_SLEEP_CONTROL_PORT);
-	gas_io(&f.sleep_status_reg, X86_ACPI_SLEEP_STATUS_PORT);
-	memcpy(&f.hypervisor_vendor_id, "vmm\0\0\0\0\0", 8);
-	return add_table(b, &f);
-}
-
-static long add_madt(struct acpi_builder *b, unsigned nr_cpus)
-{
-	size_t len = sizeof(struct acpi_header) + 8 + nr_cpus * sizeof(struct madt_local_apic) +
-	             sizeof(struct madt_ioapic) + sizeof(struct madt_iso) +
-	             sizeof(struct madt_lapic_nmi);
-	uint8_t *t = calloc(1, len), *p;
-	long at;
-
-	if (!t)
-		return -1;
-	header_init((struct acpi_header *)t, "APIC", (uint32_t)len, 5);
-	p = t + sizeof(struct acpi_header);
-	*(uint32_t *)p = (uint32_t)X86_LAPIC_ADDR;
-	*(uint32_t *)(p + 4) = MADT_PCAT_COMPAT;
-	p += 8;
-	for (unsigned i = 0; i < nr_cpus; i++, p += sizeof(struct madt_local_apic))
-		*(struct madt_local_apic *)p = (struct madt_local_apic){
-		        0, sizeof(struct madt_local_apic), (uint8_t)i, (uint8_t)i, MADT_LAPIC_ENABLED};
-	*(struct madt_ioapic *)p =
-	        (struct madt_ioapic){1, sizeof(struct madt_ioapic), ACPI_IOAPIC_ID, 0,
-	                             (uint32_t)X86_IOAPIC_ADDR, 0};
-	p += sizeof(struct madt_ioapic);
-	/* The SCI is level-triggered active-high (as KVM drives its line). */
-	*(struct madt_iso *)p = (struct madt_iso){2, sizeof(struct madt_iso), 0, X86_ACPI_SCI_IRQ,
-	                                          X86_ACPI_SCI_IRQ, MADT_ISO_LEVEL_HIGH};
-	p += sizeof(struct madt_iso);
-	/* LINT1 of every local APIC is the NMI input (cpu.c programs it so). */
-	*(struct madt_lapic_nmi *)p =
-	        (struct madt_lapic_nmi){4, sizeof(struct madt_lapic_nmi), MADT_ALL_PROCESSORS, 0, 1};
-	at = add_table(b, t);
-	free(t);
+	f.x_dsdt = dsdt;
+	f.sleep_control_reg = gas_io8(X86_ACPI_SLEEP_CONTROL_PORT);
+	f.sleep_status_reg = gas_io8(X86_ACPI_SLEEP_STATUS_PORT);
+	memcpy(&f.hypervisor_vendor_id, "vmm\0\0\0\0\0", sizeof(f.hypervisor_vendor_id));
+	emit(b, (const uint8_t *)&f + sizeof(f.header), sizeof(f) - sizeof(f.header));
+	table_end(b);
 	return at;
 }
 
-static long add_mcfg(struct acpi_builder *b, const struct acpi_config *cfg)
+static uint64_t add_madt(struct acpi_builder *b, unsigned nr_cpus)
 {
-	struct {
-		struct acpi_header header;
-		uint8_t reserved[8];
-		struct mcfg_allocation alloc;
-	} __attribute__((packed)) m = {0};
+	uint64_t at = table_begin(b, "APIC", 5);
+	const struct madt_fixed fixed = {(uint32_t)X86_LAPIC_ADDR, MADT_PCAT_COMPAT};
+	const struct madt_ioapic ioapic = {
+	        MADT_IOAPIC, sizeof(ioapic), ACPI_IOAPIC_ID, 0, (uint32_t)X86_IOAPIC_ADDR, 0};
+	/* The SCI is level-triggered, active-high, on its ISA pin (no IRQ0 -> GSI2 override:
+	 * KVM's PIT drives IOAPIC pin 0). */
+	const struct madt_iso sci = {MADT_ISO,         sizeof(sci),      0,
+	                             X86_ACPI_SCI_IRQ, X86_ACPI_SCI_IRQ, MADT_ISO_LEVEL_HIGH};
+	/* LINT1 of every local APIC is the NMI input (cpu.c programs it so). */
+	const struct madt_lapic_nmi nmi = {MADT_LAPIC_NMI, sizeof(nmi), MADT_ALL_PROCESSORS, 0, 1};
 
-	header_init(&m.header, "MCFG", sizeof(m), 1);
-	m.alloc.base = cfg->pci_ecam_base;
-	m.alloc.end_bus = (uint8_t)((cfg->pci_ecam_size >> 20) - 1);
-	return add_table(b, &m);
+	emit(b, &fixed, sizeof(fixed));
+	for (unsigned i = 0; i < nr_cpus; i++) {
+		const struct madt_local_apic lapic = {MADT_LOCAL_APIC, sizeof(lapic), (uint8_t)i,
+		                                      (uint8_t)i, MADT_LAPIC_ENABLED};
+
+		emit(b, &lapic, sizeof(lapic));
+	}
+	emit(b, &ioapic, sizeof(ioapic));
+	emit(b, &sci, sizeof(sci));
+	emit(b, &nmi, sizeof(nmi));
+	table_end(b);
+	return at;
+}
+
+static unsigned pci_end_bus(const struct acpi_config *cfg)
+{
+	return (unsigned)(cfg->pci_ecam_size >> 20) - 1;
+}
+
+static uint64_t add_mcfg(struct acpi_builder *b, const struct acpi_config *cfg)
+{
+	uint64_t at = table_begin(b, "MCFG", 1);
+	const uint8_t reserved[8] = {0};
+	const struct mcfg_allocation alloc = {.base = cfg->pci_ecam_base,
+	                                      .end_bus = (uint8_t)pci_end_bus(cfg)};
+
+	emit(b, reserved, sizeof(reserved));
+	emit(b, &alloc, sizeof(alloc));
+	table_end(b);
+	return at;
+}
+
+static uint64_t add_xsdt(struct acpi_builder *b, const uint64_t *tables, unsigned n)
+{
+	uint64_t at = table_begin(b, "XSDT", 1);
+
+	emit(b, tables, n * sizeof(*tables));
+	table_end(b);
+	return at;
+}
+
+/* The RSDP goes first, at the start of the area the kernel scans. */
+static void fill_rsdp(struct acpi_builder *b, uint64_t xsdt)
+{
+	struct acpi_rsdp rsdp = {.revision = 2, .length = sizeof(rsdp), .xsdt_address = xsdt};
+
+	memcpy(rsdp.signature, "RSD PTR ", sizeof(rsdp.signature));
+	memcpy(rsdp.oem_id, ACPI_OEM_ID, sizeof(rsdp.oem_id));
+	rsdp.checksum = checksum((const uint8_t *)&rsdp, 20);
+	rsdp.extended_checksum = checksum((const uint8_t *)&rsdp, sizeof(rsdp));
+	memcpy(b->buf, &rsdp, sizeof(rsdp));
+}
+
+static void name_eisaid(struct aml *a, const char *name, const char *id)
+{
+	aml_name(a, name);
+	aml_eisaid(a, id);
+}
+
+static void name_integer(struct aml *a, const char *name, uint64_t value)
+{
+	aml_name(a, name);
+	aml_integer(a, value);
 }
 
 static void dsdt_com1(struct aml *a)
 {
 	aml_device(a, "COM1");
-	aml_name(a, "_HID");
-	aml_eisaid(a, "PNP0501");
-	aml_name(a, "_UID");
-	aml_integer(a, 1);
+	name_eisaid(a, "_HID", "PNP0501");
+	name_integer(a, "_UID", 1);
 	aml_name(a, "_CRS");
 	aml_resource_template(a);
 	aml_io(a, X86_COM1_PORT, 8);
@@ -285,16 +349,31 @@ static void dsdt_com1(struct aml *a)
 	aml_end(a);
 }
 
+/*
+ * The CMOS RTC, so Linux binds rtc_cmos through PNP; no IRQ, as the device raises none (and a
+ * hardware-reduced Linux has no legacy PIC to assume IRQ 8 on).
+ */
+static void dsdt_rtc(struct aml *a)
+{
+	aml_device(a, "RTC");
+	name_eisaid(a, "_HID", "PNP0B00");
+	aml_name(a, "_CRS");
+	aml_resource_template(a);
+	aml_io(a, X86_CMOS_PORT, 2);
+	aml_end(a);
+	aml_end(a);
+}
+
+/* Linux's virtio_mmio driver binds to LNRO0005 devices. */
 static void dsdt_virtio_mmio(struct aml *a, const struct acpi_virtio_mmio *v, unsigned index)
 {
-	char name[5];
+	char name[8];
 
-	snprintf(name, sizeof(name), "VR%02X", index & 0xff);
+	snprintf(name, sizeof(name), "V%03X", index & 0xfff); /* index < 4096 */
 	aml_device(a, name);
 	aml_name(a, "_HID");
 	aml_string(a, "LNRO0005");
-	aml_name(a, "_UID");
-	aml_integer(a, index);
+	name_integer(a, "_UID", index);
 	aml_name(a, "_CRS");
 	aml_resource_template(a);
 	aml_memory32_fixed(a, (uint32_t)v->base, v->size);
@@ -303,48 +382,46 @@ static void dsdt_virtio_mmio(struct aml *a, const struct acpi_virtio_mmio *v, un
 	aml_end(a);
 }
 
-static void dsdt_pci(struct aml *a, const struct acpi_config *cfg)
+/* _PRT: INTA of each slot, any function (0xFFFF), straight to a GSI (no link device). */
+static void dsdt_prt(struct aml *a, const struct acpi_config *cfg)
 {
-	unsigned end_bus = (unsigned)((cfg->pci_ecam_size >> 20) - 1);
-
-	aml_device(a, "PCI0");
-	aml_name(a, "_HID");
-	aml_eisaid(a, "PNP0A08");
-	aml_name(a, "_CID");
-	aml_eisaid(a, "PNP0A03");
-	aml_name(a, "_SEG");
-	aml_integer(a, 0);
-	aml_name(a, "_BBN");
-	aml_integer(a, 0);
-	aml_name(a, "_UID");
-	aml_integer(a, 0);
-	aml_name(a, "_CRS");
-	aml_resource_template(a);
-	aml_word_bus_number(a, 0, (uint16_t)end_bus);
-	aml_io(a, X86_PCI_CONFIG_PORT, 8);
-	aml_dword_memory(a, (uint32_t)cfg->pci_mmio32_base, (uint32_t)cfg->pci_mmio32_size);
-	if (cfg->pci_mmio64_size)
-		aml_qword_memory(a, cfg->pci_mmio64_base, cfg->pci_mmio64_size);
-	aml_end(a);
 	aml_name(a, "_PRT");
 	aml_package(a, cfg->nr_pci_slots);
 	for (unsigned i = 0; i < cfg->nr_pci_slots; i++) {
 		aml_package(a, 4);
 		aml_integer(a, (uint64_t)cfg->pci_slots[i].slot << 16 | 0xffff);
 		aml_integer(a, 0); /* INTA */
-		aml_integer(a, 0); /* no link device: the next field is a GSI */
+		aml_integer(a, 0); /* source: none, so the next field is a GSI */
 		aml_integer(a, cfg->pci_slots[i].gsi);
 		aml_end(a);
 	}
 	aml_end(a);
+}
+
+static void dsdt_pci(struct aml *a, const struct acpi_config *cfg)
+{
+	aml_device(a, "PCI0");
+	name_eisaid(a, "_HID", "PNP0A08");
+	name_eisaid(a, "_CID", "PNP0A03");
+	name_integer(a, "_SEG", 0);
+	name_integer(a, "_BBN", 0);
+	name_integer(a, "_UID", 0);
+	aml_name(a, "_CRS");
+	aml_resource_template(a);
+	aml_word_bus_number(a, 0, pci_end_bus(cfg) + 1);
+	/* Linux drops exactly this range from the bridge windows and keeps it for config access. */
+	aml_io(a, X86_PCI_CONFIG_PORT, 8);
+	aml_dword_memory(a, (uint32_t)cfg->pci_mmio32_base, (uint32_t)cfg->pci_mmio32_size);
+	if (cfg->pci_mmio64_size)
+		aml_qword_memory(a, cfg->pci_mmio64_base, cfg->pci_mmio64_size);
+	aml_end(a);
+	dsdt_prt(a, cfg);
 	aml_end(a);
 
-	/* Motherboard resources: Linux accepts the MCFG's ECAM only when it is reserved here. */
+	/* Motherboard resources: Linux uses the MCFG's ECAM only when it is reserved here. */
 	aml_device(a, "MRES");
-	aml_name(a, "_HID");
-	aml_eisaid(a, "PNP0C02");
-	aml_name(a, "_UID");
-	aml_integer(a, 0);
+	name_eisaid(a, "_HID", "PNP0C02");
+	name_integer(a, "_UID", 0);
 	aml_name(a, "_CRS");
 	aml_resource_template(a);
 	aml_memory32_fixed(a, (uint32_t)cfg->pci_ecam_base, (uint32_t)cfg->pci_ecam_size);
@@ -352,64 +429,84 @@ static void dsdt_pci(struct aml *a, const struct acpi_config *cfg)
 	aml_end(a);
 }
 
-static long add_dsdt(struct acpi_builder *b, const struct acpi_config *cfg)
+static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 {
-	size_t cap = b->cap - ALIGN_UP(b->len, ACPI_TABLE_ALIGN);
-	uint8_t *t;
-	struct aml a;
-	long at;
-
-	if (cap <= sizeof(struct acpi_header) || !(t = calloc(1, cap)))
-		return -1;
-	aml_init(&a, t + sizeof(struct acpi_header), cap - sizeof(struct acpi_header));
-	aml_scope(&a, "\\_SB");
-	dsdt_com1(&a);
+	aml_scope(a, "\\_SB");
+	dsdt_com1(a);
+	dsdt_rtc(a);
 	for (unsigned i = 0; i < cfg->nr_virtio_mmio; i++)
-		dsdt_virtio_mmio(&a, &cfg->virtio_mmio[i], i);
+		dsdt_virtio_mmio(a, &cfg->virtio_mmio[i], i);
 	if (cfg->pci)
-		dsdt_pci(&a, cfg);
-	aml_end(&a);
-	aml_name(&a, "\\_S5");
-	aml_package(&a, 4);
-	aml_integer(&a, ACPI_SLP_TYP_S5);
-	aml_integer(&a, 0);
-	aml_integer(&a, 0);
-	aml_integer(&a, 0);
-	aml_end(&a);
+		dsdt_pci(a, cfg);
+	aml_end(a);
+	/* Soft-off: the SLP_TYP the sleep control register powers off on. */
+	aml_name(a, "\\_S5");
+	aml_package(a, 4);
+	aml_integer(a, ACPI_SLP_TYP_S5);
+	aml_integer(a, 0);
+	aml_integer(a, 0);
+	aml_integer(a, 0);
+	aml_end(a);
+}
+
+static uint64_t add_dsdt(struct acpi_builder *b, const struct acpi_config *cfg)
+{
+	uint64_t at = table_begin(b, "DSDT", 2); /* revision 2: 64-bit integers */
+	struct aml a;
+
+	if (b->full)
+		return at;
+	aml_init(&a, b->buf + b->len, b->cap - b->len);
+	dsdt_body(&a, cfg);
+	/* The config was checked, so the only way the AML can fail is running out of room. */
 	if (!aml_ok(&a)) {
-		free(t);
-		return -1;
+		b->full = true;
+		return at;
 	}
-	header_init((struct acpi_header *)t, "DSDT", (uint32_t)(sizeof(struct acpi_header) + a.len),
-	            2);
-	at = add_table(b, t);
-	free(t);
+	b->len += a.len;
+	table_end(b);
 	return at;
+}
+
+/* A non-empty window wholly below 4 GiB. */
+static bool window32(uint64_t base, uint64_t size)
+{
+	return size && range_within(base, size, 0, 1ull << 32);
+}
+
+static int check_pci(const struct acpi_config *cfg)
+{
+	if (cfg->pci_ecam_size < MIB || cfg->pci_ecam_size > 256 * MIB ||
+	    cfg->pci_ecam_size % MIB || !window32(cfg->pci_ecam_base, cfg->pci_ecam_size) ||
+	    !window32(cfg->pci_mmio32_base, cfg->pci_mmio32_size) ||
+	    (cfg->pci_mmio64_size && cfg->pci_mmio64_size - 1 > UINT64_MAX - cfg->pci_mmio64_base))
+		return -EINVAL;
+	if (cfg->nr_pci_slots > ACPI_MAX_PCI_SLOTS || (cfg->nr_pci_slots && !cfg->pci_slots))
+		return -EINVAL;
+	for (unsigned i = 0; i < cfg->nr_pci_slots; i++)
+		if (cfg->pci_slots[i].slot >= ACPI_MAX_PCI_SLOTS)
+			return -EINVAL;
+	return 0;
 }
 
 static int check_config(const struct acpi_config *cfg)
 {
-	if (cfg->nr_cpus == 0 || cfg->nr_cpus > 255 || cfg->nr_virtio_mmio > 256)
+	if (cfg->nr_cpus == 0 || cfg->nr_cpus > ACPI_MAX_CPUS)
+		return -EINVAL;
+	if (cfg->nr_virtio_mmio > ACPI_MAX_VIRTIO_MMIO ||
+	    (cfg->nr_virtio_mmio && !cfg->virtio_mmio))
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->nr_virtio_mmio; i++)
-		if (cfg->virtio_mmio[i].base + cfg->virtio_mmio[i].size > 1ull << 32)
+		if (!window32(cfg->virtio_mmio[i].base, cfg->virtio_mmio[i].size))
 			return -EINVAL;
-	if (cfg->pci && (cfg->pci_ecam_size < (1u << 20) || cfg->pci_ecam_size > (256u << 20) ||
-	                 cfg->pci_mmio32_base + cfg->pci_mmio32_size > 1ull << 32 ||
-	                 cfg->pci_mmio32_size == 0))
-		return -EINVAL;
-	return 0;
+	return cfg->pci ? check_pci(cfg) : 0;
 }
 
-int acpi_build(const struct guest_memory *mem, const struct acpi_config *cfg, uint64_t *rsdp_gpa)
+int acpi_build(const struct guest_memory *mem, const struct acpi_config *cfg, uint64_t *rsdp)
 {
 	struct acpi_builder b = {.cap = X86_ACPI_END - X86_ACPI_START};
-	struct acpi_rsdp rsdp = {0};
-	long rsdp_at, xsdt_at, dsdt_at, fadt_at, madt_at, mcfg_at = -1;
-	struct {
-		struct acpi_header header;
-		uint64_t entries[3];
-	} __attribute__((packed)) xsdt = {0};
+	const struct acpi_rsdp rsdp_room = {0};
+	uint64_t tables[3], dsdt;
 	unsigned n = 0;
 	int ret = check_config(cfg);
 
@@ -418,38 +515,19 @@ int acpi_build(const struct guest_memory *mem, const struct acpi_config *cfg, ui
 	b.buf = calloc(1, b.cap);
 	if (!b.buf)
 		return -ENOMEM;
-	/* The RSDP first, at the start of the scanned area; the XSDT's slot right after it. */
-	rsdp_at = reserve(&b, sizeof(rsdp));
-	xsdt_at = reserve(&b, sizeof(xsdt));
-	dsdt_at = add_dsdt(&b, cfg);
-	fadt_at = dsdt_at < 0 ? -1 : add_fadt(&b, dsdt_at);
-	madt_at = fadt_at < 0 ? -1 : add_madt(&b, cfg->nr_cpus);
-	if (madt_at >= 0 && cfg->pci)
-		mcfg_at = add_mcfg(&b, cfg);
-	if (rsdp_at < 0 || xsdt_at < 0 || madt_at < 0 || (cfg->pci && mcfg_at < 0)) {
-		free(b.buf);
-		return -ENOSPC;
-	}
-	xsdt.entries[n++] = gpa_of(fadt_at);
-	xsdt.entries[n++] = gpa_of(madt_at);
-	if (mcfg_at >= 0)
-		xsdt.entries[n++] = gpa_of(mcfg_at);
-	header_init(&xsdt.header, "XSDT", (uint32_t)(sizeof(xsdt.header) + n * 8), 1);
-	xsdt.header.checksum = checksum(&xsdt, xsdt.header.length);
-	memcpy(b.buf + xsdt_at, &xsdt, xsdt.header.length);
-
-	memcpy(rsdp.signature, "RSD PTR ", 8);
-	memcpy(rsdp.oem_id, ACPI_OEM_ID, 6);
-	rsdp.revision = 2;
-	rsdp.length = sizeof(rsdp);
-	rsdp.xsdt_address = gpa_of(xsdt_at);
-	rsdp.checksum = checksum(&rsdp, 20);
-	rsdp.extended_checksum = checksum(&rsdp, sizeof(rsdp));
-	memcpy(b.buf + rsdp_at, &rsdp, sizeof(rsdp));
-
-	ret = guest_write(mem, X86_ACPI_START, b.buf, b.len);
+	emit(&b, &rsdp_room, sizeof(rsdp_room)); /* filled last, when the XSDT's place is known */
+	dsdt = add_dsdt(&b, cfg);
+	tables[n++] = add_fadt(&b, dsdt);
+	tables[n++] = add_madt(&b, cfg->nr_cpus);
+	if (cfg->pci)
+		tables[n++] = add_mcfg(&b, cfg);
+	fill_rsdp(&b, add_xsdt(&b, tables, n));
+	if (b.full)
+		ret = -ENOSPC;
+	else
+		ret = guest_write(mem, X86_ACPI_START, b.buf, b.len);
 	free(b.buf);
 	if (!ret)
-		*rsdp_gpa = gpa_of(rsdp_at);
+		*rsdp = X86_ACPI_START;
 	return ret;
 }

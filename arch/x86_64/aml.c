@@ -2,25 +2,48 @@
 
 #include <string.h>
 
-#define AML_ZERO_OP          0x00
-#define AML_ONE_OP           0x01
-#define AML_NAME_OP          0x08
-#define AML_BYTE_PREFIX      0x0a
-#define AML_WORD_PREFIX      0x0b
-#define AML_DWORD_PREFIX     0x0c
-#define AML_STRING_PREFIX    0x0d
-#define AML_QWORD_PREFIX     0x0e
-#define AML_SCOPE_OP         0x10
-#define AML_BUFFER_OP        0x11
-#define AML_PACKAGE_OP       0x12
-#define AML_DUAL_NAME_PREFIX 0x2e
+/* Opcodes and prefixes (ACPI 6.5, 20.3). */
+#define AML_ZERO_OP           0x00
+#define AML_ONE_OP            0x01
+#define AML_NAME_OP           0x08
+#define AML_BYTE_PREFIX       0x0a
+#define AML_WORD_PREFIX       0x0b
+#define AML_DWORD_PREFIX      0x0c
+#define AML_STRING_PREFIX     0x0d
+#define AML_QWORD_PREFIX      0x0e
+#define AML_SCOPE_OP          0x10
+#define AML_BUFFER_OP         0x11
+#define AML_PACKAGE_OP        0x12
+#define AML_METHOD_OP         0x14
+#define AML_DUAL_NAME_PREFIX  0x2e
 #define AML_MULTI_NAME_PREFIX 0x2f
-#define AML_EXT_OP_PREFIX    0x5b
-#define AML_DEVICE_OP        0x82 /* after AML_EXT_OP_PREFIX */
-#define AML_ROOT_CHAR        '\\'
+#define AML_EXT_OP_PREFIX     0x5b
+#define AML_DEVICE_OP         0x82 /* after AML_EXT_OP_PREFIX */
+#define AML_RETURN_OP         0xa4
+#define AML_ROOT_CHAR         '\\'
+#define AML_PARENT_CHAR       '^'
+#define AML_NULL_NAME         0x00
 
-#define PKGLEN_RESERVED 4 /* the longest PkgLength, shrunk when the block ends */
-#define BUFSIZE_BYTES   5 /* DWordPrefix + 4 bytes: the resource template's size */
+/* Resource descriptor tags (ACPI 6.5, 6.4). */
+#define RES_IRQ_NOFLAGS  0x22 /* small item 0x4, 2 bytes */
+#define RES_IO           0x47 /* small item 0x8, 7 bytes */
+#define RES_END_TAG      0x79 /* small item 0xf, 1 byte */
+#define RES_MEMORY32_FIX 0x86
+#define RES_DWORD_SPACE  0x87
+#define RES_WORD_SPACE   0x88
+#define RES_EXT_IRQ      0x89
+#define RES_QWORD_SPACE  0x8a
+
+#define RES_SPACE_MEMORY   0
+#define RES_SPACE_BUS      2
+#define RES_PRODUCER_FIXED 0x0c /* producer, positive decode, min and max fixed */
+#define RES_MEM_RW         0x01 /* read-write, non-cacheable */
+
+#define PKGLEN_MAX   4 /* bytes reserved for a PkgLength, shrunk when the block ends */
+#define INTEGER_MAX  9 /* QWordPrefix and 8 bytes: reserved for a buffer's size */
+#define PKGLEN_LIMIT 0x0fffffff
+
+enum { BLOCK_TERM, BLOCK_BUFFER, BLOCK_RESOURCES };
 
 void aml_init(struct aml *a, uint8_t *buf, size_t cap)
 {
@@ -29,13 +52,13 @@ void aml_init(struct aml *a, uint8_t *buf, size_t cap)
 
 bool aml_ok(const struct aml *a)
 {
-	return !a->overflow && a->depth == 0;
+	return !a->error && a->depth == 0;
 }
 
 void aml_bytes(struct aml *a, const void *data, size_t len)
 {
-	if (a->overflow || len > a->cap - a->len) {
-		a->overflow = true;
+	if (a->error || len > a->cap - a->len) {
+		a->error = true;
 		return;
 	}
 	memcpy(a->buf + a->len, data, len);
@@ -53,12 +76,57 @@ static void le(struct aml *a, uint64_t v, unsigned n)
 		byte(a, (uint8_t)(v >> (8 * i)));
 }
 
-static void name_seg(struct aml *a, const char *seg, size_t n)
+unsigned aml_pkglength(size_t body, uint8_t out[4])
 {
-	char s[4] = {'_', '_', '_', '_'};
+	size_t total;
+	unsigned n;
 
-	memcpy(s, seg, n > 4 ? 4 : n);
-	aml_bytes(a, s, 4);
+	/* One byte holds 6 bits; each further byte adds 8 to the 4 low bits of the first. */
+	if (body + 1 <= 0x3f)
+		n = 1;
+	else if (body + 2 <= 0xfff)
+		n = 2;
+	else if (body + 3 <= 0xfffff)
+		n = 3;
+	else if (body <= PKGLEN_LIMIT - 4)
+		n = 4;
+	else
+		return 0;
+	total = body + n;
+	if (n == 1) {
+		out[0] = (uint8_t)total;
+		return 1;
+	}
+	out[0] = (uint8_t)((n - 1) << 6 | (total & 0xf));
+	for (unsigned i = 1; i < n; i++)
+		out[i] = (uint8_t)(total >> (4 + 8 * (i - 1)));
+	return n;
+}
+
+static bool lead_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool name_char(char c)
+{
+	return lead_char(c) || (c >= '0' && c <= '9');
+}
+
+/* Writes one NameSeg from @p; returns the characters consumed, or 0 for a bad segment. */
+static size_t name_seg(struct aml *a, const char *p)
+{
+	char seg[4] = {'_', '_', '_', '_'};
+	size_t n = 0;
+
+	while (name_char(p[n]) && n < sizeof(seg)) {
+		seg[n] = p[n];
+		n++;
+	}
+	if (n == 0 || !lead_char(p[0]) || (p[n] != '.' && p[n] != '\0'))
+		return 0;
+	aml_bytes(a, seg, sizeof(seg));
+	return n;
 }
 
 void aml_name_string(struct aml *a, const char *path)
@@ -66,75 +134,120 @@ void aml_name_string(struct aml *a, const char *path)
 	const char *p = path;
 	unsigned segs = 1;
 
-	while (*p == AML_ROOT_CHAR || *p == '^')
+	if (*p == AML_ROOT_CHAR)
 		byte(a, (uint8_t)*p++);
-	for (const char *q = p; *q; q++)
-		segs += *q == '.';
+	else
+		while (*p == AML_PARENT_CHAR)
+			byte(a, (uint8_t)*p++);
 	if (!*p) {
-		byte(a, AML_ZERO_OP); /* NullName */
+		byte(a, AML_NULL_NAME);
 		return;
 	}
-	if (segs == 2)
+	for (const char *q = p; *q; q++)
+		segs += *q == '.';
+	if (segs > 255) {
+		a->error = true;
+		return;
+	}
+	if (segs == 2) {
 		byte(a, AML_DUAL_NAME_PREFIX);
-	else if (segs > 2) {
+	} else if (segs > 2) {
 		byte(a, AML_MULTI_NAME_PREFIX);
 		byte(a, (uint8_t)segs);
 	}
-	while (*p) {
-		const char *dot = strchr(p, '.');
-		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+	for (unsigned i = 0; i < segs; i++) {
+		size_t n = name_seg(a, p);
 
-		name_seg(a, p, n);
-		p += n + (dot != NULL);
+		if (n == 0) {
+			a->error = true;
+			return;
+		}
+		p += n + (p[n] == '.');
 	}
 }
 
-void aml_integer(struct aml *a, uint64_t v)
+static unsigned encode_integer(uint64_t v, uint8_t out[INTEGER_MAX])
 {
-	if (v == 0)
-		byte(a, AML_ZERO_OP);
-	else if (v == 1)
-		byte(a, AML_ONE_OP);
-	else if (v <= 0xff) {
-		byte(a, AML_BYTE_PREFIX);
-		le(a, v, 1);
-	} else if (v <= 0xffff) {
-		byte(a, AML_WORD_PREFIX);
-		le(a, v, 2);
-	} else if (v <= 0xffffffff) {
-		byte(a, AML_DWORD_PREFIX);
-		le(a, v, 4);
-	} else {
-		byte(a, AML_QWORD_PREFIX);
-		le(a, v, 8);
+	unsigned n;
+
+	if (v <= 1) {
+		out[0] = v ? AML_ONE_OP : AML_ZERO_OP;
+		return 1;
 	}
+	if (v <= 0xff) {
+		out[0] = AML_BYTE_PREFIX;
+		n = 1;
+	} else if (v <= 0xffff) {
+		out[0] = AML_WORD_PREFIX;
+		n = 2;
+	} else if (v <= 0xffffffff) {
+		out[0] = AML_DWORD_PREFIX;
+		n = 4;
+	} else {
+		out[0] = AML_QWORD_PREFIX;
+		n = 8;
+	}
+	for (unsigned i = 0; i < n; i++)
+		out[1 + i] = (uint8_t)(v >> (8 * i));
+	return 1 + n;
+}
+
+void aml_integer(struct aml *a, uint64_t value)
+{
+	uint8_t enc[INTEGER_MAX];
+
+	aml_bytes(a, enc, encode_integer(value, enc));
 }
 
 void aml_string(struct aml *a, const char *s)
 {
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p > 0x7f)
+			a->error = true;
 	byte(a, AML_STRING_PREFIX);
 	aml_bytes(a, s, strlen(s) + 1);
 }
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 uint32_t aml_eisaid_value(const char *id)
 {
-	uint16_t vendor = (uint16_t)(((id[0] - 0x40) & 0x1f) << 10 | ((id[1] - 0x40) & 0x1f) << 5 |
-	                             ((id[2] - 0x40) & 0x1f));
-	uint32_t product = 0;
+	uint32_t vendor = 0, product = 0;
 
-	for (int i = 3; i < 7; i++) {
-		char c = id[i];
-		product = product << 4 | (uint32_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+	if (strlen(id) != 7)
+		return 0;
+	/* Three letters in 5 bits each ('A' is 1), then four hex digits. */
+	for (int i = 0; i < 3; i++) {
+		if (id[i] < 'A' || id[i] > 'Z')
+			return 0;
+		vendor = vendor << 5 | (uint32_t)(id[i] - 'A' + 1);
 	}
-	/* Stored big-endian: vendor bytes, then product bytes. */
-	return (uint32_t)(vendor >> 8) | (uint32_t)(vendor & 0xff) << 8 | (product >> 8) << 16 |
-	       (product & 0xff) << 24;
+	for (int i = 3; i < 7; i++) {
+		int d = hex_digit(id[i]);
+
+		if (d < 0)
+			return 0;
+		product = product << 4 | (uint32_t)d;
+	}
+	/* Both halves are stored big-endian in a little-endian DWord. */
+	return vendor >> 8 | (vendor & 0xff) << 8 | (product >> 8) << 16 | (product & 0xff) << 24;
 }
 
 void aml_eisaid(struct aml *a, const char *id)
 {
+	uint32_t v = aml_eisaid_value(id);
+
+	if (!v)
+		a->error = true;
 	byte(a, AML_DWORD_PREFIX);
-	le(a, aml_eisaid_value(id), 4);
+	le(a, v, 4);
 }
 
 void aml_name(struct aml *a, const char *path)
@@ -143,22 +256,29 @@ void aml_name(struct aml *a, const char *path)
 	aml_name_string(a, path);
 }
 
-static void open_block(struct aml *a)
+void aml_return(struct aml *a)
 {
-	static const uint8_t reserved[PKGLEN_RESERVED];
+	byte(a, AML_RETURN_OP);
+}
 
-	if (a->depth == AML_MAX_DEPTH) {
-		a->overflow = true;
+/* Reserves room for the PkgLength (and a buffer's size), filled in by aml_end(). */
+static void open_block(struct aml *a, uint8_t kind)
+{
+	static const uint8_t reserved[PKGLEN_MAX + INTEGER_MAX];
+	size_t start = a->len;
+
+	if (a->depth == AML_MAX_DEPTH)
+		a->error = true;
+	aml_bytes(a, reserved, PKGLEN_MAX + (kind == BLOCK_TERM ? 0 : INTEGER_MAX));
+	if (a->error)
 		return;
-	}
-	a->open[a->depth++] = a->len;
-	aml_bytes(a, reserved, sizeof(reserved));
+	a->open[a->depth++] = (struct aml_block){.start = start, .kind = kind};
 }
 
 void aml_scope(struct aml *a, const char *path)
 {
 	byte(a, AML_SCOPE_OP);
-	open_block(a);
+	open_block(a, BLOCK_TERM);
 	aml_name_string(a, path);
 }
 
@@ -166,89 +286,109 @@ void aml_device(struct aml *a, const char *path)
 {
 	byte(a, AML_EXT_OP_PREFIX);
 	byte(a, AML_DEVICE_OP);
-	open_block(a);
+	open_block(a, BLOCK_TERM);
 	aml_name_string(a, path);
+}
+
+void aml_method(struct aml *a, const char *path, unsigned nargs)
+{
+	if (nargs > 7)
+		a->error = true;
+	byte(a, AML_METHOD_OP);
+	open_block(a, BLOCK_TERM);
+	aml_name_string(a, path);
+	byte(a, (uint8_t)(nargs & 7)); /* not serialized, sync level 0 */
 }
 
 void aml_package(struct aml *a, unsigned count)
 {
+	if (count > 255)
+		a->error = true;
 	byte(a, AML_PACKAGE_OP);
-	open_block(a);
+	open_block(a, BLOCK_TERM);
 	byte(a, (uint8_t)count);
+}
+
+void aml_buffer(struct aml *a)
+{
+	byte(a, AML_BUFFER_OP);
+	open_block(a, BLOCK_BUFFER);
 }
 
 void aml_resource_template(struct aml *a)
 {
-	static const uint8_t size[BUFSIZE_BYTES] = {AML_DWORD_PREFIX};
-
 	byte(a, AML_BUFFER_OP);
-	open_block(a);
-	aml_bytes(a, size, sizeof(size));
+	open_block(a, BLOCK_RESOURCES);
 }
 
 void aml_end(struct aml *a)
 {
-	size_t start, body, total;
-	unsigned n;
+	static const uint8_t end_tag[2] = {RES_END_TAG, 0}; /* checksum 0: "not computed" */
+	uint8_t head[PKGLEN_MAX + INTEGER_MAX];
+	struct aml_block b;
+	size_t data, data_len;
+	unsigned pl, n = 0;
 
-	if (a->overflow || a->depth == 0) {
-		a->overflow = true;
+	if (a->depth == 0)
+		a->error = true;
+	if (a->error)
+		return;
+	b = a->open[--a->depth];
+	if (b.kind == BLOCK_RESOURCES)
+		aml_bytes(a, end_tag, sizeof(end_tag));
+	if (a->error)
+		return;
+	data = b.start + PKGLEN_MAX + (b.kind == BLOCK_TERM ? 0 : INTEGER_MAX);
+	data_len = a->len - data;
+	/* A buffer's contents start with its byte count, then come the bytes. */
+	if (b.kind != BLOCK_TERM)
+		n = encode_integer(data_len, head + PKGLEN_MAX);
+	pl = aml_pkglength(n + data_len, head);
+	if (pl == 0) {
+		a->error = true;
 		return;
 	}
-	start = a->open[--a->depth];
-	/* A resource template (BufferOp) ends with the end tag and knows its byte count. */
-	if (start > 0 && a->buf[start - 1] == AML_BUFFER_OP) {
-		static const uint8_t end_tag[2] = {0x79, 0x00};
-		uint32_t count;
+	memmove(head + pl, head + PKGLEN_MAX, n);
+	/* Shrinking the reservation moves the contents down; this only ever shortens. */
+	memcpy(a->buf + b.start, head, pl + n);
+	memmove(a->buf + b.start + pl + n, a->buf + data, data_len);
+	a->len = b.start + pl + n + data_len;
+}
 
-		aml_bytes(a, end_tag, sizeof(end_tag));
-		if (a->overflow)
-			return;
-		count = (uint32_t)(a->len - (start + PKGLEN_RESERVED + BUFSIZE_BYTES));
-		for (unsigned i = 0; i < 4; i++)
-			a->buf[start + PKGLEN_RESERVED + 1 + i] = (uint8_t)(count >> (8 * i));
-	}
-	body = a->len - (start + PKGLEN_RESERVED);
-	/* PkgLength counts its own bytes: 1 byte up to 63, else 2-4 bytes of 4+8n bits. */
-	if (body + 1 <= 0x3f)
-		n = 1;
-	else if (body + 2 <= 0xfff)
-		n = 2;
-	else if (body + 3 <= 0xfffff)
-		n = 3;
-	else
-		n = 4;
-	total = body + n;
-	if (n == 1) {
-		a->buf[start] = (uint8_t)total;
-	} else {
-		a->buf[start] = (uint8_t)((n - 1) << 6 | (total & 0xf));
-		for (unsigned i = 1; i < n; i++)
-			a->buf[start + i] = (uint8_t)(total >> (4 + 8 * (i - 1)));
-	}
-	memmove(a->buf + start + n, a->buf + start + PKGLEN_RESERVED, body);
-	a->len -= PKGLEN_RESERVED - n;
+static bool in_resource_template(struct aml *a)
+{
+	if (a->depth == 0 || a->open[a->depth - 1].kind != BLOCK_RESOURCES)
+		a->error = true;
+	return !a->error;
 }
 
 void aml_io(struct aml *a, uint16_t base, uint8_t len)
 {
-	const uint8_t d[8] = {0x47, 0x01, (uint8_t)base, (uint8_t)(base >> 8), (uint8_t)base,
-	                      (uint8_t)(base >> 8), 0x01, len};
-
-	aml_bytes(a, d, sizeof(d));
+	if (!in_resource_template(a))
+		return;
+	byte(a, RES_IO);
+	byte(a, 0x01); /* 16-bit decode */
+	le(a, base, 2);
+	le(a, base, 2);
+	byte(a, 1); /* alignment */
+	byte(a, len);
 }
 
 void aml_irq_noflags(struct aml *a, unsigned irq)
 {
-	uint16_t mask = (uint16_t)(1u << (irq & 15));
-	const uint8_t d[3] = {0x22, (uint8_t)mask, (uint8_t)(mask >> 8)};
-
-	aml_bytes(a, d, sizeof(d));
+	if (irq > 15)
+		a->error = true;
+	if (!in_resource_template(a))
+		return;
+	byte(a, RES_IRQ_NOFLAGS);
+	le(a, 1u << irq, 2);
 }
 
 void aml_memory32_fixed(struct aml *a, uint32_t base, uint32_t len)
 {
-	byte(a, 0x86);
+	if (!in_resource_template(a))
+		return;
+	byte(a, RES_MEMORY32_FIX);
 	le(a, 9, 2);
 	byte(a, 0x01); /* read-write */
 	le(a, base, 4);
@@ -257,50 +397,49 @@ void aml_memory32_fixed(struct aml *a, uint32_t base, uint32_t len)
 
 void aml_interrupt(struct aml *a, uint32_t gsi, bool edge, bool active_low)
 {
-	byte(a, 0x89);
+	if (!in_resource_template(a))
+		return;
+	byte(a, RES_EXT_IRQ);
 	le(a, 6, 2);
-	byte(a, (uint8_t)(0x01 | (edge ? 0x02 : 0) | (active_low ? 0x04 : 0))); /* consumer */
-	byte(a, 1);
+	/* Bit 0 consumer, bit 1 edge, bit 2 active-low; bit 3 (shared) and bit 4 (wake) clear. */
+	byte(a, (uint8_t)(0x01 | (edge ? 0x02 : 0) | (active_low ? 0x04 : 0)));
+	byte(a, 1); /* one interrupt */
 	le(a, gsi, 4);
 }
 
-/* Address space descriptors: type, general flags (producer, min and max fixed), type flags. */
-static void address_head(struct aml *a, uint8_t tag, uint16_t len, uint8_t type,
-                         uint8_t type_flags)
+/* Word, DWord and QWord address space descriptors: @width bytes per field. */
+static void address_space(struct aml *a, uint8_t tag, unsigned width, uint8_t type,
+                          uint8_t type_flags, uint64_t min, uint64_t len)
 {
+	uint64_t limit = width == 8 ? UINT64_MAX : (1ull << (8 * width)) - 1;
+
+	if (len == 0 || len > limit || min > limit || len - 1 > limit - min)
+		a->error = true;
+	if (!in_resource_template(a))
+		return;
 	byte(a, tag);
-	le(a, len, 2);
+	le(a, 3 + 5 * width, 2);
 	byte(a, type);
-	byte(a, 0x0c);
+	byte(a, RES_PRODUCER_FIXED);
 	byte(a, type_flags);
+	le(a, 0, width); /* granularity */
+	le(a, min, width);
+	le(a, min + len - 1, width);
+	le(a, 0, width); /* translation offset */
+	le(a, len, width);
 }
 
-void aml_word_bus_number(struct aml *a, uint16_t min, uint16_t max)
+void aml_word_bus_number(struct aml *a, uint16_t min, uint32_t len)
 {
-	address_head(a, 0x88, 13, 2, 0);
-	le(a, 0, 2); /* granularity */
-	le(a, min, 2);
-	le(a, max, 2);
-	le(a, 0, 2); /* translation */
-	le(a, (uint32_t)(max - min + 1), 2);
+	address_space(a, RES_WORD_SPACE, 2, RES_SPACE_BUS, 0, min, len);
 }
 
 void aml_dword_memory(struct aml *a, uint32_t min, uint32_t len)
 {
-	address_head(a, 0x87, 23, 0, 0x01); /* read-write, non-cacheable */
-	le(a, 0, 4);
-	le(a, min, 4);
-	le(a, min + len - 1, 4);
-	le(a, 0, 4);
-	le(a, len, 4);
+	address_space(a, RES_DWORD_SPACE, 4, RES_SPACE_MEMORY, RES_MEM_RW, min, len);
 }
 
 void aml_qword_memory(struct aml *a, uint64_t min, uint64_t len)
 {
-	address_head(a, 0x8a, 43, 0, 0x01);
-	le(a, 0, 8);
-	le(a, min, 8);
-	le(a, min + len - 1, 8);
-	le(a, 0, 8);
-	le(a, len, 8);
+	address_space(a, RES_QWORD_SPACE, 8, RES_SPACE_MEMORY, RES_MEM_RW, min, len);
 }
