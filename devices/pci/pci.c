@@ -64,7 +64,9 @@ int pci_device_add_bar(struct pci_device *d, unsigned bar, uint64_t size, unsign
 	unsigned at = PCI_BAR0 + 4 * bar;
 
 	if (bar >= PCI_NUM_BARS || (is64 && bar + 1 >= PCI_NUM_BARS) || size < 4096 ||
-	    (size & (size - 1)) || (!is64 && size > (1ull << 31)) || d->bars[bar].size)
+	    (size & (size - 1)) || (!is64 && size > (1ull << 31)) || d->bars[bar].size ||
+	    (is64 && d->bars[bar + 1].size) ||
+	    (bar > 0 && (d->bars[bar - 1].flags & PCI_BAR_64BIT)))
 		return -EINVAL;
 	d->bars[bar] = (struct pci_bar){.size = size, .flags = flags, .ops = ops, .opaque = opaque};
 	put32(d->config + at, low_flags);

@@ -39,8 +39,15 @@ static void reset_transport(struct virtio_pci *t)
 
 static void set_intx(struct virtio_pci *t, int level)
 {
+	uint8_t *status = &t->pci.config[PCI_STATUS];
+
 	if (__atomic_exchange_n(&t->intx_asserted, level != 0, __ATOMIC_ACQ_REL) == (level != 0))
 		return;
+	/* The Interrupt Status bit mirrors the line (generic INTx masking code reads it). */
+	if (level)
+		__atomic_or_fetch(status, PCI_STATUS_INTERRUPT, __ATOMIC_RELAXED);
+	else
+		__atomic_and_fetch(status, (uint8_t)~PCI_STATUS_INTERRUPT, __ATOMIC_RELAXED);
 	if (t->vm_fd >= 0) {
 		int r = irq_set_level(&t->intx, level);
 		if (r < 0)
@@ -420,6 +427,13 @@ static void config_written(struct pci_device *d, unsigned offset, unsigned size)
 	unsigned len;
 
 	msix_config_written(&t->msix, offset, size);
+	/* Interrupt Disable lowers an asserted INTx; clearing it re-raises a pending one. */
+	if (offset <= PCI_COMMAND + 1 && offset + size > PCI_COMMAND + 1) {
+		if (pci_config_read16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE)
+			set_intx(t, 0);
+		else if (__atomic_load_n(&t->dev->isr, __ATOMIC_RELAXED) && !msix_enabled(&t->msix))
+			set_intx(t, 1);
+	}
 	if (!touches_cfg_data(t, offset, size) || !cfg_window(t, &bar_offset, &len))
 		return;
 	bar_write(t, bar_offset, d->config + t->cfg_cap + CAP_DATA, len);
