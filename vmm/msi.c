@@ -1,6 +1,11 @@
+/*
+ * The table is kept in the form KVM_SET_GSI_ROUTING takes: the irqchip entries first, then at
+ * most one MSI entry per allocated GSI, in no particular order.
+ */
 #include "vmm/msi.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -93,15 +98,20 @@ static struct kvm_irq_routing_entry *find(struct msi_router *r, unsigned gsi)
 
 int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t data)
 {
-	struct kvm_irq_routing_entry *e;
+	struct kvm_irq_routing_entry *e, old;
+	bool existed;
 	int ret;
 
-	if (gsi < MSI_FIRST_GSI || gsi >= r->max_gsi)
-		return -EINVAL;
 	pthread_mutex_lock(&r->lock);
+	if (gsi < MSI_FIRST_GSI || gsi >= r->next_gsi) {
+		pthread_mutex_unlock(&r->lock);
+		return -EINVAL;
+	}
 	e = find(r, gsi);
+	existed = e != NULL;
 	if (!e)
 		e = &r->entries[r->nr_entries++];
+	old = *e;
 	*e = (struct kvm_irq_routing_entry){
 	        .gsi = gsi,
 	        .type = KVM_IRQ_ROUTING_MSI,
@@ -110,6 +120,13 @@ int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t
 	                  .data = data},
 	};
 	ret = commit(r);
+	if (ret < 0) {
+		/* A message KVM refuses must not poison later commits for other vectors. */
+		if (existed)
+			*e = old;
+		else
+			r->nr_entries--;
+	}
 	pthread_mutex_unlock(&r->lock);
 	return ret;
 }

@@ -24,16 +24,26 @@ struct msi_router {
 };
 
 /*
- * Installs the irqchip routes KVM has by default (GSI 0-15 on the PICs and the IOAPIC, 16-23 on
- * the IOAPIC). Call once the irqchip exists, before any irqfd. Returns 0 or -errno.
+ * Installs the irqchip routes KVM has by default (GSI 0-15 on the master/slave PIC pin and the
+ * IOAPIC pin of the same number, 16-23 on the IOAPIC), so that KVM_IRQ_LINE and the irqfds of
+ * legacy lines keep working once the table is replaced. Call once per VM, after
+ * KVM_CREATE_IRQCHIP and before any device allocates a route or attaches an irqfd. Returns 0,
+ * -ENOTSUP (KVM without GSI routing), -ENOMEM or the ioctl's -errno; call msi_router_destroy
+ * even on failure.
  */
 int msi_router_init(struct msi_router *r, int vm_fd) MUST_CHECK;
 void msi_router_destroy(struct msi_router *r);
 
-/* A new GSI for an MSI route (none installed yet). Returns 0 or -ENOSPC. */
+/* A new GSI (from MSI_FIRST_GSI up) for an MSI route, none installed yet. Returns 0 or -ENOSPC. */
 int msi_route_alloc(struct msi_router *r, unsigned *gsi) MUST_CHECK;
-/* Points @gsi at the MSI (@address, @data), or removes its route; commits. Any thread. */
+/*
+ * Points allocated @gsi at the MSI (@address, @data) (both guest-controlled; KVM may refuse
+ * them), and commits the whole table with KVM_SET_GSI_ROUTING. Any thread; takes r->lock, which
+ * is taken after every device lock. Returns 0, -EINVAL (@gsi not allocated) or the ioctl's
+ * -errno (the route is then left as it was, so a refused message cannot break other routes).
+ */
 int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t data);
+/* Removes @gsi's MSI route, if any, and commits. Returns 0 or the ioctl's -errno. */
 int msi_route_clear(struct msi_router *r, unsigned gsi);
 
 #endif

@@ -1,11 +1,7 @@
 #include "devices/pci/msix.h"
 
 #include <errno.h>
-#include <linux/kvm.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include "vmm/log.h"
 
@@ -13,23 +9,6 @@
 #define MSIX_CAP_TABLE   4
 #define MSIX_CAP_PBA     8
 #define MSIX_CAP_SIZE    12
-
-static int attach_irqfd(struct msix *m, struct msix_vector *v)
-{
-	struct kvm_irqfd req = {.gsi = v->gsi};
-	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-
-	if (fd < 0)
-		return -errno;
-	req.fd = (uint32_t)fd;
-	if (ioctl(m->router->vm_fd, KVM_IRQFD, &req) < 0) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	v->irqfd = fd;
-	return 0;
-}
 
 int msix_init(struct msix *m, struct pci_device *pci, unsigned nr, unsigned bar,
               uint32_t table_offset, uint32_t pba_offset, struct msi_router *router)
@@ -58,11 +37,13 @@ int msix_init(struct msix *m, struct pci_device *pci, unsigned nr, unsigned bar,
 	for (unsigned i = 0; i < nr; i++) {
 		struct msix_vector *v = &m->vectors[i];
 
-		*v = (struct msix_vector){.ctrl = MSIX_VECTOR_MASKED, .irqfd = -1};
+		*v = (struct msix_vector){
+		        .ctrl = MSIX_VECTOR_MASKED,
+		        .line = {.vm_fd = router ? router->vm_fd : -1, .irqfd = -1}};
 		if (router && !ret)
-			ret = msi_route_alloc(router, &v->gsi);
+			ret = msi_route_alloc(router, &v->line.gsi);
 		if (router && !ret)
-			ret = attach_irqfd(m, v);
+			ret = irq_line_use_irqfd(&v->line);
 	}
 	if (ret)
 		msix_destroy(m);
@@ -71,41 +52,52 @@ int msix_init(struct msix *m, struct pci_device *pci, unsigned nr, unsigned bar,
 
 void msix_destroy(struct msix *m)
 {
-	for (unsigned i = 0; i < m->nr; i++) {
-		struct msix_vector *v = &m->vectors[i];
-		struct kvm_irqfd req = {.gsi = v->gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN};
+	for (unsigned i = 0; i < m->nr; i++)
+		irq_line_release(&m->vectors[i].line);
+}
 
-		if (v->irqfd < 0)
-			continue;
-		req.fd = (uint32_t)v->irqfd;
-		ioctl(m->router->vm_fd, KVM_IRQFD, &req);
-		close(v->irqfd);
-		v->irqfd = -1;
+/*
+ * Makes @v's GSI route match its address and data. Under m->lock. Done on the vCPU whose write
+ * made the vector deliverable (drivers program a masked vector, then unmask it) or changed an
+ * unmasked one, so that a notify from the I/O thread is normally just an eventfd write. A
+ * message KVM refused is not retried (each try is a KVM_SET_GSI_ROUTING) until reprogrammed.
+ */
+static int route(struct msix *m, struct msix_vector *v)
+{
+	uint64_t address = (uint64_t)v->addr_hi << 32 | v->addr_lo;
+	int r;
+
+	if (!m->router || v->routed)
+		return 0;
+	if (v->refused)
+		return -EINVAL;
+	r = msi_route_set(m->router, v->line.gsi, address, v->data);
+	if (r < 0) {
+		log_ratelimited(LOG_WARN, "msix: cannot route a vector to %#llx/%#x: %s",
+		                (unsigned long long)address, v->data, strerror(-r));
+		v->refused = true;
+		return r;
 	}
+	v->routed = true;
+	return 0;
 }
 
 /* Delivers @v now. Under m->lock. */
 static void deliver(struct msix *m, struct msix_vector *v)
 {
-	uint64_t address = (uint64_t)v->addr_hi << 32 | v->addr_lo;
-	uint64_t one = 1;
+	int r;
 
 	if (!m->router) {
 		if (m->test_deliver)
-			m->test_deliver(m->test_opaque, address, v->data);
+			m->test_deliver(m->test_opaque, (uint64_t)v->addr_hi << 32 | v->addr_lo,
+			                v->data);
 		return;
 	}
-	if (!v->routed) {
-		int r = msi_route_set(m->router, v->gsi, address, v->data);
-		if (r < 0) {
-			log_ratelimited(LOG_WARN, "msix: cannot route vector to %#llx: %s",
-			                (unsigned long long)address, strerror(-r));
-			return;
-		}
-		v->routed = true;
-	}
-	if (write(v->irqfd, &one, sizeof(one)) < 0)
-		log_ratelimited(LOG_WARN, "msix: irqfd: %s", strerror(errno));
+	if (route(m, v) < 0)
+		return;
+	r = irq_trigger(&v->line);
+	if (r < 0)
+		log_ratelimited(LOG_WARN, "msix: irqfd: %s", strerror(-r));
 }
 
 static bool vector_masked(const struct msix *m, const struct msix_vector *v)
@@ -113,13 +105,19 @@ static bool vector_masked(const struct msix *m, const struct msix_vector *v)
 	return !m->enabled || m->masked || (v->ctrl & MSIX_VECTOR_MASKED);
 }
 
-/* Delivers what is pending and no longer masked. Under m->lock. */
-static void flush_pending(struct msix *m)
+/* After a mask, enable or table change: routes what may fire and delivers what was pending. */
+static void refresh(struct msix *m)
 {
 	for (unsigned i = 0; i < m->nr; i++) {
-		if ((m->pending >> i & 1) && !vector_masked(m, &m->vectors[i])) {
+		struct msix_vector *v = &m->vectors[i];
+
+		if (vector_masked(m, v))
+			continue;
+		if (m->pending >> i & 1) {
 			m->pending &= ~(1ull << i);
-			deliver(m, &m->vectors[i]);
+			deliver(m, v);
+		} else {
+			route(m, v);
 		}
 	}
 }
@@ -134,7 +132,7 @@ void msix_config_written(struct msix *m, unsigned offset, unsigned size)
 	pthread_mutex_lock(&m->lock);
 	m->enabled = control & MSIX_CTRL_ENABLE;
 	m->masked = control & MSIX_CTRL_MASKALL;
-	flush_pending(m);
+	refresh(m);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -171,13 +169,14 @@ void msix_table_write(struct msix *m, uint64_t offset, const void *data, unsigne
 	words[2] = v->data;
 	words[3] = v->ctrl;
 	memcpy((uint8_t *)words + offset % MSIX_ENTRY_SIZE, data, size);
+	words[0] &= ~3u; /* the address is dword aligned */
 	if (words[0] != v->addr_lo || words[1] != v->addr_hi || words[2] != v->data)
-		v->routed = false;
-	v->addr_lo = words[0] & ~3u;
+		v->routed = v->refused = false;
+	v->addr_lo = words[0];
 	v->addr_hi = words[1];
 	v->data = words[2];
 	v->ctrl = words[3] & MSIX_VECTOR_MASKED;
-	flush_pending(m);
+	refresh(m);
 	pthread_mutex_unlock(&m->lock);
 }
 

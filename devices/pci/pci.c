@@ -10,7 +10,8 @@
 #define HOST_BRIDGE_DEVICE 0x0008
 #define HOST_BRIDGE_CLASS  0x060000
 
-#define CF8_ENABLE 0x80000000u
+#define CF8_ENABLE       0x80000000u
+#define CF8_ADDRESS_BITS 0x0ffffffcu /* register 11:8, bus, device, function, register 7:2 */
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -103,6 +104,8 @@ void pci_device_set_intx(struct pci_device *d, uint8_t pin, uint8_t line)
 {
 	d->config[PCI_INTERRUPT_PIN] = pin;
 	d->config[PCI_INTERRUPT_LINE] = line;
+	d->intx_pin = pin;
+	d->intx_gsi = line;
 }
 
 /* The address BAR @bar holds (both halves of a 64-bit one). */
@@ -159,14 +162,17 @@ void pci_host_config_read(struct pci_host *h, unsigned slot, unsigned offset, vo
 
 	pthread_mutex_lock(&h->lock);
 	d = device_at(h, slot);
-	if (!d)
+	if (!d) {
 		memset(data, 0xff, size);
-	else if (offset >= PCI_CONFIG_SIZE || size > PCI_CONFIG_SIZE - offset)
-		memset(data, 0, size); /* extended config space: no capabilities */
-	else {
-		if (d->ops && d->ops->config_read)
-			d->ops->config_read(d, offset, size);
-		memcpy(data, d->config + offset, size);
+	} else {
+		/* The part in the first 256 bytes; extended config space has no capabilities. */
+		unsigned n = offset < PCI_CONFIG_SIZE ? MIN(size, PCI_CONFIG_SIZE - offset) : 0;
+
+		memset(data, 0, size);
+		if (n && d->ops && d->ops->config_read)
+			d->ops->config_read(d, offset, n);
+		if (n)
+			memcpy(data, d->config + offset, n);
 	}
 	pthread_mutex_unlock(&h->lock);
 }
@@ -179,14 +185,18 @@ void pci_host_config_write(struct pci_host *h, unsigned slot, unsigned offset, c
 
 	pthread_mutex_lock(&h->lock);
 	d = device_at(h, slot);
-	if (d && offset < PCI_CONFIG_SIZE && size <= PCI_CONFIG_SIZE - offset) {
-		for (unsigned i = 0; i < size; i++) {
+	if (d && offset < PCI_CONFIG_SIZE) {
+		unsigned n = MIN(size, PCI_CONFIG_SIZE - offset);
+
+		/* Only writable bits change; read-only bytes are not even rewritten. */
+		for (unsigned i = 0; i < n; i++) {
 			uint8_t m = d->wmask[offset + i];
-			d->config[offset + i] =
-			        (uint8_t)((d->config[offset + i] & ~m) | (src[i] & m));
+			if (m)
+				d->config[offset + i] =
+				        (uint8_t)((d->config[offset + i] & ~m) | (src[i] & m));
 		}
 		if (d->ops && d->ops->config_written)
-			d->ops->config_written(d, offset, size);
+			d->ops->config_written(d, offset, n);
 		update_decoding(h, d);
 	}
 	pthread_mutex_unlock(&h->lock);
@@ -194,7 +204,11 @@ void pci_host_config_write(struct pci_host *h, unsigned slot, unsigned offset, c
 
 /* ---- 0xCF8 / 0xCFC ---- */
 
-/* The slot and register CONFIG_ADDRESS names for an access at data port offset @off. */
+/*
+ * The slot and register CONFIG_ADDRESS names for an access at data port offset @off. Bits
+ * 27:24 are register bits 11:8 as on AMD chipsets (Linux sets them when it uses that extension
+ * on AMD hosts), so such accesses reach the empty extended space rather than alias the header.
+ */
 static bool cf8_target(const struct pci_host *h, unsigned off, unsigned size, unsigned *slot,
                        unsigned *reg)
 {
@@ -204,7 +218,7 @@ static bool cf8_target(const struct pci_host *h, unsigned off, unsigned size, un
 	if (!(a & CF8_ENABLE) || (a >> 16 & 0xff) != 0 || (a >> 8 & 7) != 0 || off + size > 4)
 		return false;
 	*slot = a >> 11 & 0x1f;
-	*reg = (a & 0xfc) + off;
+	*reg = (a >> 16 & 0xf00) + (a & 0xfc) + off;
 	return true;
 }
 
@@ -248,7 +262,7 @@ static int cf8_write(void *opaque, uint64_t offset, const void *data, unsigned s
 		if (offset == 0 && size == 4) {
 			pthread_mutex_lock(&h->lock);
 			memcpy(&h->config_address, data, 4);
-			h->config_address &= CF8_ENABLE | 0x00fffffc;
+			h->config_address &= CF8_ENABLE | CF8_ADDRESS_BITS;
 			pthread_mutex_unlock(&h->lock);
 		}
 		return 0;
@@ -265,6 +279,7 @@ static const struct bus_ops cf8_ops = {.read = cf8_read, .write = cf8_write};
 
 /* ---- ECAM ---- */
 
+/* ECAM: bus in bits 20-27, device 15-19, function 12-14, register 0-11 of the offset. */
 static bool ecam_target(uint64_t offset, unsigned size, unsigned *slot, unsigned *reg)
 {
 	unsigned r = offset & (PCI_ECAM_FN_SIZE - 1);
@@ -380,12 +395,12 @@ int pci_host_init(struct pci_host *h, const struct pci_layout *l, struct bus *pi
 	h->layout = *l;
 	h->next32 = l->mmio32_base;
 	h->next64 = l->mmio64_base;
-	if (l->ecam_size < (1u << 20) || !l->mmio32_size)
+	if (l->ecam_size < MIB || l->ecam_size > 256 * MIB || l->ecam_size % MIB || !l->mmio32_size)
 		return -EINVAL;
 	pci_device_init(&h->bridge, HOST_BRIDGE_VENDOR, HOST_BRIDGE_DEVICE, HOST_BRIDGE_CLASS, 0, 0,
 	                0, NULL, NULL);
 	h->slots[0] = &h->bridge;
-	ret = bus_register(mmio, l->ecam_base, 1u << 20, &ecam_ops, h, "pci-ecam");
+	ret = bus_register(mmio, l->ecam_base, l->ecam_size, &ecam_ops, h, "pci-ecam");
 	if (!ret && l->config_port)
 		ret = bus_register(pio, l->config_port, 8, &cf8_ops, h, "pci-config");
 	if (!ret)

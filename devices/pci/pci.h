@@ -1,13 +1,15 @@
 /*
  * A PCI host bridge with one bus (bus 0, function 0 of each of 32 slots) and type-0 config
  * spaces. Config space is reached through ECAM (4 KiB per function; offsets past the first 256
- * bytes read as zeros) and, where the arch has it, the 0xCF8/0xCFC mechanism. Memory BARs are
+ * bytes read as zeros) and, where the arch has it, the 0xCF8/0xCFC mechanism (the first 256
+ * bytes, or all 4 KiB with AMD's register bits 27:24 in CONFIG_ADDRESS). Memory BARs are
  * placed by the host in its 32-bit or 64-bit window; the guest may size them (write all-ones,
  * read the mask) and move them. The host claims each window on the MMIO bus and forwards an
  * access to the BAR that decodes it (memory space enabled in the command register).
  *
  * Everything the guest writes is checked: config accesses must stay inside one register dword
- * (CF8) or one function's 4 KiB (ECAM); bits outside a register's write mask are kept.
+ * (CF8) or one function's 4 KiB (ECAM); bits outside a register's write mask are kept. Only
+ * bus 0 and function 0 exist: every other function reads as all-ones, writes are dropped.
  *
  * Locking: the host's lock guards every config space and CONFIG_ADDRESS; it is not held while
  * a BAR's bus ops run (the device takes its own lock). Device hooks run under it.
@@ -90,16 +92,24 @@ struct pci_device {
 	uint8_t last_cap_next; /* offset of the last capability's next pointer, 0 if none */
 	const struct pci_device_ops *ops;
 	void *opaque;
-	unsigned slot;
+	unsigned slot; /* set by pci_host_add_device */
+	/* The INTx routing the host chose (pci_device_set_intx); the guest cannot change these,
+	 * unlike the Interrupt Line register. Pin 0: no INTx. */
+	uint8_t intx_pin, intx_gsi;
 };
 
 struct pci_layout {
-	uint64_t ecam_base, ecam_size; /* ecam_size: 1 MiB (bus 0) */
+	uint64_t ecam_base, ecam_size; /* 1 MiB per bus, 1 to 256 buses; only bus 0 is populated */
 	uint16_t config_port;          /* 0: no 0xCF8/0xCFC mechanism */
 	uint64_t mmio32_base, mmio32_size;
 	uint64_t mmio64_base, mmio64_size; /* size 0: no 64-bit window */
 };
 
+/*
+ * What the firmware tables describe: the windows in @layout, and for each non-NULL slots[s]
+ * with intx_pin != 0 one routing entry (slot s, pin intx_pin) -> GSI intx_gsi. Slot 0 is the
+ * host bridge. Both are fixed once set-up is over.
+ */
 struct pci_host {
 	pthread_mutex_t lock;
 	struct pci_layout layout;
@@ -109,12 +119,21 @@ struct pci_host {
 	uint64_t next32, next64; /* BAR allocation cursors */
 };
 
-/* Claims the config mechanisms and the windows on @pio/@mmio. Returns 0 or -errno. */
+/*
+ * Claims the config mechanisms (ECAM over the whole of l->ecam_size, 0xCF8-0xCFF on @pio when
+ * l->config_port) and the BAR windows on @mmio. Set-up time only. Returns 0, -EINVAL (bad
+ * layout: ECAM not a whole number of 1 MiB buses up to 256, no 32-bit window), -EEXIST (a
+ * range overlaps a registered one) or -ENOMEM. Call pci_host_destroy even on failure.
+ */
 int pci_host_init(struct pci_host *h, const struct pci_layout *l, struct bus *pio,
                   struct bus *mmio) MUST_CHECK;
 void pci_host_destroy(struct pci_host *h);
 
-/* A device's identity; class_code is 0xCCSSPP (class, subclass, programming interface). */
+/*
+ * A device's identity; class_code is 0xCCSSPP (class, subclass, programming interface). The
+ * command register starts at 0 (nothing decodes); @ops (optional) observe the guest's config
+ * accesses and BAR moves, @opaque is the device's.
+ */
 void pci_device_init(struct pci_device *d, uint16_t vendor, uint16_t device, uint32_t class_code,
                      uint8_t revision, uint16_t subsys_vendor, uint16_t subsys_id,
                      const struct pci_device_ops *ops, void *opaque);
@@ -131,16 +150,27 @@ int pci_device_add_bar(struct pci_device *d, unsigned bar, uint64_t size, unsign
  */
 int pci_device_add_capability(struct pci_device *d, const void *body, unsigned len,
                               const uint8_t *wmask);
-/* INTx pin (1 = INTA) and the line (GSI) it is routed to, as firmware would report it. */
+/*
+ * INTx pin (1 = INTA) and the GSI it is routed to, as firmware would report it: fills the
+ * Interrupt Pin and Line registers and d->intx_pin/intx_gsi.
+ */
 void pci_device_set_intx(struct pci_device *d, uint8_t pin, uint8_t line);
-/* Places the BARs and plugs @d into the first free slot. Returns 0, -ENOSPC. */
+/*
+ * Places the BARs (each naturally aligned; 64-bit ones in the 64-bit window when there is one)
+ * and plugs @d into the first free slot, stored in d->slot. @d must stay valid until the host
+ * is destroyed. Set-up time only. Returns 0 or -ENOSPC (no slot, or a window is full).
+ */
 int pci_host_add_device(struct pci_host *h, struct pci_device *d) MUST_CHECK;
 
-/* Config space accessors for the owning device (host lock held, e.g. in hooks). */
+/* Config space accessors for the owning device (host lock held, e.g. in hooks, or set-up). */
 uint16_t pci_config_read16(const struct pci_device *d, unsigned offset);
 uint32_t pci_config_read32(const struct pci_device *d, unsigned offset);
 
-/* Config access by (slot, offset) as the two mechanisms do; for tests and ECAM/CF8. */
+/*
+ * Config access by (slot, offset) as the two mechanisms do, @offset + @size within 4 KiB
+ * (callers check): an empty slot reads all-ones; bytes past the first 256 read as zeros and
+ * ignore writes. Takes the host lock; runs the device's hooks.
+ */
 void pci_host_config_read(struct pci_host *h, unsigned slot, unsigned offset, void *data,
                           unsigned size);
 void pci_host_config_write(struct pci_host *h, unsigned slot, unsigned offset, const void *data,

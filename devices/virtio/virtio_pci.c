@@ -29,25 +29,30 @@ static struct virtqueue *selected_queue(struct virtio_pci *t)
 	return t->queue_sel < t->dev->ops->num_queues ? &t->dev->queues[t->queue_sel] : NULL;
 }
 
-static void reset_transport(struct virtio_pci *t)
+/* Vectors are written under dev->lock and read without it by pci_interrupt. */
+static void set_vector(uint16_t *slot, uint16_t vector)
 {
-	t->queue_sel = 0;
-	t->config_vector = VIRTIO_PCI_NO_VECTOR;
-	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
-		t->queue_vector[q] = VIRTIO_PCI_NO_VECTOR;
+	__atomic_store_n(slot, vector, __ATOMIC_RELAXED);
 }
 
-static void set_intx(struct virtio_pci *t, int level)
+static void reset_transport(struct virtio_pci *t)
 {
-	uint8_t *status = &t->pci.config[PCI_STATUS];
+	t->device_features_sel = 0;
+	t->driver_features_sel = 0;
+	t->queue_sel = 0;
+	set_vector(&t->config_vector, VIRTIO_PCI_NO_VECTOR);
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+		set_vector(&t->queue_vector[q], VIRTIO_PCI_NO_VECTOR);
+}
 
-	if (__atomic_exchange_n(&t->intx_asserted, level != 0, __ATOMIC_ACQ_REL) == (level != 0))
+/* Drives the line to pending && !masked if it is not there yet. Under intx_lock. */
+static void intx_update(struct virtio_pci *t)
+{
+	bool level = t->intx_pending && !t->intx_masked;
+
+	if (level == t->intx_level)
 		return;
-	/* The Interrupt Status bit mirrors the line (generic INTx masking code reads it). */
-	if (level)
-		__atomic_or_fetch(status, PCI_STATUS_INTERRUPT, __ATOMIC_RELAXED);
-	else
-		__atomic_and_fetch(status, (uint8_t)~PCI_STATUS_INTERRUPT, __ATOMIC_RELAXED);
+	t->intx_level = level;
 	if (t->vm_fd >= 0) {
 		int r = irq_set_level(&t->intx, level);
 		if (r < 0)
@@ -55,6 +60,24 @@ static void set_intx(struct virtio_pci *t, int level)
 	} else if (t->test_intx) {
 		t->test_intx(t->test_opaque, level);
 	}
+}
+
+/* Raises (an interrupt) or acknowledges (ISR read, reset) the INTx interrupt. Any thread. */
+static void intx_set_pending(struct virtio_pci *t, bool pending)
+{
+	pthread_mutex_lock(&t->intx_lock);
+	t->intx_pending = pending;
+	intx_update(t);
+	pthread_mutex_unlock(&t->intx_lock);
+}
+
+/* Interrupt Disable or MSI-X Enable changed. Host lock held. */
+static void intx_set_masked(struct virtio_pci *t, bool masked)
+{
+	pthread_mutex_lock(&t->intx_lock);
+	t->intx_masked = masked;
+	intx_update(t);
+	pthread_mutex_unlock(&t->intx_lock);
 }
 
 /* ---- common configuration ---- */
@@ -127,7 +150,8 @@ static unsigned field_size(unsigned offset, unsigned size)
 	case VIRTIO_PCI_Q_USED + 4:
 		return 4;
 	default:
-		return offset < VIRTIO_PCI_Q_DESC ? 2 : 0;
+		/* The 16-bit fields; odd offsets are in the middle of one. */
+		return offset < VIRTIO_PCI_Q_DESC && offset % 2 == 0 ? 2 : 0;
 	}
 }
 
@@ -171,7 +195,7 @@ static void queue_write(struct virtio_pci *t, unsigned offset, unsigned size, ui
 		vq->size = (uint16_t)v; /* vq_activate checks it */
 		break;
 	case VIRTIO_PCI_Q_MSIX:
-		t->queue_vector[t->queue_sel] = checked_vector(t, (uint32_t)v);
+		set_vector(&t->queue_vector[t->queue_sel], checked_vector(t, (uint32_t)v));
 		break;
 	case VIRTIO_PCI_Q_ENABLE:
 		/* Writing 0 is not allowed (4.1.4.3.2); only a reset disables a queue. */
@@ -200,13 +224,13 @@ static void common_write(struct virtio_pci *t, unsigned offset, unsigned size, u
 		virtio_write_driver_features(dev, t->driver_features_sel, (uint32_t)v);
 		break;
 	case VIRTIO_PCI_MSIX_CONFIG:
-		t->config_vector = checked_vector(t, (uint32_t)v);
+		set_vector(&t->config_vector, checked_vector(t, (uint32_t)v));
 		break;
 	case VIRTIO_PCI_STATUS:
 		virtio_write_status(dev, (uint8_t)v);
 		if (v == 0) {
 			reset_transport(t);
-			set_intx(t, 0);
+			intx_set_pending(t, false);
 		}
 		break;
 	case VIRTIO_PCI_Q_SELECT:
@@ -273,7 +297,7 @@ static int bar_read(void *opaque, uint64_t offset, void *data, unsigned size)
 			/* Reading the ISR acknowledges it and lowers INTx (4.1.4.5). */
 			*(uint8_t *)data = (uint8_t)dev->isr;
 			dev->isr = 0;
-			set_intx(t, 0);
+			intx_set_pending(t, false);
 		}
 	} else if (in_region(offset, size, VIRTIO_PCI_DEVICE, VIRTIO_PCI_DEVICE_SIZE)) {
 		virtio_read_config(dev, offset - VIRTIO_PCI_DEVICE, data, size);
@@ -329,8 +353,7 @@ static void pci_interrupt(void *opaque, int q)
 			msix_notify(&t->msix, vector);
 		return;
 	}
-	if (!(pci_config_read16(&t->pci, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE))
-		set_intx(t, 1);
+	intx_set_pending(t, true);
 }
 
 /* ---- doorbells ---- */
@@ -359,7 +382,11 @@ static void remove_doorbells(struct virtio_pci *t)
 	}
 }
 
-/* Doorbells at the BAR's new address (0: none). Host lock held. */
+/*
+ * Doorbells at the BAR's new address (0: none). Host lock held. The event loop may still be in
+ * notify_event for a doorbell removed here: its struct stays valid, and reading a closed or
+ * fresh (non-blocking) eventfd just fails, so at worst one spurious notify is served.
+ */
 static void place_doorbells(struct virtio_pci *t, uint64_t bar_addr)
 {
 	remove_doorbells(t);
@@ -414,6 +441,15 @@ static void config_read(struct pci_device *d, unsigned offset, unsigned size)
 	uint8_t value[4] = {0};
 	unsigned len;
 
+	/* Interrupt Status: the INTx interrupt is pending, masked or not (PCI 3.0, 6.2.3). */
+	if (offset <= PCI_STATUS && offset + size > PCI_STATUS) {
+		pthread_mutex_lock(&t->intx_lock);
+		if (t->intx_pending)
+			d->config[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
+		else
+			d->config[PCI_STATUS] &= (uint8_t)~PCI_STATUS_INTERRUPT;
+		pthread_mutex_unlock(&t->intx_lock);
+	}
 	if (!touches_cfg_data(t, offset, size) || !cfg_window(t, &bar_offset, &len))
 		return;
 	bar_read(t, bar_offset, value, len);
@@ -427,13 +463,12 @@ static void config_written(struct pci_device *d, unsigned offset, unsigned size)
 	unsigned len;
 
 	msix_config_written(&t->msix, offset, size);
-	/* Interrupt Disable lowers an asserted INTx; clearing it re-raises a pending one. */
-	if (offset <= PCI_COMMAND + 1 && offset + size > PCI_COMMAND + 1) {
-		if (pci_config_read16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE)
-			set_intx(t, 0);
-		else if (__atomic_load_n(&t->dev->isr, __ATOMIC_RELAXED) && !msix_enabled(&t->msix))
-			set_intx(t, 1);
-	}
+	/*
+	 * Interrupt Disable or MSI-X Enable lower an asserted INTx; clearing them re-raises one
+	 * still pending (PCI 3.0, 6.2.2 and 6.8.2).
+	 */
+	intx_set_masked(t, (pci_config_read16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE) ||
+	                           msix_enabled(&t->msix));
 	if (!touches_cfg_data(t, offset, size) || !cfg_window(t, &bar_offset, &len))
 		return;
 	bar_write(t, bar_offset, d->config + t->cfg_cap + CAP_DATA, len);
@@ -482,23 +517,12 @@ static int add_cap(struct virtio_pci *t, uint8_t type, uint32_t offset, uint32_t
 
 static int add_caps(struct virtio_pci *t)
 {
-	static const uint8_t cfg_wmask[PCI_CFG_CAP_LEN] = {
-	        [CAP_BAR] = 0xff,
-	        [CAP_OFFSET] = 0xff,
-	        0xff,
-	        0xff,
-	        0xff,
-	        [CAP_LENGTH] = 0xff,
-	        0xff,
-	        0xff,
-	        0xff,
-	        [CAP_DATA] = 0xff,
-	        0xff,
-	        0xff,
-	        0xff,
-	};
 	const struct virtio_dev *dev = t->dev;
+	uint8_t cfg_wmask[PCI_CFG_CAP_LEN] = {[CAP_BAR] = 0xff};
 	int r;
+
+	/* The access window's bar, offset, length and data are the driver's to write. */
+	memset(cfg_wmask + CAP_OFFSET, 0xff, PCI_CFG_CAP_LEN - CAP_OFFSET);
 
 	if ((r = add_cap(t, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON, VIRTIO_PCI_COMMON_SIZE, 0,
 	                 CAP_LEN, NULL)) < 0 ||
@@ -529,6 +553,7 @@ int virtio_pci_attach(struct virtio_pci *t, struct virtio_dev *dev, struct pci_h
 	    intx_gsi > 0xff)
 		return -EINVAL;
 	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->intx_lock, NULL);
 	t->dev = dev;
 	t->vm_fd = vm_fd;
 	t->loop = loop;
@@ -572,4 +597,15 @@ void virtio_pci_detach(struct virtio_pci *t)
 	if (dev->transport.opaque == t)
 		dev->transport = (struct virtio_transport){0};
 	pthread_mutex_unlock(&dev->lock);
+	pthread_mutex_destroy(&t->intx_lock);
+}
+
+void virtio_pci_set_test_interrupts(struct virtio_pci *t, void (*intx)(void *opaque, int level),
+                                    void (*msi)(void *opaque, uint64_t address, uint32_t data),
+                                    void *opaque)
+{
+	t->test_intx = intx;
+	t->test_opaque = opaque;
+	t->msix.test_deliver = msi;
+	t->msix.test_opaque = opaque;
 }

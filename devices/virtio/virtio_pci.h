@@ -8,6 +8,9 @@
  *
  * Locking: BAR accesses take dev->lock (and the MSI-X lock inside it); ops->queue_notify runs
  * without it, from the event loop (ioeventfd) or from the vCPU whose write reached the bus.
+ * Config space hooks run under the PCI host's lock and may take dev->lock (the configuration
+ * access window) inside it. Order: host lock, dev->lock, MSI-X lock, router lock; intx_lock
+ * is a leaf.
  */
 #ifndef VMM_DEVICES_VIRTIO_VIRTIO_PCI_H
 #define VMM_DEVICES_VIRTIO_VIRTIO_PCI_H
@@ -82,10 +85,18 @@ struct virtio_pci {
 	struct msix msix;
 	int vm_fd; /* -1 without a VM (unit tests) */
 	struct event_loop *loop;
+	unsigned cfg_cap; /* config offset of the PCI configuration access capability */
+	/*
+	 * INTx, a leaf lock (taken inside the host's and the device's): the line is driven to
+	 * pending && !masked, and each change is made under the lock so that a raise from the
+	 * event loop and an acknowledgement from a vCPU cannot reach KVM out of order.
+	 */
+	pthread_mutex_t intx_lock;
 	struct irq_line intx;
-	bool intx_asserted; /* atomic */
-	unsigned cfg_cap;   /* config offset of the PCI configuration access capability */
-	/* Without a VM: called for each INTx assertion (q) instead of KVM_IRQ_LINE. */
+	bool intx_pending; /* raised, not yet acknowledged by an ISR read or a reset */
+	bool intx_masked;  /* Interrupt Disable set, or MSI-X enabled */
+	bool intx_level;   /* what the line is driven to */
+	/* Without a VM: called for each INTx level change instead of KVM_IRQ_LINE. */
 	void (*test_intx)(void *opaque, int level);
 	void *test_opaque;
 	/* Transport registers, under dev->lock. */
@@ -98,16 +109,28 @@ struct virtio_pci {
 };
 
 /*
- * Makes @dev a PCI function on @host (any free slot) with INTx on @intx_gsi. With @vm_fd >= 0,
- * MSI-X vectors route through @router and doorbells become ioeventfds watched by @loop; with
- * @vm_fd < 0 (tests), notifications call ops->queue_notify directly and interrupts go to the
- * test hooks (msix.test_deliver, test_intx). Set-up time only. Returns 0 or -errno.
+ * Makes @dev a PCI function on @host (the first free slot, t->pci.slot) with INTA on GSI
+ * @intx_gsi (< 256, level-triggered through KVM_IRQ_LINE). With @vm_fd >= 0, MSI-X vectors
+ * (num_queues + 1) get GSIs and irqfds from @router (msi_router_init done) and doorbells become
+ * ioeventfds watched by @loop once the guest enables the BAR; with @vm_fd < 0 (tests),
+ * doorbells reach the BAR handler and interrupts go to the test hooks. @dev must be initialised
+ * and not attached elsewhere. Set-up time only. Returns 0, -EINVAL (bad arguments, too many
+ * queues, config space over 4 KiB), -ENOSPC (no slot or window space) or -errno from KVM;
+ * detaches itself on failure.
  */
 int virtio_pci_attach(struct virtio_pci *t, struct virtio_dev *dev, struct pci_host *host,
                       int vm_fd, struct msi_router *router, unsigned intx_gsi,
                       struct event_loop *loop) MUST_CHECK;
 /* Releases the doorbells, vectors and line; call once the vCPUs and event loop stopped. */
 void virtio_pci_detach(struct virtio_pci *t);
+
+/*
+ * For tests without a VM: @intx gets every INTx level change, @msi every MSI-X message
+ * delivered (address, data); both get @opaque. Call after attach, before the guest runs.
+ */
+void virtio_pci_set_test_interrupts(struct virtio_pci *t, void (*intx)(void *opaque, int level),
+                                    void (*msi)(void *opaque, uint64_t address, uint32_t data),
+                                    void *opaque);
 
 /* The BAR's bus ops (exposed for unit tests that reach the BAR without a host). */
 extern const struct bus_ops virtio_pci_bar_ops;

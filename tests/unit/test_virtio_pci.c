@@ -3,8 +3,8 @@
  * capabilities, feature negotiation, queue set-up (ring addresses as 64-bit fields and as
  * 32-bit halves) and DRIVER_OK, doorbells, MSI-X vectors and INTx with the ISR, reset, hostile
  * common configuration accesses and the PCI configuration access capability.
- * No VM: vm_fd is -1, so doorbells reach the bus, MSI-X messages go to msix.test_deliver and
- * INTx to test_intx.
+ * No VM: vm_fd is -1, so doorbells reach the bus, and MSI-X messages and INTx level changes go
+ * to the hooks of virtio_pci_set_test_interrupts.
  */
 #include <check.h>
 #include <endian.h>
@@ -226,10 +226,7 @@ static void setup(void)
 	for (unsigned i = 0; i < sizeof(fake.config); i++)
 		fake.config[i] = (uint8_t)(0xc0 + i);
 	ck_assert_int_eq(virtio_pci_attach(&t, &fake.vdev, &host, -1, NULL, INTX_GSI, NULL), 0);
-	t.msix.test_deliver = record_delivery;
-	t.msix.test_opaque = &t;
-	t.test_intx = record_intx;
-	t.test_opaque = &t;
+	virtio_pci_set_test_interrupts(&t, record_intx, record_delivery, &t);
 	nr_delivered = 0;
 	intx_level = 0;
 	intx_changes = 0;
@@ -653,8 +650,11 @@ START_TEST(reset_really_resets)
 	driver_up(1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX, 1, 0x10000);
 	ck_assert_uint_eq(status(), ACK | DRV | FEAT | DRV_OK);
 	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_Q_SELECT, 2), 1);
+	cm_wr(VIRTIO_PCI_DFSELECT, 4, 1);
 
 	cm_wr(VIRTIO_PCI_STATUS, 1, 0);
+	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_DFSELECT, 4), 0);
+	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_GFSELECT, 4), 0);
 	ck_assert_uint_eq(fake.resets, 1);
 	ck_assert_uint_eq(status(), 0);
 	ck_assert_uint_eq(fake.vdev.driver_features, 0);
@@ -829,6 +829,107 @@ START_TEST(intx_status_bit)
 }
 END_TEST
 
+/* queue_size is checked when DRIVER_OK arrives: not a power of two, or over the maximum. */
+START_TEST(queue_size_checked)
+{
+	static const uint16_t bad[] = {12, MAX_QSIZE * 2, 0xffff, 3};
+
+	for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
+		cm_wr(VIRTIO_PCI_STATUS, 1, 0);
+		cm_wr(VIRTIO_PCI_STATUS, 1, ACK | DRV);
+		cm_wr(VIRTIO_PCI_GFSELECT, 4, 1);
+		cm_wr(VIRTIO_PCI_GF, 4, 1); /* VERSION_1 */
+		cm_wr(VIRTIO_PCI_STATUS, 1, ACK | DRV | FEAT);
+		vrb_init(&rb, &mem, 0x10000, 0x40000, 16);
+		cm_wr(VIRTIO_PCI_Q_SELECT, 2, 0);
+		cm_wr(VIRTIO_PCI_Q_SIZE, 2, bad[i]);
+		cm_wr(VIRTIO_PCI_Q_DESC, 8, rb.desc);
+		cm_wr(VIRTIO_PCI_Q_AVAIL, 8, rb.avail);
+		cm_wr(VIRTIO_PCI_Q_USED, 8, rb.used);
+		cm_wr(VIRTIO_PCI_Q_ENABLE, 2, 1);
+		cm_wr(VIRTIO_PCI_STATUS, 1, ACK | DRV | FEAT | DRV_OK);
+		ck_assert_uint_eq(status() & VIRTIO_STATUS_NEEDS_RESET, VIRTIO_STATUS_NEEDS_RESET);
+		ck_assert(!fake.vdev.queues[0].active);
+		ck_assert_uint_eq(fake.activates, 0);
+	}
+	/* After a reset, a good size works. */
+	cm_wr(VIRTIO_PCI_STATUS, 1, 0);
+	ck_assert_uint_eq(status(), 0);
+	driver_up(1ULL << VIRTIO_F_VERSION_1, 0, 0x10000);
+	ck_assert_uint_eq(status(), ACK | DRV | FEAT | DRV_OK);
+	ck_assert_uint_eq(fake.activates, 1);
+}
+END_TEST
+
+/* Accesses that start inside a common configuration field are not that field. */
+START_TEST(common_odd_offsets)
+{
+	cm_wr(VIRTIO_PCI_Q_SELECT, 2, 1);
+	cm_wr(VIRTIO_PCI_Q_SELECT + 1, 2, 0);
+	cm_wr(VIRTIO_PCI_Q_SELECT - 1, 2, 0);
+	cm_wr(VIRTIO_PCI_Q_SIZE + 1, 1, 0);
+	cm_wr(VIRTIO_PCI_MSIX_CONFIG + 1, 2, 0);
+	cm_wr(VIRTIO_PCI_STATUS + 1, 2, ACK);
+	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_Q_SELECT, 2), 1);
+	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_Q_SIZE, 2), MAX_QSIZE);
+	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_MSIX_CONFIG, 2), VIRTIO_PCI_NO_VECTOR);
+	ck_assert_uint_eq(status(), 0);
+	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_NUM_QUEUES + 1, 2), 0);
+	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_Q_SIZE + 1, 2), 0);
+	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_Q_NOTIFY_OFF + 1, 1), 0);
+}
+END_TEST
+
+/* Interrupt Status reports a pending INTx even while Interrupt Disable holds the line low. */
+START_TEST(intx_status_while_disabled)
+{
+	driver_up(1ULL << VIRTIO_F_VERSION_1, 1, 0x10000);
+	cfg_wr(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_INTX_DISABLE);
+	complete_one(1);
+	ck_assert_uint_eq(intx_level, 0);
+	ck_assert_uint_eq(cfg_rd(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT, PCI_STATUS_INTERRUPT);
+	ck_assert_uint_eq(cf8_rd(PCI_COMMAND, 4) >> 16 & PCI_STATUS_INTERRUPT,
+	                  PCI_STATUS_INTERRUPT);
+	/* A dword write over command and status keeps the (read-only) status bit. */
+	cfg_wr(PCI_COMMAND, 4, PCI_COMMAND_MEMORY | PCI_COMMAND_INTX_DISABLE);
+	ck_assert_uint_eq(cfg_rd(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT, PCI_STATUS_INTERRUPT);
+	/* Clearing Interrupt Disable asserts the pending interrupt. */
+	cfg_wr(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	ck_assert_uint_eq(intx_level, 1);
+	ck_assert_uint_eq(intx_changes, 1);
+	ck_assert_uint_eq(bar_rd(VIRTIO_PCI_ISR, 1), VIRTIO_ISR_QUEUE);
+	ck_assert_uint_eq(intx_level, 0);
+	ck_assert_uint_eq(cfg_rd(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT, 0);
+	/* Interrupt Disable set and cleared with nothing pending: the line stays low. */
+	cfg_wr(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_INTX_DISABLE);
+	cfg_wr(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	ck_assert_uint_eq(intx_changes, 2);
+}
+END_TEST
+
+/* Enabling MSI-X stops the function from using INTx (PCI 3.0, 6.8.2). */
+START_TEST(msix_enable_lowers_intx)
+{
+	unsigned msix = find_cap(PCI_CAP_ID_MSIX, 0);
+
+	driver_up(1ULL << VIRTIO_F_VERSION_1, 1, 0x10000);
+	complete_one(1);
+	ck_assert_uint_eq(intx_level, 1);
+	cfg_wr(msix + MSIX_CONTROL, 2, MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL);
+	ck_assert_uint_eq(intx_level, 0);
+	/* Interrupts now go to MSI-X (no vector assigned: nothing), not INTx. */
+	fake.vdev.transport.interrupt(fake.vdev.transport.opaque, 1);
+	ck_assert_uint_eq(intx_level, 0);
+	ck_assert_uint_eq(nr_delivered, 0);
+	/* MSI-X off again: the interrupt the driver never acknowledged comes back. */
+	cfg_wr(msix + MSIX_CONTROL, 2, 0);
+	ck_assert_uint_eq(intx_level, 1);
+	cm_wr(VIRTIO_PCI_STATUS, 1, 0);
+	ck_assert_uint_eq(intx_level, 0);
+	ck_assert_uint_eq(intx_changes, 4);
+}
+END_TEST
+
 /* ---- device config and the PCI configuration access capability ---- */
 
 START_TEST(device_config)
@@ -983,6 +1084,8 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tc, queue_select_out_of_range);
 	tcase_add_test(tc, read_only_fields);
 	tcase_add_test(tc, queue_frozen_after_driver_ok);
+	tcase_add_test(tc, queue_size_checked);
+	tcase_add_test(tc, common_odd_offsets);
 	tcase_add_test(tc, reset_really_resets);
 	tcase_add_test(tc, device_config);
 	tcase_add_test(tc, pci_cfg_access);
@@ -991,6 +1094,8 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_checked_fixture(irq, setup, teardown);
 	tcase_add_test(irq, msix_vectors);
 	tcase_add_test(irq, intx_and_isr);
+	tcase_add_test(irq, intx_status_while_disabled);
+	tcase_add_test(irq, msix_enable_lowers_intx);
 	suite_add_tcase(s, irq);
 	TCase *bugs = tcase_create("fixed_bugs");
 
