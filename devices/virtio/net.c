@@ -310,12 +310,14 @@ static void rx_finish(struct virtio_net *n, struct work *w)
 	for (unsigned i = 0; i < k; i++) {
 		uint32_t len = (uint32_t)MIN(left, n->rx[i].len);
 
-		if (vq_push_used(vq, n->rx[i].head, len) == 0)
+		/* All of the packet's entries become visible to the driver at once. */
+		if (vq_add_used(vq, n->rx[i].head, len) == 0)
 			w->pushed[RXQ] = true;
 		left -= len;
 		nr_iov += n->rx[i].nr_iov;
 		n->rx_cap -= n->rx[i].len;
 	}
+	vq_publish_used(vq);
 	memmove(n->rx_iov, n->rx_iov + nr_iov, (n->rx_nr_iov - nr_iov) * sizeof(n->rx_iov[0]));
 	memmove(n->rx, n->rx + k, (n->rx_nr - k) * sizeof(n->rx[0]));
 	n->rx_nr -= k;

@@ -272,7 +272,7 @@ int vq_pop_chain(struct virtqueue *vq, struct vq_chain *chain)
 	return 1;
 }
 
-int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len)
+int vq_add_used(struct virtqueue *vq, uint16_t head, uint32_t len)
 {
 	uint8_t *elem;
 
@@ -282,12 +282,27 @@ int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len)
 	store32(elem, head);
 	store32(elem + 4, len);
 	vq->used_idx++;
+	return 0;
+}
+
+void vq_publish_used(struct virtqueue *vq)
+{
+	if (!vq->active)
+		return;
 	/*
-	 * Release: the entry above, and the data the device wrote into the chain's buffers, are
+	 * Release: the entries added, and the data the device wrote into their buffers, are
 	 * visible before the driver can see the new idx.
 	 */
 	store16(vq->used_hva + 2, vq->used_idx, __ATOMIC_RELEASE);
-	return 0;
+}
+
+int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len)
+{
+	int r = vq_add_used(vq, head, len);
+
+	if (r == 0)
+		vq_publish_used(vq);
+	return r;
 }
 
 /* 2.7.10: true when @event_idx lies in (old, new], modulo 2^16. */

@@ -72,6 +72,14 @@ int vq_pop_chain(struct virtqueue *vq, struct vq_chain *chain);
 int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len);
 
 /*
+ * The two halves of vq_push_used, for entries the driver must see together (a packet spread
+ * over several chains): vq_add_used writes an entry without publishing it (same returns),
+ * vq_publish_used then publishes every entry added so far at once.
+ */
+int vq_add_used(struct virtqueue *vq, uint16_t head, uint32_t len);
+void vq_publish_used(struct virtqueue *vq);
+
+/*
  * True when the driver wants an interrupt for the used entries pushed since the last call
  * (used_event with EVENT_IDX, else the NO_INTERRUPT flag); false when nothing was pushed since
  * or the queue is not active. Issues a full barrier before reading the driver's fields.
