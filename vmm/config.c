@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "arch/arch.h"
+#include "devices/tap.h"
 
 enum {
 	OPT_KERNEL = 'k',
@@ -24,6 +25,7 @@ enum {
 	OPT_TRANSPORT,
 	OPT_CONSOLE,
 	OPT_NO_RNG,
+	OPT_NET,
 };
 
 static const struct option long_options[] = {
@@ -42,6 +44,7 @@ static const struct option long_options[] = {
         {"transport", required_argument, NULL, OPT_TRANSPORT},
         {"console", required_argument, NULL, OPT_CONSOLE},
         {"no-rng", no_argument, NULL, OPT_NO_RNG},
+        {"net", required_argument, NULL, OPT_NET},
         {NULL, 0, NULL, 0},
 };
 
@@ -71,6 +74,10 @@ void config_usage(FILE *out)
 "      --console serial|virtio  the console on stdin/stdout: the 16550A on ttyS0\n"
 "                        (default) or virtio-console on hvc0 (faster)\n"
 "      --no-rng          no virtio-rng (by default the guest gets entropy from getrandom)\n"
+"      --net tap=NAME[,mac=MAC]\n"
+"                        a virtio-net NIC on TAP device NAME (created when missing,\n"
+"                        which needs CAP_NET_ADMIN); up to %d. Without mac= a locally\n"
+"                        administered MAC derived from NAME and the NIC's index.\n"
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
@@ -86,7 +93,7 @@ void config_usage(FILE *out)
 "--timeout expires, and the byte a guest writes to port 0xf4 (debug exit).\n"
 "\n"
 "Environment: VMM_KVM_DEVICE overrides the KVM device path (default /dev/kvm).\n",
-		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS);
+		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS, CONFIG_MAX_NETS);
 	// clang-format on
 }
 
@@ -224,6 +231,13 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 	case OPT_NO_RNG:
 		cfg->rng = false;
 		break;
+	case OPT_NET:
+		if (cfg->nr_nets == CONFIG_MAX_NETS)
+			return fail(err, errlen, "--net: at most %d NICs", CONFIG_MAX_NETS);
+		if (config_parse_net(arg, &cfg->nets[cfg->nr_nets], err, errlen))
+			return CONFIG_ERROR;
+		cfg->nr_nets++;
+		break;
 	case OPT_HELP:
 		return CONFIG_HELP;
 	case OPT_VERSION:
@@ -260,6 +274,45 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
 	return check_config(out, err, errlen);
+}
+
+int config_parse_net(const char *spec, struct net_config *out, char *err, size_t errlen)
+{
+	const char *p = spec;
+	char mac[NET_MAC_STRLEN];
+
+	memset(out, 0, sizeof(*out));
+	while (*p) {
+		size_t len = strcspn(p, ",");
+
+		if (len > 4 && strncmp(p, "tap=", 4) == 0 && len - 4 <= CONFIG_TAP_NAME_MAX &&
+		    !out->tap[0]) {
+			memcpy(out->tap, p + 4, len - 4);
+		} else if (len > 4 && strncmp(p, "mac=", 4) == 0 && len - 4 < sizeof(mac) &&
+		           !out->has_mac) {
+			memcpy(mac, p + 4, len - 4);
+			mac[len - 4] = 0;
+			if (net_mac_parse(mac, out->mac)) {
+				fail(err, errlen,
+				     "--net: '%s' is not a unicast MAC like 52:54:00:12:34:56",
+				     mac);
+				return -EINVAL;
+			}
+			out->has_mac = true;
+		} else {
+			fail(err, errlen,
+			     "--net: unknown or invalid part '%.*s' (tap=NAME of at most %d "
+			     "characters, mac=MAC)",
+			     (int)len, p, CONFIG_TAP_NAME_MAX);
+			return -EINVAL;
+		}
+		p += len + (p[len] == ',');
+	}
+	if (!out->tap[0]) {
+		fail(err, errlen, "--net: expected tap=NAME[,mac=MAC]");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int disk_option(const char *opt, size_t len, struct disk_config *out)

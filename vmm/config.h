@@ -14,6 +14,8 @@
 #define CONFIG_DEFAULT_ARGS "console=ttyS0 panic=-1 reboot=k"
 #define CONFIG_MAX_DISKS    8
 #define CONFIG_SERIAL_MAX   20 /* virtio-blk GET_ID returns at most 20 bytes */
+#define CONFIG_MAX_NETS     4
+#define CONFIG_TAP_NAME_MAX 15 /* IFNAMSIZ - 1 */
 
 enum disk_cache { DISK_CACHE_WRITEBACK, DISK_CACHE_NONE };
 
@@ -22,6 +24,12 @@ struct disk_config {
 	bool read_only;
 	enum disk_cache cache;
 	char serial[CONFIG_SERIAL_MAX + 1];
+};
+
+struct net_config {
+	char tap[CONFIG_TAP_NAME_MAX + 1];
+	bool has_mac; /* else vmm generates one from the TAP's name and the NIC's index */
+	uint8_t mac[6];
 };
 
 enum virtio_transport_kind { TRANSPORT_PCI, TRANSPORT_MMIO };
@@ -39,6 +47,8 @@ struct vm_config {
 	unsigned timeout_sec; /* 0: none */
 	struct disk_config disks[CONFIG_MAX_DISKS];
 	unsigned nr_disks;
+	struct net_config nets[CONFIG_MAX_NETS];
+	unsigned nr_nets;
 	enum virtio_transport_kind transport;
 	enum console_kind console;
 	bool rng; /* virtio-rng, on by default */
@@ -72,6 +82,12 @@ int config_parse_size(const char *text, uint64_t *out);
  * with a one-line message in @err.
  */
 int config_parse_disk(const char *spec, struct disk_config *out, char *err, size_t errlen);
+
+/*
+ * Parses a --net value: tap=NAME[,mac=MAC]. Returns 0, or -EINVAL with a one-line message in
+ * @err.
+ */
+int config_parse_net(const char *spec, struct net_config *out, char *err, size_t errlen);
 
 /* The default kernel parameters for @cfg (the console follows --console). */
 const char *config_default_args(const struct vm_config *cfg);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "arch/arch.h"
+#include "devices/tap.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -128,6 +129,35 @@ static int create_disks(struct vm *vm)
 	return 0;
 }
 
+static int create_nets(struct vm *vm)
+{
+	struct vm_devices *d = &vm->devices;
+	char err[256], what[48];
+	uint8_t mac[NET_MAC_LEN];
+	int ret;
+
+	for (unsigned i = 0; i < vm->config->nr_nets; i++) {
+		const struct net_config *nc = &vm->config->nets[i];
+
+		if (nc->has_mac)
+			memcpy(mac, nc->mac, sizeof(mac));
+		else
+			net_mac_generate(nc->tap, i, mac);
+		ret = virtio_net_open(&d->nets[i], nc->tap, mac, &vm->mem, &vm->loop, err,
+		                      sizeof(err));
+		if (ret) {
+			log_error("%s", err);
+			return ret;
+		}
+		d->nr_nets++;
+		snprintf(what, sizeof(what), "NIC %u (TAP %s)", i, nc->tap);
+		ret = attach(vm, &d->nets[i].vdev, what);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 static void console_write(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct vm *vm = opaque;
@@ -149,6 +179,8 @@ int devices_create(struct vm *vm)
 
 	if (!ret)
 		ret = create_disks(vm);
+	if (!ret)
+		ret = create_nets(vm);
 	if (ret)
 		return ret;
 	if (vm->config->rng) {
@@ -178,6 +210,8 @@ void devices_destroy(struct vm *vm)
 		virtio_pci_detach(&d->pci_devices[i].transport);
 	for (unsigned i = 0; i < d->nr_disks; i++)
 		blk_close(&d->disks[i]);
+	for (unsigned i = 0; i < d->nr_nets; i++)
+		virtio_net_close(&d->nets[i]);
 	if (d->has_rng)
 		virtio_rng_destroy(&d->rng);
 	if (d->has_console)

@@ -1,8 +1,8 @@
 /*
- * The VM's virtio devices, made from the config: the disks, the entropy source and the console,
- * each attached to the transport --transport chose, with the windows and interrupt lines the arch
- * set aside (arch.h), and the PCI host bridge when the arch has one (also with --transport mmio,
- * so the guest finds a config space). The arch's firmware tables describe what this module
+ * The VM's virtio devices, made from the config: the disks, the NICs, the entropy source and the
+ * console, each attached to the transport --transport chose, with the windows and interrupt lines
+ * the arch set aside (arch.h), and the PCI host bridge when the arch has one (also with --transport
+ * mmio, so the guest finds a config space). The arch's firmware tables describe what this module
  * recorded.
  */
 #ifndef VMM_VMM_DEVICES_H
@@ -15,6 +15,7 @@
 #include "devices/pci/pci.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"
+#include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_mmio.h"
 #include "devices/virtio/virtio_pci.h"
@@ -22,7 +23,7 @@
 #include "vmm/msi.h"
 #include "vmm/util.h"
 
-#define DEVICES_MAX (CONFIG_MAX_DISKS + 2) /* disks, rng, console */
+#define DEVICES_MAX (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + 2) /* disks, NICs, rng, console */
 
 struct vm;
 
@@ -46,6 +47,8 @@ struct vm_devices {
 	struct msi_router msi;
 	struct blk_dev disks[CONFIG_MAX_DISKS];
 	unsigned nr_disks; /* opened, to close */
+	struct virtio_net nets[CONFIG_MAX_NETS];
+	unsigned nr_nets; /* opened, to close */
 	struct virtio_rng rng;
 	bool has_rng;
 	struct virtio_console console;

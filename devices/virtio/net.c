@@ -302,8 +302,8 @@ static void rx_finish(struct virtio_net *n, struct work *w)
 	unsigned k = 0, nr_iov = 0;
 	uint16_t num;
 
-	while (left && k < n->rx_nr)
-		left -= MIN(left, n->rx[k++].len);
+	for (; left && k < n->rx_nr; k++)
+		left -= MIN(left, n->rx[k].len); /* MIN evaluates its arguments twice */
 	num = htole16((uint16_t)k);
 	iov_copy(n->rx_iov, n->rx[0].nr_iov, HDR_NUM_BUFFERS, &num, sizeof(num), true);
 	left = n->rx_len;

@@ -37,8 +37,9 @@ import threading
 import time
 
 QEMU = 'qemu-system-x86_64'
-L1_KVM_MODULES = ('kernel/virt/lib/irqbypass.ko', 'kernel/arch/x86/kvm/kvm.ko',
-                  'kernel/arch/x86/kvm/kvm-amd.ko')
+# KVM for vmm, and tun for the TAP devices of the network tests.
+L1_MODULES = ('kernel/virt/lib/irqbypass.ko', 'kernel/arch/x86/kvm/kvm.ko',
+              'kernel/arch/x86/kvm/kvm-amd.ko', 'kernel/drivers/net/tun.ko')
 L1_READY = 'VMM-L1-READY'
 L1_EXIT_RE = re.compile(r'VMM-L1-EXIT=(\d+)')
 L1_ERROR_RE = re.compile(r'VMM-L1-ERROR: ([^\n]*)')
@@ -56,7 +57,7 @@ mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts
 # Keep L1's kernel messages (bar emergencies) off the console the guest uses.
 dmesg -n 1
 fail() { echo "VMM-L1-ERROR: $*"; poweroff -f; }
-for m in irqbypass kvm kvm-amd; do
+for m in irqbypass kvm kvm-amd tun; do
     insmod /lib/modules/l1/$m.ko || fail "insmod $m.ko failed"
 done
 [ -c /dev/kvm ] || fail "/dev/kvm did not appear after loading kvm-amd"
@@ -308,7 +309,7 @@ class Guest:
         except OSError:
             raise HarnessError(f'{release_file} missing: run scripts/mkguest {self.build_dir}')
         files = [('bin/busybox', os.path.join(self.guest_dir, 'busybox'))]
-        for ko in L1_KVM_MODULES:
+        for ko in L1_MODULES:
             files.append(('lib/modules/l1/' + os.path.basename(ko),
                           os.path.join(self.guest_dir, 'modules', release, ko)))
         if self.vmm:

@@ -221,6 +221,86 @@ def scenario_hvc0(g, run, _):
     check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
 
 
+NET_BYTES = 64 << 20
+NET_MAC = '52:54:00:12:34:56'
+
+# The host side of the network test, in the background: addresses on both TAPs once vmm has
+# made them, a ping of the guest, 64 MiB to the guest and 64 MiB back, with their sha256.
+NET_HOST = r"""
+N=@BYTES@
+head -c $N /dev/urandom >/tmp/h2g
+echo "T-H2G-SENT=$(sha256sum /tmp/h2g | cut -d' ' -f1)"
+(
+	for i in $(seq 300); do ip link show tap1 >/dev/null 2>&1 && break; sleep 0.1; done
+	ip addr add 10.0.2.1/24 dev tap0 && ip link set tap0 up
+	ip addr add 10.0.3.1/24 dev tap1 && ip link set tap1 up
+	until ping -c 1 -W 1 10.0.2.15 >/dev/null 2>&1; do sleep 0.2; done
+	echo T-HOST-PING=ok
+	(sleep 900 | nc -l -p 5002 >/tmp/g2h) &
+	until nc 10.0.2.15 5001 </tmp/h2g 2>/dev/null; do sleep 0.5; done
+	while [ "$(stat -c %s /tmp/g2h 2>/dev/null)" != "$N" ]; do sleep 0.2; done
+	echo "T-G2H-GOT=$(sha256sum /tmp/g2h | cut -d' ' -f1)"
+) &
+"""
+
+NET_GUEST = [
+    'ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && '
+    'ip addr add 10.0.3.15/24 dev eth1 && ip link set eth1 up; echo T-UP=$?',
+    'echo "T-MAC=$(cat /sys/class/net/eth0/address)"; '
+    'echo "T-CARRIER=$(cat /sys/class/net/eth0/carrier)$(cat /sys/class/net/eth1/carrier)"',
+    'ping -c 2 -W 5 10.0.2.1 >/dev/null; echo T-PING0=$?',
+    'ping -c 2 -W 5 10.0.3.1 >/dev/null; echo T-PING1=$?',
+    '(sleep 900 | nc -l -p 5001 >/tmp/h2g) & '
+    'while [ "$(stat -c %s /tmp/h2g 2>/dev/null)" != "@BYTES@" ]; do sleep 0.2; done; '
+    'echo "T-H2G-GOT=$(sha256sum /tmp/h2g | cut -d\' \' -f1)"',
+    'head -c @BYTES@ /dev/urandom >/tmp/g2h; echo "T-G2H-SENT=$(sha256sum /tmp/g2h | cut -d\' \' -f1)"; '
+    'nc 10.0.2.1 5002 </tmp/g2h; echo T-NC=$?',
+]
+
+
+def setup_net(run, transport):
+    """Two NICs on two TAPs that vmm creates: in L1 (nested; it has no network of its own) or
+    in a network namespace made here (direct), so no packet can leave the machine."""
+    host = NET_HOST.replace('@BYTES@', str(NET_BYTES))
+    command = (f'{host}\n{run.vmm_prefix()} --cmdline quiet --transport {transport} '
+               f'--net tap=tap0,mac={NET_MAC} --net tap=tap1')
+    if run.mode == 'direct':
+        if not shutil.which('unshare'):
+            raise Failure('direct mode needs unshare (util-linux) for a network namespace')
+        command = f'unshare -rn sh -c {shlex.quote(command)}'
+    return dict(command=command, files=run.files), None
+
+
+def scenario_net(g, run, _):
+    g.start(PHASE_TIMEOUT)
+    sent = g.expect(r'T-H2G-SENT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the host file checksum').group(1)
+    g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
+
+    # The values' patterns cannot match the echo of the typed command ("$?", "$(...)").
+    def step(line, key, value=r'\d+'):
+        g.send(line.replace('@BYTES@', str(NET_BYTES)) + '\n')
+        return g.expect(rf'{key}=({value})\n', PHASE_TIMEOUT, what=key).group(1)
+
+    check(step(NET_GUEST[0], 'T-UP') == '0', 'the guest could not configure eth0 and eth1')
+    mac = step(NET_GUEST[1], 'T-MAC', r'[0-9a-f:]{17}')
+    check(mac == NET_MAC, f'eth0 has MAC {mac}, --net asked for {NET_MAC}')
+    carrier = g.expect(r'T-CARRIER=(\d+)\n', PHASE_TIMEOUT, what='carrier').group(1)
+    check(carrier == '11', f'link up on eth0 and eth1: carrier says {carrier!r}')
+    check(step(NET_GUEST[2], 'T-PING0') == '0', 'the guest cannot ping the host on tap0')
+    check(step(NET_GUEST[3], 'T-PING1') == '0', 'the guest cannot ping the host on tap1')
+    if 'T-HOST-PING=ok' not in g.output:  # the host's side runs concurrently
+        g.expect(r'T-HOST-PING=ok', PHASE_TIMEOUT, what='the host pinging the guest')
+    got = step(NET_GUEST[4], 'T-H2G-GOT', r'[0-9a-f]{64}')
+    check(got == sent, f'64 MiB host to guest: sha256 {got} in the guest, {sent} sent')
+    g.send(NET_GUEST[5].replace('@BYTES@', str(NET_BYTES)) + '\n')
+    gsent = g.expect(r'T-G2H-SENT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the guest file checksum').group(1)
+    ggot = g.expect(r'T-G2H-GOT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the host receiving').group(1)
+    check(ggot == gsent, f'64 MiB guest to host: sha256 {ggot} on the host, {gsent} sent')
+    g.send('poweroff -f\n')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+
+
 def simple(run_fn, cmdline, cpus):
     """A scenario on the default guest: (run(g, release), setup giving the command line)."""
     return (lambda g, run, _: run_fn(g, run.release),
@@ -236,6 +316,7 @@ SCENARIOS = {
     'disk-mmio': (scenario_disk, lambda run: setup_disk(run, 'mmio')),
     'hvc0-pci': (scenario_hvc0, lambda run: setup_hvc0(run, 'pci')),
     'hvc0-mmio': (scenario_hvc0, lambda run: setup_hvc0(run, 'mmio')),
+    'net': (scenario_net, lambda run: setup_net(run, 'pci')),
 }
 
 
