@@ -282,7 +282,7 @@ int config_parse_net(const char *spec, struct net_config *out, char *err, size_t
 	char mac[NET_MAC_STRLEN];
 
 	memset(out, 0, sizeof(*out));
-	while (*p) {
+	for (;;) {
 		size_t len = strcspn(p, ",");
 
 		if (len > 4 && strncmp(p, "tap=", 4) == 0 && len - 4 <= CONFIG_TAP_NAME_MAX &&
@@ -306,7 +306,9 @@ int config_parse_net(const char *spec, struct net_config *out, char *err, size_t
 			     (int)len, p, CONFIG_TAP_NAME_MAX);
 			return -EINVAL;
 		}
-		p += len + (p[len] == ',');
+		if (!p[len])
+			break;
+		p += len + 1;
 	}
 	if (!out->tap[0]) {
 		fail(err, errlen, "--net: expected tap=NAME[,mac=MAC]");

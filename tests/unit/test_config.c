@@ -213,6 +213,35 @@ START_TEST(disk_errors)
 }
 END_TEST
 
+START_TEST(nets)
+{
+	static const char *const bad[] = {"",
+	                                  "tap=",
+	                                  "mac=52:54:00:12:34:56",
+	                                  "tap=a,tap=b",
+	                                  "tap=0123456789abcdef",
+	                                  "tap=a,mac=01:00:5e:00:00:01",
+	                                  "tap=a,mac=52:54:00",
+	                                  "tap=a,frob",
+	                                  "tap=a,"};
+	struct net_config n;
+	char err[256];
+
+	ck_assert_int_eq(config_parse_net("tap=tap0", &n, err, sizeof(err)), 0);
+	ck_assert_str_eq(n.tap, "tap0");
+	ck_assert(!n.has_mac);
+	ck_assert_int_eq(config_parse_net("tap=t1,mac=52:54:00:12:34:56", &n, err, sizeof(err)), 0);
+	ck_assert(n.has_mac);
+	ck_assert_uint_eq(n.mac[0], 0x52);
+	ck_assert_uint_eq(n.mac[5], 0x56);
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(config_parse_net(bad[i], &n, err, sizeof(err)) == -EINVAL, "'%s'",
+		              bad[i]);
+		ck_assert_msg(strncmp(err, "--net: ", 7) == 0, "'%s': '%s'", bad[i], err);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -224,6 +253,7 @@ int main(void)
 	tcase_add_test(tc, kernel_cmdline_defaults);
 	tcase_add_test(tc, disks_and_devices);
 	tcase_add_test(tc, disk_errors);
+	tcase_add_test(tc, nets);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }
