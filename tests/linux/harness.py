@@ -139,7 +139,8 @@ def shared_libs(binary):
 
 
 class L1Lockup(GuestError):
-    """The emulated L1 kernel reported a soft lockup: an infrastructure failure."""
+    """The emulated L1 failed (a soft lockup, or it reset without reporting vmm's exit
+    status): an infrastructure failure, not vmm's."""
 
 class Cpio:
     """Writes a newc cpio archive (what the kernel's initramfs unpacker reads)."""
@@ -466,6 +467,13 @@ class Guest:
                     raise L1Lockup(f'waiting for {what}: the L1 kernel reported a soft '
                                    f'lockup in {lockup.group(1)} (TCG L1 problem)')
                 if self._eof:
+                    if (self.mode == 'nested' and not L1_EXIT_RE.search(self._text) and
+                            not L1_ERROR_RE.search(self._text)):
+                        # L1 ends by reporting vmm's status (VMM-L1-EXIT), even when vmm
+                        # crashes; ending without it means L1 itself reset.
+                        raise L1Lockup(f'waiting for {what}: QEMU (L1) exited (status '
+                                       f'{self._rc()}) without reporting vmm\'s exit status: '
+                                       'L1 reset (TCG L1 problem)')
                     raise GuestError(f'waiting for {what}: output ended '
                                      f'({self._who()} exited, status {self._rc()})')
                 left = deadline - time.monotonic()
