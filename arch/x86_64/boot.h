@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/boot_image.h"
 #include "vmm/memory.h"
 
 enum x86_entry_mode {
@@ -24,11 +25,6 @@ struct boot_info {
 	uint64_t boot_params; /* zero page (LONG64) or hvm_start_info (PVH32) address */
 	uint64_t initrd_addr; /* 0 when there is no initrd */
 	uint64_t initrd_size;
-};
-
-struct boot_image {
-	const uint8_t *data;
-	size_t size;
 };
 
 /*

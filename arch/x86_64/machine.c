@@ -2,13 +2,9 @@
 #include "arch/x86_64/machine.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "arch/arch.h"
 #include "arch/x86_64/acpi.h"
@@ -60,60 +56,18 @@ int x86_write_boot_tables(const struct guest_memory *mem, enum x86_entry_mode mo
 	return ret;
 }
 
-/* A whole file mapped read-only; an empty file gives size 0 and no mapping. */
-struct mapped_file {
-	void *data;
-	size_t size;
-};
-
-static int map_file(const char *what, const char *path, struct mapped_file *out)
-{
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int err = 0;
-
-	*out = (struct mapped_file){0};
-	if (fd < 0 || fstat(fd, &st) < 0)
-		err = errno;
-	else if (!S_ISREG(st.st_mode))
-		err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-	else if (st.st_size > 0) {
-		out->data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (out->data == MAP_FAILED) {
-			out->data = NULL;
-			err = errno;
-		}
-		out->size = (size_t)st.st_size;
-	}
-	if (fd >= 0)
-		close(fd);
-	if (err) {
-		log_error("%s '%s': %s", what, path,
-		          err == EINVAL ? "not a regular file" : strerror(err));
-		return -err;
-	}
-	return 0;
-}
-
-static void unmap_file(struct mapped_file *f)
-{
-	if (f->data)
-		munmap(f->data, f->size);
-	f->data = NULL;
-}
-
 static int load_kernel(struct vm *vm)
 {
 	const struct vm_config *cfg = vm->config;
-	struct mapped_file kernel, initrd = {0};
+	struct boot_image kernel, initrd = {0};
 	const char *reason = NULL;
 	char *cmdline;
-	int ret = map_file("kernel", cfg->kernel_path, &kernel);
+	int ret = boot_image_map("kernel", cfg->kernel_path, &kernel);
 
 	if (ret)
 		return ret;
-	if (cfg->initrd_path && (ret = map_file("initrd", cfg->initrd_path, &initrd))) {
-		unmap_file(&kernel);
+	if (cfg->initrd_path && (ret = boot_image_map("initrd", cfg->initrd_path, &initrd))) {
+		boot_image_unmap(&kernel);
 		return ret;
 	}
 	cmdline = config_kernel_cmdline(cfg->cmdline, config_default_args(cfg));
@@ -123,17 +77,15 @@ static int load_kernel(struct vm *vm)
 		ret = -ENOEXEC;
 		reason = "file is empty";
 	} else {
-		ret = x86_load_kernel(&vm->mem, &(struct boot_image){kernel.data, kernel.size},
-		                      &(struct boot_image){initrd.data, initrd.size}, cmdline,
-		                      &vm->arch->boot, &reason);
+		ret = x86_load_kernel(&vm->mem, &kernel, &initrd, cmdline, &vm->arch->boot, &reason);
 	}
 	if (ret)
 		log_error("kernel '%s': %s", cfg->kernel_path, reason ? reason : strerror(-ret));
 	else if ((ret = x86_write_boot_tables(&vm->mem, vm->arch->boot.mode)))
 		log_error("cannot write the boot page tables: %s", strerror(-ret));
 	free(cmdline);
-	unmap_file(&initrd);
-	unmap_file(&kernel);
+	boot_image_unmap(&initrd);
+	boot_image_unmap(&kernel);
 	return ret;
 }
 
