@@ -9,6 +9,13 @@ Modes (VMM_TEST_MODE=direct|nested forces one):
           loads kvm-amd and runs vmm there with the console on L1's serial
           line. vmm's exit status comes back as a VMM-L1-EXIT=<status> line.
 
+Architectures (Guest(arch=...), CLI --arch): x86_64 (guest images from
+scripts/mkguest BUILD_DIR, in BUILD_DIR/guest) and aarch64 (scripts/mkguest
+BUILD_DIR arm64, in BUILD_DIR/guest-arm64). An aarch64 vmm runs directly on an
+aarch64 host with a usable /dev/kvm, else nested: L1 is qemu-system-aarch64
+TCG with emulated EL2 (-M virt,virtualization=on), whose kernel brings KVM up
+in VHE mode with no module to load; L1's console is its PL011 (ttyAMA0).
+
 Library use (the same in both modes):
     with Guest(build_dir, vmm, cmdline='quiet') as g:
         g.start()
@@ -27,6 +34,7 @@ import codecs
 import fcntl
 import hashlib
 import os
+import platform
 import re
 import shlex
 import stat
@@ -36,18 +44,69 @@ import tempfile
 import threading
 import time
 
-QEMU = 'qemu-system-x86_64'
-# KVM for vmm, and tun for the TAP devices of the network tests.
-L1_MODULES = ('kernel/virt/lib/irqbypass.ko', 'kernel/arch/x86/kvm/kvm.ko',
-              'kernel/arch/x86/kvm/kvm-amd.ko', 'kernel/drivers/net/tun.ko')
+
+class Arch:
+    """What differs between architectures in the nested harness (see ARCHES)."""
+
+    def __init__(self, name, debian, qemu, machine, console, kernel, l1_modules,
+                 l1_kvm, status_dev, status_qemu, elf_machine):
+        self.name = name            # as uname -m says it
+        self.debian = debian        # Debian's name (scripts/mkguest BUILD_DIR DEBIAN)
+        self.qemu = qemu            # L1's emulator
+        self.machine = machine      # its machine, CPU and accelerator arguments
+        self.console = console      # L1's console device (QEMU's stdio)
+        self.kernel = kernel        # the kernel's file name in the guest directory
+        self.l1_modules = l1_modules  # module paths (in the module tree) L1 insmods in order
+        self.l1_kvm = l1_kvm        # L1 init text that checks (and reports) KVM
+        self.status_dev = status_dev  # L1's device for vmm's status in interactive runs
+        self.status_qemu = status_qemu  # QEMU arguments that make it; {path} is the file
+        self.elf_machine = elf_machine  # e_machine of its ELF executables
+        self.guest_subdir = 'guest' if debian == 'amd64' else 'guest-' + debian
+        self.mkguest_args = '' if debian == 'amd64' else ' ' + debian
+
+
+# arm64 L1: KVM is built in; it comes up at boot when the kernel starts at EL2.
+L1_KVM_ARM64 = r'''[ -c /dev/kvm ] || fail "no /dev/kvm: KVM did not come up ($(dmesg | grep -i -m 3 kvm | tr '\n' ' '))"
+echo "VMM-L1-KVM: $(dmesg | grep -m 1 'mode initialized successfully' | sed 's/^\[[^]]*\] *//')"
+'''
+
+ARCHES = {a.name: a for a in (
+    Arch('x86_64', 'amd64', 'qemu-system-x86_64', ['-M', 'q35', '-accel', 'tcg', '-cpu', 'max'],
+         'ttyS0', 'bzImage',
+         # KVM for vmm, and tun for the TAP devices of the network tests.
+         ('kernel/virt/lib/irqbypass.ko', 'kernel/arch/x86/kvm/kvm.ko',
+          'kernel/arch/x86/kvm/kvm-amd.ko', 'kernel/drivers/net/tun.ko'),
+         '[ -c /dev/kvm ] || fail "/dev/kvm did not appear after loading kvm-amd"\n',
+         # a second serial port (L1's ttyS1) carries vmm's status
+         '/dev/ttyS1', ['-chardev', 'file,id=status,path={path}', '-serial', 'chardev:status'],
+         62),
+    # TCG's emulated EL2: L1's kernel starts there and brings KVM up in VHE mode (KVM is
+    # built into Debian's arm64 kernel). pauth=off: emulating pointer authentication is slow.
+    Arch('aarch64', 'arm64', 'qemu-system-aarch64',
+         ['-M', 'virt,virtualization=on,gic-version=3', '-cpu', 'max,pauth=off', '-accel', 'tcg'],
+         'ttyAMA0', 'Image',
+         # virtio-mmio and virtio_console for the status channel of interactive runs (the
+         # virt machine has one PL011), and tun for the TAP devices of network tests.
+         ('kernel/drivers/virtio/virtio_ring.ko', 'kernel/drivers/virtio/virtio.ko',
+          'kernel/drivers/virtio/virtio_mmio.ko', 'kernel/drivers/char/virtio_console.ko',
+          'kernel/drivers/net/tun.ko'),
+         L1_KVM_ARM64,
+         '/dev/hvc0', ['-device', 'virtio-serial-device', '-chardev', 'file,id=status,path={path}',
+                       '-device', 'virtconsole,chardev=status'],
+         183),
+)}
+HOST_ARCH = platform.machine()
+QEMU = ARCHES['x86_64'].qemu
+L1_MODULES = ARCHES['x86_64'].l1_modules
 L1_READY = 'VMM-L1-READY'
 L1_EXIT_RE = re.compile(r'VMM-L1-EXIT=(\d+)')
 L1_ERROR_RE = re.compile(r'VMM-L1-ERROR: ([^\n]*)')
 L1_CACHE_KEEP = 4  # cached L1 base archives kept per build dir
 
-# L1's /init. The per-run /scenario.sh (appended as a second cpio archive)
-# prints VMM-L1-READY, runs the command and reports its status.
-L1_INIT = r'''#!/bin/busybox sh
+# L1's /init (for an architecture: see l1_init). The per-run /scenario.sh
+# (appended as a second cpio archive) prints VMM-L1-READY, runs the command and
+# reports its status.
+L1_INIT_TEMPLATE = r'''#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox --install -s
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root
@@ -57,16 +116,24 @@ mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts
 # Keep L1's kernel messages (bar emergencies) off the console the guest uses.
 dmesg -n 1
 fail() { echo "VMM-L1-ERROR: $*"; poweroff -f; }
-for m in irqbypass kvm kvm-amd tun; do
+for m in @MODULES@; do
     insmod /lib/modules/l1/$m.ko || fail "insmod $m.ko failed"
 done
-[ -c /dev/kvm ] || fail "/dev/kvm did not appear after loading kvm-amd"
-[ -f /scenario.sh ] || fail "no /scenario.sh in the initramfs"
+@KVM@[ -f /scenario.sh ] || fail "no /scenario.sh in the initramfs"
 # The console becomes the scenario's controlling terminal, so a vmm in the
 # foreground gets a tty (raw mode, Ctrl-C and Ctrl-A pass to the guest).
 setsid cttyhack sh /scenario.sh
 poweroff -f
 '''
+
+
+def l1_init(arch):
+    """The text of L1's /init for an Arch."""
+    mods = ' '.join(os.path.basename(m)[:-len('.ko')] for m in arch.l1_modules)
+    return L1_INIT_TEMPLATE.replace('@MODULES@', mods).replace('@KVM@', arch.l1_kvm)
+
+
+L1_INIT = l1_init(ARCHES['x86_64'])
 
 
 class HarnessError(Exception):
@@ -90,13 +157,31 @@ def kvm_usable(path='/dev/kvm'):
         return False
 
 
-def detect_mode():
-    """Returns (mode, reason): mode is 'direct' or 'nested'."""
+def get_arch(name):
+    try:
+        return ARCHES[name]
+    except KeyError:
+        raise HarnessError(f'unknown architecture {name!r} (known: {", ".join(ARCHES)})')
+
+
+def detect_mode(arch='x86_64'):
+    """Returns (mode, reason) for a vmm built for arch: mode is 'direct' or 'nested'."""
     forced = os.environ.get('VMM_TEST_MODE', '')
     if forced:
         if forced not in ('direct', 'nested'):
             raise HarnessError(f'VMM_TEST_MODE={forced!r}: expected direct or nested')
+        if forced == 'direct' and arch != HOST_ARCH:
+            raise HarnessError(f'VMM_TEST_MODE=direct: an {arch} vmm cannot run on this '
+                               f'{HOST_ARCH} host')
         return forced, f'VMM_TEST_MODE={forced}'
+    if arch != HOST_ARCH:
+        return 'nested', f'vmm is built for {arch} and this host is {HOST_ARCH}'
+    if arch == 'aarch64':
+        # KVM on arm64 has no vendor modules and no PVM: usable /dev/kvm is enough.
+        if kvm_usable():
+            return 'direct', "this host's /dev/kvm is usable"
+        return 'nested', ('this host has no /dev/kvm' if not os.path.exists('/dev/kvm')
+                          else '/dev/kvm is not usable by this user')
     hw = [m for m in ('kvm_intel', 'kvm_amd') if os.path.isdir('/sys/module/' + m)]
     if hw and kvm_usable():
         return 'direct', f"this host's KVM is hardware-backed ({hw[0]})"
@@ -117,6 +202,32 @@ def is_elf_executable(path):
             return os.access(path, os.X_OK) and f.read(4) == b'\x7fELF'
     except OSError:
         return False
+
+
+def elf_info(path):
+    """(e_machine, dynamically linked) of a little-endian ELF64 file; None if it is not one."""
+    try:
+        with open(path, 'rb') as f:
+            hdr = f.read(64)
+            if len(hdr) < 64 or hdr[:4] != b'\x7fELF' or hdr[4] != 2 or hdr[5] != 1:
+                return None
+            machine = int.from_bytes(hdr[18:20], 'little')
+            phoff = int.from_bytes(hdr[32:40], 'little')
+            phentsize = int.from_bytes(hdr[54:56], 'little')
+            phnum = int.from_bytes(hdr[56:58], 'little')
+            f.seek(phoff)
+            phdrs = f.read(phentsize * phnum)
+    except OSError:
+        return None
+    dynamic = any(int.from_bytes(phdrs[i:i + 4], 'little') == 3  # PT_INTERP
+                  for i in range(0, len(phdrs) - 3, phentsize or 1))
+    return machine, dynamic
+
+
+def elf_arch(path):
+    """The Arch name of an ELF executable, or None."""
+    info = elf_info(path)
+    return next((a.name for a in ARCHES.values() if info and info[0] == a.elf_machine), None)
 
 
 def shared_libs(binary):
@@ -211,19 +322,24 @@ class Guest:
     ELF executables bring the libraries ldd lists).
     disks: vmm --disk values (HOSTPATH[,options]); in nested mode the image is
     copied into L1 (as /disks/N.img), so the guest's writes stay there.
+    arch: what vmm is built for, 'x86_64' or 'aarch64' (default: vmm's ELF
+    machine, else x86_64); it picks the guest images (BUILD_DIR/guest or
+    guest-arm64), L1's emulator and L1's kernel file name (L1_KERNEL).
     """
 
     L1_VMM = '/usr/local/bin/vmm'
-    L1_KERNEL = '/guest/bzImage'
+    L1_KERNEL = '/guest/bzImage'  # x86_64; an instance has its arch's (/guest/Image)
     L1_INITRD = '/guest/initrd'
 
     def __init__(self, build_dir, vmm=None, kernel=None, initrd=None, cmdline=None,
                  mem=None, cpus=None, extra_args=(), command=None, files=(), mode=None,
-                 log_path=None, echo=None, qemu=QEMU, disks=()):
+                 log_path=None, echo=None, qemu=None, disks=(), arch=None):
         self.build_dir = os.path.abspath(build_dir)
-        self.guest_dir = os.path.join(self.build_dir, 'guest')
         self.vmm = os.path.abspath(vmm) if vmm else None
-        self.kernel = os.path.abspath(kernel or os.path.join(self.guest_dir, 'bzImage'))
+        self.arch = get_arch(arch or (self.vmm and elf_arch(self.vmm)) or 'x86_64')
+        self.guest_dir = os.path.join(self.build_dir, self.arch.guest_subdir)
+        self.L1_KERNEL = '/guest/' + self.arch.kernel
+        self.kernel = os.path.abspath(kernel or os.path.join(self.guest_dir, self.arch.kernel))
         if initrd is None:
             initrd = os.path.join(self.guest_dir, 'initramfs.cpio.gz')
         self.initrd = os.path.abspath(initrd) if initrd else None
@@ -233,11 +349,11 @@ class Guest:
         self.files = list(files)
         self.disks = list(disks)
         if mode is None:
-            mode, self.mode_reason = detect_mode()
+            mode, self.mode_reason = detect_mode(self.arch.name)
         else:
             self.mode_reason = 'chosen by the caller'
         self.mode = mode
-        self.qemu = qemu
+        self.qemu = qemu or self.arch.qemu
         self.log_path = log_path
         self.echo = echo  # a binary stream that gets the output as it arrives
         self.proc = None
@@ -290,14 +406,15 @@ class Guest:
         return ' '.join(shlex.quote(str(a)) for a in argv)
 
     def _qemu_argv(self, initrd, status_file=None):
-        return [self.qemu, '-M', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', os.environ.get('VMM_L1_CPUS', '2'),
+        a = self.arch
+        return [self.qemu] + a.machine + ['-smp', os.environ.get('VMM_L1_CPUS', '2'),
                 '-m', '2048', '-nodefaults', '-no-user-config', '-display', 'none',
                 '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
-                '-kernel', os.path.join(self.guest_dir, 'bzImage'), '-initrd', initrd,
-                '-append', 'console=ttyS0 quiet panic=-1', '-no-reboot'] + (
-                    # a second serial port (L1's ttyS1) carries vmm's status
-                    ['-chardev', f'file,id=status,path={status_file}',
-                     '-serial', 'chardev:status'] if status_file else [])
+                '-kernel', os.path.join(self.guest_dir, a.kernel), '-initrd', initrd,
+                '-append', f'console={a.console} quiet panic=-1', '-no-reboot'] + (
+                    # a second console device carries vmm's status
+                    [arg.format(path=status_file) for arg in a.status_qemu]
+                    if status_file else [])
 
     # ---- the L1 initramfs ----------------------------------------------
 
@@ -308,9 +425,10 @@ class Guest:
             with open(release_file) as f:
                 release = f.read().strip()
         except OSError:
-            raise HarnessError(f'{release_file} missing: run scripts/mkguest {self.build_dir}')
+            raise HarnessError(f'{release_file} missing: run scripts/mkguest {self.build_dir}'
+                               f'{self.arch.mkguest_args}')
         files = [('bin/busybox', os.path.join(self.guest_dir, 'busybox'))]
-        for ko in L1_MODULES:
+        for ko in self.arch.l1_modules:
             files.append(('lib/modules/l1/' + os.path.basename(ko),
                           os.path.join(self.guest_dir, 'modules', release, ko)))
         if self.vmm:
@@ -320,17 +438,32 @@ class Guest:
             files.append((self.L1_INITRD, self.initrd))
         files += self.files
         files += [(f'/disks/{i}.img', spec.partition(',')[0]) for i, spec in enumerate(self.disks)]
-        for _, host in list(files):
-            if is_elf_executable(host):
-                files += [(lib, lib) for lib in shared_libs(host) if (lib, lib) not in files]
         for _, host in files:
             if not os.path.isfile(host):
-                raise HarnessError(f'{host} missing (run scripts/mkguest {self.build_dir}?)')
+                raise HarnessError(f'{host} missing (run scripts/mkguest {self.build_dir}'
+                                   f'{self.arch.mkguest_args}?)')
+        for _, host in list(files):
+            if is_elf_executable(host):
+                files += [(lib, lib) for lib in self._l1_libs(host) if (lib, lib) not in files]
         return files
+
+    def _l1_libs(self, path):
+        """The shared libraries an executable for L1 needs from this host: those ldd lists
+        when L1 has the host's architecture; none for a static one of another."""
+        if self.arch.name == HOST_ARCH:
+            return shared_libs(path)
+        info = elf_info(path)
+        if not info or info[0] != self.arch.elf_machine:
+            raise HarnessError(f'{path} is not an {self.arch.name} executable, and L1 is '
+                               f'{self.arch.name}')
+        if info[1]:
+            raise HarnessError(f'{path} is a dynamically linked {self.arch.name} executable: '
+                               'this host cannot list its libraries, so L1 needs a static one')
+        return []
 
     def _l1_base(self, files):
         """Path of the cached L1 base archive, (re)built when an input changed."""
-        key = hashlib.sha256(L1_INIT.encode())
+        key = hashlib.sha256(l1_init(self.arch).encode())
         with open(os.path.abspath(__file__), 'rb') as f:
             key.update(f.read())
         for name, host in files:
@@ -351,7 +484,7 @@ class Guest:
                               'usr/bin', 'usr/sbin', 'usr/local/bin'):
                         c.add_dir(d)
                     c.add_chardev('dev/console', 5, 1)
-                    c.add_file('init', L1_INIT, 0o755)
+                    c.add_file('init', l1_init(self.arch), 0o755)
                     for name, host in files:
                         c.add_host_file(name, host)
                     c.finish()
@@ -378,7 +511,7 @@ class Guest:
         lines += [self._l1_shell_command(), 'status=$?']
         if interactive:
             lines += ['[ $status -eq 0 ] || echo "vmm exited with status $status"',
-                      'echo "VMM-L1-EXIT=$status" >/dev/ttyS1']
+                      f'echo "VMM-L1-EXIT=$status" >{self.arch.status_dev}']
         else:
             lines.append('printf "\\nVMM-L1-EXIT=%d\\n" $status')
         lines.append('poweroff -f')
@@ -582,17 +715,24 @@ class Guest:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = ap.add_subparsers(dest='cmd', required=True)
-    sub.add_parser('mode', help='print the mode this host gets, and why')
+    m = sub.add_parser('mode', help='print the mode this host gets, and why')
+    m.add_argument('--arch', choices=sorted(ARCHES),
+                   help="vmm's architecture (default: this host's)")
     r = sub.add_parser('run', help='boot a guest under vmm (direct or nested)')
     r.add_argument('build_dir')
-    r.add_argument('--vmm', help='vmm binary (default BUILD_DIR/vmm)')
+    r.add_argument('--vmm', help='vmm binary (default BUILD_DIR/vmm; with --arch aarch64 '
+                   'BUILD_DIR/aarch64/vmm, where scripts/build-aarch64 BUILD_DIR/aarch64 puts it)')
+    r.add_argument('--arch', choices=sorted(ARCHES),
+                   help="vmm's architecture (default: the vmm binary's, else x86_64); "
+                   'aarch64 takes its guest from scripts/mkguest BUILD_DIR arm64')
     r.add_argument('--kernel')
     r.add_argument('--initrd', help="initrd ('' for none)")
     r.add_argument('--cmdline')
     r.add_argument('--mem')
     r.add_argument('--cpus')
     r.add_argument('--command', help='shell command to run instead of vmm '
-                   '(nested: inside L1; kernel at /guest/bzImage, initrd at /guest/initrd)')
+                   '(nested: inside L1; kernel at /guest/bzImage or /guest/Image, initrd at '
+                   '/guest/initrd)')
     r.add_argument('--file', action='append', default=[], metavar='L1PATH=HOSTPATH',
                    help='copy a file into L1 (nested mode)')
     r.add_argument('--disk', action='append', default=[], metavar='PATH[,OPTIONS]',
@@ -602,16 +742,26 @@ def main(argv=None):
     r.add_argument('extra', nargs='*', help='more vmm arguments (after --)')
     args = ap.parse_args(argv)
     try:
-        mode, reason = detect_mode()
         if args.cmd == 'mode':
+            mode, reason = detect_mode(args.arch or (HOST_ARCH if HOST_ARCH in ARCHES
+                                                     else 'x86_64'))
             print(f'{mode}: {reason}')
             return 0
-        vmm = args.vmm or os.path.join(args.build_dir, 'vmm')
+        if args.vmm:
+            vmm = args.vmm
+        elif args.arch == 'aarch64':
+            vmm = os.path.join(args.build_dir, 'aarch64', 'vmm')
+        else:
+            vmm = os.path.join(args.build_dir, 'vmm')
         if args.command is None and not os.path.isfile(vmm):
-            raise HarnessError(f'{vmm} not found (build with: ninja -C {args.build_dir})')
+            raise HarnessError(f'{vmm} not found (build with: ' + (
+                f'scripts/build-aarch64 {os.path.dirname(vmm)})' if args.arch == 'aarch64'
+                else f'ninja -C {args.build_dir})'))
+        arch = args.arch or (os.path.isfile(vmm) and elf_arch(vmm)) or 'x86_64'
+        mode, reason = detect_mode(arch)
         g = Guest(args.build_dir, vmm if os.path.isfile(vmm) else None, args.kernel,
                   args.initrd, args.cmdline, args.mem, args.cpus, args.extra,
-                  command=args.command, mode=mode,
+                  command=args.command, mode=mode, arch=arch,
                   files=[tuple(f.split('=', 1)) for f in args.file], disks=args.disk)
         if args.interactive:
             if mode == 'nested':
