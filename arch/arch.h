@@ -5,6 +5,7 @@
 #ifndef VMM_ARCH_ARCH_H
 #define VMM_ARCH_ARCH_H
 
+#include <linux/kvm.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,6 +21,37 @@
 #define ARCH_VIRTIO_MMIO_STRIDE X86_VIRTIO_MMIO_STRIDE
 #define ARCH_VIRTIO_MMIO_MAX    X86_VIRTIO_MMIO_MAX
 #define ARCH_DEVICE_GSIS        X86_DEVICE_GSIS
+/* KVM_IRQ_LINE's number for a GSI: the GSI itself (IOAPIC pin). */
+#define ARCH_KVM_IRQ_LINE(gsi) (gsi)
+/* What open_kvm() checks beyond the common capabilities: {cap, "name"} entries. */
+#define ARCH_REQUIRED_CAPS                                                                         \
+	{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"}, {KVM_CAP_PIT2, "KVM_CAP_PIT2"},            \
+	{                                                                                          \
+		KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"                                             \
+	}
+#define ARCH_NO_KVM_HINT                                                                           \
+	"load the kvm module (modprobe kvm_intel or kvm_amd) and enable virtualization in the "    \
+	"firmware"
+
+#elif defined(__aarch64__)
+#include "arch/aarch64/layout.h"
+#define ARCH_MIN_RAM            ARM64_MIN_RAM
+#define ARCH_MAX_RAM            ARM64_MAX_RAM
+#define ARCH_VIRTIO_MMIO_BASE   ARM64_VIRTIO_MMIO_BASE
+#define ARCH_VIRTIO_MMIO_STRIDE ARM64_VIRTIO_MMIO_STRIDE
+#define ARCH_VIRTIO_MMIO_MAX    ARM64_VIRTIO_MMIO_MAX
+#define ARCH_DEVICE_GSIS        ARM64_DEVICE_GSIS
+/* KVM_IRQ_LINE's number for a GSI: GSI N is shared peripheral interrupt N, GIC INTID N + 32. */
+#define ARCH_KVM_IRQ_LINE(gsi)  ((KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT) | ((gsi) + 32))
+#define ARCH_REQUIRED_CAPS                                                                         \
+	{KVM_CAP_ARM_PSCI_0_2, "KVM_CAP_ARM_PSCI_0_2"}, {KVM_CAP_ONE_REG, "KVM_CAP_ONE_REG"},      \
+	{                                                                                          \
+		KVM_CAP_DEVICE_CTRL, "KVM_CAP_DEVICE_CTRL"                                         \
+	}
+#define ARCH_NO_KVM_HINT "this kernel has no KVM: boot it at EL2 (hypervisor mode) with CONFIG_KVM"
+
+#else
+#error "vmm has no back-end for this architecture"
 #endif
 
 struct vm;
@@ -45,7 +77,10 @@ void arch_vm_destroy(struct vm *vm);
 /* The PCI host bridge's place in the memory map; false where the arch has no PCI. */
 bool arch_pci_layout(const struct vm *vm, struct pci_layout *out);
 
-/* Sets up a created vCPU (CPUID, MSRs, FPU, and entry registers on the boot vCPU). */
+/*
+ * Sets up a created vCPU (x86: CPUID, MSRs, FPU; arm64: KVM_ARM_VCPU_INIT), and the entry
+ * registers on the boot vCPU. vCPUs are set up in id order, after arch_vm_load().
+ */
 int arch_vcpu_init(struct vcpu *vcpu) MUST_CHECK;
 
 /* Handles a KVM exit reason vmm/vcpu.c does not; returns a VCPU_* action or -errno. */

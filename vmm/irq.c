@@ -6,9 +6,11 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "arch/arch.h"
+
 int irq_set_level(const struct irq_line *line, int level)
 {
-	struct kvm_irq_level irq = {.irq = line->gsi, .level = level ? 1 : 0};
+	struct kvm_irq_level irq = {.irq = ARCH_KVM_IRQ_LINE(line->gsi), .level = level ? 1 : 0};
 
 	return ioctl(line->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
 }

@@ -10,8 +10,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define IOAPIC_PINS 24
-
 /* Under r->lock. */
 static int commit(struct msi_router *r)
 {
@@ -38,6 +36,24 @@ static void add_irqchip(struct msi_router *r, unsigned gsi, unsigned chip, unsig
 	};
 }
 
+/* A routing table replaces KVM's default one: keep the wired lines' routes in it. */
+static void add_wired_routes(struct msi_router *r)
+{
+#if defined(__x86_64__)
+	for (unsigned gsi = 0; gsi < MSI_FIRST_GSI; gsi++) {
+		if (gsi < 16)
+			add_irqchip(r, gsi,
+			            gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+			            gsi % 8);
+		add_irqchip(r, gsi, KVM_IRQCHIP_IOAPIC, gsi);
+	}
+#else
+	/* The GIC is irqchip 0; GSI N is its shared peripheral interrupt N. */
+	for (unsigned gsi = 0; gsi < MSI_FIRST_GSI; gsi++)
+		add_irqchip(r, gsi, 0, gsi);
+#endif
+}
+
 int msi_router_init(struct msi_router *r, int vm_fd)
 {
 	int max = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQ_ROUTING);
@@ -54,13 +70,7 @@ int msi_router_init(struct msi_router *r, int vm_fd)
 	r->entries = calloc(r->max_gsi + 16, sizeof(r->entries[0]));
 	if (!r->entries)
 		return -ENOMEM;
-	for (unsigned gsi = 0; gsi < IOAPIC_PINS; gsi++) {
-		if (gsi < 16)
-			add_irqchip(r, gsi,
-			            gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
-			            gsi % 8);
-		add_irqchip(r, gsi, KVM_IRQCHIP_IOAPIC, gsi);
-	}
+	add_wired_routes(r);
 	pthread_mutex_lock(&r->lock);
 	ret = commit(r);
 	pthread_mutex_unlock(&r->lock);

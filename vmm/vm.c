@@ -25,10 +25,9 @@ static const struct {
 } required_caps[] = {
         {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
         {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-        {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
-        {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
         {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
-        {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+        {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+        ARCH_REQUIRED_CAPS,
 };
 
 static int open_kvm(struct vm *vm)
@@ -42,9 +41,7 @@ static int open_kvm(struct vm *vm)
 	if (vm->kvm_fd < 0) {
 		int err = errno;
 		if (err == ENOENT)
-			log_error("%s: %s: load the kvm module (modprobe kvm_intel or kvm_amd) and "
-			          "enable virtualization in the firmware",
-			          path, strerror(err));
+			log_error("%s: %s: " ARCH_NO_KVM_HINT, path, strerror(err));
 		else if (err == EACCES || err == EPERM)
 			log_error("%s: %s: add yourself to the 'kvm' group (sudo usermod -aG kvm "
 			          "$USER, then log in again) or run as root",

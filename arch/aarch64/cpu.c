@@ -1,0 +1,66 @@
+/*
+ * aarch64 vCPU set-up: KVM_ARM_VCPU_INIT with KVM's preferred target and PSCI 0.2. Only vCPU 0
+ * starts running; the others start powered off until the guest's PSCI CPU_ON, which KVM handles.
+ * The boot vCPU enters the Image at EL1h, interrupts masked, X0 = the device tree (booting.rst).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "arch/aarch64/machine.h"
+#include "arch/arch.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define CORE_REG(field)                                                                            \
+	(KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |                                     \
+	 (offsetof(struct kvm_regs, field) / sizeof(uint32_t)))
+
+/* PSTATE at entry: EL1 with SP_EL1, debug, SError, IRQ and FIQ masked. */
+#define PSTATE_EL1H_MASKED 0x3c5ULL
+
+static int set_reg(struct vcpu *vcpu, uint64_t id, uint64_t value)
+{
+	struct kvm_one_reg reg = {.id = id, .addr = (uintptr_t)&value};
+
+	return ioctl(vcpu->fd, KVM_SET_ONE_REG, &reg) < 0 ? -errno : 0;
+}
+
+static int set_entry_registers(struct vcpu *vcpu)
+{
+	const struct arm64_boot_info *boot = &vcpu->vm->arch->boot;
+	int ret = set_reg(vcpu, CORE_REG(regs.pstate), PSTATE_EL1H_MASKED);
+
+	if (!ret)
+		ret = set_reg(vcpu, CORE_REG(regs.regs[0]), boot->dtb_addr);
+	for (unsigned i = 1; i < 4 && !ret; i++)
+		ret = set_reg(vcpu, CORE_REG(regs.regs[i]), 0);
+	if (!ret)
+		ret = set_reg(vcpu, CORE_REG(regs.pc), boot->entry);
+	return ret;
+}
+
+int arch_vcpu_init(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	struct kvm_vcpu_init init = vm->arch->vcpu_template;
+	int ret = 0;
+
+	init.features[0] |= 1U << KVM_ARM_VCPU_PSCI_0_2;
+	if (vcpu->id != 0)
+		init.features[0] |= 1U << KVM_ARM_VCPU_POWER_OFF;
+	if (ioctl(vcpu->fd, KVM_ARM_VCPU_INIT, &init) < 0) {
+		ret = -errno;
+		log_error("vCPU %u: KVM_ARM_VCPU_INIT: %s", vcpu->id, strerror(errno));
+		return ret;
+	}
+	if (vcpu->id == 0 && (ret = set_entry_registers(vcpu))) {
+		log_error("vCPU 0: cannot set the entry registers: %s", strerror(-ret));
+		return ret;
+	}
+	/* The GIC is initialised once all its vCPUs exist: after the last one. */
+	if (vcpu->id + 1 == vm->config->cpus && (ret = arm64_gic_finalize(vm->arch)))
+		log_error("cannot initialise the GIC: %s", strerror(-ret));
+	return ret;
+}

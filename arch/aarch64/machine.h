@@ -1,0 +1,24 @@
+/* aarch64 machine state shared by machine.c (VM, GIC, UART, kernel) and cpu.c (vCPU set-up). */
+#ifndef VMM_ARCH_AARCH64_MACHINE_H
+#define VMM_ARCH_AARCH64_MACHINE_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+
+#include "arch/aarch64/boot.h"
+#include "arch/aarch64/fdt.h"
+#include "devices/uart_8250.h"
+
+struct arch_vm {
+	struct arm64_boot_info boot;
+	struct kvm_vcpu_init vcpu_template; /* KVM_ARM_PREFERRED_TARGET */
+	enum arm64_gic_version gic;
+	int gic_fd;
+	struct uart_8250 uart;
+	bool uart_initialized;
+};
+
+/* Finishes the GIC once every vCPU exists (KVM_DEV_ARM_VGIC_CTRL_INIT). Returns 0 or -errno. */
+int arm64_gic_finalize(struct arch_vm *a) MUST_CHECK;
+
+#endif
