@@ -68,8 +68,9 @@ int arch_memory_init(struct guest_memory *mem, uint64_t ram_size) MUST_CHECK;
 int arch_vm_init(struct vm *vm) MUST_CHECK;
 
 /*
- * Once vm->devices exist: writes the firmware tables that describe them and loads the kernel
- * named in the config. Prints one error line and returns -errno on failure.
+ * Once the vCPUs and vm->devices exist: writes the firmware tables that describe them, loads the
+ * kernel named in the config and sets the boot vCPU's entry registers. Prints one error line and
+ * returns -errno on failure.
  */
 int arch_vm_load(struct vm *vm) MUST_CHECK;
 void arch_vm_destroy(struct vm *vm);
@@ -78,8 +79,9 @@ void arch_vm_destroy(struct vm *vm);
 bool arch_pci_layout(const struct vm *vm, struct pci_layout *out);
 
 /*
- * Sets up a created vCPU (x86: CPUID, MSRs, FPU; arm64: KVM_ARM_VCPU_INIT), and the entry
- * registers on the boot vCPU. vCPUs are set up in id order, after arch_vm_load().
+ * Sets up a created vCPU (x86: CPUID, MSRs, FPU, local APIC; arm64: KVM_ARM_VCPU_INIT). vCPUs are
+ * created and set up in id order after arch_vm_init() and before the devices; entry registers
+ * come later, from arch_vm_load().
  */
 int arch_vcpu_init(struct vcpu *vcpu) MUST_CHECK;
 

@@ -172,14 +172,15 @@ static int vm_build(struct vm *vm)
 		log_error("cannot create the event loop: %s", strerror(-ret));
 		return ret;
 	}
+	/* vCPUs before devices: an arm64 GIC is finished once its vCPUs exist, before irqfds. */
 	ret = arch_vm_init(vm);
+	if (!ret)
+		ret = create_vcpus(vm);
 	if (!ret)
 		ret = devices_create(vm);
 	if (!ret)
 		ret = arch_vm_load(vm);
-	if (ret)
-		return ret;
-	return create_vcpus(vm);
+	return ret;
 }
 
 int vm_create(const struct vm_config *config, struct vm **out)

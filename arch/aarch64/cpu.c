@@ -27,9 +27,8 @@ static int set_reg(struct vcpu *vcpu, uint64_t id, uint64_t value)
 	return ioctl(vcpu->fd, KVM_SET_ONE_REG, &reg) < 0 ? -errno : 0;
 }
 
-static int set_entry_registers(struct vcpu *vcpu)
+int arm64_set_entry_registers(struct vcpu *vcpu, const struct arm64_boot_info *boot)
 {
-	const struct arm64_boot_info *boot = &vcpu->vm->arch->boot;
 	int ret = set_reg(vcpu, CORE_REG(regs.pstate), PSTATE_EL1H_MASKED);
 
 	if (!ret)
@@ -55,11 +54,7 @@ int arch_vcpu_init(struct vcpu *vcpu)
 		log_error("vCPU %u: KVM_ARM_VCPU_INIT: %s", vcpu->id, strerror(errno));
 		return ret;
 	}
-	if (vcpu->id == 0 && (ret = set_entry_registers(vcpu))) {
-		log_error("vCPU 0: cannot set the entry registers: %s", strerror(-ret));
-		return ret;
-	}
-	/* The GIC is initialised once all its vCPUs exist: after the last one. */
+	/* The GIC is initialised once all its vCPUs exist (before irqfds): after the last one. */
 	if (vcpu->id + 1 == vm->config->cpus && (ret = arm64_gic_finalize(vm->arch)))
 		log_error("cannot initialise the GIC: %s", strerror(-ret));
 	return ret;

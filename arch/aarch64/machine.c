@@ -194,6 +194,8 @@ int arch_vm_load(struct vm *vm)
 
 	if (!ret)
 		ret = write_device_tree(vm, cmdline);
+	if (!ret && (ret = arm64_set_entry_registers(&vm->vcpus[0], &vm->arch->boot)))
+		log_error("vCPU 0: cannot set the entry registers: %s", strerror(-ret));
 	free(cmdline);
 	boot_image_unmap(&initrd);
 	boot_image_unmap(&kernel);

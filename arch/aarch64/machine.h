@@ -18,6 +18,10 @@ struct arch_vm {
 	bool uart_initialized;
 };
 
+/* Entry state of the boot vCPU: PC at the Image, X0 the device tree, EL1h, all masked. */
+struct vcpu;
+int arm64_set_entry_registers(struct vcpu *vcpu, const struct arm64_boot_info *boot) MUST_CHECK;
+
 /* Finishes the GIC once every vCPU exists (KVM_DEV_ARM_VGIC_CTRL_INIT). Returns 0 or -errno. */
 int arm64_gic_finalize(struct arch_vm *a) MUST_CHECK;
 

@@ -199,8 +199,7 @@ static struct kvm_segment flat_segment(uint16_t selector, uint8_t type, bool cod
 	};
 }
 
-/* Entry state of the boot vCPU: long mode with paging for LONG64, flat 32-bit for PVH. */
-static int setup_entry_registers(struct vcpu *vcpu, const struct boot_info *boot)
+int x86_set_entry_registers(struct vcpu *vcpu, const struct boot_info *boot)
 {
 	bool long_mode = boot->mode == X86_ENTRY_LONG64;
 	struct kvm_regs regs = {.rflags = 2, .rip = boot->entry};
@@ -234,12 +233,6 @@ static int setup_entry_registers(struct vcpu *vcpu, const struct boot_info *boot
 	return ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0 ? -errno : 0;
 }
 
-/* Other vCPUs wait for INIT/SIPI from the boot vCPU in the in-kernel local APIC. */
-static int setup_boot_registers(struct vcpu *vcpu)
-{
-	return vcpu->id == 0 ? setup_entry_registers(vcpu, &vcpu->vm->arch->boot) : 0;
-}
-
 static const struct {
 	const char *name;
 	int (*setup)(struct vcpu *vcpu);
@@ -248,7 +241,6 @@ static const struct {
         {"MSRs", setup_msrs},
         {"FPU", setup_fpu},
         {"local APIC", setup_lapic},
-        {"registers", setup_boot_registers},
 };
 
 int arch_vcpu_init(struct vcpu *vcpu)

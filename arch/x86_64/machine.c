@@ -77,7 +77,8 @@ static int load_kernel(struct vm *vm)
 		ret = -ENOEXEC;
 		reason = "file is empty";
 	} else {
-		ret = x86_load_kernel(&vm->mem, &kernel, &initrd, cmdline, &vm->arch->boot, &reason);
+		ret = x86_load_kernel(&vm->mem, &kernel, &initrd, cmdline, &vm->arch->boot,
+		                      &reason);
 	}
 	if (ret)
 		log_error("kernel '%s': %s", cfg->kernel_path, reason ? reason : strerror(-ret));
@@ -255,7 +256,11 @@ int arch_vm_load(struct vm *vm)
 {
 	int ret = write_acpi_tables(vm);
 
-	return ret ? ret : load_kernel(vm);
+	if (!ret)
+		ret = load_kernel(vm);
+	if (!ret && (ret = x86_set_entry_registers(&vm->vcpus[0], &vm->arch->boot)))
+		log_error("vCPU 0: cannot set the entry registers: %s", strerror(-ret));
+	return ret;
 }
 
 void arch_vm_destroy(struct vm *vm)

@@ -26,6 +26,13 @@ struct arch_vm {
 /* Writes the GDT and, for the 64-bit entry, the identity-mapping page tables. */
 int x86_write_boot_tables(const struct guest_memory *mem, enum x86_entry_mode mode) MUST_CHECK;
 
+/*
+ * Entry state of the boot vCPU: long mode with paging for LONG64, flat 32-bit for PVH. The other
+ * vCPUs wait for INIT/SIPI from the boot vCPU in the in-kernel local APIC.
+ */
+struct vcpu;
+int x86_set_entry_registers(struct vcpu *vcpu, const struct boot_info *boot) MUST_CHECK;
+
 /* Fetches KVM_GET_SUPPORTED_CPUID into a malloc'ed struct. Returns 0 or -errno. */
 int x86_get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out) MUST_CHECK;
 
