@@ -14,7 +14,7 @@
  * for COMMAND's VM from debugfs (/sys/kernel/debug/kvm/PID-FD/, mounted by the caller): exits of
  * every kind up to that point, whoever the VMM is. With -t, COMMAND is killed (SIGKILL) after
  * SECS seconds. Built by bench/boot with the host's cc (statically, so it runs in the nested
- * harness's L1 as it is).
+ * harness's L1 as it is), or with aarch64-linux-gnu-gcc for an arm64 L1.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,8 +30,10 @@
 
 extern char **environ;
 
+/* x86 names, then arm64 ones; a statistic the host's KVM lacks reads as -1. */
 static const char *const kvm_stats[] = {
         "exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits", "insn_emulation",
+        "mmio_exit_user", "mmio_exit_kernel", "wfi_exit_stat", "hvc_exit_stat",
 };
 #define NR_KVM_STATS (sizeof(kvm_stats) / sizeof(kvm_stats[0]))
 

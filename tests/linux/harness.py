@@ -49,7 +49,7 @@ class Arch:
     """What differs between architectures in the nested harness (see ARCHES)."""
 
     def __init__(self, name, debian, qemu, machine, console, kernel, l1_modules,
-                 l1_kvm, status_dev, status_qemu, elf_machine):
+                 l1_kvm, status_dev, status_qemu, elf_machine, triplet):
         self.name = name            # as uname -m says it
         self.debian = debian        # Debian's name (scripts/mkguest BUILD_DIR DEBIAN)
         self.qemu = qemu            # L1's emulator
@@ -61,6 +61,7 @@ class Arch:
         self.status_dev = status_dev  # L1's device for vmm's status in interactive runs
         self.status_qemu = status_qemu  # QEMU arguments that make it; {path} is the file
         self.elf_machine = elf_machine  # e_machine of its ELF executables
+        self.triplet = triplet      # its Debian multiarch library directory name
         self.guest_subdir = 'guest' if debian == 'amd64' else 'guest-' + debian
         self.mkguest_args = '' if debian == 'amd64' else ' ' + debian
 
@@ -79,7 +80,7 @@ ARCHES = {a.name: a for a in (
          '[ -c /dev/kvm ] || fail "/dev/kvm did not appear after loading kvm-amd"\n',
          # a second serial port (L1's ttyS1) carries vmm's status
          '/dev/ttyS1', ['-chardev', 'file,id=status,path={path}', '-serial', 'chardev:status'],
-         62),
+         62, 'x86_64-linux-gnu'),
     # TCG's emulated EL2: L1's kernel starts there and brings KVM up in VHE mode (KVM is
     # built into Debian's arm64 kernel). pauth=off: emulating pointer authentication is slow.
     Arch('aarch64', 'arm64', 'qemu-system-aarch64',
@@ -93,7 +94,7 @@ ARCHES = {a.name: a for a in (
          L1_KVM_ARM64,
          '/dev/hvc0', ['-device', 'virtio-serial-device', '-chardev', 'file,id=status,path={path}',
                        '-device', 'virtconsole,chardev=status'],
-         183),
+         183, 'aarch64-linux-gnu'),
 )}
 HOST_ARCH = platform.machine()
 QEMU = ARCHES['x86_64'].qemu
@@ -230,6 +231,82 @@ def elf_arch(path):
     return next((a.name for a in ARCHES.values() if info and info[0] == a.elf_machine), None)
 
 
+def elf_dynamic(path):
+    """(PT_INTERP path or None, DT_NEEDED names) of a little-endian ELF64 file."""
+    with open(path, 'rb') as f:
+        data = f.read()
+
+    def u(off, size):
+        return int.from_bytes(data[off:off + size], 'little')
+
+    if data[:4] != b'\x7fELF' or data[4] != 2 or data[5] != 1:
+        raise HarnessError(f'{path}: not a little-endian ELF64 file')
+    phoff, phentsize, phnum = u(32, 8), u(54, 2), u(56, 2)
+    interp, dynamic, loads = None, None, []
+    for i in range(phnum):
+        ph = phoff + i * phentsize
+        p_type, offset, vaddr, filesz = u(ph, 4), u(ph + 8, 8), u(ph + 16, 8), u(ph + 32, 8)
+        if p_type == 3:  # PT_INTERP
+            interp = data[offset:offset + filesz].split(b'\0')[0].decode()
+        elif p_type == 2:  # PT_DYNAMIC
+            dynamic = (offset, filesz)
+        elif p_type == 1:  # PT_LOAD
+            loads.append((vaddr, offset, filesz))
+    if dynamic is None:
+        return interp, []
+    needed, strtab = [], None
+    for o in range(dynamic[0], dynamic[0] + dynamic[1] - 15, 16):
+        tag, val = u(o, 8), u(o + 8, 8)
+        if tag == 0:
+            break
+        if tag == 1:  # DT_NEEDED
+            needed.append(val)
+        elif tag == 5:  # DT_STRTAB (an address)
+            strtab = next((val - v + off for v, off, n in loads if v <= val < v + n), None)
+    if needed and strtab is None:
+        raise HarnessError(f'{path}: DT_STRTAB outside its loaded segments')
+    return interp, [data[strtab + n:data.index(b'\0', strtab + n)].decode() for n in needed]
+
+
+def sysroot_libs(binary, sysroot, triplet):
+    """(path at run time, file in sysroot) of the loader and every shared library that a
+    dynamically linked binary of another architecture needs, found in sysroot (e.g. Debian
+    packages of that architecture unpacked with dpkg-deb -x). Libraries go to
+    /lib/TRIPLET/ at run time, where that architecture's loader looks by default."""
+    dirs = [os.path.join(sysroot, d, triplet) for d in ('lib', 'usr/lib')]
+
+    def inside(path):
+        """path in sysroot with its symbolic links resolved inside sysroot."""
+        for _ in range(40):
+            if not os.path.islink(path):
+                return path
+            target = os.readlink(path)
+            path = (os.path.join(sysroot, target.lstrip('/')) if target.startswith('/')
+                    else os.path.join(os.path.dirname(path), target))
+        raise HarnessError(f'{path}: too many symbolic links')
+
+    interp, todo = elf_dynamic(binary)
+    out = []
+    if interp:
+        host = inside(os.path.join(sysroot, interp.lstrip('/')))
+        if not os.path.isfile(host):
+            raise HarnessError(f'{binary}: its loader {interp} is not in {sysroot}')
+        out.append((interp, host))
+    seen = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        host = next((inside(os.path.join(d, name)) for d in dirs
+                     if os.path.lexists(os.path.join(d, name))), None)
+        if not host or not os.path.isfile(host):
+            raise HarnessError(f'{binary} needs {name}, which is not in {sysroot}')
+        out.append((f'/lib/{triplet}/{name}', host))
+        todo += elf_dynamic(host)[1]
+    return out
+
+
 def shared_libs(binary):
     """Absolute paths of the shared libraries (and loader) that ldd lists."""
     res = subprocess.run(['ldd', binary], capture_output=True, text=True)
@@ -325,6 +402,9 @@ class Guest:
     arch: what vmm is built for, 'x86_64' or 'aarch64' (default: vmm's ELF
     machine, else x86_64); it picks the guest images (BUILD_DIR/guest or
     guest-arm64), L1's emulator and L1's kernel file name (L1_KERNEL).
+    sysroot: where dynamically linked executables of another architecture than
+    this host's find their loader and libraries (see sysroot_libs); without it,
+    such executables for L1 must be static.
     """
 
     L1_VMM = '/usr/local/bin/vmm'
@@ -333,7 +413,7 @@ class Guest:
 
     def __init__(self, build_dir, vmm=None, kernel=None, initrd=None, cmdline=None,
                  mem=None, cpus=None, extra_args=(), command=None, files=(), mode=None,
-                 log_path=None, echo=None, qemu=None, disks=(), arch=None):
+                 log_path=None, echo=None, qemu=None, disks=(), arch=None, sysroot=None):
         self.build_dir = os.path.abspath(build_dir)
         self.vmm = os.path.abspath(vmm) if vmm else None
         self.arch = get_arch(arch or (self.vmm and elf_arch(self.vmm)) or 'x86_64')
@@ -348,6 +428,7 @@ class Guest:
         self.command = command
         self.files = list(files)
         self.disks = list(disks)
+        self.sysroot = sysroot
         if mode is None:
             mode, self.mode_reason = detect_mode(self.arch.name)
         else:
@@ -444,22 +525,25 @@ class Guest:
                                    f'{self.arch.mkguest_args}?)')
         for _, host in list(files):
             if is_elf_executable(host):
-                files += [(lib, lib) for lib in self._l1_libs(host) if (lib, lib) not in files]
+                files += [lib for lib in self._l1_libs(host) if lib not in files]
         return files
 
     def _l1_libs(self, path):
-        """The shared libraries an executable for L1 needs from this host: those ldd lists
-        when L1 has the host's architecture; none for a static one of another."""
+        """(path in L1, host path) of the shared libraries an executable for L1 needs: those
+        ldd lists when L1 has this host's architecture, else those in the sysroot."""
         if self.arch.name == HOST_ARCH:
-            return shared_libs(path)
+            return [(lib, lib) for lib in shared_libs(path)]
         info = elf_info(path)
         if not info or info[0] != self.arch.elf_machine:
             raise HarnessError(f'{path} is not an {self.arch.name} executable, and L1 is '
                                f'{self.arch.name}')
-        if info[1]:
+        if not info[1]:
+            return []
+        if not self.sysroot:
             raise HarnessError(f'{path} is a dynamically linked {self.arch.name} executable: '
-                               'this host cannot list its libraries, so L1 needs a static one')
-        return []
+                               'this host cannot list its libraries, so L1 needs a static one '
+                               '(or a sysroot with them)')
+        return sysroot_libs(path, self.sysroot, self.arch.triplet)
 
     def _l1_base(self, files):
         """Path of the cached L1 base archive, (re)built when an input changed."""
@@ -737,6 +821,8 @@ def main(argv=None):
                    help='copy a file into L1 (nested mode)')
     r.add_argument('--disk', action='append', default=[], metavar='PATH[,OPTIONS]',
                    help='vmm --disk (nested mode: a copy in L1; writes stay there)')
+    r.add_argument('--sysroot', help='where dynamically linked --file executables of another '
+                   'architecture find their libraries (see sysroot_libs)')
     r.add_argument('--interactive', action='store_true', help='attach the terminal')
     r.add_argument('--timeout', type=float, default=600, help='seconds (non-interactive)')
     r.add_argument('extra', nargs='*', help='more vmm arguments (after --)')
@@ -761,7 +847,7 @@ def main(argv=None):
         mode, reason = detect_mode(arch)
         g = Guest(args.build_dir, vmm if os.path.isfile(vmm) else None, args.kernel,
                   args.initrd, args.cmdline, args.mem, args.cpus, args.extra,
-                  command=args.command, mode=mode, arch=arch,
+                  command=args.command, mode=mode, arch=arch, sysroot=args.sysroot,
                   files=[tuple(f.split('=', 1)) for f in args.file], disks=args.disk)
         if args.interactive:
             if mode == 'nested':
