@@ -85,9 +85,6 @@ bool arch_pci_layout(const struct vm *vm, struct pci_layout *out);
  */
 int arch_vcpu_init(struct vcpu *vcpu) MUST_CHECK;
 
-/* Handles a KVM exit reason vmm/vcpu.c does not; returns a VCPU_* action or -errno. */
-int arch_handle_exit(struct vcpu *vcpu);
-
 /* Feeds host console input to the arch's console device; returns bytes accepted. */
 size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len);
 

@@ -150,6 +150,16 @@ static const exit_handler_fn exit_handlers[] = {
         [KVM_EXIT_SYSTEM_EVENT] = handle_system_event,
 };
 
+static int handle_unknown_exit(struct vcpu *vcpu)
+{
+	char why[64];
+
+	snprintf(why, sizeof(why), "vCPU %u: unhandled KVM exit reason %u", vcpu->id,
+	         vcpu->run->exit_reason);
+	vm_request_stop(vcpu->vm, 1, why);
+	return VCPU_EXIT;
+}
+
 static int dispatch_exit(struct vcpu *vcpu)
 {
 	uint32_t reason = vcpu->run->exit_reason;
@@ -157,7 +167,7 @@ static int dispatch_exit(struct vcpu *vcpu)
 	vcpu->exit_counts[MIN(reason, VCPU_EXIT_REASONS - 1)]++;
 	if (reason < ARRAY_SIZE(exit_handlers) && exit_handlers[reason])
 		return exit_handlers[reason](vcpu);
-	return arch_handle_exit(vcpu);
+	return handle_unknown_exit(vcpu);
 }
 
 static void *vcpu_thread(void *opaque)

@@ -215,13 +215,3 @@ void arch_vm_destroy(struct vm *vm)
 	free(a);
 	vm->arch = NULL;
 }
-
-int arch_handle_exit(struct vcpu *vcpu)
-{
-	char why[64];
-
-	snprintf(why, sizeof(why), "vCPU %u: unhandled KVM exit reason %u", vcpu->id,
-	         vcpu->run->exit_reason);
-	vm_request_stop(vcpu->vm, 1, why);
-	return VCPU_EXIT;
-}
