@@ -8,7 +8,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "arch/arch.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
