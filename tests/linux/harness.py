@@ -26,7 +26,7 @@ Every wait has a timeout; close() (or leaving the with block) kills what is
 still running. g.output holds the whole console output for diagnostics.
 
 CLI: harness.py mode | harness.py run BUILD_DIR [options] [-- vmm args]
-(see --help). Guest images come from scripts/mkguest BUILD_DIR.
+(see --help). Guest images come from scripts/mkguest BUILD_DIR [arm64].
 """
 
 import argparse
