@@ -58,7 +58,10 @@ def run_step(what, argv):
     """Runs a set-up command; its output goes to ours; raises Failure if it fails."""
     t = time.monotonic()
     print(f'{what}: {" ".join(shlex.quote(a) for a in argv)}', flush=True)
-    res = subprocess.run(argv)
+    try:
+        res = subprocess.run(argv)
+    except OSError as e:
+        raise Failure(f'{what}: cannot run {argv[0]}: {e}')
     if res.returncode != 0:
         raise Failure(f'{what} failed (status {res.returncode}): see its messages above')
     print(f'{what}: done in {time.monotonic() - t:.1f} s', flush=True)
@@ -83,6 +86,18 @@ def l1_command(vmm, kernel, initrd, disk, token):
     ])
 
 
+def expect(g, pattern, what):
+    """g.expect(pattern), but vmm's exit (reported by L1) or a failed set-up ends the wait
+    with a Failure that says so."""
+    m = g.expect(rf'(?:{pattern})|T-SETUP-FAILED: (?P<setup>[^\n]*)|VMM-L1-EXIT=(?P<exit>\d+)',
+                 PHASE_TIMEOUT, what=what)
+    if m.group('setup'):
+        raise Failure(m.group('setup'))
+    if m.group('exit'):
+        raise Failure(f'vmm exited with status {m.group("exit")} while waiting for {what}')
+    return m
+
+
 def scenario(g, token):
     """Drives one run; returns the timings (seconds) it measured."""
     t0 = time.monotonic()
@@ -94,19 +109,14 @@ def scenario(g, token):
         print(f'L1 KVM: {kvm or "(no message)"}')
         check('VHE mode initialized' in kvm, f'L1 KVM is not in VHE mode: {kvm!r}')
     # An early exit of vmm shows as its status (nested) or the end of its output (direct).
-    m = g.expect(rf'VMM-GUEST-READY|T-SETUP-FAILED: ([^\n]*)|{harness.L1_EXIT_RE.pattern}',
-                 PHASE_TIMEOUT, what="VMM-GUEST-READY from the guest's init")
-    if m.group(1):
-        raise Failure(m.group(1))
-    if m.group(0) != 'VMM-GUEST-READY':
-        raise Failure(f'vmm exited with status {m.group(2)} before the guest\'s init marker')
+    expect(g, 'VMM-GUEST-READY', "VMM-GUEST-READY from the guest's init")
     t_l2 = time.monotonic()
     print(f'L2 init marker {t_l2 - t_l1:.1f} s after L1 was ready', flush=True)
 
     # The values' patterns cannot match the echo of the typed command ("$(...)").
     def ask(line, key, value):
         g.send(line + '\n')
-        return g.expect(rf'{key}=({value})\n', PHASE_TIMEOUT, what=f'{key} from the guest').group(1)
+        return expect(g, rf'{key}=(?P<v>{value})\n', f'{key} from the guest').group('v')
 
     nproc = ask('echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
     check(nproc == '2', f'nproc in the guest says {nproc}, vmm has --cpus 2')
