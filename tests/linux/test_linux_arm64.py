@@ -157,6 +157,10 @@ def run_once(args, mode, vmm):
             with g:
                 t = scenario(g, token)
         except harness.L1Lockup:
+            # Retried by the caller; the console's end shows what L1 did last.
+            print(f'--- last lines of the console before the L1 failure in {NAME} ---')
+            print(g.tail(20))
+            print('---')
             raise
         except (Failure, harness.GuestError, harness.HarnessError) as e:
             print(f'FAIL {NAME}: {e}')

@@ -226,6 +226,8 @@ NET_MAC = '52:54:00:12:34:56'
 
 # The host side of the network test, in the background: addresses on both TAPs once vmm has
 # made them, a ping of the guest, 64 MiB to the guest and 64 MiB back, with their sha256.
+# Its lines start with a newline: they share the console with the guest's output and may
+# come in the middle of a guest line (seen: "T-UP=0T-HOST-PING=ok").
 NET_HOST = r"""
 N=@BYTES@
 head -c $N /dev/urandom >/tmp/h2g
@@ -235,11 +237,11 @@ echo "T-H2G-SENT=$(sha256sum /tmp/h2g | cut -d' ' -f1)"
 	ip addr add 10.0.2.1/24 dev tap0 && ip link set tap0 up
 	ip addr add 10.0.3.1/24 dev tap1 && ip link set tap1 up
 	until ping -c 1 -W 1 10.0.2.15 >/dev/null 2>&1; do sleep 0.2; done
-	echo T-HOST-PING=ok
+	printf '\nT-HOST-PING=ok\n'
 	(sleep 900 | nc -l -p 5002 >/tmp/g2h) &
 	until nc 10.0.2.15 5001 </tmp/h2g 2>/dev/null; do sleep 0.5; done
 	while [ "$(stat -c %s /tmp/g2h 2>/dev/null)" != "$N" ]; do sleep 0.2; done
-	echo "T-G2H-GOT=$(sha256sum /tmp/g2h | cut -d' ' -f1)"
+	printf '\nT-G2H-GOT=%s\n' "$(sha256sum /tmp/g2h | cut -d' ' -f1)"
 ) &
 """
 
@@ -333,6 +335,10 @@ def run_scenario(args, mode, name, release):
             with g:
                 run_fn(g, run, state)
         except harness.L1Lockup:
+            # Retried by the caller; the console's end shows what L1 did last.
+            print(f'--- last lines of the console before the L1 failure in {name} ---')
+            print(g.tail(20))
+            print('---')
             raise
         except (Failure, harness.GuestError, harness.HarnessError) as e:
             print(f'FAIL {name}: {e}')
