@@ -67,7 +67,8 @@ class Arch:
 
 
 # arm64 L1: KVM is built in; it comes up at boot when the kernel starts at EL2.
-L1_KVM_ARM64 = r'''[ -c /dev/kvm ] || fail "no /dev/kvm: KVM did not come up ($(dmesg | grep -i -m 3 kvm | tr '\n' ' '))"
+L1_KVM_ARM64 = r'''[ -c /dev/kvm ] ||
+    fail "no /dev/kvm: KVM did not come up ($(dmesg | grep -i -m 3 kvm | tr '\n' ' '))"
 echo "VMM-L1-KVM: $(dmesg | grep -m 1 'mode initialized successfully' | sed 's/^\[[^]]*\] *//')"
 '''
 

@@ -179,7 +179,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--build-dir', required=True)
     ap.add_argument('--vmm', help='the vmm meson built: used when it is an aarch64 binary '
-                    '(an aarch64 host); otherwise scripts/build-aarch64 BUILD_DIR/aarch64 makes one')
+                    '(an aarch64 host); otherwise scripts/build-aarch64 BUILD_DIR/aarch64 '
+                    'makes one')
     args = ap.parse_args()
     args.build_dir = os.path.abspath(args.build_dir)
     t0 = time.monotonic()
