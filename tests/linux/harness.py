@@ -420,7 +420,8 @@ class Guest:
 
     def __init__(self, build_dir, vmm=None, kernel=None, initrd=None, cmdline=None,
                  mem=None, cpus=None, extra_args=(), command=None, files=(), mode=None,
-                 log_path=None, echo=None, qemu=None, disks=(), arch=None, sysroot=None):
+                 log_path=None, echo=None, qemu=None, disks=(), arch=None, sysroot=None,
+                 l1_machine=None):
         self.build_dir = os.path.abspath(build_dir)
         self.vmm = os.path.abspath(vmm) if vmm else None
         self.arch = get_arch(arch or (self.vmm and elf_arch(self.vmm)) or 'x86_64')
@@ -442,6 +443,7 @@ class Guest:
             self.mode_reason = 'chosen by the caller'
         self.mode = mode
         self.qemu = qemu or self.arch.qemu
+        self.l1_machine = list(l1_machine or self.arch.machine)  # L1's -M/-cpu/-accel
         self.log_path = log_path
         self.echo = echo  # a binary stream that gets the output as it arrives
         self.proc = None
@@ -495,7 +497,7 @@ class Guest:
 
     def _qemu_argv(self, initrd, status_file=None):
         a = self.arch
-        return [self.qemu] + a.machine + ['-smp', os.environ.get('VMM_L1_CPUS', '2'),
+        return [self.qemu] + self.l1_machine + ['-smp', os.environ.get('VMM_L1_CPUS', '2'),
                 '-m', '2048', '-nodefaults', '-no-user-config', '-display', 'none',
                 '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
                 '-kernel', os.path.join(self.guest_dir, a.kernel), '-initrd', initrd,

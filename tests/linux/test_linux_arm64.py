@@ -6,14 +6,20 @@ qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max,pauth=off
 -accel tcg boots Debian's arm64 kernel as L1, where KVM comes up in VHE mode; the
 static vmm cross-built by scripts/build-aarch64 boots the same kernel inside L1 as
 L2. On an aarch64 host with a usable /dev/kvm it runs vmm (the one meson built)
-directly. One scenario:
+directly. Two scenarios (--scenario):
 
-  L2 gets 2 vCPUs, 512 MiB, mkguest's arm64 initramfs and an 8 MiB raw disk whose
+  disk (the default): L2 gets 2 vCPUs, 512 MiB, mkguest's arm64 initramfs and an 8 MiB raw disk whose
   first bytes hold a token this test wrote. Checks: L1's KVM is in VHE mode (nested),
   the guest init's VMM-GUEST-READY, nproc = 2, /dev/vda has the disk's size and reads
   back the token, 1 MiB the guest writes to /dev/vda (dd conv=fsync) is in the image
   after vmm exits (sha256 in the guest and of the image), and vmm's exit status is 0
   after the guest's poweroff -f.
+
+  gicv2-devices: L1's machine has only a GICv2 (gic-version=2), so vmm falls back to it;
+  L2 gets 2 vCPUs, --console virtio, --net tap=tap0 (L1 addresses the TAP) and the
+  default virtio-rng. Checks: the guest runs the GICv2 driver, nproc = 2, its console is
+  hvc0, /dev/hwrng is virtio_rng and gives bytes, it pings L1 over virtio-net, and vmm's
+  exit status is 0 after the guest's reboot -f.
 
 Prints the time to L1 ready, from there to the guest's init marker, and the whole run.
 Exit status: 0 pass, 1 fail, 77 skip (no qemu-system-aarch64 or no cross compiler,
@@ -42,7 +48,12 @@ CROSS_CC = 'aarch64-linux-gnu-gcc'
 PHASE_TIMEOUT = float(os.environ.get('VMM_TEST_TIMEOUT', 180))
 DISK_MIB = 8
 WRITE_OFFSET_MIB = 1  # where the guest writes its 1 MiB
-NAME = 'linux-arm64'
+NAME = 'linux-arm64'  # the meson test's name; main() appends the scenario's suffix
+NET_HOST_ADDR, NET_GUEST_ADDR = '10.0.2.1', '10.0.2.15'
+# Scenarios: L1 command builder, L1 machine arguments (None: the harness's GICv3 virt machine)
+# and whether the scenario writes a disk token.
+GICV2_MACHINE = ['-M', 'virt,virtualization=on,gic-version=2', '-cpu', 'max,pauth=off',
+                 '-accel', 'tcg']
 
 
 class Failure(Exception):
@@ -86,6 +97,19 @@ def l1_command(vmm, kernel, initrd, disk, token):
     ])
 
 
+def l1_command_devices(vmm, kernel, initrd, disk, token):
+    """Shell text for the devices scenario: vmm with a virtio console, a NIC on tap0 (its
+    host side addressed as soon as vmm has made it) and virtio-rng (on by default)."""
+    del disk, token  # this scenario has no disk
+    q = shlex.quote
+    return '\n'.join([
+        '(until ip link show tap0 >/dev/null 2>&1; do sleep 0.1; done',
+        f' ip addr add {NET_HOST_ADDR}/24 dev tap0 && ip link set tap0 up) &',
+        f'{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
+        '--console virtio --net tap=tap0 --cmdline quiet',
+    ])
+
+
 def expect(g, pattern, what):
     """g.expect(pattern), but vmm's exit (reported by L1) or a failed set-up ends the wait
     with a Failure that says so."""
@@ -113,18 +137,56 @@ def scenario(g, token):
     t_l2 = time.monotonic()
     print(f'L2 init marker {t_l2 - t_l1:.1f} s after L1 was ready', flush=True)
 
-    # The values' patterns cannot match the echo of the typed command ("$(...)").
-    def ask(line, key, value):
-        g.send(line + '\n')
-        return expect(g, rf'{key}=(?P<v>{value})\n', f'{key} from the guest').group('v')
+    if token is None:
+        # Directly on an arm64 host, the guest has whatever GIC the host has.
+        check_devices(g, 'GIC-0' if g.mode == 'nested' else None)
+    else:
+        check_disk(g, token)
+    return {'l1': t_l1 - t0, 'l2': t_l2 - t_l1, 'run': time.monotonic() - t0}
 
-    nproc = ask('echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
+
+def ask(g, line, key, value):
+    """Types @line into the guest's shell and returns the value printed after KEY=. The
+    values' patterns cannot match the echo of the typed command ("$(...)")."""
+    g.send(line + '\n')
+    return expect(g, rf'{key}=(?P<v>{value})\n', f'{key} from the guest').group('v')
+
+
+def check_devices(g, want_gic):
+    """The GIC driver @want_gic (GIC-0: GICv2, as L1 has no GICv3 to offer; None: any), both
+    vCPUs, hvc0, virtio-rng, virtio-net to L1, and the guest's reboot ending vmm with 0."""
+    gic = ask(g, 'echo "T-GIC=$(grep -o -m 1 -E \'GICv3|GIC-0\' /proc/interrupts)"', 'T-GIC',
+              r'[A-Za-z0-9-]*')
+    check(gic in ('GIC-0', 'GICv3') and gic == (want_gic or gic),
+          f'the guest\'s interrupt controller is {gic!r}, expected {want_gic or "a GIC"} '
+          '(GIC-0 is the GICv2 driver; L1 offers no GICv3)')
+    nproc = ask(g, 'echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
     check(nproc == '2', f'nproc in the guest says {nproc}, vmm has --cpus 2')
-    size = ask('echo "T-SIZE=$(blockdev --getsize64 /dev/vda)"', 'T-SIZE', r'\d+')
+    console = ask(g, 'echo "T-CONSOLE=$(head -n 1 /proc/consoles | cut -d\' \' -f1)"',
+                  'T-CONSOLE', r'\S*')
+    check(console == 'hvc0', f'the guest\'s console is {console!r}, expected hvc0 (--console '
+          'virtio)')
+    rng = ask(g, 'echo "T-RNG=$(cat /sys/class/misc/hw_random/rng_current) '
+              '$(head -c 16 /dev/hwrng | od -An -tx1 | tr -d \' \\n\')"', 'T-RNG', r'[^\n$]*')
+    check(re.fullmatch(r'virtio_rng\.\d+ [0-9a-f]{32}', rng) is not None,
+          f'the guest\'s hardware RNG: {rng!r}, expected virtio_rng giving 16 bytes')
+    ping = ask(g, f'ip link set eth0 up && ip addr add {NET_GUEST_ADDR}/24 dev eth0 && '
+               f'ping -c 2 -W 5 {NET_HOST_ADDR} >/dev/null; echo "T-PING=$?"', 'T-PING', r'\d+')
+    check(ping == '0', f'ping from the guest to L1 over virtio-net failed (status {ping})')
+    g.send('reboot -f\n')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after the guest\'s reboot -f, expected 0')
+
+
+def check_disk(g, token):
+    """Both vCPUs, the disk read and written, and the guest's poweroff ending vmm with 0."""
+    nproc = ask(g, 'echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
+    check(nproc == '2', f'nproc in the guest says {nproc}, vmm has --cpus 2')
+    size = ask(g, 'echo "T-SIZE=$(blockdev --getsize64 /dev/vda)"', 'T-SIZE', r'\d+')
     check(size == str(DISK_MIB << 20), f'/dev/vda has {size} bytes, the image {DISK_MIB << 20}')
-    got = ask(f'echo "T-READ=$(head -c {len(token)} /dev/vda)"', 'T-READ', r'[0-9a-z-]*')
+    got = ask(g, f'echo "T-READ=$(head -c {len(token)} /dev/vda)"', 'T-READ', r'[0-9a-z-]*')
     check(got == token, f'the first bytes of /dev/vda are {got!r}, the image holds {token!r}')
-    out = ask('head -c 1048576 /dev/urandom >/tmp/w && '
+    out = ask(g, 'head -c 1048576 /dev/urandom >/tmp/w && '
               f'dd if=/tmp/w of=/dev/vda bs=1M seek={WRITE_OFFSET_MIB} conv=fsync 2>/dev/null; '
               'echo "T-WRITE=$? $(sha256sum </tmp/w | cut -d\' \' -f1)"', 'T-WRITE',
               r'\d+ [0-9a-f]{64}')
@@ -137,7 +199,6 @@ def scenario(g, token):
           f'the guest wrote {wsha}')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after the guest\'s poweroff -f, expected 0')
-    return {'l1': t_l1 - t0, 'l2': t_l2 - t_l1, 'run': time.monotonic() - t0}
 
 
 def run_once(args, mode, vmm):
@@ -151,8 +212,14 @@ def run_once(args, mode, vmm):
             gdir = os.path.join(args.build_dir, ARCH.guest_subdir)
             paths = (vmm, os.path.join(gdir, ARCH.kernel),
                      os.path.join(gdir, 'initramfs.cpio.gz'), os.path.join(tmp, 'disk.img'))
+        devices = args.scenario == 'gicv2-devices'
+        if devices:
+            token = None
+        build = l1_command_devices if devices else l1_command
+        # Directly on an arm64 host, the host's GIC is what it is.
+        machine = GICV2_MACHINE if devices and mode == 'nested' else None
         g = harness.Guest(args.build_dir, vmm, arch=ARCH.name, mode=mode, log_path=log,
-                          command=l1_command(*paths, token))
+                          command=build(*paths, token), l1_machine=machine)
         try:
             with g:
                 t = scenario(g, token)
@@ -181,7 +248,13 @@ def main():
     ap.add_argument('--vmm', help='the vmm meson built: used when it is an aarch64 binary '
                     '(an aarch64 host); otherwise scripts/build-aarch64 BUILD_DIR/aarch64 '
                     'makes one')
+    ap.add_argument('--scenario', choices=('disk', 'gicv2-devices'), default='disk',
+                    help='disk: GICv3, initramfs, a disk, 2 vCPUs, poweroff (default); '
+                    'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot')
     args = ap.parse_args()
+    global NAME
+    if args.scenario != 'disk':
+        NAME += '-' + args.scenario
     args.build_dir = os.path.abspath(args.build_dir)
     t0 = time.monotonic()
 
