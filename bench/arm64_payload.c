@@ -13,12 +13,12 @@
  */
 #include <stdint.h>
 
-#define FDT_MAGIC	0xd00dfeedu
-#define FDT_BEGIN_NODE	1u
-#define FDT_END_NODE	2u
-#define FDT_PROP	3u
-#define FDT_NOP		4u
-#define PSCI_SYSTEM_OFF	0x84000008u
+#define FDT_MAGIC       0xd00dfeedu
+#define FDT_BEGIN_NODE  1u
+#define FDT_END_NODE    2u
+#define FDT_PROP        3u
+#define FDT_NOP         4u
+#define PSCI_SYSTEM_OFF 0x84000008u
 
 void payload_main(const uint8_t *fdt);
 
@@ -27,26 +27,25 @@ void payload_main(const uint8_t *fdt);
  * offset 0, the image size from the linker script, flags 0xa (little endian, 4 KiB pages,
  * anywhere in RAM), and the "ARM\x64" magic at offset 56. x0 holds the device tree on entry.
  */
-__asm__(
-	"	.section .head, \"ax\"\n"
-	"	.globl	_head\n"
-	"_head:\n"
-	"	b	entry\n"
-	"	.long	0\n"
-	"	.quad	0\n"
-	"	.quad	_image_size\n"
-	"	.quad	0xa\n"
-	"	.quad	0, 0, 0\n"
-	"	.ascii	\"ARM\\x64\"\n"
-	"	.long	0\n"
-	"entry:\n"
-	"	msr	daifset, #0xf\n"
-	"	adrp	x1, stack_top\n"
-	"	add	x1, x1, :lo12:stack_top\n"
-	"	mov	sp, x1\n"
-	"	bl	payload_main\n"
-	"1:	wfi\n"
-	"	b	1b\n");
+__asm__("	.section .head, \"ax\"\n"
+        "	.globl	_head\n"
+        "_head:\n"
+        "	b	entry\n"
+        "	.long	0\n"
+        "	.quad	0\n"
+        "	.quad	_image_size\n"
+        "	.quad	0xa\n"
+        "	.quad	0, 0, 0\n"
+        "	.ascii	\"ARM\\x64\"\n"
+        "	.long	0\n"
+        "entry:\n"
+        "	msr	daifset, #0xf\n"
+        "	adrp	x1, stack_top\n"
+        "	add	x1, x1, :lo12:stack_top\n"
+        "	mov	sp, x1\n"
+        "	bl	payload_main\n"
+        "1:	wfi\n"
+        "	b	1b\n");
 
 static uint32_t be32(const uint8_t *p)
 {
@@ -90,8 +89,8 @@ static int uart_kind(const char *compat, uint32_t len)
 
 struct uart {
 	uint64_t base;
-	int kind;	/* as uart_kind() */
-	int wide;	/* 32-bit register accesses (PL011, or reg-io-width 4) */
+	int kind; /* as uart_kind() */
+	int wide; /* 32-bit register accesses (PL011, or reg-io-width 4) */
 };
 
 /* Walks the flattened device tree for the console UART; returns 0 when found. */
@@ -99,7 +98,7 @@ static int find_uart(const uint8_t *fdt, struct uart *out)
 {
 	const uint8_t *p, *strs;
 	uint32_t acells = 2, depth = 0;
-	struct uart cur = { 0, 0, 0 };
+	struct uart cur = {0, 0, 0};
 	int have_reg = 0;
 
 	if (be32(fdt) != FDT_MAGIC)
@@ -142,14 +141,15 @@ static int find_uart(const uint8_t *fdt, struct uart *out)
 				cur.wide = be32(p) == 4;
 			else if (str_eq(name, "reg") && len >= 4 * acells && acells >= 1 &&
 			         acells <= 2) {
-				cur.base = acells == 2 ? (uint64_t)be32(p) << 32 | be32(p + 4) : be32(p);
+				cur.base = acells == 2 ? (uint64_t)be32(p) << 32 | be32(p + 4)
+				                       : be32(p);
 				have_reg = 1;
 			}
 			p += (len + 3) & ~3u;
 			break;
 		case FDT_NOP:
 			break;
-		default:	/* FDT_END or garbage */
+		default: /* FDT_END or garbage */
 			return -1;
 		}
 	}
