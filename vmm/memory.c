@@ -8,17 +8,20 @@
 #define HUGE_PAGE_SIZE (2 * MIB)
 
 /*
- * Anonymous memory whose address is @offset past a 2 MiB boundary, like the guest-physical
- * address it backs, so the host can back (and KVM map) whole 2 MiB blocks. NULL on failure.
+ * Anonymous memory; when @aligned, at an address @offset past a 2 MiB boundary, like the
+ * guest-physical address it backs, so the host can back (and KVM map) whole 2 MiB blocks. NULL
+ * on failure.
  */
-static void *map_aligned(uint64_t size, uint64_t offset)
+static void *map_guest_ram(uint64_t size, uint64_t offset, bool aligned)
 {
-	uint64_t slack = HUGE_PAGE_SIZE, head;
+	uint64_t slack = aligned ? HUGE_PAGE_SIZE : 0, head;
 	uint8_t *area = mmap(NULL, size + slack, PROT_READ | PROT_WRITE,
 	                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	if (area == MAP_FAILED)
 		return NULL;
+	if (!aligned)
+		return area;
 	head = (offset - (uintptr_t)area % HUGE_PAGE_SIZE + HUGE_PAGE_SIZE) % HUGE_PAGE_SIZE;
 	if (head)
 		munmap(area, head);
@@ -41,12 +44,11 @@ int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size)
 		if (gpa < r->gpa + r->size && r->gpa < end)
 			return -EINVAL;
 	}
-	host = map_aligned(size, gpa % HUGE_PAGE_SIZE);
+	host = map_guest_ram(size, gpa % HUGE_PAGE_SIZE, mem->huge_pages);
 	if (!host)
 		return -errno;
-	/* Huge pages where the host allows them: far fewer second-stage faults as the guest boots.
-	 */
-	madvise(host, size, MADV_HUGEPAGE);
+	if (mem->huge_pages)
+		madvise(host, size, MADV_HUGEPAGE);
 	madvise(host, size, MADV_MERGEABLE);
 	mem->regions[mem->nr_regions++] =
 	        (struct mem_region){.gpa = gpa, .size = size, .host = host};

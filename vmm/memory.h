@@ -5,6 +5,7 @@
 #ifndef VMM_VMM_MEMORY_H
 #define VMM_VMM_MEMORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,11 @@ struct mem_region {
 struct guest_memory {
 	struct mem_region regions[MEM_MAX_REGIONS];
 	unsigned nr_regions;
+	/*
+	 * Set before adding regions: back them 2 MiB-congruent with their guest-physical address
+	 * and with MADV_HUGEPAGE, so the host and KVM can map whole 2 MiB blocks.
+	 */
+	bool huge_pages;
 };
 
 /*

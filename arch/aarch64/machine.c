@@ -16,6 +16,7 @@
 
 int arch_memory_init(struct guest_memory *mem, uint64_t ram_size)
 {
+	mem->huge_pages = true;
 	return guest_memory_add(mem, ARM64_RAM_BASE, ram_size);
 }
 
