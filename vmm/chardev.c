@@ -163,3 +163,13 @@ void chardev_input_space(struct chardev *chr)
 	if (write(chr->space.fd, &one, sizeof(one)) < 0)
 		log_debug("console: eventfd write: %d", errno);
 }
+
+void chardev_write_cb(void *chr, const uint8_t *buf, size_t len)
+{
+	chardev_write(chr, buf, len);
+}
+
+void chardev_input_space_cb(void *chr)
+{
+	chardev_input_space(chr);
+}

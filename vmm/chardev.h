@@ -44,4 +44,11 @@ void chardev_write(struct chardev *chr, const uint8_t *buf, size_t len);
 /* The device has room for input again. Any thread; only writes to an eventfd. */
 void chardev_input_space(struct chardev *chr);
 
+/*
+ * The two above as device backend callbacks (UART, virtio console) whose opaque is the chardev,
+ * so every console device connects to the host the same way.
+ */
+void chardev_write_cb(void *chr, const uint8_t *buf, size_t len);
+void chardev_input_space_cb(void *chr);
+
 #endif

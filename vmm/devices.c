@@ -158,20 +158,6 @@ static int create_nets(struct vm *vm)
 	return 0;
 }
 
-static void console_write(void *opaque, const uint8_t *buf, size_t len)
-{
-	struct vm *vm = opaque;
-
-	chardev_write(&vm->console, buf, len);
-}
-
-static void console_rx_space(void *opaque)
-{
-	struct vm *vm = opaque;
-
-	chardev_input_space(&vm->console);
-}
-
 int devices_create(struct vm *vm)
 {
 	struct vm_devices *d = &vm->devices;
@@ -191,7 +177,8 @@ int devices_create(struct vm *vm)
 			return ret;
 	}
 	if (vm->config->console == CONSOLE_VIRTIO) {
-		const struct virtio_console_backend backend = {console_write, console_rx_space, vm};
+		const struct virtio_console_backend backend = {
+		        chardev_write_cb, chardev_input_space_cb, &vm->console};
 
 		virtio_console_init(&d->console, &vm->mem, &backend);
 		d->has_console = true;

@@ -76,20 +76,6 @@ int arm64_gic_finalize(struct arch_vm *a)
 	                       NULL);
 }
 
-static void uart_output(void *opaque, const uint8_t *buf, size_t len)
-{
-	struct vm *vm = opaque;
-
-	chardev_write(&vm->console, buf, len);
-}
-
-static void uart_rx_space(void *opaque)
-{
-	struct vm *vm = opaque;
-
-	chardev_input_space(&vm->console);
-}
-
 size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len)
 {
 	return uart_receive(&vm->arch->uart, buf, len);
@@ -98,7 +84,8 @@ size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len)
 int arch_vm_init(struct vm *vm)
 {
 	const struct irq_line uart_irq = {.vm_fd = vm->vm_fd, .gsi = ARM64_UART_SPI, .irqfd = -1};
-	const struct uart_backend uart_backend = {uart_output, uart_rx_space, vm};
+	const struct uart_backend uart_backend = {chardev_write_cb, chardev_input_space_cb,
+	                                          &vm->console};
 	struct arch_vm *a = calloc(1, sizeof(*a));
 	int ret;
 

@@ -111,20 +111,6 @@ static int create_irqchip(struct vm *vm)
 	return ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0 ? -errno : 0;
 }
 
-static void uart_output(void *opaque, const uint8_t *buf, size_t len)
-{
-	struct vm *vm = opaque;
-
-	chardev_write(&vm->console, buf, len);
-}
-
-static void uart_rx_space(void *opaque)
-{
-	struct vm *vm = opaque;
-
-	chardev_input_space(&vm->console);
-}
-
 /* A guest reset, or power-off: either ends vmm with status 0. */
 static void machine_reset(void *opaque)
 {
@@ -145,7 +131,8 @@ static int register_devices(struct vm *vm)
 {
 	struct arch_vm *a = vm->arch;
 	const struct irq_line com1_irq = {.vm_fd = vm->vm_fd, .gsi = X86_COM1_IRQ, .irqfd = -1};
-	const struct uart_backend com1_backend = {uart_output, uart_rx_space, vm};
+	const struct uart_backend com1_backend = {chardev_write_cb, chardev_input_space_cb,
+	                                          &vm->console};
 	int ret;
 
 	uart_init(&a->com1, &com1_irq, &com1_backend);
