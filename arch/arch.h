@@ -85,6 +85,12 @@ bool arch_pci_layout(const struct vm *vm, struct pci_layout *out);
  */
 int arch_vcpu_init(struct vcpu *vcpu) MUST_CHECK;
 
+/*
+ * Writes where @vcpu stopped (x86: RIP, RSP, CR0/2/3/4, EFER; arm64: PC, PSTATE) into @buf for
+ * a crash message; an empty string when the registers cannot be read.
+ */
+void arch_vcpu_describe(struct vcpu *vcpu, char *buf, size_t len);
+
 /* Feeds host console input to the arch's console device; returns bytes accepted. */
 size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len);
 

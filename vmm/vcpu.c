@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "arch/arch.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -104,30 +105,39 @@ static int handle_system_event(struct vcpu *vcpu)
 	}
 }
 
+/* Stops the VM with status 1 for a guest crash, saying where the vCPU was. */
+static int crashed(struct vcpu *vcpu, const char *what)
+{
+	char where[160], why[320];
+
+	arch_vcpu_describe(vcpu, where, sizeof(where));
+	snprintf(why, sizeof(why), "%s on vCPU %u%s%s", what, vcpu->id, where[0] ? " at " : "",
+	         where);
+	vm_request_stop(vcpu->vm, 1, why);
+	return VCPU_EXIT;
+}
+
 static int handle_shutdown(struct vcpu *vcpu)
 {
-	vm_request_stop(vcpu->vm, 1, "guest triple fault: the guest crashed");
-	return VCPU_EXIT;
+	return crashed(vcpu, "guest triple fault: the guest crashed");
 }
 
 static int handle_internal_error(struct vcpu *vcpu)
 {
-	char why[96];
+	char what[64];
 
-	snprintf(why, sizeof(why), "KVM internal error on vCPU %u (suberror %u)", vcpu->id,
+	snprintf(what, sizeof(what), "KVM internal error (suberror %u)",
 	         vcpu->run->internal.suberror);
-	vm_request_stop(vcpu->vm, 1, why);
-	return VCPU_EXIT;
+	return crashed(vcpu, what);
 }
 
 static int handle_fail_entry(struct vcpu *vcpu)
 {
-	char why[96];
+	char what[80];
 
-	snprintf(why, sizeof(why), "KVM could not enter vCPU %u (hardware reason 0x%llx)", vcpu->id,
+	snprintf(what, sizeof(what), "KVM could not enter the guest (hardware reason 0x%llx)",
 	         (unsigned long long)vcpu->run->fail_entry.hardware_entry_failure_reason);
-	vm_request_stop(vcpu->vm, 1, why);
-	return VCPU_EXIT;
+	return crashed(vcpu, what);
 }
 
 static int handle_hlt(struct vcpu *vcpu)

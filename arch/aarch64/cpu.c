@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -25,6 +26,13 @@ static int set_reg(struct vcpu *vcpu, uint64_t id, uint64_t value)
 	struct kvm_one_reg reg = {.id = id, .addr = (uintptr_t)&value};
 
 	return ioctl(vcpu->fd, KVM_SET_ONE_REG, &reg) < 0 ? -errno : 0;
+}
+
+static int get_reg(struct vcpu *vcpu, uint64_t id, uint64_t *value)
+{
+	struct kvm_one_reg reg = {.id = id, .addr = (uintptr_t)value};
+
+	return ioctl(vcpu->fd, KVM_GET_ONE_REG, &reg) < 0 ? -errno : 0;
 }
 
 int arm64_set_entry_registers(struct vcpu *vcpu, const struct arm64_boot_info *boot)
@@ -58,4 +66,15 @@ int arch_vcpu_init(struct vcpu *vcpu)
 	if (vcpu->id + 1 == vm->config->cpus && (ret = arm64_gic_finalize(vm->arch)))
 		log_error("cannot initialise the GIC: %s", strerror(-ret));
 	return ret;
+}
+
+void arch_vcpu_describe(struct vcpu *vcpu, char *buf, size_t len)
+{
+	uint64_t pc, pstate;
+
+	if (get_reg(vcpu, CORE_REG(regs.pc), &pc) || get_reg(vcpu, CORE_REG(regs.pstate), &pstate))
+		snprintf(buf, len, "%s", "");
+	else
+		snprintf(buf, len, "pc=0x%llx pstate=0x%llx", (unsigned long long)pc,
+		         (unsigned long long)pstate);
 }

@@ -184,6 +184,8 @@ def triple_fault(args, c):
     errs = [l for l in run.err.split("\n") if l]
     c.check(any(re.search(r"triple fault", l, re.I) for l in errs),
             "stderr mentions the triple fault")
+    c.check(any(re.search(r"triple fault.* on vCPU 0 at rip=0x[0-9a-f]+ .*cr3=0x9000 ", l)
+                for l in errs), "the triple fault message says where vCPU 0 stopped")
     c.check(all(l.startswith("vmm: ") for l in errs), "stderr lines start with 'vmm: '")
 
 
