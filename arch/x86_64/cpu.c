@@ -267,6 +267,11 @@ void arch_vcpu_describe(struct vcpu *vcpu, char *buf, size_t len)
 		snprintf(buf, len, "%s", "");
 		return;
 	}
+	/* KVM on AMD resets the vCPU when it intercepts a shutdown: the state is gone. */
+	if (regs.rip == 0xfff0 && sregs.cs.base == 0xffff0000 && !(sregs.cr0 & 1)) {
+		snprintf(buf, len, "%s", "an unknown place (KVM reset the vCPU's registers)");
+		return;
+	}
 	snprintf(buf, len,
 	         "rip=0x%llx rsp=0x%llx cr0=0x%llx cr2=0x%llx cr3=0x%llx cr4=0x%llx efer=0x%llx",
 	         (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
