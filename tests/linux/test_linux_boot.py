@@ -273,6 +273,23 @@ def setup_net(run, transport):
     return dict(command=command, files=run.files), None
 
 
+# What a stalled transfer leaves behind: interrupt counts and the NICs' counters, asked for
+# after interrupting nc. If the guest answers, its kernel runs and the stall is in the data path.
+NET_PROBE = ('echo T-PROBE-BEGIN; grep -E "virtio|ttyS" /proc/interrupts; cat /proc/net/dev; '
+             'grep -E "^(Tcp|Udp):" /proc/net/snmp; echo T-PROBE-END')
+
+
+def probe_stalled_guest(g):
+    """Prints whether the guest still runs and its network state (diagnostics only)."""
+    try:
+        g.send('\x03\n' + NET_PROBE + '\n')
+        g.expect(r'T-PROBE-END\n', 30, what='the guest answering a probe')
+        text = g.output[g.output.rfind('T-PROBE-BEGIN\n'):]
+        print('the guest still runs; its state after the stall:\n' + text)
+    except harness.GuestError as e:
+        print(f'the guest does not answer after the stall ({e})')
+
+
 def scenario_net(g, run, _):
     g.start(PHASE_TIMEOUT)
     sent = g.expect(r'T-H2G-SENT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the host file checksum').group(1)
@@ -296,7 +313,13 @@ def scenario_net(g, run, _):
     check(got == sent, f'64 MiB host to guest: sha256 {got} in the guest, {sent} sent')
     g.send(NET_GUEST[5].replace('@BYTES@', str(NET_BYTES)) + '\n')
     gsent = g.expect(r'T-G2H-SENT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the guest file checksum').group(1)
-    ggot = g.expect(r'T-G2H-GOT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the host receiving').group(1)
+    try:
+        ggot = g.expect(r'T-G2H-GOT=([0-9a-f]{64})\n', PHASE_TIMEOUT,
+                        what='the host receiving').group(1)
+    except harness.GuestError as e:
+        if 'timed out' in str(e):
+            probe_stalled_guest(g)
+        raise
     check(ggot == gsent, f'64 MiB guest to host: sha256 {ggot} on the host, {gsent} sent')
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
