@@ -27,9 +27,8 @@ int arch_memory_init(struct guest_memory *mem, uint64_t ram_size)
 	int ret;
 
 	/*
-	 * No 2 MiB backing here yet: with it on, an x86 guest in the nested TCG harness (L1 under
-	 * QEMU's emulated SVM) was seen to triple-fault during heavy virtio-net DMA; unconfirmed,
-	 * so x86 keeps its old mapping until that is measured.
+	 * Not 2 MiB-congruent yet: nothing measured its gain on x86. (It is not what makes
+	 * linux-net's L2 triple-fault in the nested harness: that happens with either mapping.)
 	 */
 	mem->huge_pages = false;
 	ret = guest_memory_add(mem, 0, low);
