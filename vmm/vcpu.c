@@ -243,10 +243,22 @@ void vcpu_print_exit_stats(const struct vm *vm)
 	}
 }
 
+/*
+ * vCPU threads run exit handlers, whose deepest frames hold a few KiB. A stack smaller than
+ * 2 MiB also keeps transparent huge pages (THP "always") from backing it with 2 MiB.
+ */
+#define VCPU_STACK_SIZE (1024 * 1024)
+
 int vcpu_start(struct vcpu *vcpu)
 {
-	int ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	pthread_attr_t attr;
+	int ret = pthread_attr_init(&attr);
 
+	if (!ret)
+		ret = pthread_attr_setstacksize(&attr, VCPU_STACK_SIZE);
+	if (!ret)
+		ret = pthread_create(&vcpu->thread, &attr, vcpu_thread, vcpu);
+	pthread_attr_destroy(&attr);
 	if (ret)
 		return -ret;
 	vcpu->thread_started = true;
