@@ -254,8 +254,9 @@ int vcpu_start(struct vcpu *vcpu)
 	pthread_attr_t attr;
 	int ret = pthread_attr_init(&attr);
 
-	if (!ret)
-		ret = pthread_attr_setstacksize(&attr, VCPU_STACK_SIZE);
+	if (ret)
+		return -ret;
+	ret = pthread_attr_setstacksize(&attr, VCPU_STACK_SIZE);
 	if (!ret)
 		ret = pthread_create(&vcpu->thread, &attr, vcpu_thread, vcpu);
 	pthread_attr_destroy(&attr);
