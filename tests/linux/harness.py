@@ -157,6 +157,10 @@ class GuestError(Exception):
     """The guest did not do what was expected (timeout, early exit, ...)."""
 
 
+class GuestTimeout(GuestError):
+    """What was awaited did not come in time."""
+
+
 def kvm_usable(path='/dev/kvm'):
     try:
         os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
@@ -705,7 +709,7 @@ class Guest:
                                      f'({self._who()} exited, status {self._rc()})')
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise GuestError(f'timed out after {timeout:g} s waiting for {what}')
+                    raise GuestTimeout(f'timed out after {timeout:g} s waiting for {what}')
                 self._cond.wait(left)
 
     def send(self, text):
@@ -723,7 +727,7 @@ class Guest:
                 rc = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise GuestError(f'timed out after {timeout:g} s waiting for vmm to exit')
+                raise GuestTimeout(f'timed out after {timeout:g} s waiting for vmm to exit')
             self._reader.join(30)
             self.status = 128 - rc if rc < 0 else rc
         else:

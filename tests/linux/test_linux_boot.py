@@ -279,6 +279,10 @@ NET_PROBE = ('echo T-PROBE-BEGIN; grep -E "virtio|ttyS" /proc/interrupts; cat /p
              'grep -E "^(Tcp|Udp):" /proc/net/snmp; echo T-PROBE-END')
 
 
+class TransferStalled(harness.GuestError):
+    """linux-net's guest-to-host transfer did not arrive in time."""
+
+
 def probe_stalled_guest(g):
     """Prints whether the guest still runs and its network state (diagnostics only)."""
     try:
@@ -316,10 +320,9 @@ def scenario_net(g, run, _):
     try:
         ggot = g.expect(r'T-G2H-GOT=([0-9a-f]{64})\n', PHASE_TIMEOUT,
                         what='the host receiving').group(1)
-    except harness.GuestError as e:
-        if 'timed out' in str(e):
-            probe_stalled_guest(g)
-        raise
+    except harness.GuestTimeout as e:
+        probe_stalled_guest(g)
+        raise TransferStalled(str(e)) from e
     check(ggot == gsent, f'64 MiB guest to host: sha256 {ggot} on the host, {gsent} sent')
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
@@ -358,10 +361,13 @@ def nested_l2_failure(name, g, e):
     runs of 7, so it is not shown to be the emulator's: it is retried, said loudly, and left
     open in the issue notes. A triple fault in direct mode is never retried.
     """
-    if name != 'net':
-        return False
-    return 'guest triple fault' in g.output or ('timed out' in str(e) and
-                                                 'host receiving' in str(e))
+    return isinstance(e, TransferStalled) or (name == 'net' and 'guest triple fault' in g.output)
+
+
+def show_tail(g, title, lines):
+    print(f'--- {title} ---')
+    print(g.tail(lines))
+    print('---')
 
 
 def run_scenario(args, mode, name, release):
@@ -378,20 +384,14 @@ def run_scenario(args, mode, name, release):
                 run_fn(g, run, state)
         except harness.L1Lockup:
             # Retried by the caller; the console's end shows what L1 did last.
-            print(f'--- last lines of the console before the L1 failure in {name} ---')
-            print(g.tail(20))
-            print('---')
+            show_tail(g, f'last lines of the console before the L1 failure in {name}', 20)
             raise
         except (Failure, harness.GuestError, harness.HarnessError) as e:
             if mode == 'nested' and nested_l2_failure(name, g, e):
-                print(f'--- {name}: the L2 guest failed under the emulated L1: {e} ---')
-                print(g.tail(20))
-                print('---')
+                show_tail(g, f'{name}: the L2 guest failed under the emulated L1: {e}', 20)
                 raise NestedL2Failure(str(e))
             print(f'FAIL {name}: {e}')
-            print(f'--- last lines of the console ({mode} mode; full log {log}) ---')
-            print(g.tail(60))
-            print('---')
+            show_tail(g, f'last lines of the console ({mode} mode; full log {log})', 60)
             raise
     l1 = g.timings.get('l1_ready')
     l1 = f', L1 ready after {l1 - t0:.1f} s' if l1 else ''
