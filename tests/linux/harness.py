@@ -341,6 +341,27 @@ class L1Lockup(GuestError):
     """The emulated L1 failed (a soft lockup, or it reset without reporting vmm's exit
     status): an infrastructure failure, not vmm's."""
 
+
+NESTED_ATTEMPTS = 3
+
+
+def run_attempts(name, run_once, retry_on=(L1Lockup,)):
+    """
+    Runs run_once() up to NESTED_ATTEMPTS times while it raises one of retry_on: failures of
+    the emulated nested set-up, each one printed as RETRY. Other exceptions propagate. CI saw
+    two L1 failures in a row in one test (a soft lockup, then a silent L1 reset), so one
+    retry is not enough. Returns True once a run passes, False if every attempt failed.
+    """
+    for attempt in range(1, NESTED_ATTEMPTS + 1):
+        try:
+            run_once()
+            return True
+        except retry_on as e:
+            print(f'RETRY {name} (attempt {attempt} of {NESTED_ATTEMPTS}): '
+                  f'nested-mode failure: {e}')
+    print(f'FAIL {name}: the nested run failed in all {NESTED_ATTEMPTS} attempts')
+    return False
+
 class Cpio:
     """Writes a newc cpio archive (what the kernel's initramfs unpacker reads)."""
 

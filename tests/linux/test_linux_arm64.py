@@ -292,17 +292,11 @@ def main():
         print(f'FAIL {NAME}: {e}')
         return 1
 
-    for attempt in (1, 2):
-        try:
-            run_once(args, mode, vmm)
-            break
-        except harness.L1Lockup as e:
-            # Rare, and seen with other VMMs in L2 too: retry once, and say so.
-            print(f'RETRY {NAME}: {e}')
-            if attempt == 2:
-                return 1
-        except (Failure, harness.GuestError, harness.HarnessError):
+    try:
+        if not harness.run_attempts(NAME, lambda: run_once(args, mode, vmm)):
             return 1
+    except (Failure, harness.GuestError, harness.HarnessError):
+        return 1
     print(f'{NAME}: {time.monotonic() - t0:.1f} s in all (build and guest images included)')
     return 0
 

@@ -431,25 +431,12 @@ def main():
     names = sorted(SCENARIOS) if args.scenario == 'all' else [args.scenario]
     failed = 0
     for name in names:
-        for attempt in (1, 2, 3):
-            try:
-                run_scenario(args, mode, name, release)
-                break
-            except harness.L1Lockup as e:
-                # Rare, and seen with QEMU as the L2 VMM too: retry once, and say so.
-                print(f'RETRY {name}: {e}')
-                if attempt >= 2:
-                    failed += 1
-                    break
-            except NestedL2Failure as e:
-                # See nested_l2_failure: up to three attempts, each one said.
-                print(f'RETRY {name} (attempt {attempt} of 3): L2 failure in nested mode: {e}')
-                if attempt == 3:
-                    print(f'FAIL {name}: the L2 guest failed in all 3 attempts')
-                    failed += 1
-            except (Failure, harness.GuestError, harness.HarnessError):
+        try:
+            if not harness.run_attempts(name, lambda: run_scenario(args, mode, name, release),
+                                        (harness.L1Lockup, NestedL2Failure)):
                 failed += 1
-                break
+        except (Failure, harness.GuestError, harness.HarnessError):
+            failed += 1
     return 1 if failed else 0
 
 
