@@ -267,8 +267,6 @@ int vq_pop_chain(struct virtqueue *vq, struct vq_chain *chain)
 	if (r < 0)
 		return r;
 	vq->last_avail_idx++;
-	if (vq->event_idx)
-		store16(avail_event_field(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
 	return 1;
 }
 

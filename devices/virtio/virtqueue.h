@@ -61,6 +61,11 @@ void vq_reset(struct virtqueue *vq);
  * RAM; after an error the device should set DEVICE_NEEDS_RESET (the chain is not consumed). Returns
  * 0 for a queue that is not active. Zero-length buffers are kept (iov_len 0) but their address must
  * still lie in guest RAM; a chain of more than 2^32 bytes in total is malformed (2.7.5).
+ *
+ * With EVENT_IDX the driver is asked to notify only when this finds the ring empty (avail_event
+ * is left behind while chains remain, as vhost does), so a driver filling the ring during a
+ * batch does not kick for every chain. A device that stops taking chains with some left must
+ * therefore come back to them by itself (batch limit, backend ready), not wait for a kick.
  */
 int vq_pop_chain(struct virtqueue *vq, struct vq_chain *chain);
 

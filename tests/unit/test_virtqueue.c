@@ -483,7 +483,9 @@ START_TEST(event_idx_notify)
 	ck_assert_int_eq(vq_pop_chain(&vq, &chain), 0);
 	ck_assert_uint_eq(vrb_avail_event(&b), 0);
 	push_one();
-	ck_assert_uint_eq(vrb_avail_event(&b), 1); /* notify me about the next chain */
+	ck_assert_uint_eq(vrb_avail_event(&b), 0); /* not asked again while chains were left */
+	ck_assert_int_eq(vq_pop_chain(&vq, &chain), 0);
+	ck_assert_uint_eq(vrb_avail_event(&b), 1); /* empty again: notify me about the next */
 	ck_assert(vq_should_notify(&vq));          /* first decision: always */
 	push_one();
 	ck_assert(!vq_should_notify(&vq)); /* used_event 0 was passed before */
