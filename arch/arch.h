@@ -14,6 +14,7 @@
 
 #if defined(__x86_64__)
 #include "arch/x86_64/layout.h"
+#define ARCH_NAME    "x86_64"
 #define ARCH_MIN_RAM X86_MIN_RAM
 #define ARCH_MAX_RAM (1024 * GIB)
 /* Where virtio-mmio windows go, and the interrupt lines devices get, in order. */
@@ -32,9 +33,19 @@
 #define ARCH_NO_KVM_HINT                                                                           \
 	"load the kvm module (modprobe kvm_intel or kvm_amd) and enable virtualization in the "    \
 	"firmware"
+/* What --help says this vmm boots, and on what machine. */
+#define ARCH_HELP_INTRO                                                                            \
+	"Boot a Linux kernel (bzImage, ELF vmlinux with a PVH note, or plain ELF64) under KVM\n"   \
+	"on a machine with ACPI, a 16550A serial console on stdin/stdout and virtio devices\n"     \
+	"(disks, network, entropy, optionally the console) on PCI or virtio-mmio.\n"
+/* A PCI host bridge for virtio (the default transport), and the x86 I/O ports of the debug
+ * exit (0xf4) and the scratch test device. */
+#define ARCH_HAS_PCI         true
+#define ARCH_HAS_TEST_DEVICE true
 
 #elif defined(__aarch64__)
 #include "arch/aarch64/layout.h"
+#define ARCH_NAME               "aarch64"
 #define ARCH_MIN_RAM            ARM64_MIN_RAM
 #define ARCH_MAX_RAM            ARM64_MAX_RAM
 #define ARCH_VIRTIO_MMIO_BASE   ARM64_VIRTIO_MMIO_BASE
@@ -49,6 +60,13 @@
 		KVM_CAP_DEVICE_CTRL, "KVM_CAP_DEVICE_CTRL"                                         \
 	}
 #define ARCH_NO_KVM_HINT "this kernel has no KVM: boot it at EL2 (hypervisor mode) with CONFIG_KVM"
+#define ARCH_HELP_INTRO                                                                            \
+	"Boot an arm64 Linux kernel (Image) under KVM on a machine described by a device tree,\n"  \
+	"with a 16550A UART console (on MMIO) on stdin/stdout and virtio-mmio devices\n"           \
+	"(disks, network, entropy, optionally the console).\n"
+/* No PCI (virtio is on virtio-mmio) and no I/O ports for the debug exit or the test device. */
+#define ARCH_HAS_PCI         false
+#define ARCH_HAS_TEST_DEVICE false
 
 #else
 #error "vmm has no back-end for this architecture"

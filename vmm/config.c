@@ -53,9 +53,7 @@ void config_usage(FILE *out)
 	// clang-format off
 	fprintf(out,
 "Usage: vmm --kernel PATH [options]\n"
-"Boot a Linux kernel (bzImage, ELF vmlinux with a PVH note, or plain ELF64) under KVM\n"
-"on a machine with ACPI, a 16550A serial console on stdin/stdout and virtio devices\n"
-"(disks, entropy, optionally the console) on PCI or virtio-mmio.\n"
+ARCH_HELP_INTRO
 "\n"
 "Options:\n"
 "  -k, --kernel PATH     kernel to boot (required)\n"
@@ -70,7 +68,7 @@ void config_usage(FILE *out)
 "                        a raw disk image as virtio-blk (/dev/vda, vdb, ...); up to %d.\n"
 "                        ro: read-only; cache=none: O_DIRECT; serial: GET_ID string\n"
 "                        (at most 20 bytes). Writable images are locked.\n"
-"      --transport pci|mmio  virtio transport (default pci)\n"
+"%s"
 "      --console serial|virtio  the console on stdin/stdout: the 16550A on ttyS0\n"
 "                        (default) or virtio-console on hvc0 (faster)\n"
 "      --no-rng          no virtio-rng (by default the guest gets entropy from getrandom)\n"
@@ -81,7 +79,7 @@ void config_usage(FILE *out)
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
-"      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
+"%s"
 "  -h, --help            show this help\n"
 "      --version         show the version\n"
 "\n"
@@ -89,11 +87,20 @@ void config_usage(FILE *out)
 "Ctrl-A Ctrl-A sends a literal Ctrl-A. Pipes work too.\n"
 "\n"
 "Exit status: 0 when the guest reboots or powers off (or on Ctrl-A x), 1 on a vmm\n"
-"error, a guest crash (triple fault) or SIGINT/SIGTERM, 2 on a usage error, 124 when\n"
-"--timeout expires, and the byte a guest writes to port 0xf4 (debug exit).\n"
+"error, a guest crash or SIGINT/SIGTERM, 2 on a usage error, 124 when --timeout\n"
+"expires%s.\n"
 "\n"
 "Environment: VMM_KVM_DEVICE overrides the KVM device path (default /dev/kvm).\n",
-		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS, CONFIG_MAX_NETS);
+		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS,
+		ARCH_HAS_PCI ? "      --transport pci|mmio  virtio transport (default pci)\n"
+		             : "      --transport mmio  virtio transport (the only one: no PCI here)\n",
+		CONFIG_MAX_NETS,
+		ARCH_HAS_TEST_DEVICE
+		        ? "      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
+		        : "",
+		ARCH_HAS_TEST_DEVICE
+		        ? ", and the byte a guest writes to port 0xf4 (debug exit)"
+		        : "");
 	// clang-format on
 }
 
@@ -196,6 +203,10 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 			            CONFIG_MAX_CPUS);
 		break;
 	case OPT_TEST_DEVICE:
+		if (!ARCH_HAS_TEST_DEVICE)
+			return fail(err, errlen,
+			            "--test-device: vmm on " ARCH_NAME " has no test device (it "
+			            "lives on x86 I/O ports)");
 		cfg->test_device = true;
 		break;
 	case OPT_STATS:
@@ -221,6 +232,10 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 	case OPT_TRANSPORT:
 		if (strcmp(arg, "pci") && strcmp(arg, "mmio"))
 			return fail(err, errlen, "--transport: '%s' is not pci or mmio", arg);
+		if (!strcmp(arg, "pci") && !ARCH_HAS_PCI)
+			return fail(err, errlen,
+			            "--transport pci: vmm on " ARCH_NAME " has no PCI; its virtio "
+			            "devices are on virtio-mmio");
 		cfg->transport = strcmp(arg, "pci") ? TRANSPORT_MMIO : TRANSPORT_PCI;
 		break;
 	case OPT_CONSOLE:
@@ -259,6 +274,7 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 	out->cpus = 1;
 	out->log_level = LOG_WARN;
 	out->rng = true;
+	out->transport = ARCH_HAS_PCI ? TRANSPORT_PCI : TRANSPORT_MMIO;
 	optind = 0; /* restart getopt: config_parse may be called more than once */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":k:h", long_options, NULL)) != -1) {

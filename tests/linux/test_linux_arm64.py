@@ -103,6 +103,9 @@ def l1_command_devices(vmm, kernel, initrd, disk, token):
     del disk, token  # this scenario has no disk
     q = shlex.quote
     return '\n'.join([
+        # No PCI and no x86 test device on arm64: a usage error, and --help offers neither.
+        f'o=$({q(vmm)} --kernel {q(kernel)} --transport pci 2>&1); echo "T-NO-PCI=$? $o"',
+        f'echo "T-HELP-X86=$({q(vmm)} --help | grep -c -E \'bzImage|PVH|pci|test-device|0xf4\')"',
         '(until ip link show tap0 >/dev/null 2>&1; do sleep 0.1; done',
         f' ip addr add {NET_HOST_ADDR}/24 dev tap0 && ip link set tap0 up) &',
         f'{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
@@ -160,6 +163,12 @@ def check_devices(g, want_gic):
     check(gic in ('GIC-0', 'GICv3') and gic == (want_gic or gic),
           f'the guest\'s interrupt controller is {gic!r}, expected {want_gic or "a GIC"} '
           '(GIC-0 is the GICv2 driver; L1 offers no GICv3)')
+    m = re.search(r'T-NO-PCI=(\d+) ([^\n]*)\n', g.output)
+    check(m and m.group(1) == '2' and 'has no PCI' in m.group(2),
+          f'vmm --transport pci on arm64: {m and m.group(0)!r}, expected status 2 and "has no PCI"')
+    m = re.search(r'T-HELP-X86=(\d+)\n', g.output)
+    check(m and m.group(1) == '0', f'vmm --help on arm64 has {m and m.group(1)} lines naming '
+          'x86-only things (bzImage, PVH, PCI, the test device, port 0xf4), expected 0')
     nproc = ask(g, 'echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
     check(nproc == '2', f'nproc in the guest says {nproc}, vmm has --cpus 2')
     console = ask(g, 'echo "T-CONSOLE=$(head -n 1 /proc/consoles | cut -d\' \' -f1)"',
