@@ -33,13 +33,13 @@ static const struct {
 static int open_kvm(struct vm *vm)
 {
 	const char *path = getenv("VMM_KVM_DEVICE");
-	int version;
+	int version, err;
 
 	if (!path || !*path)
 		path = "/dev/kvm";
 	vm->kvm_fd = open(path, O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
-		int err = errno;
+		err = errno;
 		if (err == ENOENT)
 			log_error("%s: %s: " ARCH_NO_KVM_HINT, path, strerror(err));
 		else if (err == EACCES || err == EPERM)
@@ -51,6 +51,11 @@ static int open_kvm(struct vm *vm)
 		return -err;
 	}
 	version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (version < 0) {
+		err = errno;
+		log_error("%s: not a KVM device (KVM_GET_API_VERSION: %s)", path, strerror(err));
+		return -err;
+	}
 	if (version != KVM_API_VERSION) {
 		log_error("%s: KVM API version %d, vmm needs %d", path, version, KVM_API_VERSION);
 		return -ENOTSUP;
