@@ -231,3 +231,18 @@ void virtio_queue_done(struct virtio_dev *dev, unsigned q)
 	if (notify)
 		interrupt(dev, (int)q);
 }
+
+void virtio_queue_interrupt(struct virtio_dev *dev, unsigned q)
+{
+	bool notify;
+
+	if (q >= VIRTIO_MAX_QUEUES)
+		return;
+	pthread_mutex_lock(&dev->lock);
+	notify = dev->status & VIRTIO_STATUS_DRIVER_OK;
+	if (notify)
+		dev->isr |= VIRTIO_ISR_QUEUE;
+	pthread_mutex_unlock(&dev->lock);
+	if (notify)
+		interrupt(dev, (int)q);
+}

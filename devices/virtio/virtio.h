@@ -14,7 +14,7 @@
 #include "devices/virtio/virtqueue.h"
 #include "vmm/memory.h"
 
-#define VIRTIO_MAX_QUEUES 8
+#define VIRTIO_MAX_QUEUES 16 /* a multiport console with 7 ports needs 16 */
 
 /* Device status bits. */
 #define VIRTIO_STATUS_ACKNOWLEDGE 1
@@ -34,6 +34,7 @@
 #define VIRTIO_ID_BLOCK   2
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG     4
+#define VIRTIO_ID_FS      26
 
 /* ISR bits. */
 #define VIRTIO_ISR_QUEUE  1
@@ -126,6 +127,12 @@ void virtio_write_config(struct virtio_dev *dev, uint64_t offset, const void *da
  * (vq_should_notify) and DRIVER_OK is set.
  */
 void virtio_queue_done(struct virtio_dev *dev, unsigned q);
+/*
+ * For devices whose rings a back-end outside vmm processes (vhost-user): the back-end already
+ * decided that the driver wants an interrupt for @q, so this sets the ISR queue bit and
+ * interrupts whenever DRIVER_OK is set, without looking at the ring.
+ */
+void virtio_queue_interrupt(struct virtio_dev *dev, unsigned q);
 /*
  * A malformed request: sets DEVICE_NEEDS_RESET and, when DRIVER_OK is set and the bit was not
  * yet set, raises a config interrupt (2.1.2). @why ("virtio-x: what") is logged, rate-limited.
