@@ -8,11 +8,11 @@
 #define HUGE_PAGE_SIZE (2 * MIB)
 
 /*
- * Anonymous memory; when @aligned, at an address @offset past a 2 MiB boundary, like the
- * guest-physical address it backs, so the host can back (and KVM map) whole 2 MiB blocks. NULL
- * on failure.
+ * Anonymous memory, or @fd's first @size bytes mapped shared when @fd >= 0; when @aligned, at an
+ * address @offset past a 2 MiB boundary, like the guest-physical address it backs, so the host
+ * can back (and KVM map) whole 2 MiB blocks. NULL on failure.
  */
-static void *map_guest_ram(uint64_t size, uint64_t offset, bool aligned)
+static void *map_guest_ram(uint64_t size, uint64_t offset, bool aligned, int fd)
 {
 	uint64_t slack = aligned ? HUGE_PAGE_SIZE : 0, head;
 	uint8_t *area = mmap(NULL, size + slack, PROT_READ | PROT_WRITE,
@@ -20,13 +20,39 @@ static void *map_guest_ram(uint64_t size, uint64_t offset, bool aligned)
 
 	if (area == MAP_FAILED)
 		return NULL;
-	if (!aligned)
-		return area;
-	head = (offset - (uintptr_t)area % HUGE_PAGE_SIZE + HUGE_PAGE_SIZE) % HUGE_PAGE_SIZE;
+	head = aligned ? (offset - (uintptr_t)area % HUGE_PAGE_SIZE + HUGE_PAGE_SIZE) %
+	                         HUGE_PAGE_SIZE
+	               : 0;
 	if (head)
 		munmap(area, head);
-	munmap(area + head + size, slack - head);
+	if (slack - head)
+		munmap(area + head + size, slack - head);
+	if (fd >= 0 && mmap(area + head, size, PROT_READ | PROT_WRITE,
+	                    MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0) == MAP_FAILED) {
+		int err = errno;
+
+		munmap(area + head, size);
+		errno = err;
+		return NULL;
+	}
 	return area + head;
+}
+
+/* A memfd of @size bytes for a shared region; -1 with errno on failure. */
+static int create_ram_fd(uint64_t size)
+{
+	int fd = memfd_create("vmm-guest-ram", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int err = errno;
+
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
 }
 
 int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size)
@@ -34,6 +60,7 @@ int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size)
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t end;
 	void *host;
+	int fd = -1;
 
 	if (size == 0 || gpa % page || size % page || add_overflows(gpa, size, &end))
 		return -EINVAL;
@@ -44,21 +71,31 @@ int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size)
 		if (gpa < r->gpa + r->size && r->gpa < end)
 			return -EINVAL;
 	}
-	host = map_guest_ram(size, gpa % HUGE_PAGE_SIZE, mem->huge_pages);
-	if (!host)
+	if (mem->shared && (fd = create_ram_fd(size)) < 0)
 		return -errno;
+	host = map_guest_ram(size, gpa % HUGE_PAGE_SIZE, mem->huge_pages, fd);
+	if (!host) {
+		int err = errno;
+
+		if (fd >= 0)
+			close(fd);
+		return -err;
+	}
 	if (mem->huge_pages)
 		madvise(host, size, MADV_HUGEPAGE);
 	madvise(host, size, MADV_MERGEABLE);
 	mem->regions[mem->nr_regions++] =
-	        (struct mem_region){.gpa = gpa, .size = size, .host = host};
+	        (struct mem_region){.gpa = gpa, .size = size, .host = host, .fd = fd};
 	return 0;
 }
 
 void guest_memory_free(struct guest_memory *mem)
 {
-	for (unsigned i = 0; i < mem->nr_regions; i++)
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
 		munmap(mem->regions[i].host, mem->regions[i].size);
+		if (mem->regions[i].fd >= 0)
+			close(mem->regions[i].fd);
+	}
 	mem->nr_regions = 0;
 }
 

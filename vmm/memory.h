@@ -17,6 +17,8 @@ struct mem_region {
 	uint64_t gpa;
 	uint64_t size;
 	uint8_t *host;
+	int fd;             /* the memfd backing a shared region, else -1 */
+	uint64_t fd_offset; /* where the region starts in fd */
 };
 
 struct guest_memory {
@@ -27,12 +29,17 @@ struct guest_memory {
 	 * and with MADV_HUGEPAGE, so the host and KVM can map whole 2 MiB blocks.
 	 */
 	bool huge_pages;
+	/*
+	 * Set before adding regions: back each region with its own memfd, mapped shared, so that
+	 * another process (a vhost-user back-end) can map guest RAM too.
+	 */
+	bool shared;
 };
 
 /*
- * Maps an anonymous region of @size bytes at guest-physical @gpa. Regions must be page aligned,
- * non-empty and must not overlap or wrap. Returns 0, -EINVAL, -ENOSPC (too many regions) or the
- * mmap errno.
+ * Maps a region (anonymous, or a memfd when @mem->shared) of @size bytes at guest-physical @gpa.
+ * Regions must be page aligned, non-empty and must not overlap or wrap. Returns 0, -EINVAL, -ENOSPC
+ * (too many regions) or the mmap errno.
  */
 int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size) MUST_CHECK;
 /* Unmaps every region. Safe on a zeroed or partly built struct. */

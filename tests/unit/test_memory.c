@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "tests/unit/unit.h"
 #include "vmm/memory.h"
@@ -95,6 +97,30 @@ START_TEST(copy_spans_adjacent_regions)
 }
 END_TEST
 
+/* A shared region is a memfd another process could map: its bytes are the guest's. */
+START_TEST(shared_region_is_a_memfd)
+{
+	struct guest_memory shared = {.shared = true};
+	const struct mem_region *r;
+	uint8_t *other;
+
+	ck_assert_int_eq(guest_memory_add(&shared, 2 * MIB, 2 * MIB), 0);
+	r = &shared.regions[0];
+	ck_assert_int_ge(r->fd, 0);
+	ck_assert_uint_eq(r->fd_offset, 0);
+	other = mmap(NULL, 2 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+	ck_assert_ptr_ne(other, MAP_FAILED);
+	ck_assert_int_eq(guest_write(&shared, 2 * MIB + 0x1234, "abc", 3), 0);
+	ck_assert_mem_eq(other + 0x1234, "abc", 3);
+	other[0x10] = 0x5a;
+	ck_assert_uint_eq(*(uint8_t *)gpa_to_hva(&shared, 2 * MIB + 0x10, 1), 0x5a);
+	munmap(other, 2 * MIB);
+	guest_memory_free(&shared);
+	/* Anonymous regions have no fd. */
+	ck_assert_int_eq(mem.regions[0].fd, -1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("memory");
@@ -106,6 +132,7 @@ int main(void)
 	tcase_add_test(tc, translate_wraparound);
 	tcase_add_test(tc, copy_in_and_out);
 	tcase_add_test(tc, copy_spans_adjacent_regions);
+	tcase_add_test(tc, shared_region_is_a_memfd);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }
