@@ -17,8 +17,12 @@
 #define UART_RX_FIFO_SIZE 256
 
 struct uart_backend {
-	/* Guest output, called with the UART lock held, from a vCPU thread. */
-	void (*write)(void *opaque, const uint8_t *buf, size_t len);
+	/*
+	 * Guest output, called with the UART lock held, from a vCPU thread. The transmitter is
+	 * instant: the backend takes everything (the return value, bytes taken, is for sharing
+	 * console backends with virtio-console).
+	 */
+	size_t (*write)(void *opaque, const uint8_t *buf, size_t len);
 	/*
 	 * uart_receive() refused input and there is room again: the host may call it again.
 	 * Called from a vCPU thread after the UART lock is dropped (so it may even call

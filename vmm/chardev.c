@@ -50,18 +50,42 @@ static size_t filter_escapes(struct chardev *chr, uint8_t *buf, size_t len, bool
 	return out;
 }
 
+/* The next chunk of a regular file given as input; at its end, the input is closed. */
+static void read_file_input(struct chardev *chr)
+{
+	ssize_t n;
+
+	do
+		n = read(chr->in_fd, chr->pending, sizeof(chr->pending));
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		chr->in_closed = true;
+		if (chr->ops->eof)
+			chr->ops->eof(chr->opaque);
+		return;
+	}
+	chr->pending_off = 0;
+	chr->pending_len = (size_t)n;
+}
+
 /* Pushes pending input into the device; stops watching stdin while the device is full. */
 static void flush_pending(struct chardev *chr)
 {
-	while (chr->pending_len) {
-		size_t n = chr->ops->deliver(chr->opaque, chr->pending + chr->pending_off,
-		                             chr->pending_len);
+	while (chr->pending_len || (chr->file_input && !chr->in_closed)) {
+		size_t n;
+
+		if (!chr->pending_len) {
+			read_file_input(chr);
+			continue;
+		}
+		n = chr->ops->deliver(chr->opaque, chr->pending + chr->pending_off,
+		                      chr->pending_len);
 		if (n == 0)
 			break;
 		chr->pending_off += n;
 		chr->pending_len -= n;
 	}
-	if (!chr->in_closed)
+	if (!chr->in_closed && !chr->file_input)
 		event_loop_modify(chr->loop, &chr->input, chr->pending_len ? 0 : EPOLLIN);
 }
 
@@ -79,6 +103,8 @@ static void on_input(void *opaque, uint32_t events)
 		/* End of input: the guest keeps running, it just gets no more input. */
 		event_loop_del(chr->loop, &chr->input);
 		chr->in_closed = true;
+		if (chr->ops->eof)
+			chr->ops->eof(chr->opaque);
 		return;
 	}
 	chr->pending_off = 0;
@@ -104,7 +130,7 @@ static void on_space(void *opaque, uint32_t events)
 }
 
 int chardev_init(struct chardev *chr, int in_fd, int out_fd, struct event_loop *loop,
-                 const struct chardev_ops *ops, void *opaque)
+                 const struct chardev_ops *ops, void *opaque, unsigned flags)
 {
 	int ret;
 
@@ -118,13 +144,17 @@ int chardev_init(struct chardev *chr, int in_fd, int out_fd, struct event_loop *
 	ret = event_loop_add(loop, &chr->space, EPOLLIN);
 	if (ret)
 		return ret;
-	chr->is_tty = isatty(in_fd);
+	chr->is_tty = (flags & CHARDEV_TERMINAL) && isatty(in_fd);
 	if (chr->is_tty)
 		set_raw_mode(chr);
 	ret = event_loop_add(loop, &chr->input, EPOLLIN);
 	if (ret == -EPERM) {
-		/* A regular file or /dev/null as stdin cannot be polled: no input, not an error. */
-		chr->in_closed = true;
+		/*
+		 * A regular file or /dev/null cannot be polled: it is read as the device takes it,
+		 * starting from the loop (the device may not be ready to take input yet).
+		 */
+		chr->file_input = true;
+		chardev_input_space(chr);
 		ret = 0;
 	}
 	return ret;
@@ -164,9 +194,10 @@ void chardev_input_space(struct chardev *chr)
 		log_debug("console: eventfd write: %d", errno);
 }
 
-void chardev_write_cb(void *chr, const uint8_t *buf, size_t len)
+size_t chardev_write_cb(void *chr, const uint8_t *buf, size_t len)
 {
 	chardev_write(chr, buf, len);
+	return len; /* blocking: all of it is taken (or dropped when the reader has gone) */
 }
 
 void chardev_input_space_cb(void *chr)

@@ -18,11 +18,14 @@ struct chardev_ops {
 	size_t (*deliver)(void *opaque, const uint8_t *buf, size_t len);
 	/* The user typed the quit escape. */
 	void (*quit)(void *opaque);
+	/* Optional: the input ended (EOF, or input that cannot be read), all of it delivered. */
+	void (*eof)(void *opaque);
 };
 
 struct chardev {
 	int in_fd, out_fd;
 	bool is_tty, raw_mode_set, in_closed, escape_pending;
+	bool file_input; /* a regular file (epoll refuses it): read as the device takes it */
 	struct termios saved_termios;
 	const struct chardev_ops *ops;
 	void *opaque;
@@ -32,9 +35,15 @@ struct chardev {
 	size_t pending_off, pending_len;
 };
 
-/* Sets up the chardev on @in_fd/@out_fd and registers its input with @loop. */
+/* chardev_init flags. */
+#define CHARDEV_TERMINAL 1 /* a terminal input is put in raw mode, with the Ctrl-A escape */
+
+/*
+ * Sets up the chardev on @in_fd/@out_fd and registers its input with @loop. Without
+ * CHARDEV_TERMINAL a terminal stays as it is and its bytes pass through unfiltered.
+ */
 int chardev_init(struct chardev *chr, int in_fd, int out_fd, struct event_loop *loop,
-                 const struct chardev_ops *ops, void *opaque) MUST_CHECK;
+                 const struct chardev_ops *ops, void *opaque, unsigned flags) MUST_CHECK;
 /* Restores the terminal. Safe to call more than once. */
 void chardev_destroy(struct chardev *chr);
 
@@ -45,10 +54,11 @@ void chardev_write(struct chardev *chr, const uint8_t *buf, size_t len);
 void chardev_input_space(struct chardev *chr);
 
 /*
- * The two above as device backend callbacks (UART, virtio console) whose opaque is the chardev,
- * so every console device connects to the host the same way.
+ * The two above as device backend callbacks whose opaque is the chardev, so every console
+ * device connects to the host the same way. chardev_write_cb has the virtio console's
+ * signature: it blocks until all of @len is written and returns @len.
  */
-void chardev_write_cb(void *chr, const uint8_t *buf, size_t len);
+size_t chardev_write_cb(void *chr, const uint8_t *buf, size_t len);
 void chardev_input_space_cb(void *chr);
 
 #endif

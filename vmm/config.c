@@ -26,6 +26,11 @@ enum {
 	OPT_CONSOLE,
 	OPT_NO_RNG,
 	OPT_NET,
+	OPT_RUN,
+	OPT_SHARE,
+	OPT_MODULES,
+	OPT_VIRTIOFSD,
+	OPT_CONSOLE_LOG,
 };
 
 static const struct option long_options[] = {
@@ -45,6 +50,11 @@ static const struct option long_options[] = {
         {"console", required_argument, NULL, OPT_CONSOLE},
         {"no-rng", no_argument, NULL, OPT_NO_RNG},
         {"net", required_argument, NULL, OPT_NET},
+        {"run", required_argument, NULL, OPT_RUN},
+        {"share", required_argument, NULL, OPT_SHARE},
+        {"modules", required_argument, NULL, OPT_MODULES},
+        {"virtiofsd", required_argument, NULL, OPT_VIRTIOFSD},
+        {"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
         {NULL, 0, NULL, 0},
 };
 
@@ -76,6 +86,22 @@ ARCH_HELP_INTRO
 "                        a virtio-net NIC on TAP device NAME (created when missing,\n"
 "                        which needs CAP_NET_ADMIN); up to %d. Without mac= a locally\n"
 "                        administered MAC derived from NAME and the NIC's index.\n"
+"      --share HOSTDIR[:GUESTDIR][,ro][,tag=TAG]\n"
+"                        a host directory over virtio-fs (vmm starts virtiofsd); up to\n"
+"                        %d. With --run it is mounted at GUESTDIR (default: HOSTDIR);\n"
+"                        without, mount -t virtiofs TAG (default: its basename) DIR.\n"
+"                        ro: the guest cannot write to it.\n"
+"      --run CMD         test-run mode: boot the kernel with vmm's own initramfs, the\n"
+"                        host's / read-only as the guest's root (over virtio-fs;\n"
+"                        /tmp, /root, /var, /etc, /home, /run writable, in RAM), run\n"
+"                        /bin/sh -c CMD as root in the current directory, power off.\n"
+"                        CMD's stdin, stdout and stderr are vmm's; kernel messages\n"
+"                        are not shown (see --console-log) unless the run fails.\n"
+"      --modules DIR     --run: the kernel's module tree (default: /lib/modules/ and\n"
+"                        the release read from the kernel image, when it exists)\n"
+"      --virtiofsd PATH  the virtiofsd to run (default: from PATH, /usr/libexec,\n"
+"                        /usr/lib/qemu)\n"
+"      --console-log FILE  --run: write the kernel's console messages to FILE\n"
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
@@ -89,12 +115,15 @@ ARCH_HELP_INTRO
 "Exit status: 0 when the guest reboots or powers off (or on Ctrl-A x), 1 on a vmm\n"
 "error, a guest crash or SIGINT/SIGTERM, 2 on a usage error, 124 when --timeout\n"
 "expires%s.\n"
+"With --run: CMD's own exit status; " STR(EXIT_TIMEOUT) " when --timeout expires; " STR(EXIT_RUN_CANNOT) " when the\n"
+"test cannot run (bad kernel, a missing module or virtiofsd; git bisect run\n"
+"skips such a commit); " STR(EXIT_RUN_PANIC) " when the guest kernel panics or stops before CMD ends.\n"
 "\n"
 "Environment: VMM_KVM_DEVICE overrides the KVM device path (default /dev/kvm).\n",
 		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS,
 		ARCH_HAS_PCI ? "      --transport pci|mmio  virtio transport (default pci)\n"
 		             : "      --transport mmio  virtio transport (the only one: no PCI here)\n",
-		CONFIG_MAX_NETS,
+		CONFIG_MAX_NETS, CONFIG_MAX_SHARES,
 		ARCH_HAS_TEST_DEVICE
 		        ? "      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
 		        : "",
@@ -164,6 +193,40 @@ static int parse_uint(const char *text, unsigned max, unsigned *out)
 	return 0;
 }
 
+/* The options of test-run mode, and the shares' tags (unique, and not the root's). */
+static enum config_result check_run_config(struct vm_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->run_cmd) {
+		if (cfg->modules_dir)
+			return fail(err, errlen, "--modules needs --run");
+		if (cfg->console_log)
+			return fail(err, errlen, "--console-log needs --run");
+	} else if (cfg->initrd_path) {
+		return fail(err, errlen,
+		            "--run and --initrd: --run boots its own initramfs (use --share for "
+		            "files)");
+	}
+	for (unsigned i = 0; i < cfg->nr_shares; i++) {
+		struct share_config *sh = &cfg->shares[i];
+
+		if (!cfg->run_cmd && sh->guest[0])
+			return fail(
+			        err, errlen,
+			        "--share %s:%s: GUESTDIR needs --run (without it, mount the tag "
+			        "yourself)",
+			        sh->host, sh->guest);
+		if (!strcmp(sh->tag, CONFIG_ROOT_TAG))
+			return fail(err, errlen, "--share: the tag '%s' is vmm's own",
+			            CONFIG_ROOT_TAG);
+		for (unsigned j = 0; j < i && sh->tag[0]; j++) {
+			if (!strcmp(cfg->shares[j].tag, sh->tag))
+				return fail(err, errlen, "--share: two shares with the tag '%s'",
+				            sh->tag);
+		}
+	}
+	return CONFIG_OK;
+}
+
 static enum config_result check_config(struct vm_config *cfg, char *err, size_t errlen)
 {
 	if (!cfg->kernel_path)
@@ -176,7 +239,7 @@ static enum config_result check_config(struct vm_config *cfg, char *err, size_t 
 	if (cfg->mem_size > ARCH_MAX_RAM)
 		return fail(err, errlen, "--mem: at most %llu GiB are supported",
 		            (unsigned long long)(ARCH_MAX_RAM / GIB));
-	return CONFIG_OK;
+	return check_run_config(cfg, err, errlen);
 }
 
 static enum config_result parse_option(int opt, const char *arg, struct vm_config *cfg, char *err,
@@ -252,6 +315,27 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 		if (config_parse_net(arg, &cfg->nets[cfg->nr_nets], err, errlen))
 			return CONFIG_ERROR;
 		cfg->nr_nets++;
+		break;
+	case OPT_RUN:
+		if (!*arg)
+			return fail(err, errlen, "--run: the command is empty");
+		cfg->run_cmd = arg;
+		break;
+	case OPT_SHARE:
+		if (cfg->nr_shares == CONFIG_MAX_SHARES)
+			return fail(err, errlen, "--share: at most %d shares", CONFIG_MAX_SHARES);
+		if (config_parse_share(arg, &cfg->shares[cfg->nr_shares], err, errlen))
+			return CONFIG_ERROR;
+		cfg->nr_shares++;
+		break;
+	case OPT_MODULES:
+		cfg->modules_dir = arg;
+		break;
+	case OPT_VIRTIOFSD:
+		cfg->virtiofsd = arg;
+		break;
+	case OPT_CONSOLE_LOG:
+		cfg->console_log = arg;
 		break;
 	case OPT_HELP:
 		return CONFIG_HELP;
@@ -333,6 +417,72 @@ int config_parse_net(const char *spec, struct net_config *out, char *err, size_t
 	return 0;
 }
 
+/* An absolute path without empty, "." or ".." components and without a trailing '/'. */
+static bool canonical_path(const char *path, size_t len)
+{
+	size_t i = 0;
+
+	if (len < 2 || path[0] != '/' || path[len - 1] == '/')
+		return false;
+	while (i < len) {
+		size_t part = 0;
+
+		i++; /* the '/' */
+		while (i + part < len && path[i + part] != '/')
+			part++;
+		if (part == 0 || (part == 1 && path[i] == '.') ||
+		    (part == 2 && path[i] == '.' && path[i + 1] == '.'))
+			return false;
+		i += part;
+	}
+	return true;
+}
+
+int config_parse_share(const char *spec, struct share_config *out, char *err, size_t errlen)
+{
+	size_t path_len = strcspn(spec, ",");
+	size_t host_len = strcspn(spec, ":,");
+	const char *p = spec + path_len;
+
+	memset(out, 0, sizeof(*out));
+	if (host_len == 0 || host_len >= sizeof(out->host)) {
+		fail(err, errlen, "--share: expected HOSTDIR[:GUESTDIR][,ro][,tag=TAG]");
+		return -EINVAL;
+	}
+	memcpy(out->host, spec, host_len);
+	if (host_len < path_len) {
+		size_t guest_len = path_len - host_len - 1;
+
+		if (guest_len >= sizeof(out->guest) ||
+		    !canonical_path(spec + host_len + 1, guest_len)) {
+			fail(err, errlen,
+			     "--share %s: GUESTDIR must be an absolute path other than / (no '.', "
+			     "'..', '//' or trailing '/')",
+			     spec);
+			return -EINVAL;
+		}
+		memcpy(out->guest, spec + host_len + 1, guest_len);
+	}
+	while (*p == ',') {
+		size_t len = strcspn(++p, ",");
+
+		if (len == 2 && strncmp(p, "ro", 2) == 0) {
+			out->read_only = true;
+		} else if (len > 4 && strncmp(p, "tag=", 4) == 0 && len - 4 <= CONFIG_TAG_MAX) {
+			memcpy(out->tag, p + 4, len - 4);
+			out->tag[len - 4] = '\0';
+		} else {
+			fail(err, errlen,
+			     "--share: unknown or invalid option '%.*s' (ro, tag=TAG of 1 to %d "
+			     "bytes)",
+			     (int)len, p, CONFIG_TAG_MAX);
+			return -EINVAL;
+		}
+		p += len;
+	}
+	return 0;
+}
+
 static int disk_option(const char *opt, size_t len, struct disk_config *out)
 {
 	if (len == 2 && strncmp(opt, "ro", 2) == 0)
@@ -376,6 +526,9 @@ int config_parse_disk(const char *spec, struct disk_config *out, char *err, size
 
 const char *config_default_args(const struct vm_config *cfg)
 {
+	/* --run: the kernel's messages go to a log, and fewer of them cost fewer UART exits. */
+	if (cfg->run_cmd)
+		return CONFIG_DEFAULT_ARGS " quiet";
 	return cfg->console == CONSOLE_VIRTIO ? "console=hvc0 panic=-1 reboot=k"
 	                                      : CONFIG_DEFAULT_ARGS;
 }

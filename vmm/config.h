@@ -16,6 +16,16 @@
 #define CONFIG_SERIAL_MAX   20 /* virtio-blk GET_ID returns at most 20 bytes */
 #define CONFIG_MAX_NETS     4
 #define CONFIG_TAP_NAME_MAX 15 /* IFNAMSIZ - 1 */
+#define CONFIG_MAX_SHARES   8
+#define CONFIG_TAG_MAX      36         /* virtio-fs tag bytes */
+#define CONFIG_ROOT_TAG     "vmm-root" /* --run: the host's / */
+
+/* Exit statuses (vmm's own; with --run the command's status passes through as it is). */
+#define EXIT_VMM_ERROR   1
+#define EXIT_USAGE_ERROR 2
+#define EXIT_RUN_PANIC   120 /* --run: the guest kernel panicked or died before the command ended */
+#define EXIT_TIMEOUT     124
+#define EXIT_RUN_CANNOT  125 /* --run: the test could not run (git bisect run: skip) */
 
 enum disk_cache { DISK_CACHE_WRITEBACK, DISK_CACHE_NONE };
 
@@ -30,6 +40,14 @@ struct net_config {
 	char tap[CONFIG_TAP_NAME_MAX + 1];
 	bool has_mac; /* else vmm generates one from the TAP's name and the NIC's index */
 	uint8_t mac[6];
+};
+
+/* --share HOSTDIR[:GUESTDIR][,ro][,tag=TAG]: a host directory over virtio-fs. */
+struct share_config {
+	char host[4096];
+	char guest[4096];             /* "" when not given: the host path (with --run) */
+	char tag[CONFIG_TAG_MAX + 1]; /* "" when not given: the host directory's basename */
+	bool read_only;
 };
 
 enum virtio_transport_kind { TRANSPORT_PCI, TRANSPORT_MMIO };
@@ -52,6 +70,13 @@ struct vm_config {
 	enum virtio_transport_kind transport;
 	enum console_kind console;
 	bool rng; /* virtio-rng, on by default */
+	struct share_config shares[CONFIG_MAX_SHARES];
+	unsigned nr_shares;
+	/* Test-run mode (--run): the command, and where its kernel modules and virtiofsd are. */
+	const char *run_cmd;     /* NULL: boot the kernel as usual */
+	const char *modules_dir; /* NULL: /lib/modules/<the kernel's release> if it exists */
+	const char *virtiofsd;   /* NULL: search PATH, /usr/libexec, /usr/lib/qemu */
+	const char *console_log; /* NULL: kernel messages are kept in memory only (--run) */
 };
 
 enum config_result {
@@ -88,6 +113,12 @@ int config_parse_disk(const char *spec, struct disk_config *out, char *err, size
  * @err.
  */
 int config_parse_net(const char *spec, struct net_config *out, char *err, size_t errlen);
+
+/*
+ * Parses a --share value: HOSTDIR[:GUESTDIR][,ro][,tag=TAG]. GUESTDIR must be absolute; TAG 1 to
+ * 36 bytes. Returns 0, or -EINVAL with a one-line message in @err.
+ */
+int config_parse_share(const char *spec, struct share_config *out, char *err, size_t errlen);
 
 /* The default kernel parameters for @cfg (the console follows --console). */
 const char *config_default_args(const struct vm_config *cfg);

@@ -2,10 +2,14 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "arch/arch.h"
 #include "devices/tap.h"
 #include "vmm/log.h"
+#include "vmm/run.h"
 #include "vmm/vm.h"
 
 static const unsigned device_gsis[] = ARCH_DEVICE_GSIS;
@@ -158,6 +162,86 @@ static int create_nets(struct vm *vm)
 	return 0;
 }
 
+/* A virtio-fs device for each share, on the socket of its virtiofsd. */
+static int create_shares(struct vm *vm)
+{
+	struct vm_devices *d = &vm->devices;
+	char err[256], what[64];
+	int ret;
+
+	for (unsigned i = 0; i < vm->shares.nr; i++) {
+		struct share *sh = &vm->shares.items[i];
+
+		ret = virtio_fs_init(&d->fs[i], sh->tag, sh->sock, &vm->mem, &vm->loop, err,
+		                     sizeof(err));
+		sh->sock = -1; /* the device owns it now */
+		d->nr_fs++;
+		if (ret) {
+			log_error("--share %s: %s", sh->host, err);
+			return ret;
+		}
+		snprintf(what, sizeof(what), "virtio-fs %s", sh->tag);
+		ret = attach(vm, &d->fs[i].vdev, what);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* The console asks to be resumed (it bounds the work per notification): do it on the loop. */
+static void console_wants_resume(void *opaque)
+{
+	struct vm_devices *d = opaque;
+	uint64_t one = 1;
+
+	if (write(d->console_resume.fd, &one, sizeof(one)) < 0)
+		log_debug("console resume eventfd: %s", strerror(errno));
+}
+
+static void on_console_resume(void *opaque, uint32_t events)
+{
+	struct vm_devices *d = opaque;
+	uint64_t count;
+
+	(void)events;
+	if (read(d->console_resume.fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_debug("console resume eventfd: %s", strerror(errno));
+	virtio_console_resume(&d->console);
+}
+
+/* --console virtio's hvc0, or --run's ports to the init. */
+static int create_console(struct vm *vm)
+{
+	struct vm_devices *d = &vm->devices;
+
+	if (vm->run) {
+		struct virtio_console_port_config ports[RUN_NR_PORTS];
+
+		run_console_ports(vm->run, &d->console, ports);
+		virtio_console_init_multiport(&d->console, &vm->mem, ports, RUN_NR_PORTS);
+	} else if (vm->config->console == CONSOLE_VIRTIO) {
+		const struct virtio_console_backend backend = {
+		        .write = chardev_write_cb,
+		        .rx_space = chardev_input_space_cb,
+		        .opaque = &vm->console,
+		};
+
+		virtio_console_init(&d->console, &vm->mem, &backend);
+	} else {
+		return 0;
+	}
+	d->has_console = true;
+	d->console_resume = (struct event_source){.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+	                                          .handler = on_console_resume,
+	                                          .opaque = d};
+	if (d->console_resume.fd < 0 || event_loop_add(&vm->loop, &d->console_resume, EPOLLIN)) {
+		log_error("virtio-console: cannot set up its event: %s", strerror(errno));
+		return -EIO;
+	}
+	virtio_console_set_resume_hook(&d->console, console_wants_resume, d);
+	return attach(vm, &d->console.vdev, "virtio-console");
+}
+
 int devices_create(struct vm *vm)
 {
 	struct vm_devices *d = &vm->devices;
@@ -167,6 +251,8 @@ int devices_create(struct vm *vm)
 		ret = create_disks(vm);
 	if (!ret)
 		ret = create_nets(vm);
+	if (!ret)
+		ret = create_shares(vm);
 	if (ret)
 		return ret;
 	if (vm->config->rng) {
@@ -176,15 +262,7 @@ int devices_create(struct vm *vm)
 		if (ret)
 			return ret;
 	}
-	if (vm->config->console == CONSOLE_VIRTIO) {
-		const struct virtio_console_backend backend = {
-		        chardev_write_cb, chardev_input_space_cb, &vm->console};
-
-		virtio_console_init(&d->console, &vm->mem, &backend);
-		d->has_console = true;
-		ret = attach(vm, &d->console.vdev, "virtio-console");
-	}
-	return ret;
+	return create_console(vm);
 }
 
 void devices_destroy(struct vm *vm)
@@ -199,10 +277,17 @@ void devices_destroy(struct vm *vm)
 		blk_close(&d->disks[i]);
 	for (unsigned i = 0; i < d->nr_nets; i++)
 		virtio_net_close(&d->nets[i]);
+	for (unsigned i = 0; i < d->nr_fs; i++)
+		virtio_fs_destroy(&d->fs[i]);
 	if (d->has_rng)
 		virtio_rng_destroy(&d->rng);
-	if (d->has_console)
+	if (d->has_console) {
 		virtio_console_destroy(&d->console);
+		if (d->console_resume.fd > 0) {
+			event_loop_del(&vm->loop, &d->console_resume);
+			close(d->console_resume.fd);
+		}
+	}
 	if (d->has_pci) {
 		pci_host_destroy(&d->pci);
 		msi_router_destroy(&d->msi);

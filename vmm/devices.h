@@ -15,15 +15,18 @@
 #include "devices/pci/pci.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"
+#include "devices/virtio/fs.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_mmio.h"
 #include "devices/virtio/virtio_pci.h"
 #include "vmm/config.h"
 #include "vmm/msi.h"
+#include "vmm/shares.h"
 #include "vmm/util.h"
 
-#define DEVICES_MAX (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + 2) /* disks, NICs, rng, console */
+/* disks, NICs, shares, rng, console */
+#define DEVICES_MAX (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + SHARES_MAX + 2)
 
 struct vm;
 
@@ -51,8 +54,11 @@ struct vm_devices {
 	unsigned nr_nets; /* opened, to close */
 	struct virtio_rng rng;
 	bool has_rng;
+	struct virtio_fs fs[SHARES_MAX];
+	unsigned nr_fs; /* set up, to destroy */
 	struct virtio_console console;
 	bool has_console;
+	struct event_source console_resume; /* eventfd: the console stopped a batch, resume it */
 	struct mmio_device mmio[DEVICES_MAX];
 	unsigned nr_mmio;
 	struct pci_virtio_device pci_devices[DEVICES_MAX];

@@ -5,9 +5,6 @@
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
-#define EXIT_VMM_ERROR   1
-#define EXIT_USAGE_ERROR 2
-
 int main(int argc, char *argv[])
 {
 	struct vm_config config;
@@ -29,8 +26,9 @@ int main(int argc, char *argv[])
 		break;
 	}
 	log_set_level(config.log_level);
+	/* With --run, a test that cannot even start is one git bisect run should skip. */
 	if (vm_create(&config, &vm))
-		return EXIT_VMM_ERROR;
+		return config.run_cmd ? EXIT_RUN_CANNOT : EXIT_VMM_ERROR;
 	status = vm_run(vm);
 	vm_destroy(vm);
 	return status;

@@ -18,6 +18,9 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+#define STR_(x) #x
+#define STR(x)  STR_(x) /* a macro's value as a string literal */
+
 #define MUST_CHECK   __attribute__((warn_unused_result))
 #define PRINTF(f, a) __attribute__((format(printf, f, a)))
 

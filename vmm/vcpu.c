@@ -100,7 +100,7 @@ static int handle_system_event(struct vcpu *vcpu)
 		vm_request_stop(vcpu->vm, 0, NULL);
 		return VCPU_EXIT;
 	default:
-		vm_request_stop(vcpu->vm, 1, "guest crashed (system event)");
+		vm_request_stop_crashed(vcpu->vm, "guest crashed (system event)");
 		return VCPU_EXIT;
 	}
 }
@@ -113,7 +113,7 @@ static int crashed(struct vcpu *vcpu, const char *what)
 	arch_vcpu_describe(vcpu, where, sizeof(where));
 	snprintf(why, sizeof(why), "%s on vCPU %u%s%s", what, vcpu->id, where[0] ? " at " : "",
 	         where);
-	vm_request_stop(vcpu->vm, 1, why);
+	vm_request_stop_crashed(vcpu->vm, why);
 	return VCPU_EXIT;
 }
 

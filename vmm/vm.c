@@ -15,9 +15,9 @@
 
 #include "arch/arch.h"
 #include "vmm/log.h"
+#include "vmm/run.h"
 
-#define EXIT_STATUS_SIGNAL  1
-#define EXIT_STATUS_TIMEOUT 124
+#define EXIT_STATUS_SIGNAL 1
 
 static const struct {
 	int cap;
@@ -114,6 +114,8 @@ static int setup_memory(struct vm *vm)
 		          (unsigned long long)(host / MIB));
 		return -ENOMEM;
 	}
+	/* A vhost-user back-end (virtiofsd) maps guest RAM too. */
+	vm->mem.shared = vm->config->run_cmd || vm->config->nr_shares;
 	ret = arch_memory_init(&vm->mem, vm->config->mem_size);
 	if (ret) {
 		log_error("cannot map %llu MiB of guest memory: %s",
@@ -157,6 +159,31 @@ static int create_vcpus(struct vm *vm)
 	return 0;
 }
 
+static void share_daemon_exited(void *opaque, struct share *share)
+{
+	char what[400], why[480];
+
+	child_describe(&share->daemon, what, sizeof(what));
+	snprintf(why, sizeof(why), "--share %.60s: %s", share->host, what);
+	vm_request_stop(opaque, EXIT_VMM_ERROR, why);
+}
+
+/* The virtiofsd of every share, watched from now on. */
+static int start_shares(struct vm *vm)
+{
+	char err[600];
+	int ret = shares_start(&vm->shares, vm->config, err, sizeof(err));
+
+	if (ret) {
+		log_error("%s", err);
+		return ret;
+	}
+	ret = shares_watch(&vm->shares, &vm->loop, share_daemon_exited, vm);
+	if (ret)
+		log_error("cannot watch virtiofsd: %s", strerror(-ret));
+	return ret;
+}
+
 static int vm_build(struct vm *vm)
 {
 	int ret = open_kvm(vm);
@@ -177,6 +204,14 @@ static int vm_build(struct vm *vm)
 		log_error("cannot create the event loop: %s", strerror(-ret));
 		return ret;
 	}
+	ret = start_shares(vm);
+	if (!ret && vm->config->run_cmd) {
+		ret = run_create(vm, &vm->run);
+		vm->console_write = run_console_write;
+		vm->console_opaque = vm->run;
+	}
+	if (ret)
+		return ret;
 	/* vCPUs before devices: an arm64 GIC is finished once its vCPUs exist, before irqfds. */
 	ret = arch_vm_init(vm);
 	if (!ret)
@@ -198,6 +233,8 @@ int vm_create(const struct vm_config *config, struct vm **out)
 		return -ENOMEM;
 	}
 	vm->config = config;
+	vm->console_write = chardev_write_cb;
+	vm->console_opaque = &vm->console;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->loop.epoll_fd = -1;
 	vm->stop_event.fd = vm->signals.fd = vm->timer.fd = -1;
@@ -213,7 +250,8 @@ int vm_create(const struct vm_config *config, struct vm **out)
 	return 0;
 }
 
-void vm_request_stop(struct vm *vm, int status, const char *why)
+/* The first stop request wins: its status, and whether it was a guest crash. */
+static void request_stop(struct vm *vm, int status, const char *why, bool crashed)
 {
 	uint64_t one = 1;
 	bool first;
@@ -222,6 +260,7 @@ void vm_request_stop(struct vm *vm, int status, const char *why)
 	first = !vm->stopping;
 	if (first) {
 		vm->exit_status = status;
+		vm->crashed = crashed;
 		__atomic_store_n(&vm->stopping, true, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&vm->stop_lock);
@@ -231,6 +270,16 @@ void vm_request_stop(struct vm *vm, int status, const char *why)
 		log_error("%s", why);
 	if (write(vm->stop_event.fd, &one, sizeof(one)) < 0)
 		log_debug("stop eventfd: %s", strerror(errno));
+}
+
+void vm_request_stop(struct vm *vm, int status, const char *why)
+{
+	request_stop(vm, status, why, false);
+}
+
+void vm_request_stop_crashed(struct vm *vm, const char *why)
+{
+	request_stop(vm, EXIT_VMM_ERROR, why, true);
 }
 
 static void on_stop(void *opaque, uint32_t events)
@@ -261,13 +310,15 @@ static void on_timeout(void *opaque, uint32_t events)
 	(void)events;
 	snprintf(why, sizeof(why), "--timeout: stopping the guest after %u s",
 	         vm->config->timeout_sec);
-	vm_request_stop(vm, EXIT_STATUS_TIMEOUT, why);
+	vm_request_stop(vm, EXIT_TIMEOUT, why);
 }
 
 static size_t console_deliver(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct vm *vm = opaque;
 
+	if (vm->run)
+		return run_stdin(vm->run, buf, len);
 	if (vm->config->console == CONSOLE_VIRTIO)
 		return devices_console_input(vm, buf, len);
 	return arch_console_input(vm, buf, len);
@@ -278,9 +329,18 @@ static void console_quit(void *opaque)
 	vm_request_stop(opaque, 0, NULL);
 }
 
+static void console_eof(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	if (vm->run)
+		run_stdin_eof(vm->run);
+}
+
 static const struct chardev_ops console_ops = {
         .deliver = console_deliver,
         .quit = console_quit,
+        .eof = console_eof,
 };
 
 static int watch(struct vm *vm, struct event_source *src, int fd, event_handler_fn handler)
@@ -315,9 +375,12 @@ static int setup_event_loop(struct vm *vm)
 		if (!ret && timerfd_settime(vm->timer.fd, 0, &when, NULL) < 0)
 			ret = -errno;
 	}
+	/* --run: stdin is the command's, as it is (no raw mode, no Ctrl-A escape). */
 	if (!ret)
 		ret = chardev_init(&vm->console, STDIN_FILENO, STDOUT_FILENO, &vm->loop,
-		                   &console_ops, vm);
+		                   &console_ops, vm, vm->run ? 0 : CHARDEV_TERMINAL);
+	if (!ret && vm->run)
+		ret = run_start(vm->run);
 	return ret;
 }
 
@@ -345,6 +408,8 @@ int vm_run(struct vm *vm)
 	chardev_destroy(&vm->console);
 	if (vm->config->stats)
 		vcpu_print_exit_stats(vm);
+	if (vm->run)
+		return run_finish(vm->run, vm->exit_status, vm->crashed);
 	return vm->exit_status;
 }
 
@@ -366,7 +431,9 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
+	run_destroy(vm->run);
 	devices_destroy(vm);
+	shares_stop(&vm->shares, &vm->loop);
 	arch_vm_destroy(vm);
 	close_fd(vm->stop_event.fd);
 	close_fd(vm->signals.fd);

@@ -12,9 +12,11 @@
 #include "vmm/devices.h"
 #include "vmm/event_loop.h"
 #include "vmm/memory.h"
+#include "vmm/shares.h"
 #include "vmm/vcpu.h"
 
 struct arch_vm;
+struct run;
 
 struct vm {
 	const struct vm_config *config;
@@ -28,11 +30,17 @@ struct vm {
 	struct vm_devices devices;
 	struct event_loop loop;
 	struct chardev console;
+	/* Where the console device's output goes: the chardev, or --run's console log. */
+	size_t (*console_write)(void *opaque, const uint8_t *buf, size_t len);
+	void *console_opaque;
 	struct event_source signals, timer, stop_event;
+	struct shares shares; /* --share, and --run's root */
+	struct run *run;      /* test-run mode, or NULL */
 
-	pthread_mutex_t stop_lock; /* guards stopping and exit_status */
+	pthread_mutex_t stop_lock; /* guards stopping, exit_status and crashed */
 	bool stopping;
 	int exit_status;
+	bool crashed; /* the stop was a guest crash */
 };
 
 /*
@@ -51,5 +59,7 @@ void vm_destroy(struct vm *vm);
  * thread. @why, if not NULL, is printed on stderr (for errors and crashes).
  */
 void vm_request_stop(struct vm *vm, int status, const char *why);
+/* The same for a guest crash (triple fault, KVM internal error...): status 1, remembered. */
+void vm_request_stop_crashed(struct vm *vm, const char *why);
 
 #endif

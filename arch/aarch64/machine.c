@@ -12,6 +12,7 @@
 #include "vmm/boot_image.h"
 #include "vmm/config.h"
 #include "vmm/log.h"
+#include "vmm/run.h"
 #include "vmm/vm.h"
 
 int arch_memory_init(struct guest_memory *mem, uint64_t ram_size)
@@ -84,8 +85,8 @@ size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len)
 int arch_vm_init(struct vm *vm)
 {
 	const struct irq_line uart_irq = {.vm_fd = vm->vm_fd, .gsi = ARM64_UART_SPI, .irqfd = -1};
-	const struct uart_backend uart_backend = {chardev_write_cb, chardev_input_space_cb,
-	                                          &vm->console};
+	const struct uart_backend uart_backend = {vm->console_write, chardev_input_space_cb,
+	                                          vm->console_opaque};
 	struct arch_vm *a = calloc(1, sizeof(*a));
 	int ret;
 
@@ -127,7 +128,8 @@ static int load_kernel(struct vm *vm, struct boot_image *kernel, struct boot_ima
 
 	if (ret || (cfg->initrd_path && (ret = boot_image_map("initrd", cfg->initrd_path, initrd))))
 		return ret;
-	ret = arm64_load_image(&vm->mem, kernel, initrd, &vm->arch->boot, &reason);
+	ret = arm64_load_image(&vm->mem, kernel, vm->run ? run_initrd(vm->run) : initrd,
+	                       &vm->arch->boot, &reason);
 	if (ret)
 		log_error("kernel '%s': %s", cfg->kernel_path, reason ? reason : strerror(-ret));
 	return ret;

@@ -9,6 +9,7 @@
 #include "arch/arch.h"
 #include "arch/x86_64/acpi.h"
 #include "vmm/log.h"
+#include "vmm/run.h"
 #include "vmm/vm.h"
 
 #define PTE_PRESENT  0x1ULL
@@ -84,8 +85,8 @@ static int load_kernel(struct vm *vm)
 		ret = -ENOEXEC;
 		reason = "file is empty";
 	} else {
-		ret = x86_load_kernel(&vm->mem, &kernel, &initrd, cmdline, &vm->arch->boot,
-		                      &reason);
+		ret = x86_load_kernel(&vm->mem, &kernel, vm->run ? run_initrd(vm->run) : &initrd,
+		                      cmdline, &vm->arch->boot, &reason);
 	}
 	if (ret)
 		log_error("kernel '%s': %s", cfg->kernel_path, reason ? reason : strerror(-ret));
@@ -130,8 +131,8 @@ static int register_devices(struct vm *vm)
 {
 	struct arch_vm *a = vm->arch;
 	const struct irq_line com1_irq = {.vm_fd = vm->vm_fd, .gsi = X86_COM1_IRQ, .irqfd = -1};
-	const struct uart_backend com1_backend = {chardev_write_cb, chardev_input_space_cb,
-	                                          &vm->console};
+	const struct uart_backend com1_backend = {vm->console_write, chardev_input_space_cb,
+	                                          vm->console_opaque};
 	int ret;
 
 	uart_init(&a->com1, &com1_irq, &com1_backend);
@@ -155,7 +156,8 @@ static int register_devices(struct vm *vm)
 		                   "i8042");
 	if (!ret)
 		ret = bus_register(&vm->pio, X86_CMOS_PORT, 2, &cmos_bus_ops, &a->cmos, "cmos");
-	if (!ret)
+	/* With --run the status comes from the init's own channel, never from a port. */
+	if (!ret && !vm->run)
 		ret = bus_register(&vm->pio, X86_DEBUG_EXIT_PORT, 1, &debug_exit_ops,
 		                   &a->debug_exit, "debug-exit");
 	if (!ret)

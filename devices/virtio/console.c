@@ -1,48 +1,204 @@
 /*
- * virtio-console, single port. Transmit: every readable buffer of a transmitq chain goes to
- * backend.write in order and the chain is returned with length 0 (writable buffers there are
- * ignored). Receive: host input fills the writable buffers of receiveq chains; each chain is
- * returned as soon as the input runs out or it is full, with the number of bytes written.
+ * virtio-console (5.3): port 0 on queues 0/1; with VIRTIO_CONSOLE_F_MULTIPORT also the control
+ * queues 2/3 and ports 1..n-1 on queues 2 + 2N and 3 + 2N.
  *
- * Locking: vdev.lock guards the queues and rx_wanted. Both queues are processed on the
- * event-loop thread (notifications and host input arrive there); activate and reset run under
- * the lock from a vCPU thread. backend.write runs with the lock held, like the UART's.
+ * Transmit: a port's transmitq chains go to its backend.write in ring order (readable buffers
+ * only) and are returned with length 0. When the backend takes fewer bytes than offered the
+ * chain stays held (tx_held, tx_done bytes taken) and the port transmits nothing more until
+ * virtio_console_port_writable(), which sends the rest first: nothing lost or repeated. With a
+ * resume hook, one call does at most TX_BATCH chains and TX_BYTES bytes per port.
+ *
+ * Receive: host input fills the writable buffers of receiveq chains in order; each chain is
+ * returned when the input runs out or it is full. A chain without writable bytes is malformed.
+ * With multiport a port takes input only while the driver has it open (Linux drops data that
+ * arrives for a closed port); refused input makes the device call backend.rx_space once the port
+ * can take it (buffers posted, port opened, DRIVER_OK).
+ *
+ * Control (multiport): the driver's DEVICE_READY makes the device send DEVICE_ADD for every
+ * port; its PORT_READY 1 for a port makes it send PORT_NAME (name and NUL), CONSOLE_PORT and
+ * PORT_OPEN 1 as configured; its PORT_OPEN is passed to backend.guest_open. Messages wait as
+ * per-port pending bits (bounded and coalesced: PORT_OPEN carries the host state of when it is
+ * sent) until the driver posts control receive buffers. A driver message shorter than 8 bytes,
+ * with an event the driver does not send, or for a port the device did not add, and a control
+ * receive chain too small for its message set DEVICE_NEEDS_RESET.
+ *
+ * Threads and locking: vdev.lock guards the queues and the fields marked in console.h. Queue
+ * notifications run on the event-loop thread (a notification that missed its ioeventfd, on a
+ * vCPU thread); receive, port_writable, resume and set_host_connected on the owner's thread
+ * (normally the event loop); activate and reset under the lock from a vCPU thread; flush on the
+ * main thread after the vCPUs stopped. All queue work happens under the lock, backend.write
+ * included. backend.guest_open, the resume hook, needs-reset and interrupts come after the lock
+ * is dropped; backend.rx_space too, except from activate.
  */
 #include "devices/virtio/console.h"
 
+#include <assert.h>
+#include <endian.h>
+#include <limits.h>
 #include <string.h>
 
+#include "vmm/log.h"
 #include "vmm/util.h"
+
+#define CTRL_RXQ VIRTIO_CONSOLE_CTRL_RX_QUEUE
+#define CTRL_TXQ VIRTIO_CONSOLE_CTRL_TX_QUEUE
+
+#define TX_BATCH   256
+#define TX_BYTES   (1 * MIB)
+#define CTRL_BATCH 256
+
+/* Pending control messages of a port, in the order they go; bit i sends pend_event[i]. */
+#define PEND_ADD     (1u << 0)
+#define PEND_NAME    (1u << 1)
+#define PEND_CONSOLE (1u << 2)
+#define PEND_OPEN    (1u << 3)
+static const uint16_t pend_event[] = {VIRTIO_CONSOLE_DEVICE_ADD, VIRTIO_CONSOLE_PORT_NAME,
+                                      VIRTIO_CONSOLE_CONSOLE_PORT, VIRTIO_CONSOLE_PORT_OPEN};
+
+static_assert(sizeof(struct virtio_console_control) == 8, "control message layout");
+static_assert(sizeof(struct virtio_console_config) == 12, "config layout");
+static_assert(2 * (VIRTIO_CONSOLE_MAX_PORTS + 1) <= VIRTIO_MAX_QUEUES, "queues");
+
+/* What is left to do once the lock is dropped. */
+struct work {
+	uint32_t pushed;   /* queues with new used entries */
+	uint32_t rx_space; /* ports whose backend may offer input again */
+	bool more;         /* stopped at a batch limit with work left */
+	const char *bad;   /* malformed chain or message: the device needs a reset */
+	unsigned nr_opens;
+	struct {
+		uint8_t port;
+		bool open;
+	} opens[CTRL_BATCH]; /* the driver's PORT_OPEN messages, in order */
+};
 
 static struct virtio_console *to_console(struct virtio_dev *dev)
 {
 	return container_of(dev, struct virtio_console, vdev);
 }
 
-static bool queue_live(const struct virtio_dev *dev, unsigned q)
+/* Queue @q may be served: running, not broken, enabled, and in the negotiated layout. */
+static bool queue_live(const struct virtio_console *c, unsigned q)
 {
+	const struct virtio_dev *dev = &c->vdev;
+
 	return (dev->status & VIRTIO_STATUS_DRIVER_OK) &&
-	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[q].ready;
+	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[q].ready &&
+	       (q <= VIRTIO_CONSOLE_TX_QUEUE || c->multiport);
 }
 
-/* Sends every pending transmit chain to the backend. Returns -errno for a bad chain. */
-static int transmit(struct virtio_console *c, bool *pushed)
+static bool takes_input(const struct virtio_console *c, unsigned port)
 {
-	struct virtqueue *vq = &c->vdev.queues[VIRTIO_CONSOLE_TX_QUEUE];
-	struct vq_chain *chain = &c->tx_chain;
-	int r;
-
-	while ((r = vq_pop_chain(vq, chain)) > 0) {
-		for (unsigned i = 0; i < chain->nr_out; i++) {
-			if (chain->iov[i].iov_len && c->backend.write)
-				c->backend.write(c->backend.opaque, chain->iov[i].iov_base,
-				                 chain->iov[i].iov_len);
-		}
-		if (vq_push_used(vq, chain->head, 0) == 0)
-			*pushed = true;
-	}
-	return r;
+	return queue_live(c, virtio_console_rx_queue(port)) &&
+	       (!c->multiport || c->ports[port].guest_open);
 }
+
+static void work_done(struct virtio_console *c, const struct work *w)
+{
+	if (w->bad)
+		virtio_set_needs_reset(&c->vdev, w->bad);
+	for (unsigned i = 0; i < w->nr_opens; i++) {
+		const struct virtio_console_backend *be = &c->ports[w->opens[i].port].backend;
+
+		if (be->guest_open)
+			be->guest_open(be->opaque, w->opens[i].open);
+	}
+	for (unsigned p = 0; p < c->nr_ports; p++) {
+		const struct virtio_console_backend *be = &c->ports[p].backend;
+
+		if ((w->rx_space >> p & 1) && be->rx_space)
+			be->rx_space(be->opaque);
+	}
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		if (w->pushed >> q & 1)
+			virtio_queue_done(&c->vdev, q);
+	}
+	if (w->more && c->resume)
+		c->resume(c->resume_opaque);
+}
+
+/* ---- Transmit ---- */
+
+/*
+ * Offers the held chain's remaining bytes to the backend, at most *budget. Returns true when
+ * the backend took the whole chain; else sets *refused when it took less than offered (in a
+ * flush: nothing at all).
+ */
+static bool tx_write_chain(struct virtio_console_port *p, size_t *budget, bool flush, bool *refused)
+{
+	const struct vq_chain *ch = &p->tx_chain;
+	uint64_t skip = p->tx_done;
+
+	for (unsigned i = 0; i < ch->nr_out; i++) {
+		const uint8_t *base = ch->iov[i].iov_base;
+		size_t len = ch->iov[i].iov_len, off = 0;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		off = (size_t)skip;
+		skip = 0;
+		while (off < len) {
+			size_t want = MIN(len - off, *budget), n;
+
+			if (!want)
+				return false;
+			n = p->backend.write ? p->backend.write(p->backend.opaque, base + off, want)
+			                     : want;
+			n = MIN(n, want);
+			off += n;
+			p->tx_done += n;
+			*budget -= n;
+			if (n == 0 || (n < want && !flush)) {
+				*refused = true;
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/* Transmits @port's chains in ring order, held chain first, until empty, refused or limited. */
+static void tx_run(struct virtio_console *c, unsigned port, struct work *w, bool flush)
+{
+	struct virtio_console_port *p = &c->ports[port];
+	unsigned q = virtio_console_tx_queue(port);
+	struct virtqueue *vq = &c->vdev.queues[q];
+	bool limited = c->resume && !flush, refused = false;
+	unsigned chains = limited ? TX_BATCH : flush ? VQ_MAX_SIZE : UINT_MAX;
+	size_t bytes = limited ? TX_BYTES : SIZE_MAX;
+
+	p->tx_more = false;
+	while (queue_live(c, q)) {
+		if (!p->tx_held) {
+			int r;
+
+			if (!chains--) {
+				p->tx_more = limited;
+				break;
+			}
+			r = vq_pop_chain(vq, &p->tx_chain);
+			if (r < 0)
+				w->bad = "virtio-console: malformed transmit chain";
+			if (r <= 0)
+				break;
+			p->tx_held = true;
+			p->tx_done = 0;
+		}
+		if (!tx_write_chain(p, &bytes, flush, &refused)) {
+			p->tx_blocked = refused;
+			p->tx_more = !refused && limited;
+			break;
+		}
+		p->tx_held = false;
+		if (vq_push_used(vq, p->tx_chain.head, 0) == 0)
+			w->pushed |= 1u << q;
+	}
+	w->more |= p->tx_more;
+}
+
+/* ---- Receive ---- */
 
 /* Copies up to @len bytes into the writable buffers of @chain; returns the count. */
 static size_t fill_chain(const struct vq_chain *chain, const uint8_t *buf, size_t len)
@@ -58,123 +214,405 @@ static size_t fill_chain(const struct vq_chain *chain, const uint8_t *buf, size_
 	return done;
 }
 
-/* Fills receive chains with @buf; sets *err for a bad chain. Returns the bytes accepted. */
-static size_t fill_receive(struct virtio_console *c, const uint8_t *buf, size_t len, bool *pushed,
-                           int *err)
+/* Fills @port's receive chains with @buf; returns the bytes accepted. */
+static size_t fill_receive(struct virtio_console *c, unsigned port, const uint8_t *buf, size_t len,
+                           struct work *w)
 {
-	struct virtqueue *vq = &c->vdev.queues[VIRTIO_CONSOLE_RX_QUEUE];
+	unsigned q = virtio_console_rx_queue(port);
+	struct virtqueue *vq = &c->vdev.queues[q];
 	size_t done = 0;
 
 	while (done < len) {
 		size_t n;
-		int r = vq_pop_chain(vq, &c->rx_chain);
+		int r = vq_pop_chain(vq, &c->chain);
 
-		if (r <= 0) {
-			*err = r;
+		if (r < 0 || (r > 0 && !c->chain.in_len))
+			w->bad = "virtio-console: malformed receive chain";
+		if (r <= 0 || w->bad)
 			break;
-		}
-		n = fill_chain(&c->rx_chain, buf + done, len - done);
+		n = fill_chain(&c->chain, buf + done, len - done);
 		done += n;
-		if (vq_push_used(vq, c->rx_chain.head, (uint32_t)n) == 0)
-			*pushed = true;
+		if (vq_push_used(vq, c->chain.head, (uint32_t)n) == 0)
+			w->pushed |= 1u << q;
 	}
+	return done;
+}
+
+size_t virtio_console_port_receive(struct virtio_console *c, unsigned port, const uint8_t *buf,
+                                   size_t len)
+{
+	struct work w = {0};
+	size_t done = 0;
+
+	if (port >= c->nr_ports)
+		return 0;
+	pthread_mutex_lock(&c->vdev.lock);
+	if (takes_input(c, port))
+		done = fill_receive(c, port, buf, len, &w);
+	if (done < len)
+		c->ports[port].rx_wanted = true;
+	pthread_mutex_unlock(&c->vdev.lock);
+	work_done(c, &w);
 	return done;
 }
 
 size_t virtio_console_receive(struct virtio_console *c, const uint8_t *buf, size_t len)
 {
-	struct virtio_dev *dev = &c->vdev;
-	bool pushed = false;
+	return virtio_console_port_receive(c, 0, buf, len);
+}
+
+/* Under the lock: if @port's input was refused and it can take some now, let the host retry. */
+static void rx_check(struct virtio_console *c, unsigned port, struct work *w)
+{
+	struct virtio_console_port *p = &c->ports[port];
+
+	if (p->rx_wanted && takes_input(c, port)) {
+		p->rx_wanted = false;
+		w->rx_space |= 1u << port;
+	}
+}
+
+/* ---- Control ---- */
+
+/* Builds @port's message for pending bit @bit into @msg; returns its length. */
+static size_t ctrl_build(const struct virtio_console *c, unsigned port, unsigned bit, uint8_t *msg)
+{
+	const struct virtio_console_port *p = &c->ports[port];
+	struct virtio_console_control m = {
+	        .id = htole32(port),
+	        .event = htole16(pend_event[bit]),
+	        .value = htole16(1u << bit == PEND_OPEN ? p->host_connected : 1),
+	};
+	size_t len = sizeof(m);
+
+	memcpy(msg, &m, sizeof(m));
+	if (1u << bit == PEND_NAME) {
+		memcpy(msg + len, p->name, strlen(p->name) + 1);
+		len += strlen(p->name) + 1;
+	}
+	return len;
+}
+
+/* Finds the next message to send: DEVICE_ADDs first, then by kind and port. */
+static bool ctrl_next(const struct virtio_console *c, unsigned *port, unsigned *bit)
+{
+	for (unsigned b = 0; b < ARRAY_SIZE(pend_event); b++) {
+		for (unsigned p = 0; p < c->nr_ports; p++) {
+			if (c->ports[p].pending >> b & 1) {
+				*port = p;
+				*bit = b;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Sends pending control messages while the driver has control receive buffers posted. */
+static void ctrl_send(struct virtio_console *c, struct work *w)
+{
+	struct virtqueue *vq = &c->vdev.queues[CTRL_RXQ];
+	uint8_t msg[sizeof(struct virtio_console_control) + VIRTIO_CONSOLE_NAME_MAX + 1];
+	unsigned port, bit;
+
+	/* Each round clears a pending bit: at most 4 per port. */
+	while (!w->bad && queue_live(c, CTRL_RXQ) && ctrl_next(c, &port, &bit)) {
+		size_t len = ctrl_build(c, port, bit, msg);
+		int r = vq_pop_chain(vq, &c->chain);
+
+		if (r < 0 || (r > 0 && c->chain.in_len < len))
+			w->bad = "virtio-console: malformed or too small control receive chain";
+		if (r <= 0 || w->bad)
+			return;
+		fill_chain(&c->chain, msg, len);
+		c->ports[port].pending &= (uint8_t) ~(1u << bit);
+		if (1u << bit == PEND_ADD)
+			c->ports[port].added = true;
+		if (vq_push_used(vq, c->chain.head, (uint32_t)len) == 0)
+			w->pushed |= 1u << CTRL_RXQ;
+	}
+}
+
+/* Gathers the driver's message from the chain's readable buffers; false when too short. */
+static bool ctrl_read(const struct vq_chain *ch, struct virtio_console_control *m)
+{
 	size_t done = 0;
-	int err = 0;
 
-	pthread_mutex_lock(&dev->lock);
-	if (queue_live(dev, VIRTIO_CONSOLE_RX_QUEUE))
-		done = fill_receive(c, buf, len, &pushed, &err);
-	if (done < len)
-		c->rx_wanted = true;
-	pthread_mutex_unlock(&dev->lock);
-	if (err < 0)
-		virtio_set_needs_reset(dev, "virtio-console: malformed receive chain");
-	if (pushed)
-		virtio_queue_done(dev, VIRTIO_CONSOLE_RX_QUEUE);
-	return done;
+	if (ch->out_len < sizeof(*m))
+		return false;
+	for (unsigned i = 0; i < ch->nr_out && done < sizeof(*m); i++) {
+		size_t part = MIN(ch->iov[i].iov_len, sizeof(*m) - done);
+
+		memcpy((uint8_t *)m + done, ch->iov[i].iov_base, part);
+		done += part;
+	}
+	return true;
 }
 
-/* The driver posted receive buffers: let the host offer input again if it was refused. */
-static void rx_notified(struct virtio_console *c)
+/* Acts on one driver message; returns why it is malformed, or NULL. */
+static const char *ctrl_handle(struct virtio_console *c, const struct virtio_console_control *m,
+                               struct work *w)
 {
-	bool wanted;
+	uint32_t id = le32toh(m->id);
+	uint16_t event = le16toh(m->event), value = le16toh(m->value);
+	struct virtio_console_port *p;
 
+	if (event == VIRTIO_CONSOLE_DEVICE_READY) { /* the id is meaningless (Linux: BAD_ID) */
+		if (!value)
+			log_ratelimited(LOG_WARN, "virtio-console: the driver failed to set up");
+		for (unsigned i = 0; i < c->nr_ports && value; i++)
+			c->ports[i].pending |= PEND_ADD;
+		return NULL;
+	}
+	if (event != VIRTIO_CONSOLE_PORT_READY && event != VIRTIO_CONSOLE_PORT_OPEN)
+		return "virtio-console: control event the driver does not send";
+	if (id >= c->nr_ports || !c->ports[id].added)
+		return "virtio-console: control message for a port the device did not add";
+	p = &c->ports[id];
+	if (event == VIRTIO_CONSOLE_PORT_READY) {
+		p->ready = value;
+		if (!value)
+			log_ratelimited(LOG_WARN,
+			                "virtio-console: the driver failed to add port %u", id);
+		else
+			p->pending |= (p->name[0] ? PEND_NAME : 0) |
+			              (p->is_console ? PEND_CONSOLE : 0) |
+			              (p->host_connected ? PEND_OPEN : 0);
+		return NULL;
+	}
+	p->guest_open = value;
+	assert(w->nr_opens < CTRL_BATCH); /* one per chain, CTRL_BATCH chains per work */
+	w->opens[w->nr_opens].port = (uint8_t)id;
+	w->opens[w->nr_opens++].open = value;
+	rx_check(c, id, w);
+	return NULL;
+}
+
+/* Takes the driver's control messages, then sends what they asked for. */
+static void ctrl_run(struct virtio_console *c, struct work *w)
+{
+	struct virtqueue *vq = &c->vdev.queues[CTRL_TXQ];
+	unsigned i;
+
+	c->ctrl_more = false;
+	for (i = 0; i < CTRL_BATCH && queue_live(c, CTRL_TXQ); i++) {
+		struct virtio_console_control m;
+		int r = vq_pop_chain(vq, &c->chain);
+
+		if (r < 0 || (r > 0 && !ctrl_read(&c->chain, &m)))
+			w->bad = "virtio-console: malformed or short control chain";
+		else if (r > 0)
+			w->bad = ctrl_handle(c, &m, w);
+		if (r <= 0 || w->bad)
+			break;
+		if (vq_push_used(vq, c->chain.head, 0) == 0)
+			w->pushed |= 1u << CTRL_TXQ;
+	}
+	c->ctrl_more = i == CTRL_BATCH;
+	w->more |= c->ctrl_more;
+	ctrl_send(c, w);
+}
+
+void virtio_console_port_set_host_connected(struct virtio_console *c, unsigned port, bool connected)
+{
+	struct virtio_console_port *p;
+	struct work w = {0};
+
+	if (port >= c->nr_ports)
+		return;
+	p = &c->ports[port];
 	pthread_mutex_lock(&c->vdev.lock);
-	wanted = c->rx_wanted;
-	c->rx_wanted = false;
+	if (p->host_connected != connected) {
+		p->host_connected = connected;
+		if (p->ready)
+			p->pending |= PEND_OPEN;
+		ctrl_send(c, &w);
+	}
 	pthread_mutex_unlock(&c->vdev.lock);
-	if (wanted && c->backend.rx_space)
-		c->backend.rx_space(c->backend.opaque);
+	work_done(c, &w);
 }
 
-static void tx_notified(struct virtio_console *c)
-{
-	struct virtio_dev *dev = &c->vdev;
-	bool pushed = false;
-	int r = 0;
-
-	pthread_mutex_lock(&dev->lock);
-	if (queue_live(dev, VIRTIO_CONSOLE_TX_QUEUE))
-		r = transmit(c, &pushed);
-	pthread_mutex_unlock(&dev->lock);
-	if (r < 0)
-		virtio_set_needs_reset(dev, "virtio-console: malformed transmit chain");
-	if (pushed)
-		virtio_queue_done(dev, VIRTIO_CONSOLE_TX_QUEUE);
-}
+/* ---- Events ---- */
 
 static void console_queue_notify(struct virtio_dev *dev, unsigned q)
 {
 	struct virtio_console *c = to_console(dev);
+	unsigned port = q <= VIRTIO_CONSOLE_TX_QUEUE ? 0 : q / 2 - 1;
+	struct work w;
 
-	if (q == VIRTIO_CONSOLE_RX_QUEUE)
-		rx_notified(c);
-	else if (q == VIRTIO_CONSOLE_TX_QUEUE)
-		tx_notified(c);
+	do {
+		memset(&w, 0, sizeof(w));
+		pthread_mutex_lock(&dev->lock);
+		if (q == CTRL_RXQ)
+			ctrl_send(c, &w);
+		else if (q == CTRL_TXQ)
+			ctrl_run(c, &w);
+		else if (port < c->nr_ports && q % 2 == 0)
+			rx_check(c, port, &w);
+		else if (port < c->nr_ports && !c->ports[port].tx_blocked)
+			tx_run(c, port, &w, false);
+		pthread_mutex_unlock(&dev->lock);
+		work_done(c, &w);
+		/* Without a resume hook, control batches go on here (tx_run has no limit then). */
+	} while (w.more && !c->resume && !w.bad);
+}
+
+void virtio_console_port_writable(struct virtio_console *c, unsigned port)
+{
+	struct work w = {0};
+
+	if (port >= c->nr_ports)
+		return;
+	pthread_mutex_lock(&c->vdev.lock);
+	c->ports[port].tx_blocked = false;
+	tx_run(c, port, &w, false);
+	pthread_mutex_unlock(&c->vdev.lock);
+	work_done(c, &w);
+}
+
+void virtio_console_resume(struct virtio_console *c)
+{
+	struct work w = {0};
+
+	pthread_mutex_lock(&c->vdev.lock);
+	for (unsigned p = 0; p < c->nr_ports; p++) {
+		if (c->ports[p].tx_more && !c->ports[p].tx_blocked)
+			tx_run(c, p, &w, false);
+	}
+	if (c->ctrl_more)
+		ctrl_run(c, &w);
+	pthread_mutex_unlock(&c->vdev.lock);
+	work_done(c, &w);
+}
+
+void virtio_console_flush(struct virtio_console *c)
+{
+	struct work w = {0};
+
+	pthread_mutex_lock(&c->vdev.lock);
+	for (unsigned p = 0; p < c->nr_ports; p++) {
+		c->ports[p].tx_blocked = false;
+		tx_run(c, p, &w, true);
+	}
+	pthread_mutex_unlock(&c->vdev.lock);
+	if (w.bad)
+		log_ratelimited(LOG_WARN, "%s (while flushing)", w.bad);
+}
+
+void virtio_console_port_mark_tx(struct virtio_console *c, unsigned port)
+{
+	if (port >= c->nr_ports)
+		return;
+	pthread_mutex_lock(&c->vdev.lock);
+	c->ports[port].tx_mark = vq_avail_idx(&c->vdev.queues[virtio_console_tx_queue(port)]);
+	pthread_mutex_unlock(&c->vdev.lock);
+}
+
+bool virtio_console_port_tx_done_to_mark(struct virtio_console *c, unsigned port)
+{
+	const struct virtio_console_port *p = &c->ports[port];
+	const struct virtqueue *vq;
+	bool done;
+
+	if (port >= c->nr_ports)
+		return true;
+	vq = &c->vdev.queues[virtio_console_tx_queue(port)];
+	pthread_mutex_lock(&c->vdev.lock);
+	/* Taken up to the mark (modulo 2^16), and the last chain taken is not half done. */
+	done = !vq->active || ((int16_t)(vq->last_avail_idx - p->tx_mark) >= 0 &&
+	                       !(p->tx_held && vq->last_avail_idx == p->tx_mark));
+	pthread_mutex_unlock(&c->vdev.lock);
+	return done;
 }
 
 /* Under vdev.lock. Buffers posted before DRIVER_OK may have gone unnotified: offer input. */
 static int console_activate(struct virtio_dev *dev)
 {
 	struct virtio_console *c = to_console(dev);
+	struct work w = {0};
 
-	if (c->rx_wanted && c->backend.rx_space) {
-		c->rx_wanted = false;
-		c->backend.rx_space(c->backend.opaque);
+	c->multiport = virtio_has_feature(dev, VIRTIO_CONSOLE_F_MULTIPORT);
+	for (unsigned p = 0; p < c->nr_ports; p++)
+		rx_check(c, p, &w);
+	for (unsigned p = 0; p < c->nr_ports; p++) {
+		if ((w.rx_space >> p & 1) && c->ports[p].backend.rx_space)
+			c->ports[p].backend.rx_space(c->ports[p].backend.opaque);
 	}
 	return 0;
 }
 
+/* Under vdev.lock: forgets the driver's view of the ports; the core resets the queues. */
 static void console_reset(struct virtio_dev *dev)
 {
-	(void)dev; /* no state besides the queues, which the core resets */
+	struct virtio_console *c = to_console(dev);
+
+	c->multiport = false;
+	c->ctrl_more = false;
+	for (unsigned p = 0; p < c->nr_ports; p++) {
+		struct virtio_console_port *port = &c->ports[p];
+
+		port->added = port->ready = port->guest_open = false;
+		port->pending = 0;
+		port->tx_held = port->tx_blocked = port->tx_more = false;
+		port->tx_done = 0;
+	}
 }
 
-static const struct virtio_device_ops console_ops = {
-        .name = "virtio-console",
-        .device_id = VIRTIO_ID_CONSOLE,
-        .num_queues = 2,
-        .max_queue_size = VIRTIO_CONSOLE_QUEUE_SIZE,
-        .activate = console_activate,
-        .reset = console_reset,
-        .queue_notify = console_queue_notify,
+#define CONSOLE_OPS(ports)                                                                         \
+	{                                                                                          \
+		.name = "virtio-console", .device_id = VIRTIO_ID_CONSOLE,                          \
+		.num_queues = 2 * ((ports) + 1), .max_queue_size = VIRTIO_CONSOLE_QUEUE_SIZE,      \
+		.activate = console_activate, .reset = console_reset,                              \
+		.queue_notify = console_queue_notify,                                              \
+	}
+
+/* Indexed by the multiport port count; [0] is single-port mode (2 queues). */
+static const struct virtio_device_ops console_ops[VIRTIO_CONSOLE_MAX_PORTS + 1] = {
+        CONSOLE_OPS(0), CONSOLE_OPS(1), CONSOLE_OPS(2), CONSOLE_OPS(3),
+        CONSOLE_OPS(4), CONSOLE_OPS(5), CONSOLE_OPS(6), CONSOLE_OPS(7),
 };
 
 void virtio_console_init(struct virtio_console *c, const struct guest_memory *mem,
                          const struct virtio_console_backend *backend)
 {
 	memset(c, 0, sizeof(*c));
-	c->backend = *backend;
-	virtio_dev_init(&c->vdev, &console_ops, mem,
+	c->nr_ports = 1;
+	c->ports[0].backend = *backend;
+	c->ports[0].host_connected = true;
+	virtio_dev_init(&c->vdev, &console_ops[0], mem,
 	                1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX, &c->config,
 	                sizeof(c->config));
+}
+
+void virtio_console_init_multiport(struct virtio_console *c, const struct guest_memory *mem,
+                                   const struct virtio_console_port_config *ports,
+                                   unsigned nr_ports)
+{
+	assert(nr_ports >= 1 && nr_ports <= VIRTIO_CONSOLE_MAX_PORTS);
+	memset(c, 0, sizeof(*c));
+	c->nr_ports = MIN(nr_ports, VIRTIO_CONSOLE_MAX_PORTS);
+	c->config.max_nr_ports = htole32(c->nr_ports);
+	for (unsigned p = 0; p < c->nr_ports; p++) {
+		const char *name = ports[p].name ? ports[p].name : "";
+		size_t len = strnlen(name, VIRTIO_CONSOLE_NAME_MAX + 1);
+
+		assert(!ports[p].name || (len && len <= VIRTIO_CONSOLE_NAME_MAX));
+		c->ports[p].backend = ports[p].backend;
+		memcpy(c->ports[p].name, name, MIN(len, VIRTIO_CONSOLE_NAME_MAX));
+		c->ports[p].is_console = ports[p].is_console;
+		c->ports[p].host_connected = true;
+	}
+	virtio_dev_init(&c->vdev, &console_ops[c->nr_ports], mem,
+	                1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX |
+	                        1ull << VIRTIO_CONSOLE_F_MULTIPORT,
+	                &c->config, sizeof(c->config));
+}
+
+void virtio_console_set_resume_hook(struct virtio_console *c, void (*resume)(void *opaque),
+                                    void *opaque)
+{
+	c->resume = resume;
+	c->resume_opaque = opaque;
 }
 
 void virtio_console_destroy(struct virtio_console *c)

@@ -220,6 +220,11 @@ static int walk_chain(const struct virtqueue *vq, uint16_t head, struct vq_chain
 	}
 }
 
+uint16_t vq_avail_idx(struct virtqueue *vq)
+{
+	return vq->active ? load16(vq->avail_hva + 2, __ATOMIC_ACQUIRE) : vq->last_avail_idx;
+}
+
 /* How many chains the driver has made available that we have not taken, or -EINVAL. */
 static int avail_pending(struct virtqueue *vq)
 {

@@ -85,6 +85,12 @@ int vq_add_used(struct virtqueue *vq, uint16_t head, uint32_t len);
 void vq_publish_used(struct virtqueue *vq);
 
 /*
+ * The driver's available index as published (acquire), or last_avail_idx for a queue that is
+ * not active: chains the driver made available up to now end there.
+ */
+uint16_t vq_avail_idx(struct virtqueue *vq);
+
+/*
  * True when the driver wants an interrupt for the used entries pushed since the last call
  * (used_event with EVENT_IDX, else the NO_INTERRUPT flag); false when nothing was pushed since
  * or the queue is not active. Issues a full barrier before reading the driver's fields.

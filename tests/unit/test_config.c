@@ -242,6 +242,74 @@ START_TEST(nets)
 }
 END_TEST
 
+START_TEST(shares)
+{
+	static const char *const bad[] = {
+	        "",        ":/x",   "d:",      "d:rel",
+	        "d:/",     "d:/a/", "d:/a//b", "d:/a/./b",
+	        "d:/a/..", "d,rw",  "d,tag=",  "d,tag=0123456789012345678901234567890123456",
+	        "d,"};
+	struct share_config sh;
+	char err[256];
+
+	ck_assert_int_eq(config_parse_share("/srv/data", &sh, err, sizeof(err)), 0);
+	ck_assert_str_eq(sh.host, "/srv/data");
+	ck_assert_str_eq(sh.guest, "");
+	ck_assert_str_eq(sh.tag, "");
+	ck_assert(!sh.read_only);
+	ck_assert_int_eq(config_parse_share("rel/dir:/mnt/x,ro,tag=t1", &sh, err, sizeof(err)), 0);
+	ck_assert_str_eq(sh.host, "rel/dir");
+	ck_assert_str_eq(sh.guest, "/mnt/x");
+	ck_assert_str_eq(sh.tag, "t1");
+	ck_assert(sh.read_only);
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(config_parse_share(bad[i], &sh, err, sizeof(err)) == -EINVAL, "'%s'",
+		              bad[i]);
+		ck_assert_msg(strncmp(err, "--share", 7) == 0, "'%s': '%s'", bad[i], err);
+	}
+}
+END_TEST
+
+/* --run's options: what needs --run, what conflicts with it, and the shares' tags. */
+START_TEST(run_mode)
+{
+	static const struct {
+		const char *args[6];
+		const char *message;
+	} cases[] = {
+	        {{"-k", "k", "--run", ""}, "--run: the command is empty"},
+	        {{"-k", "k", "--modules", "m"}, "--modules needs --run"},
+	        {{"-k", "k", "--console-log", "f"}, "--console-log needs --run"},
+	        {{"-k", "k", "--run", "x", "--initrd", "i"}, "--run and --initrd"},
+	        {{"-k", "k", "--share", "d:/x"}, "GUESTDIR needs --run"},
+	        {{"-k", "k", "--share", "d,tag=vmm-root"}, "vmm's own"},
+	        {{"-k", "k", "--share", "a,tag=t", "--share", "b,tag=t"}, "two shares"},
+	};
+	struct vm_config cfg;
+	char err[256];
+
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *const *a = cases[i].args;
+
+		err[0] = '\0';
+		ck_assert_msg(parse(&cfg, err, a[0], a[1], a[2], a[3], a[4], a[5], NULL) ==
+		                      CONFIG_ERROR,
+		              "case %u", i);
+		ck_assert_msg(strstr(err, cases[i].message), "case %u: '%s'", i, err);
+	}
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--run", "echo hi", "--share", "/d:/mnt/d",
+	                       "--modules", "m", "--console-log", "l", "--virtiofsd", "v", NULL),
+	                 CONFIG_OK);
+	ck_assert_str_eq(cfg.run_cmd, "echo hi");
+	ck_assert_uint_eq(cfg.nr_shares, 1);
+	ck_assert_str_eq(cfg.shares[0].guest, "/mnt/d");
+	ck_assert_str_eq(cfg.modules_dir, "m");
+	ck_assert_str_eq(cfg.console_log, "l");
+	ck_assert_str_eq(cfg.virtiofsd, "v");
+	ck_assert(strstr(config_default_args(&cfg), "quiet"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -254,6 +322,8 @@ int main(void)
 	tcase_add_test(tc, disks_and_devices);
 	tcase_add_test(tc, disk_errors);
 	tcase_add_test(tc, nets);
+	tcase_add_test(tc, shares);
+	tcase_add_test(tc, run_mode);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }

@@ -21,13 +21,14 @@ struct fixture {
 	int rx_space_calls;
 };
 
-static void collect(void *opaque, const uint8_t *buf, size_t len)
+static size_t collect(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct fixture *f = opaque;
 
 	ck_assert_uint_le(f->out_len + len, sizeof(f->out));
 	memcpy(f->out + f->out_len, buf, len);
 	f->out_len += len;
+	return len;
 }
 
 static void rx_space(void *opaque)

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Linux integration test of test-run mode: `vmm --kernel K --run CMD`.
+
+Each case runs vmm with Debian's cloud kernel and --run, with the host's / as the
+guest's root over virtio-fs (virtiofsd started by vmm), and checks what a caller of
+vmm sees: the command's stdout and stderr (byte-exact, compared by sha256), vmm's
+exit status, and files on the host. All cases run in one L1 boot in nested mode
+(L1's / is the "host" the guest sees; its kernel modules are at L1's
+/lib/modules/RELEASE, found by default), or directly on a hardware-backed host
+(with --modules).
+
+Cases: basics (stdout, stderr, status 7), env (HOME, TERM, PATH, cwd), host-files
+(a --share file and a file of the host's /), write-back (a file the guest writes
+into a --share is on the host), read-only (a ro share and the root refuse writes;
+/tmp takes them), blob (16 MiB of binary output, sha256-exact), stdin (piped in,
+EOF ends cat), mmio (--transport mmio, 2 vCPUs), panic (status 120 and the panic
+on stderr), timeout (124), no-module (125 naming virtiofs, no guest started),
+no-daemon (125 naming the missing virtiofsd).
+
+Exit status: 0 pass, 1 fail, 77 skip.
+"""
+
+import argparse
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+SRC_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TIMEOUT = float(os.environ.get('VMM_TEST_TIMEOUT', 900))
+VIRTIOFSD = '/usr/lib/qemu/virtiofsd'
+# What the init loads (vmm/run.c); the test copies them and their dependencies into L1.
+RUN_MODULES = ('virtio_pci', 'virtio_mmio', 'virtio_console', 'virtiofs', 'overlay')
+PANIC_STATUS = 120
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Case:
+    """One vmm --run: its arguments, stdin, and what must come out."""
+
+    def __init__(self, name, cmd, status, stdout=None, args='', stdin=None, stderr_has=(),
+                 setup='', after=''):
+        self.name, self.cmd, self.status, self.stdout = name, cmd, status, stdout
+        self.args, self.stdin, self.stderr_has = args, stdin, stderr_has
+        self.setup, self.after = setup, after
+
+
+def cases(w):
+    """The cases, with @w the host work directory (shares live there)."""
+    return [
+        Case('basics', 'echo out; echo err >&2; exit 7', 7, b'out\n', stderr_has=('err',)),
+        Case('env', 'echo "$HOME $TERM $PATH"; pwd', 0,
+             b'/root dumb /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n'
+             + f'{w}/data\n'.encode(),
+             setup=f'cd {w}/data && export TERM=dumb'),
+        Case('host-files', f'cat {w}/data/in.txt /etc/vmm-test-marker', 0,
+             b'host wrote this\nmarker of the host root\n', args=f'--share {w}/data'),
+        Case('write-back', f'echo guest wrote this >{w}/data/out.txt', 0, b'',
+             args=f'--share {w}/data',
+             after=f'echo "RUN-CHECK write-back $(cat {w}/data/out.txt)"'),
+        Case('read-only',
+             'cat /mnt/ro/f.txt; echo x >/mnt/ro/new.txt || echo refused-share; '
+             f'echo r >{w}/root-write && cat {w}/root-write; '
+             'echo t >/tmp/t && cat /tmp/t; echo e >/etc/e && cat /etc/e', 0,
+             b'ro file\nrefused-share\nr\nt\ne\n', args=f'--share {w}/ro:/mnt/ro,ro',
+             after=f'[ -e {w}/ro/new.txt ] || [ -e {w}/root-write ] && '
+                   'echo "RUN-CHECK read-only leaked" || echo "RUN-CHECK read-only kept"'),
+        Case('blob', f'cat {w}/data/blob', 0, None, args=f'--share {w}/data,ro',
+             after=f'echo "RUN-CHECK blob $(sha256sum <{w}/data/blob | cut -c1-64)"'),
+        Case('stdin', 'cat; echo done', 0, b'line one\nline two\ndone\n',
+             stdin=b'line one\nline two\n'),
+        Case('mmio', 'nproc', 0, b'2\n', args='--transport mmio --cpus 2'),
+        Case('panic', 'echo c >/proc/sysrq-trigger; sleep 5', PANIC_STATUS, b'',
+             stderr_has=('Kernel panic',)),
+        Case('timeout', 'echo started; sleep 1000', 124, b'started\n', args='--timeout 60'),
+        Case('no-module', 'true', 125, b'', args=f'--modules {w}/fakemods',
+             stderr_has=("module 'virtiofs'",)),
+        Case('no-daemon', 'true', 125, b'', args='--virtiofsd /nonexistent/virtiofsd',
+             stderr_has=('/nonexistent/virtiofsd',)),
+    ]
+
+
+def case_script(c, vmm, kernel, w, extra):
+    q = shlex.quote
+    stdin = f'{w}/stdin.{c.name}' if c.stdin is not None else '/dev/null'
+    lines = [f'echo "RUN-CASE {c.name}"']
+    start = f'{q(vmm)} --kernel {q(kernel)} {extra} {c.args} --run {q(c.cmd)} <{stdin} ' \
+            f'>{w}/out 2>{w}/err'
+    lines.append(f'( {c.setup + " && " if c.setup else ""}{start} ); st=$?')
+    lines.append(f'echo "RUN-RESULT {c.name} status=$st out=$(sha256sum <{w}/out | cut -c1-64) '
+                 f'bytes=$(wc -c <{w}/out)"')
+    lines.append(f'echo RUN-STDOUT-BEGIN; head -c 2048 {w}/out; echo; echo RUN-STDOUT-END')
+    lines.append(f'echo RUN-STDERR-BEGIN; tail -c 6000 {w}/err; echo; echo RUN-STDERR-END')
+    if c.after:
+        lines.append(c.after)
+    return '\n'.join(lines)
+
+
+def script(all_cases, vmm, kernel, w, extra):
+    """The shell script that runs every case (in L1, or here in direct mode)."""
+    prep = [
+        f'mkdir -p {w}/data {w}/ro {w}/fakemods',
+        f'printf "host wrote this\\n" >{w}/data/in.txt',
+        f'printf "ro file\\n" >{w}/ro/f.txt',
+        f'dd if=/dev/urandom of={w}/data/blob bs=1M count=16 2>/dev/null',
+        # a module tree with everything --run needs but virtiofs
+        f'printf "%s:\\n" kernel/virtio_pci.ko kernel/virtio_mmio.ko kernel/virtio_console.ko '
+        f'kernel/overlay.ko >{w}/fakemods/modules.dep',
+        f': >{w}/fakemods/modules.builtin',
+        'echo RUN-BEGIN',
+    ]
+    for c in all_cases:
+        if c.stdin is not None:
+            prep.append(f'printf %s {shlex.quote(c.stdin.decode())} >{w}/stdin.{c.name}')
+    body = [case_script(c, vmm, kernel, w, extra) for c in all_cases]
+    return '\n'.join(prep + body + ['echo RUN-END'])
+
+
+def parse(output):
+    """{case: (status, stdout sha, bytes, stdout text, stderr text)}, {check: value}."""
+    results, checks = {}, {}
+    for m in re.finditer(r'RUN-RESULT (\S+) status=(\d+) out=([0-9a-f]{64}) bytes=\s*(\d+)\n'
+                         r'RUN-STDOUT-BEGIN\n(.*?)\nRUN-STDOUT-END\n'
+                         r'RUN-STDERR-BEGIN\n(.*?)\nRUN-STDERR-END', output, re.S):
+        results[m.group(1)] = (int(m.group(2)), m.group(3), int(m.group(4)), m.group(5),
+                               m.group(6))
+    for m in re.finditer(r'RUN-CHECK (\S+) ([^\n]*)', output):
+        checks[m.group(1)] = m.group(2).strip()
+    return results, checks
+
+
+def judge(c, results, checks):
+    """None when case c passed, else why not."""
+    if c.name not in results:
+        return 'no result (the script did not get there)'
+    status, out_sha, nbytes, out, err = results[c.name]
+    if status != c.status:
+        return f'vmm exit status {status}, expected {c.status}'
+    if c.name == 'blob':
+        if checks.get('blob') != out_sha or nbytes != 16 << 20:
+            return f'stdout has {nbytes} bytes, sha256 {out_sha}; the file: {checks.get("blob")}'
+    elif c.stdout is not None and out_sha != sha(c.stdout):
+        return f'stdout is {out!r}, expected {c.stdout.decode()!r}'
+    for want in c.stderr_has:
+        if want not in err:
+            return f'stderr lacks {want!r}'
+    if c.name == 'basics' and err.strip() != 'err':
+        return f'stderr is {err!r}, expected only "err"'
+    if c.name == 'write-back' and checks.get('write-back') != 'guest wrote this':
+        return f'the host file holds {checks.get("write-back")!r}'
+    if c.name == 'read-only' and checks.get('read-only') != 'kept':
+        return 'the guest created a file in the read-only share'
+    return None
+
+
+def module_closure(moddir, names):
+    """Paths (relative to moddir) of the modules names and their dependencies."""
+    deps = {}
+    with open(os.path.join(moddir, 'modules.dep')) as f:
+        for line in f:
+            path, _, rest = line.partition(':')
+            deps[os.path.basename(path).split('.ko')[0].replace('-', '_')] = (path, rest.split())
+    out = set()
+    for n in names:
+        if n in deps:
+            out.add(deps[n][0])
+            out.update(deps[n][1])
+    return sorted(out)
+
+
+def l1_files(guest_dir, release):
+    moddir = os.path.join(guest_dir, 'modules', release)
+    files = [(f'/lib/modules/{release}/{p}', os.path.join(moddir, p))
+             for p in module_closure(moddir, RUN_MODULES)]
+    files += [(f'/lib/modules/{release}/{n}', os.path.join(moddir, n))
+              for n in ('modules.dep', 'modules.builtin')]
+    files.append((VIRTIOFSD, VIRTIOFSD))
+    return files
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit('SIGTERM'))
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--vmm', required=True)
+    ap.add_argument('--build-dir', required=True)
+    ap.add_argument('--scenario', default='x86_64')
+    args = ap.parse_args()
+    try:
+        mode, reason = harness.detect_mode()
+    except harness.HarnessError as e:
+        print(f'FAIL: {e}')
+        return 1
+    print(f'mode: {mode} ({reason})')
+    if mode == 'nested' and not shutil.which(harness.QEMU):
+        print(f'SKIP: nested mode needs {harness.QEMU} (Debian package qemu-system-x86)')
+        return 77
+    if not os.access(VIRTIOFSD, os.X_OK):
+        print(f'SKIP: {VIRTIOFSD} missing (Debian package qemu-system-common)')
+        return 77
+    res = subprocess.run([os.path.join(SRC_ROOT, 'scripts', 'mkguest'), args.build_dir])
+    if res.returncode != 0:
+        print(f'FAIL: scripts/mkguest {args.build_dir} failed (status {res.returncode})')
+        return 1
+    guest_dir = os.path.join(os.path.abspath(args.build_dir), 'guest')
+    with open(os.path.join(guest_dir, 'kernel-release')) as f:
+        release = f.read().strip()
+
+    with tempfile.TemporaryDirectory(prefix='vmm-linux-run-') as tmp:
+        if mode == 'direct':
+            w, vmm, kernel = tmp, os.path.abspath(args.vmm), os.path.join(guest_dir, 'bzImage')
+            extra = f'--modules {shlex.quote(os.path.join(guest_dir, "modules", release))}'
+            files = []
+        else:
+            w, vmm, kernel, extra = '/srv', harness.Guest.L1_VMM, harness.Guest.L1_KERNEL, ''
+            marker = os.path.join(tmp, 'marker')
+            with open(marker, 'w') as f:
+                f.write('marker of the host root\n')
+            files = l1_files(guest_dir, release) + [('/etc/vmm-test-marker', marker)]
+        if mode == 'direct' and not os.path.exists('/etc/vmm-test-marker'):
+            all_cases = [c for c in cases(w) if c.name != 'host-files']
+            print('note: host-files skipped in direct mode (it reads /etc/vmm-test-marker)')
+        else:
+            all_cases = cases(w)
+        only = os.environ.get('VMM_RUN_CASES')  # e.g. "blob,stdin": run just those
+        if only:
+            all_cases = [c for c in all_cases if c.name in only.split(',')]
+        text = script(all_cases, vmm, kernel, w, extra)
+        log = os.path.join(args.build_dir, 'meson-logs', 'linux-run-console.log')
+
+        def attempt():
+            g = harness.Guest(args.build_dir, args.vmm, initrd='', command=text, files=files,
+                              mode=mode, log_path=log)
+            with g:
+                t0 = time.monotonic()
+                g.start(TIMEOUT)
+                g.expect('RUN-END', TIMEOUT, what='the end of the cases')
+                print(f'cases ran in {time.monotonic() - t0:.1f} s')
+                attempt.output = g.output
+
+        if not harness.run_attempts('linux-run', attempt):
+            return 1
+    results, checks = parse(attempt.output)
+    failed = 0
+    for c in all_cases:
+        why = judge(c, results, checks)
+        if why:
+            failed += 1
+            print(f'FAIL {c.name}: {why}')
+            r = results.get(c.name)
+            if r:
+                print(f'--- stdout ---\n{r[3][:1500]}\n--- stderr ---\n{r[4]}\n---')
+        else:
+            print(f'PASS {c.name}')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,152 @@
+#include "vmm/out_stream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "vmm/log.h"
+
+/* Writes @len bytes; false when the reader went away (the rest is dropped). */
+static bool write_all(int fd, const uint8_t *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static void *writer(void *opaque)
+{
+	struct out_stream *s = opaque;
+	uint8_t chunk[16384];
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		size_t n;
+		bool ok, wake;
+
+		while (!s->len && !s->closing)
+			pthread_cond_wait(&s->changed, &s->lock);
+		if (!s->len)
+			break;
+		n = MIN(MIN(s->len, sizeof(chunk)), OUT_STREAM_BUFFER - s->head);
+		memcpy(chunk, s->buf + s->head, n);
+		pthread_mutex_unlock(&s->lock);
+		ok = s->broken || write_all(s->fd, chunk, n);
+		pthread_mutex_lock(&s->lock);
+		s->broken |= !ok;
+		s->written += ok ? n : 0;
+		s->head = (s->head + n) % OUT_STREAM_BUFFER;
+		s->len -= n;
+		wake = s->refused;
+		s->refused = false;
+		pthread_cond_broadcast(&s->changed);
+		if (wake) {
+			uint64_t one = 1;
+
+			if (write(s->space_event.fd, &one, sizeof(one)) < 0)
+				log_debug("out_stream: eventfd: %s", strerror(errno));
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static void on_space(void *opaque, uint32_t events)
+{
+	struct out_stream *s = opaque;
+	uint64_t count;
+
+	(void)events;
+	if (read(s->space_event.fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_debug("out_stream: eventfd: %s", strerror(errno));
+	s->space(s->opaque);
+}
+
+int out_stream_init(struct out_stream *s, int fd, struct event_loop *loop,
+                    void (*space)(void *opaque), void *opaque)
+{
+	int ret;
+
+	*s = (struct out_stream){.fd = fd, .loop = loop, .space = space, .opaque = opaque};
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->changed, NULL);
+	s->space_event = (struct event_source){.handler = on_space, .opaque = s};
+	s->space_event.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	s->buf = malloc(OUT_STREAM_BUFFER);
+	if (s->space_event.fd < 0 || !s->buf)
+		return -ENOMEM;
+	ret = event_loop_add(loop, &s->space_event, EPOLLIN);
+	if (ret)
+		return ret;
+	ret = -pthread_create(&s->thread, NULL, writer, s);
+	s->started = ret == 0;
+	return ret;
+}
+
+size_t out_stream_take(struct out_stream *s, const uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (done < len) {
+		size_t tail = (s->head + s->len) % OUT_STREAM_BUFFER;
+		size_t room = MIN(OUT_STREAM_BUFFER - s->len, OUT_STREAM_BUFFER - tail);
+		size_t n = MIN(room, len - done);
+
+		if (!n) {
+			if (!s->blocking || !s->started)
+				break;
+			pthread_cond_wait(&s->changed, &s->lock);
+			continue;
+		}
+		memcpy(s->buf + tail, buf + done, n);
+		s->len += n;
+		done += n;
+	}
+	if (done < len)
+		s->refused = true;
+	if (done)
+		pthread_cond_broadcast(&s->changed);
+	pthread_mutex_unlock(&s->lock);
+	return done;
+}
+
+void out_stream_set_blocking(struct out_stream *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->blocking = true;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void out_stream_close(struct out_stream *s)
+{
+	if (s->started) {
+		pthread_mutex_lock(&s->lock);
+		s->closing = true;
+		pthread_cond_broadcast(&s->changed);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->thread, NULL);
+		s->started = false;
+	}
+	if (s->space_event.fd >= 0) {
+		if (s->loop)
+			event_loop_del(s->loop, &s->space_event);
+		close(s->space_event.fd);
+		s->space_event.fd = -1;
+	}
+	free(s->buf);
+	s->buf = NULL;
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->changed);
+}

@@ -1,0 +1,53 @@
+/*
+ * Guest output to a host fd (vmm's stdout or stderr) with back-pressure instead of blocking:
+ * the device hands bytes to a bounded buffer (out_stream_take returns how many it took) and a
+ * writer thread of the stream's own does the blocking writes, so a slow reader of vmm's stdout
+ * stalls only the guest's writer, never the event loop or a vCPU. When the buffer has room
+ * again after a refusal, @space is called on the event loop's thread (through an eventfd).
+ *
+ * Threads: out_stream_take on the event-loop thread (the device's transmit path); the writer
+ * thread owns the fd; the buffer is shared under the stream's lock.
+ */
+#ifndef VMM_VMM_OUT_STREAM_H
+#define VMM_VMM_OUT_STREAM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/event_loop.h"
+#include "vmm/util.h"
+
+#define OUT_STREAM_BUFFER (256 * 1024)
+
+struct out_stream {
+	int fd;
+	pthread_t thread;
+	bool started;
+	struct event_loop *loop;
+	struct event_source space_event;
+	void (*space)(void *opaque);
+	void *opaque;
+
+	pthread_mutex_t lock; /* guards what follows */
+	pthread_cond_t changed;
+	uint8_t *buf;
+	size_t head, len; /* bytes [head, head + len) modulo OUT_STREAM_BUFFER are pending */
+	bool refused;     /* a take got less than it offered: call space when room comes */
+	bool blocking;    /* take waits for room instead of refusing (final flush) */
+	bool closing;     /* write what is pending, then end the thread */
+	bool broken;      /* the reader went away (EPIPE, ...): output is dropped from now on */
+	uint64_t written; /* bytes written to fd */
+};
+
+int out_stream_init(struct out_stream *s, int fd, struct event_loop *loop,
+                    void (*space)(void *opaque), void *opaque) MUST_CHECK;
+/* Takes up to @len bytes; fewer (maybe 0) when the buffer is full. Event-loop thread. */
+size_t out_stream_take(struct out_stream *s, const uint8_t *buf, size_t len);
+/* From now on out_stream_take waits for room and takes everything (the guest has stopped). */
+void out_stream_set_blocking(struct out_stream *s);
+/* Writes out what is pending, ends the thread and frees the stream. */
+void out_stream_close(struct out_stream *s);
+
+#endif
