@@ -320,7 +320,7 @@ static void show_console_tail(struct run *run)
 {
 	char text[RUN_LOG_TAIL + 1];
 	size_t len = 0;
-	const char *start;
+	char *start;
 	unsigned lines = 0;
 
 	pthread_mutex_lock(&run->log_lock);
@@ -341,6 +341,17 @@ static void show_console_tail(struct run *run)
 		start--;
 		if (*start == '\n' && ++lines == RUN_TAIL_SHOW)
 			start++;
+	}
+	/* A panic's own line comes first, however long its trace (up to the buffer's size). */
+	if (run->panic_seen) {
+		char *panic = strstr(text, PANIC_MARK), *next;
+
+		while (panic && (next = strstr(panic + 1, PANIC_MARK)))
+			panic = next;
+		while (panic && panic > text && panic[-1] != '\n')
+			panic--;
+		if (panic && panic < start)
+			start = panic;
 	}
 	fprintf(stderr, "vmm: the guest kernel's last messages:\n%s\n", start);
 }

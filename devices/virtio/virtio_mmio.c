@@ -76,6 +76,12 @@ static uint32_t reg_read(const struct virtio_mmio *t, uint64_t offset)
 		return dev->status;
 	case VIRTIO_MMIO_REG_CONFIG_GENERATION:
 		return dev->config_generation;
+	case VIRTIO_MMIO_REG_SHM_LEN_LOW:
+	case VIRTIO_MMIO_REG_SHM_LEN_HIGH:
+	case VIRTIO_MMIO_REG_SHM_BASE_LOW:
+	case VIRTIO_MMIO_REG_SHM_BASE_HIGH:
+		/* No shared memory regions: a length of -1 says so (4.2.2); 0 would be one. */
+		return 0xffffffff;
 	default:
 		return queue_reg_read(t, offset);
 	}

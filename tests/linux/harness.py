@@ -318,6 +318,53 @@ def sysroot_libs(binary, sysroot, triplet):
     return out
 
 
+def apt_arm64_deps(pkgs):
+    """The arm64 library packages (lib*, zlib1g) that pkgs depend on, by apt-cache."""
+    res = subprocess.run(['apt-cache', 'depends', '--no-recommends', '--no-suggests',
+                          '--no-conflicts', '--no-breaks', '--no-replaces', '--no-enhances']
+                         + [p + ':arm64' for p in pkgs], capture_output=True, text=True)
+    deps = set()
+    for line in res.stdout.splitlines():
+        m = re.match(r'\s+(?:Pre)?Depends: (\S+):arm64$', line)
+        if m and (m.group(1).startswith('lib') or m.group(1) == 'zlib1g'):
+            deps.add(m.group(1))
+    return deps
+
+
+def arm64_binary(base, package, binary, log=print):
+    """An arm64 program for an arm64 L1: Debian's arm64 package and the library packages it
+    needs (found by following apt-cache depends until every DT_NEEDED resolves), downloaded
+    with apt-get download and unpacked into BASE/root. Returns (the binary's path, that
+    sysroot, for Guest(sysroot=...)); reuses them when complete."""
+    root, debs = os.path.join(base, 'root'), os.path.join(base, 'debs')
+    path = os.path.join(root, binary)
+    triplet = ARCHES['aarch64'].triplet
+    os.makedirs(debs, exist_ok=True)
+    done, todo, missing = set(), {package}, f'{binary} not unpacked'
+    while True:
+        if os.path.isfile(path):
+            try:
+                sysroot_libs(path, root, triplet)
+                return path, root
+            except HarnessError as e:
+                missing = str(e)
+        if not todo:
+            raise HarnessError(f'{missing}, and no more packages to try')
+        log(f'arm64 {package}: downloading {len(todo)} package(s)')
+        res = subprocess.run(['apt-get', 'download', '-q'] + [p + ':arm64' for p in sorted(todo)],
+                             cwd=debs, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise HarnessError('apt-get download of arm64 packages failed (is arm64 a dpkg '
+                               f'foreign architecture? scripts/deps adds it): '
+                               f'{res.stderr.strip()}')
+        for p in todo:
+            for deb in os.listdir(debs):
+                if deb.startswith(p + '_') and deb.endswith('_arm64.deb'):
+                    subprocess.run(['dpkg-deb', '-x', os.path.join(debs, deb), root], check=True)
+        done |= todo
+        todo = apt_arm64_deps(done) - done
+
+
 def shared_libs(binary):
     """Absolute paths of the shared libraries (and loader) that ldd lists."""
     res = subprocess.run(['ldd', binary], capture_output=True, text=True)
