@@ -41,6 +41,8 @@ VIRTIOFSD = '/usr/lib/qemu/virtiofsd'
 # What the init loads (vmm/run.c); the test copies them and their dependencies into L1.
 RUN_MODULES = ('virtio_pci', 'virtio_mmio', 'virtio_console', 'virtiofs', 'overlay')
 PANIC_STATUS = 120
+# The arm64 run (slower: an arm64 L1 under TCG) takes the basics.
+ARM64_CASES = ('basics', 'host-files', 'write-back', 'stdin', 'panic', 'no-module')
 
 
 def sha(data):
@@ -180,14 +182,29 @@ def module_closure(moddir, names):
     return sorted(out)
 
 
-def l1_files(guest_dir, release):
+def l1_files(guest_dir, release, virtiofsd):
     moddir = os.path.join(guest_dir, 'modules', release)
     files = [(f'/lib/modules/{release}/{p}', os.path.join(moddir, p))
              for p in module_closure(moddir, RUN_MODULES)]
     files += [(f'/lib/modules/{release}/{n}', os.path.join(moddir, n))
               for n in ('modules.dep', 'modules.builtin')]
-    files.append((VIRTIOFSD, VIRTIOFSD))
+    files.append((VIRTIOFSD, virtiofsd))
     return files
+
+
+def prepare_arm64(args):
+    """The cross-built aarch64 vmm, the arm64 guest images and Debian's arm64 virtiofsd
+    with its libraries: (vmm, virtiofsd, sysroot)."""
+    out = os.path.join(args.build_dir, 'aarch64')
+    for argv in ([os.path.join(SRC_ROOT, 'scripts', 'build-aarch64'), out],
+                 [os.path.join(SRC_ROOT, 'scripts', 'mkguest'), args.build_dir, 'arm64']):
+        res = subprocess.run(argv, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise harness.HarnessError(f'{" ".join(argv)} failed: {res.stderr.strip()[-800:]}')
+    virtiofsd, sysroot = harness.arm64_binary(
+        os.path.join(args.build_dir, 'guest-arm64', 'virtiofsd'), 'qemu-system-common',
+        VIRTIOFSD.lstrip('/'))
+    return os.path.join(out, 'vmm'), virtiofsd, sysroot
 
 
 def main():
@@ -195,53 +212,71 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--vmm', required=True)
     ap.add_argument('--build-dir', required=True)
-    ap.add_argument('--scenario', default='x86_64')
+    ap.add_argument('--scenario', choices=('x86_64', 'aarch64'), default='x86_64',
+                    help="the guest's architecture (aarch64: the cross-built vmm in an arm64 "
+                    "L1, a subset of the cases)")
     args = ap.parse_args()
+    args.build_dir = os.path.abspath(args.build_dir)
+    arch = harness.ARCHES[args.scenario]
+    name = 'linux-run' if arch.name == 'x86_64' else 'linux-arm64-run'
     try:
-        mode, reason = harness.detect_mode()
+        mode, reason = harness.detect_mode(arch.name)
     except harness.HarnessError as e:
         print(f'FAIL: {e}')
         return 1
     print(f'mode: {mode} ({reason})')
-    if mode == 'nested' and not shutil.which(harness.QEMU):
-        print(f'SKIP: nested mode needs {harness.QEMU} (Debian package qemu-system-x86)')
+    if mode == 'nested' and not shutil.which(arch.qemu):
+        print(f'SKIP: nested mode needs {arch.qemu} (scripts/deps installs it)')
         return 77
     if not os.access(VIRTIOFSD, os.X_OK):
         print(f'SKIP: {VIRTIOFSD} missing (Debian package qemu-system-common)')
         return 77
-    res = subprocess.run([os.path.join(SRC_ROOT, 'scripts', 'mkguest'), args.build_dir])
-    if res.returncode != 0:
-        print(f'FAIL: scripts/mkguest {args.build_dir} failed (status {res.returncode})')
+    if arch.name == 'aarch64' and harness.HOST_ARCH != 'aarch64' and \
+            not shutil.which('aarch64-linux-gnu-gcc'):
+        print('SKIP: the aarch64 build needs aarch64-linux-gnu-gcc (scripts/deps installs it)')
+        return 77
+    vmm_host, virtiofsd, sysroot = os.path.abspath(args.vmm), VIRTIOFSD, None
+    try:
+        if arch.name == 'aarch64' and harness.HOST_ARCH != 'aarch64':
+            vmm_host, virtiofsd, sysroot = prepare_arm64(args)
+        else:
+            res = subprocess.run([os.path.join(SRC_ROOT, 'scripts', 'mkguest'), args.build_dir]
+                                 + ([arch.debian] if arch.name == 'aarch64' else []))
+            if res.returncode != 0:
+                raise harness.HarnessError(f'scripts/mkguest failed (status {res.returncode})')
+    except harness.HarnessError as e:
+        print(f'FAIL {name}: {e}')
         return 1
-    guest_dir = os.path.join(os.path.abspath(args.build_dir), 'guest')
+    guest_dir = os.path.join(args.build_dir, arch.guest_subdir)
     with open(os.path.join(guest_dir, 'kernel-release')) as f:
         release = f.read().strip()
 
     with tempfile.TemporaryDirectory(prefix='vmm-linux-run-') as tmp:
         if mode == 'direct':
-            w, vmm, kernel = tmp, os.path.abspath(args.vmm), os.path.join(guest_dir, 'bzImage')
+            w, vmm, kernel = tmp, vmm_host, os.path.join(guest_dir, arch.kernel)
             extra = f'--modules {shlex.quote(os.path.join(guest_dir, "modules", release))}'
             files = []
         else:
-            w, vmm, kernel, extra = '/srv', harness.Guest.L1_VMM, harness.Guest.L1_KERNEL, ''
+            w, vmm, kernel, extra = '/srv', harness.Guest.L1_VMM, '/guest/' + arch.kernel, ''
             marker = os.path.join(tmp, 'marker')
             with open(marker, 'w') as f:
                 f.write('marker of the host root\n')
-            files = l1_files(guest_dir, release) + [('/etc/vmm-test-marker', marker)]
+            files = l1_files(guest_dir, release, virtiofsd) + [('/etc/vmm-test-marker', marker)]
+        all_cases = cases(w)
+        if arch.name == 'aarch64':
+            all_cases = [c for c in all_cases if c.name in ARM64_CASES]
         if mode == 'direct' and not os.path.exists('/etc/vmm-test-marker'):
-            all_cases = [c for c in cases(w) if c.name != 'host-files']
+            all_cases = [c for c in all_cases if c.name != 'host-files']
             print('note: host-files skipped in direct mode (it reads /etc/vmm-test-marker)')
-        else:
-            all_cases = cases(w)
         only = os.environ.get('VMM_RUN_CASES')  # e.g. "blob,stdin": run just those
         if only:
             all_cases = [c for c in all_cases if c.name in only.split(',')]
         text = script(all_cases, vmm, kernel, w, extra)
-        log = os.path.join(args.build_dir, 'meson-logs', 'linux-run-console.log')
+        log = os.path.join(args.build_dir, 'meson-logs', f'{name}-console.log')
 
         def attempt():
-            g = harness.Guest(args.build_dir, args.vmm, initrd='', command=text, files=files,
-                              mode=mode, log_path=log)
+            g = harness.Guest(args.build_dir, vmm_host, initrd='', command=text, files=files,
+                              mode=mode, log_path=log, arch=arch.name, sysroot=sysroot)
             with g:
                 t0 = time.monotonic()
                 g.start(TIMEOUT)
@@ -249,7 +284,11 @@ def main():
                 print(f'cases ran in {time.monotonic() - t0:.1f} s')
                 attempt.output = g.output
 
-        if not harness.run_attempts('linux-run', attempt):
+        try:
+            if not harness.run_attempts(name, attempt):
+                return 1
+        except (harness.GuestError, harness.HarnessError) as e:
+            print(f'FAIL {name}: {e}')
             return 1
     results, checks = parse(attempt.output)
     failed = 0
