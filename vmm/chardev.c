@@ -50,6 +50,14 @@ static size_t filter_escapes(struct chardev *chr, uint8_t *buf, size_t len, bool
 	return out;
 }
 
+/* No more input: the guest keeps running and the device is told (a port reads EOF). */
+static void input_ended(struct chardev *chr)
+{
+	chr->in_closed = true;
+	if (chr->ops->eof)
+		chr->ops->eof(chr->opaque);
+}
+
 /* The next chunk of a regular file given as input; at its end, the input is closed. */
 static void read_file_input(struct chardev *chr)
 {
@@ -59,9 +67,7 @@ static void read_file_input(struct chardev *chr)
 		n = read(chr->in_fd, chr->pending, sizeof(chr->pending));
 	while (n < 0 && errno == EINTR);
 	if (n <= 0) {
-		chr->in_closed = true;
-		if (chr->ops->eof)
-			chr->ops->eof(chr->opaque);
+		input_ended(chr);
 		return;
 	}
 	chr->pending_off = 0;
@@ -100,11 +106,8 @@ static void on_input(void *opaque, uint32_t events)
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {
-		/* End of input: the guest keeps running, it just gets no more input. */
 		event_loop_del(chr->loop, &chr->input);
-		chr->in_closed = true;
-		if (chr->ops->eof)
-			chr->ops->eof(chr->opaque);
+		input_ended(chr);
 		return;
 	}
 	chr->pending_off = 0;

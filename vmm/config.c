@@ -31,6 +31,7 @@ enum {
 	OPT_MODULES,
 	OPT_VIRTIOFSD,
 	OPT_CONSOLE_LOG,
+	OPT_SAVE_INITRAMFS,
 };
 
 static const struct option long_options[] = {
@@ -55,6 +56,7 @@ static const struct option long_options[] = {
         {"modules", required_argument, NULL, OPT_MODULES},
         {"virtiofsd", required_argument, NULL, OPT_VIRTIOFSD},
         {"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
+        {"save-initramfs", required_argument, NULL, OPT_SAVE_INITRAMFS},
         {NULL, 0, NULL, 0},
 };
 
@@ -102,6 +104,8 @@ ARCH_HELP_INTRO
 "      --virtiofsd PATH  the virtiofsd to run (default: from PATH, /usr/libexec,\n"
 "                        /usr/lib/qemu)\n"
 "      --console-log FILE  --run: write the kernel's console messages to FILE\n"
+"      --save-initramfs FILE  --run: write the initramfs vmm would boot to FILE and\n"
+"                        exit (to boot it elsewhere, or look inside)\n"
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
@@ -119,7 +123,9 @@ ARCH_HELP_INTRO
 "test cannot run (bad kernel, a missing module or virtiofsd; git bisect run\n"
 "skips such a commit); " STR(EXIT_RUN_PANIC) " when the guest kernel panics or stops before CMD ends.\n"
 "\n"
-"Environment: VMM_KVM_DEVICE overrides the KVM device path (default /dev/kvm).\n",
+"Environment: VMM_KVM_DEVICE overrides the KVM device path (default /dev/kvm).\n"
+"VMM_ALLOW_PVM=1 lets --run try a PVM host's KVM (kvm_pvm), which runs only\n"
+"PVM-aware guest kernels.\n",
 		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS,
 		ARCH_HAS_PCI ? "      --transport pci|mmio  virtio transport (default pci)\n"
 		             : "      --transport mmio  virtio transport (the only one: no PCI here)\n",
@@ -201,6 +207,8 @@ static enum config_result check_run_config(struct vm_config *cfg, char *err, siz
 			return fail(err, errlen, "--modules needs --run");
 		if (cfg->console_log)
 			return fail(err, errlen, "--console-log needs --run");
+		if (cfg->save_initramfs)
+			return fail(err, errlen, "--save-initramfs needs --run");
 	} else if (cfg->initrd_path) {
 		return fail(err, errlen,
 		            "--run and --initrd: --run boots its own initramfs (use --share for "
@@ -336,6 +344,9 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 		break;
 	case OPT_CONSOLE_LOG:
 		cfg->console_log = arg;
+		break;
+	case OPT_SAVE_INITRAMFS:
+		cfg->save_initramfs = arg;
 		break;
 	case OPT_HELP:
 		return CONFIG_HELP;

@@ -73,10 +73,11 @@ struct vm_config {
 	struct share_config shares[CONFIG_MAX_SHARES];
 	unsigned nr_shares;
 	/* Test-run mode (--run): the command, and where its kernel modules and virtiofsd are. */
-	const char *run_cmd;     /* NULL: boot the kernel as usual */
-	const char *modules_dir; /* NULL: /lib/modules/<the kernel's release> if it exists */
-	const char *virtiofsd;   /* NULL: search PATH, /usr/libexec, /usr/lib/qemu */
-	const char *console_log; /* NULL: kernel messages are kept in memory only (--run) */
+	const char *run_cmd;        /* NULL: boot the kernel as usual */
+	const char *modules_dir;    /* NULL: /lib/modules/<the kernel's release> if it exists */
+	const char *virtiofsd;      /* NULL: search PATH, /usr/libexec, /usr/lib/qemu */
+	const char *console_log;    /* NULL: kernel messages are kept in memory only (--run) */
+	const char *save_initramfs; /* write --run's initramfs there and exit */
 };
 
 enum config_result {

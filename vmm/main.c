@@ -3,6 +3,7 @@
 
 #include "vmm/config.h"
 #include "vmm/log.h"
+#include "vmm/run_initramfs.h"
 #include "vmm/vm.h"
 
 int main(int argc, char *argv[])
@@ -26,6 +27,8 @@ int main(int argc, char *argv[])
 		break;
 	}
 	log_set_level(config.log_level);
+	if (config.save_initramfs)
+		return run_save_initramfs(&config, config.save_initramfs) ? EXIT_RUN_CANNOT : 0;
 	/* With --run, a test that cannot even start is one git bisect run should skip. */
 	if (vm_create(&config, &vm))
 		return config.run_cmd ? EXIT_RUN_CANNOT : EXIT_VMM_ERROR;

@@ -1,8 +1,7 @@
 /*
- * Test-run mode (--run CMD): the initramfs vmm generates in memory (its own init, the kernel
- * modules the guest needs, the command and where to run it), the four virtio-console ports the
- * init talks to vmm on (vmm.status, vmm.stdout, vmm.stderr, vmm.stdin), the kernel's console
- * kept out of stdout (in memory, and in --console-log), and the exit status.
+ * Test-run mode (--run CMD): the initramfs vmm generates in memory (run_initramfs.c), the four
+ * virtio-console ports the init talks to vmm on (vmm.status, vmm.stdout, vmm.stderr, vmm.stdin),
+ * the kernel's console kept out of stdout (in memory, and in --console-log), and the exit status.
  *
  * The status arrives only on the vmm.status port, which the init opens before anything else
  * runs in the guest and keeps open (Linux lets one process open a port), so no guest program
@@ -22,6 +21,7 @@
 
 #include "devices/virtio/console.h"
 #include "vmm/boot_image.h"
+#include "vmm/config.h"
 #include "vmm/out_stream.h"
 #include "vmm/util.h"
 

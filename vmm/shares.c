@@ -196,9 +196,8 @@ static int make_sock_dir(struct shares *s, char *err, size_t errlen)
 	return 0;
 }
 
-int shares_start(struct shares *s, const struct vm_config *cfg, char *err, size_t errlen)
+int shares_resolve(struct shares *s, const struct vm_config *cfg, char *err, size_t errlen)
 {
-	char daemon[PATH_MAX];
 	int ret = 0;
 
 	memset(s, 0, sizeof(*s));
@@ -215,7 +214,15 @@ int shares_start(struct shares *s, const struct vm_config *cfg, char *err, size_
 	for (unsigned i = 0; i < cfg->nr_shares && !ret; i++)
 		ret = resolve_share(&s->items[s->nr++], &cfg->shares[i], i, cfg->run_cmd, err,
 		                    errlen);
-	if (ret || (ret = check_unique_tags(s, err, errlen)) || !s->nr)
+	return ret ? ret : check_unique_tags(s, err, errlen);
+}
+
+int shares_start(struct shares *s, const struct vm_config *cfg, char *err, size_t errlen)
+{
+	char daemon[PATH_MAX];
+	int ret = shares_resolve(s, cfg, err, errlen);
+
+	if (ret || !s->nr)
 		return ret;
 	if (shares_find_daemon(cfg, daemon, sizeof(daemon))) {
 		snprintf(err, errlen,

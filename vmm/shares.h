@@ -38,9 +38,16 @@ struct shares {
 };
 
 /*
- * Resolves the shares @cfg asks for (the root first with --run) and starts a virtiofsd for
- * each. Returns 0 or -errno with one line in @err (a missing directory or daemon, a daemon that
- * failed to start, with its own last words). @s is then ready for shares_stop in every case.
+ * Resolves the shares @cfg asks for (the root first with --run): host paths, guest paths and
+ * tags, checked; starts nothing. Returns 0 or -errno with one line in @err.
+ */
+int shares_resolve(struct shares *s, const struct vm_config *cfg, char *err,
+                   size_t errlen) MUST_CHECK;
+
+/*
+ * Resolves the shares (shares_resolve) and starts a virtiofsd for each. Returns 0 or -errno with
+ * one line in @err (a missing directory or daemon, a daemon that failed to start, with its own last
+ * words). @s is then ready for shares_stop in every case.
  */
 int shares_start(struct shares *s, const struct vm_config *cfg, char *err,
                  size_t errlen) MUST_CHECK;

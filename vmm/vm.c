@@ -184,9 +184,28 @@ static int start_shares(struct vm *vm)
 	return ret;
 }
 
+/*
+ * --run boots a stock kernel; a PVM host's KVM (a cloud VM's nested virtualization without
+ * VT-x/SVM) runs only PVM-aware ones, crawling through anything else: say so up front.
+ */
+static int check_run_host(struct vm *vm)
+{
+	const char *allow = getenv("VMM_ALLOW_PVM");
+
+	if (!vm->config->run_cmd || (allow && !strcmp(allow, "1")) ||
+	    access("/sys/module/kvm_pvm", F_OK))
+		return 0;
+	log_error("--run: this host's KVM is PVM (kvm_pvm), which cannot run stock Linux kernels "
+	          "(VMM_ALLOW_PVM=1 tries anyway)");
+	return -ENOTSUP;
+}
+
 static int vm_build(struct vm *vm)
 {
-	int ret = open_kvm(vm);
+	int ret = check_run_host(vm);
+
+	if (!ret)
+		ret = open_kvm(vm);
 
 	if (ret || (ret = check_cpus(vm)))
 		return ret;

@@ -72,13 +72,18 @@ def cases(w):
         Case('write-back', f'echo guest wrote this >{w}/data/out.txt', 0, b'',
              args=f'--share {w}/data',
              after=f'echo "RUN-CHECK write-back $(cat {w}/data/out.txt)"'),
+        # The guest mounts a ro share read-only; remounted read-write (the guest is root),
+        # the daemon still refuses. Writes to the root stay in the guest's overlay.
         Case('read-only',
              'cat /mnt/ro/f.txt; echo x >/mnt/ro/new.txt || echo refused-share; '
+             'mount -o remount,rw /mnt/ro; grep " /mnt/ro " /proc/mounts | cut -d" " -f4 | '
+             'cut -d, -f1; echo y >/mnt/ro/new2.txt || echo refused-daemon; '
              f'echo r >{w}/root-write && cat {w}/root-write; '
              'echo t >/tmp/t && cat /tmp/t; echo e >/etc/e && cat /etc/e', 0,
-             b'ro file\nrefused-share\nr\nt\ne\n', args=f'--share {w}/ro:/mnt/ro,ro',
-             after=f'[ -e {w}/ro/new.txt ] || [ -e {w}/root-write ] && '
-                   'echo "RUN-CHECK read-only leaked" || echo "RUN-CHECK read-only kept"'),
+             b'ro file\nrefused-share\nrw\nrefused-daemon\nr\nt\ne\n',
+             args=f'--share {w}/ro:/mnt/ro,ro',
+             after=f'[ -e {w}/ro/new.txt ] || [ -e {w}/ro/new2.txt ] || [ -e {w}/root-write ] '
+                   '&& echo "RUN-CHECK read-only leaked" || echo "RUN-CHECK read-only kept"'),
         Case('blob', f'cat {w}/data/blob', 0, None, args=f'--share {w}/data,ro',
              after=f'echo "RUN-CHECK blob $(sha256sum <{w}/data/blob | cut -c1-64)"'),
         Case('stdin', 'cat; echo done', 0, b'line one\nline two\ndone\n',
