@@ -129,6 +129,31 @@ poweroff -f
 '''
 
 
+# A stall watchdog in L1 for non-interactive runs: a vmm process alive for L1_STALL_SECONDS
+# (longer than any vmm run in the tests, shorter than their waits) gets its threads' states,
+# kernel stacks and L1's KVM exit counters (sampled twice, 2 s apart: moving means the guest
+# runs) printed once, so that a silent hang says whether vmm is blocked or its guest spins.
+L1_STALL_SECONDS = 200
+L1_STALL_WATCH = r'''(
+    last= n=0
+    while sleep 10; do
+        pid=$(pidof vmm | cut -d' ' -f1)
+        if [ -z "$pid" ] || [ "$pid" != "$last" ]; then last=$pid n=0; continue; fi
+        n=$((n + 10)); [ $n -eq @STALL@ ] || continue
+        echo "VMM-L1-STALL: vmm (pid $pid) still running after $n s"
+        for t in /proc/$pid/task/*; do
+            echo "thread $(cat $t/comm) state $(cut -d' ' -f3 $t/stat) wchan $(cat $t/wchan)"
+            cat $t/stack 2>/dev/null | head -8
+        done
+        mount -t debugfs none /sys/kernel/debug 2>/dev/null
+        for i in 1 2; do
+            echo "L1 kvm: $(cd /sys/kernel/debug/kvm 2>/dev/null && for c in exits io_exits mmio_exits halt_exits irq_injections; do printf '%s=%s ' $c "$(cat $c)"; done)"
+            sleep 2
+        done
+    done
+) &'''
+
+
 def l1_init(arch):
     """The text of L1's /init for an Arch."""
     mods = ' '.join(os.path.basename(m)[:-len('.ko')] for m in arch.l1_modules)
@@ -673,6 +698,7 @@ class Guest:
         if libdirs:
             lines.append('export LD_LIBRARY_PATH=' + ':'.join(libdirs))
         if not interactive:
+            lines.append(L1_STALL_WATCH.replace('@STALL@', str(L1_STALL_SECONDS)))
             lines.append(f'echo {L1_READY}')
         lines += [self._l1_shell_command(), 'status=$?']
         if interactive:
