@@ -1,7 +1,7 @@
 /*
  * Helper processes: see child.h. Between fork and exec the child only sets itself up and
- * execs; whatever fails there is written to a close-on-exec pipe, so the parent learns either
- * "exec'ed" (EOF) or the reason, and can say it in one line.
+ * execs; whatever fails there is written to a close-on-exec pipe (the errno, then the reason),
+ * so the parent learns either "exec'ed" (EOF) or why not, and can say it in one line.
  */
 #include "vmm/child.h"
 
@@ -24,13 +24,19 @@
 
 #include "vmm/log.h"
 
-/* In the child: reports "@what: errno" on the pipe and exits. */
+/* The child's report of a failure before exec: its errno, then "what: reason". */
+struct spawn_failure {
+	int error;
+	char msg[252];
+};
+
+/* In the child: reports errno and "@what: strerror" on the pipe and exits. */
 static _Noreturn void child_fail(int pipe_fd, const char *what)
 {
-	char msg[256];
-	int len = snprintf(msg, sizeof(msg), "%s: %s", what, strerror(errno));
+	struct spawn_failure f = {.error = errno};
 
-	if (len > 0 && write(pipe_fd, msg, MIN((size_t)len, sizeof(msg) - 1)) < 0)
+	snprintf(f.msg, sizeof(f.msg), "%s: %s", what, strerror(f.error));
+	if (write(pipe_fd, &f, sizeof(f)) < 0)
 		_exit(127);
 	_exit(127);
 }
@@ -47,19 +53,26 @@ static int write_file(const char *path, const char *text)
 	return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
-/* In the child: become root of a new user namespace with our own ids mapped. */
+/*
+ * In the child: become root of a new user namespace with our own ids mapped (the effective
+ * ones: only those may be mapped without privilege).
+ */
 static void enter_user_namespace(int pipe_fd)
 {
 	char map[64];
-	uid_t uid = getuid();
-	gid_t gid = getgid();
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
 
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
-		child_fail(pipe_fd, "cannot create a user namespace (unshare)");
+		child_fail(pipe_fd,
+		           "cannot create a user namespace to run without root (are "
+		           "unprivileged user namespaces disabled? else run as root); unshare");
 	snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)uid);
 	if (write_file("/proc/self/setgroups", "deny") < 0 ||
 	    write_file("/proc/self/uid_map", map) < 0)
-		child_fail(pipe_fd, "cannot map the user id into the user namespace");
+		child_fail(pipe_fd,
+		           "cannot map the user id into the user namespace (are unprivileged "
+		           "user namespaces restricted? else run as root)");
 	snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)gid);
 	if (write_file("/proc/self/gid_map", map) < 0)
 		child_fail(pipe_fd, "cannot map the group id into the user namespace");
@@ -113,57 +126,68 @@ static _Noreturn void run_child(const struct child_spec *spec, int log_fd, int p
 	child_fail(pipe_fd, spec->path);
 }
 
+/* A failed spawn: @c is left stopped (no process, no fd), @err says why. Returns @ret. */
+static int spawn_failed(struct child *c, int ret, char *err, size_t errlen, const char *what)
+{
+	snprintf(err, errlen, "%s: %s", c->name, what);
+	child_stop(c, NULL, 0);
+	return ret;
+}
+
 int child_spawn(struct child *c, const char *name, const struct child_spec *spec, char *err,
                 size_t errlen)
 {
-	int pipe_fds[2];
-	char msg[256];
+	struct spawn_failure f;
+	char what[300];
+	int pipe_fds[2], ret;
 	pid_t parent = getpid();
 	ssize_t n;
 
-	*c = (struct child){.pidfd = -1, .log_fd = -1, .watch.fd = -1};
+	*c = (struct child){.spawned = true, .pidfd = -1, .log_fd = -1, .watch.fd = -1};
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->log_fd = memfd_create("vmm-child-output", MFD_CLOEXEC);
 	if (c->log_fd < 0 || pipe2(pipe_fds, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "%s: cannot start: %s", name, strerror(errno));
-		return -errno;
+		ret = -errno;
+		snprintf(what, sizeof(what), "cannot start: %s", strerror(-ret));
+		return spawn_failed(c, ret, err, errlen, what);
 	}
 	c->pid = fork();
 	if (c->pid == 0) {
 		close(pipe_fds[0]);
 		run_child(spec, c->log_fd, pipe_fds[1], parent);
 	}
+	ret = -errno;
 	close(pipe_fds[1]);
 	if (c->pid < 0) {
-		int ret = -errno;
-
 		close(pipe_fds[0]);
 		c->pid = 0;
-		snprintf(err, errlen, "%s: cannot start (fork): %s", name, strerror(-ret));
-		return ret;
+		snprintf(what, sizeof(what), "cannot start (fork): %s", strerror(-ret));
+		return spawn_failed(c, ret, err, errlen, what);
 	}
 	do
-		n = read(pipe_fds[0], msg, sizeof(msg) - 1);
+		n = read(pipe_fds[0], &f, sizeof(f));
 	while (n < 0 && errno == EINTR);
 	close(pipe_fds[0]);
 	if (n > 0) {
-		msg[n] = '\0';
-		waitpid(c->pid, &c->status, 0);
+		/* One write of less than PIPE_BUF: all of it, or the child died mid-way. */
+		while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
+			;
 		c->pid = 0;
-		snprintf(err, errlen, "%s: %s", name, msg);
-		return -ENOEXEC;
+		if (n != sizeof(f) || f.error <= 0)
+			return spawn_failed(c, -ENOEXEC, err, errlen, "died before exec");
+		f.msg[sizeof(f.msg) - 1] = '\0';
+		return spawn_failed(c, -f.error, err, errlen, f.msg);
 	}
 	c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
 	if (c->pidfd < 0) {
-		int ret = -errno;
-
-		snprintf(err, errlen, "%s: pidfd_open: %s", name, strerror(-ret));
-		child_stop(c, NULL, 0);
-		return ret;
+		ret = -errno;
+		snprintf(what, sizeof(what), "pidfd_open: %s", strerror(-ret));
+		return spawn_failed(c, ret, err, errlen, what);
 	}
 	return 0;
 }
 
+/* The pidfd is readable: the child ended. It stays readable, so it is unwatched here. */
 static void on_child_exit(void *opaque, uint32_t events)
 {
 	struct child *c = opaque;
@@ -171,6 +195,8 @@ static void on_child_exit(void *opaque, uint32_t events)
 	(void)events;
 	if (!child_exited(c))
 		return;
+	event_loop_del(c->loop, &c->watch);
+	c->watch.fd = -1;
 	if (c->on_exit)
 		c->on_exit(c->opaque, c);
 }
@@ -178,10 +204,18 @@ static void on_child_exit(void *opaque, uint32_t events)
 int child_watch(struct child *c, struct event_loop *loop, void (*on_exit)(void *, struct child *),
                 void *opaque)
 {
+	int ret;
+
+	if (!c->pid || c->pidfd < 0)
+		return -ESRCH;
 	c->on_exit = on_exit;
 	c->opaque = opaque;
+	c->loop = loop;
 	c->watch = (struct event_source){.fd = c->pidfd, .handler = on_child_exit, .opaque = c};
-	return event_loop_add(loop, &c->watch, EPOLLIN);
+	ret = event_loop_add(loop, &c->watch, EPOLLIN);
+	if (ret)
+		c->watch.fd = -1;
+	return ret;
 }
 
 bool child_exited(struct child *c)
@@ -198,13 +232,13 @@ bool child_exited(struct child *c)
 static void last_line(const struct child *c, char *buf, size_t len)
 {
 	char tail[512];
-	off_t size = c->log_fd >= 0 ? lseek(c->log_fd, 0, SEEK_END) : -1;
+	off_t size = c->spawned && c->log_fd >= 0 ? lseek(c->log_fd, 0, SEEK_END) : -1;
 	off_t from = size > (off_t)sizeof(tail) - 1 ? size - (off_t)sizeof(tail) + 1 : 0;
 	ssize_t n = size > 0 ? pread(c->log_fd, tail, sizeof(tail) - 1, from) : 0;
 	char *end, *start;
 
 	buf[0] = '\0';
-	if (n <= 0)
+	if (!c->spawned || n <= 0)
 		return;
 	tail[n] = '\0';
 	end = tail + n;
@@ -236,15 +270,23 @@ void child_describe(struct child *c, char *buf, size_t len)
 
 void child_stop(struct child *c, struct event_loop *loop, unsigned grace_ms)
 {
+	if (!c->spawned)
+		return;
+	loop = c->loop ? c->loop : loop;
 	if (loop && c->watch.fd >= 0) {
 		event_loop_del(loop, &c->watch);
 		c->watch.fd = -1;
 	}
 	if (c->pid) {
 		struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+		int r = -1;
 
 		kill(c->pid, SIGTERM);
-		if (c->pidfd < 0 || poll(&p, 1, (int)grace_ms) <= 0)
+		if (c->pidfd >= 0) {
+			while ((r = poll(&p, 1, (int)grace_ms)) < 0 && errno == EINTR)
+				;
+		}
+		if (r <= 0)
 			kill(c->pid, SIGKILL);
 		while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
 			;

@@ -33,12 +33,15 @@ struct child_spec {
 	bool user_namespace;
 };
 
+/* A zeroed struct child is a child never started: child_stop and child_exited accept it. */
 struct child {
-	char name[32];
-	pid_t pid; /* 0: not running (never started, or reaped) */
+	char name[64]; /* for messages: "virtiofsd (TAG)" */
+	bool spawned;  /* child_spawn ran: pidfd and log_fd below are ours (open or -1) */
+	pid_t pid;     /* 0: not running (never started, or reaped) */
 	int pidfd, log_fd;
-	int status; /* wait status, valid once reaped */
-	struct event_source watch;
+	int status;                /* wait status, valid once reaped */
+	struct event_source watch; /* fd -1: not watched */
+	struct event_loop *loop;   /* the one watching, set by child_watch */
 	void (*on_exit)(void *opaque, struct child *c);
 	void *opaque;
 };
@@ -46,11 +49,15 @@ struct child {
 /*
  * Starts @spec->path. Returns 0 once the program has been exec'ed, or -errno with one line in
  * @err (the program could not be found or executed, or the namespace set-up failed: the
- * reason is the child's own). Set-up time, before other threads exist.
+ * errno and the reason are the child's own, e.g. -ENOENT for a missing program); @c is then
+ * stopped (child_stop is a no-op). Set-up time, before other threads exist.
  */
 int child_spawn(struct child *c, const char *name, const struct child_spec *spec, char *err,
                 size_t errlen) MUST_CHECK;
-/* Calls @on_exit on the event loop's thread if the child ends before child_stop. */
+/*
+ * Calls @on_exit once, on the event loop's thread, if the child ends before child_stop; the
+ * child is reaped and no longer watched by then.
+ */
 int child_watch(struct child *c, struct event_loop *loop, void (*on_exit)(void *, struct child *),
                 void *opaque) MUST_CHECK;
 /* True when the child has ended (reaps it if so). */
@@ -60,7 +67,11 @@ bool child_exited(struct child *c);
  * running", followed by its last output line if any.
  */
 void child_describe(struct child *c, char *buf, size_t len);
-/* SIGTERM, up to @grace_ms for it to end, then SIGKILL; reaps it. Safe on a child not running. */
+/*
+ * SIGTERM, up to @grace_ms for it to end, then SIGKILL; reaps it, unwatches it from @loop (may be
+ * NULL when not watched) and closes its fds. Safe on a child not running, never started, or
+ * already stopped.
+ */
 void child_stop(struct child *c, struct event_loop *loop, unsigned grace_ms);
 
 #endif

@@ -177,7 +177,11 @@ static int create_shares(struct vm *vm)
 		sh->sock = -1; /* the device owns it now */
 		d->nr_fs++;
 		if (ret) {
-			log_error("--share %s: %s", sh->host, err);
+			char daemon[400];
+
+			/* A daemon that died says why better than the connection it dropped. */
+			child_describe(&sh->daemon, daemon, sizeof(daemon));
+			log_error("--share %s: %s (%s)", sh->host, err, daemon);
 			return ret;
 		}
 		snprintf(what, sizeof(what), "virtio-fs %s", sh->tag);

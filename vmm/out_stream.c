@@ -1,6 +1,7 @@
 #include "vmm/out_stream.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -9,7 +10,10 @@
 
 #include "vmm/log.h"
 
-/* Writes @len bytes; false when the reader went away (the rest is dropped). */
+/*
+ * Writes @len bytes; false when the reader went away (the rest is dropped). An fd another
+ * process made non-blocking (a shared pipe or terminal) is waited on, not taken as broken.
+ */
 static bool write_all(int fd, const uint8_t *buf, size_t len)
 {
 	while (len) {
@@ -17,6 +21,13 @@ static bool write_all(int fd, const uint8_t *buf, size_t len)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+			if (poll(&p, 1, -1) < 0 && errno != EINTR)
+				return false;
+			continue;
+		}
 		if (n <= 0)
 			return false;
 		buf += n;
@@ -33,7 +44,7 @@ static void *writer(void *opaque)
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		size_t n;
-		bool ok, wake;
+		bool broken = s->broken, wake;
 
 		while (!s->len && !s->closing)
 			pthread_cond_wait(&s->changed, &s->lock);
@@ -42,10 +53,11 @@ static void *writer(void *opaque)
 		n = MIN(MIN(s->len, sizeof(chunk)), OUT_STREAM_BUFFER - s->head);
 		memcpy(chunk, s->buf + s->head, n);
 		pthread_mutex_unlock(&s->lock);
-		ok = s->broken || write_all(s->fd, chunk, n);
+		if (!broken)
+			broken = !write_all(s->fd, chunk, n);
 		pthread_mutex_lock(&s->lock);
-		s->broken |= !ok;
-		s->written += ok ? n : 0;
+		s->broken = broken;
+		s->written += broken ? 0 : n;
 		s->head = (s->head + n) % OUT_STREAM_BUFFER;
 		s->len -= n;
 		wake = s->refused;
@@ -79,12 +91,15 @@ int out_stream_init(struct out_stream *s, int fd, struct event_loop *loop,
 	int ret;
 
 	*s = (struct out_stream){.fd = fd, .loop = loop, .space = space, .opaque = opaque};
+	s->inited = true;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->changed, NULL);
 	s->space_event = (struct event_source){.handler = on_space, .opaque = s};
 	s->space_event.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->space_event.fd < 0)
+		return -errno;
 	s->buf = malloc(OUT_STREAM_BUFFER);
-	if (s->space_event.fd < 0 || !s->buf)
+	if (!s->buf)
 		return -ENOMEM;
 	ret = event_loop_add(loop, &s->space_event, EPOLLIN);
 	if (ret)
@@ -107,6 +122,8 @@ size_t out_stream_take(struct out_stream *s, const uint8_t *buf, size_t len)
 		if (!n) {
 			if (!s->blocking || !s->started)
 				break;
+			/* The writer may be idle, waiting for what this take has queued so far. */
+			pthread_cond_broadcast(&s->changed);
 			pthread_cond_wait(&s->changed, &s->lock);
 			continue;
 		}
@@ -131,6 +148,8 @@ void out_stream_set_blocking(struct out_stream *s)
 
 void out_stream_close(struct out_stream *s)
 {
+	if (!s->inited)
+		return;
 	if (s->started) {
 		pthread_mutex_lock(&s->lock);
 		s->closing = true;
@@ -149,4 +168,5 @@ void out_stream_close(struct out_stream *s)
 	s->buf = NULL;
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->changed);
+	s->inited = false;
 }

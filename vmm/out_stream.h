@@ -21,10 +21,12 @@
 
 #define OUT_STREAM_BUFFER (256 * 1024)
 
+/* A zeroed struct out_stream is a stream never started: out_stream_close accepts it. */
 struct out_stream {
 	int fd;
 	pthread_t thread;
-	bool started;
+	bool inited;  /* out_stream_init ran: there is something to close */
+	bool started; /* the writer thread runs */
 	struct event_loop *loop;
 	struct event_source space_event;
 	void (*space)(void *opaque);
@@ -38,16 +40,24 @@ struct out_stream {
 	bool blocking;    /* take waits for room instead of refusing (final flush) */
 	bool closing;     /* write what is pending, then end the thread */
 	bool broken;      /* the reader went away (EPIPE, ...): output is dropped from now on */
-	uint64_t written; /* bytes written to fd */
+	uint64_t written; /* bytes written to fd (not those dropped) */
 };
 
+/*
+ * Starts a stream to @fd (not owned: left open). @space(@opaque) runs on @loop's thread when
+ * room comes back after a take was refused. Returns 0 or -errno; call out_stream_close in
+ * either case.
+ */
 int out_stream_init(struct out_stream *s, int fd, struct event_loop *loop,
                     void (*space)(void *opaque), void *opaque) MUST_CHECK;
 /* Takes up to @len bytes; fewer (maybe 0) when the buffer is full. Event-loop thread. */
 size_t out_stream_take(struct out_stream *s, const uint8_t *buf, size_t len);
 /* From now on out_stream_take waits for room and takes everything (the guest has stopped). */
 void out_stream_set_blocking(struct out_stream *s);
-/* Writes out what is pending, ends the thread and frees the stream. */
+/*
+ * Writes out what is pending (blocks until the reader took it, or went away), ends the thread
+ * and frees the stream. Safe on a zeroed stream and twice.
+ */
 void out_stream_close(struct out_stream *s);
 
 #endif

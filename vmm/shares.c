@@ -1,6 +1,7 @@
 #include "vmm/shares.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +55,10 @@ static int resolve_share(struct share *sh, const struct share_config *sc, unsign
 	const char *base;
 
 	if (!realpath(sc->host, sh->host) || stat(sh->host, &st) < 0) {
-		snprintf(err, errlen, "--share %s: %s", sc->host, strerror(errno));
-		return -errno;
+		int ret = -errno;
+
+		snprintf(err, errlen, "--share %s: %s", sc->host, strerror(-ret));
+		return ret;
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "--share %s: not a directory", sc->host);
@@ -128,6 +131,16 @@ static int connect_to(const char *path)
 	return fd;
 }
 
+/* True when @c has ended or ends within @ms (then reaped). */
+static bool ended_within(struct child *c, int ms)
+{
+	struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+
+	if (c->pid && c->pidfd >= 0)
+		poll(&p, 1, ms);
+	return child_exited(c);
+}
+
 /*
  * Starts @sh's daemon on a new socket in @s->sock_dir and connects to it. The daemon accepts
  * one connection; the socket's name is gone once connected.
@@ -156,7 +169,9 @@ static int start_daemon(struct shares *s, struct share *sh, const char *daemon, 
 	char why[256];
 	int listen_fd, ret;
 
-	snprintf(sock_path, sizeof(sock_path), "%s/%s.sock", s->sock_dir, sh->tag);
+	/* Named by index: a tag may hold any byte, '/' included. */
+	snprintf(sock_path, sizeof(sock_path), "%s/%u.sock", s->sock_dir,
+	         (unsigned)(sh - s->items));
 	snprintf(source, sizeof(source), "source=%s", sh->host);
 	listen_fd = listen_at(sock_path);
 	if (listen_fd < 0) {
@@ -168,14 +183,21 @@ static int start_daemon(struct shares *s, struct share *sh, const char *daemon, 
 	snprintf(why, sizeof(why), "virtiofsd (%s)", sh->tag);
 	ret = child_spawn(&sh->daemon, why, &spec, err, errlen);
 	close(listen_fd);
+	if (!ret)
+		sh->sock = connect_to(sock_path);
+	unlink(sock_path);
 	if (ret)
 		return ret;
-	sh->sock = connect_to(sock_path);
-	unlink(sock_path);
 	if (sh->sock < 0) {
-		snprintf(err, errlen, "virtiofsd for %s: connect: %s", sh->host,
-		         strerror(-sh->sock));
-		return sh->sock;
+		ret = sh->sock;
+		sh->sock = -1;
+		/* Refused: the daemon closed the listening socket, so it is ending. */
+		if (ended_within(&sh->daemon, DAEMON_STOP_GRACE_MS))
+			child_describe(&sh->daemon, err, errlen);
+		else
+			snprintf(err, errlen, "virtiofsd for %s: connect: %s", sh->host,
+			         strerror(-ret));
+		return ret;
 	}
 	return 0;
 }
