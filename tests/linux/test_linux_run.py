@@ -11,11 +11,15 @@ exit status, and files on the host. All cases run in one L1 boot in nested mode
 
 Cases: basics (stdout, stderr, status 7), env (HOME, TERM, PATH, cwd), host-files
 (a --share file and a file of the host's /), write-back (a file the guest writes
-into a --share is on the host), read-only (a ro share and the root refuse writes;
-/tmp takes them), blob (16 MiB of binary output, sha256-exact), stdin (piped in,
-EOF ends cat), mmio (--transport mmio, 2 vCPUs), panic (status 120 and the panic
-on stderr), timeout (124), no-module (125 naming virtiofs, no guest started),
-no-daemon (125 naming the missing virtiofsd).
+into a --share is on the host), read-only (a ro share refuses writes, also once the
+guest remounts it read-write: the daemon's side is read-only; writes to the root
+and /tmp stay in the guest), blob (16 MiB of binary output, sha256-exact), stdin
+(piped in, EOF ends cat), mmio (--transport mmio, 2 vCPUs), panic (status 120 and
+the panic on stderr), timeout (124), no-module (125 naming virtiofs, no guest
+started), no-daemon (125 naming the missing virtiofsd), share-plain (no --run: a
+guest initramfs of the test's own mounts the share by its default tag).
+--scenario aarch64 runs a subset (ARM64_CASES) with the cross-built vmm in an arm64
+L1. VMM_RUN_CASES=a,b runs only those cases.
 
 Exit status: 0 pass, 1 fail, 77 skip.
 """
@@ -42,7 +46,8 @@ VIRTIOFSD = '/usr/lib/qemu/virtiofsd'
 RUN_MODULES = ('virtio_pci', 'virtio_mmio', 'virtio_console', 'virtiofs', 'overlay')
 PANIC_STATUS = 120
 # The arm64 run (slower: an arm64 L1 under TCG) takes the basics.
-ARM64_CASES = ('basics', 'host-files', 'write-back', 'stdin', 'panic', 'no-module')
+ARM64_CASES = ('basics', 'host-files', 'write-back', 'stdin', 'panic', 'no-module',
+               'share-plain')
 
 
 def sha(data):
@@ -50,13 +55,14 @@ def sha(data):
 
 
 class Case:
-    """One vmm --run: its arguments, stdin, and what must come out."""
+    """One vmm --run (or, with cmd None, a plain boot with args): its arguments, stdin, and
+    what must come out (stdout exactly, or lines it must hold)."""
 
     def __init__(self, name, cmd, status, stdout=None, args='', stdin=None, stderr_has=(),
-                 setup='', after=''):
+                 setup='', after='', stdout_has=()):
         self.name, self.cmd, self.status, self.stdout = name, cmd, status, stdout
         self.args, self.stdin, self.stderr_has = args, stdin, stderr_has
-        self.setup, self.after = setup, after
+        self.setup, self.after, self.stdout_has = setup, after, stdout_has
 
 
 def cases(w):
@@ -96,6 +102,10 @@ def cases(w):
              stderr_has=("module 'virtiofs'",)),
         Case('no-daemon', 'true', 125, b'', args='--virtiofsd /nonexistent/virtiofsd',
              stderr_has=('/nonexistent/virtiofsd',)),
+        # Without --run: the guest's own init mounts the share by its default tag (the
+        # directory's name, "data"); its console is vmm's stdout.
+        Case('share-plain', None, 0, args=f'--initrd {w}/plain.cpio --share {w}/data',
+             stdout_has=('PLAIN: host wrote this',)),
     ]
 
 
@@ -103,8 +113,8 @@ def case_script(c, vmm, kernel, w, extra):
     q = shlex.quote
     stdin = f'{w}/stdin.{c.name}' if c.stdin is not None else '/dev/null'
     lines = [f'echo "RUN-CASE {c.name}"']
-    start = f'{q(vmm)} --kernel {q(kernel)} {extra} {c.args} --run {q(c.cmd)} <{stdin} ' \
-            f'>{w}/out 2>{w}/err'
+    run = f'{extra} --run {q(c.cmd)}' if c.cmd is not None else '--cmdline quiet'
+    start = f'{q(vmm)} --kernel {q(kernel)} {c.args} {run} <{stdin} >{w}/out 2>{w}/err'
     lines.append(f'( {c.setup + " && " if c.setup else ""}{start} ); st=$?')
     lines.append(f'echo "RUN-RESULT {c.name} status=$st out=$(sha256sum <{w}/out | cut -c1-64) '
                  f'bytes=$(wc -c <{w}/out)"')
@@ -163,6 +173,9 @@ def judge(c, results, checks):
     for want in c.stderr_has:
         if want not in err:
             return f'stderr lacks {want!r}'
+    for want in c.stdout_has:
+        if want not in out:
+            return f'stdout lacks {want!r}'
     if c.name == 'basics' and err.strip() != 'err':
         return f'stderr is {err!r}, expected only "err"'
     if c.name == 'write-back' and checks.get('write-back') != 'guest wrote this':
@@ -195,6 +208,33 @@ def l1_files(guest_dir, release, virtiofsd):
               for n in ('modules.dep', 'modules.builtin')]
     files.append((VIRTIOFSD, virtiofsd))
     return files
+
+
+PLAIN_INIT = r'''#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t devtmpfs dev /dev
+for pass in 1 2 3; do for m in /ko/*.ko; do insmod $m 2>/dev/null; done; done
+mkdir -p /mnt
+mount -t virtiofs data /mnt && echo "PLAIN: $(cat /mnt/in.txt)"
+poweroff -f
+'''
+
+
+def plain_initramfs(path, guest_dir, release):
+    """A guest initramfs of our own (busybox, the virtio-fs modules, an init that mounts the
+    tag "data"), for the case without --run."""
+    moddir = os.path.join(guest_dir, 'modules', release)
+    with open(path, 'wb') as f:
+        c = harness.Cpio(f)
+        for d in ('bin', 'dev', 'proc', 'sys', 'ko'):
+            c.add_dir(d)
+        c.add_chardev('dev/console', 5, 1)
+        c.add_host_file('bin/busybox', os.path.join(guest_dir, 'busybox'), 0o755)
+        c.add_file('init', PLAIN_INIT, 0o755)
+        for p in module_closure(moddir, ('virtio_pci', 'virtio_mmio', 'virtiofs')):
+            c.add_host_file('ko/' + os.path.basename(p), os.path.join(moddir, p))
+        c.finish()
 
 
 def prepare_arm64(args):
@@ -267,6 +307,12 @@ def main():
             with open(marker, 'w') as f:
                 f.write('marker of the host root\n')
             files = l1_files(guest_dir, release, virtiofsd) + [('/etc/vmm-test-marker', marker)]
+        plain = os.path.join(tmp, 'plain.cpio')
+        plain_initramfs(plain, guest_dir, release)
+        if mode == 'direct':
+            shutil.copy(plain, os.path.join(w, 'plain.cpio'))
+        else:
+            files.append((f'{w}/plain.cpio', plain))
         all_cases = cases(w)
         if arch.name == 'aarch64':
             all_cases = [c for c in all_cases if c.name in ARM64_CASES]
