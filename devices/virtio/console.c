@@ -14,13 +14,13 @@
  * arrives for a closed port); refused input makes the device call backend.rx_space once the port
  * can take it (buffers posted, port opened, DRIVER_OK).
  *
- * Control (multiport): the driver's DEVICE_READY makes the device send DEVICE_ADD for every
- * port; its PORT_READY 1 for a port makes it send PORT_NAME (name and NUL), CONSOLE_PORT and
- * PORT_OPEN 1 as configured; its PORT_OPEN is passed to backend.guest_open. Messages wait as
- * per-port pending bits (bounded and coalesced: PORT_OPEN carries the host state of when it is
- * sent) until the driver posts control receive buffers. A driver message shorter than 8 bytes,
- * with an event the driver does not send, or for a port the device did not add, and a control
- * receive chain too small for its message set DEVICE_NEEDS_RESET.
+ * Control (multiport, console_control.c): the driver's DEVICE_READY makes the device send
+ * DEVICE_ADD for every port; its PORT_READY 1 for a port makes it send PORT_NAME (name and NUL),
+ * CONSOLE_PORT and PORT_OPEN 1 as configured; its PORT_OPEN is passed to backend.guest_open.
+ * Messages wait as per-port pending bits (bounded and coalesced: PORT_OPEN carries the host state
+ * of when it is sent) until the driver posts control receive buffers. A driver message shorter than
+ * 8 bytes, with an event the driver does not send, or for a port the device did not add, and a
+ * control receive chain too small for its message set DEVICE_NEEDS_RESET.
  *
  * Threads and locking: vdev.lock guards the queues and the fields marked in console.h. Queue
  * notifications run on the event-loop thread (a notification that missed its ioeventfd, on a
@@ -31,6 +31,7 @@
  * is dropped; backend.rx_space too, except from activate.
  */
 #include "devices/virtio/console.h"
+#include "devices/virtio/console_internal.h"
 
 #include <assert.h>
 #include <endian.h>
@@ -40,60 +41,7 @@
 #include "vmm/log.h"
 #include "vmm/util.h"
 
-#define CTRL_RXQ VIRTIO_CONSOLE_CTRL_RX_QUEUE
-#define CTRL_TXQ VIRTIO_CONSOLE_CTRL_TX_QUEUE
-
-#define TX_BATCH   256
-#define TX_BYTES   (1 * MIB)
-#define CTRL_BATCH 256
-
-/* Pending control messages of a port, in the order they go; bit i sends pend_event[i]. */
-#define PEND_ADD     (1u << 0)
-#define PEND_NAME    (1u << 1)
-#define PEND_CONSOLE (1u << 2)
-#define PEND_OPEN    (1u << 3)
-static const uint16_t pend_event[] = {VIRTIO_CONSOLE_DEVICE_ADD, VIRTIO_CONSOLE_PORT_NAME,
-                                      VIRTIO_CONSOLE_CONSOLE_PORT, VIRTIO_CONSOLE_PORT_OPEN};
-
-static_assert(sizeof(struct virtio_console_control) == 8, "control message layout");
-static_assert(sizeof(struct virtio_console_config) == 12, "config layout");
-static_assert(2 * (VIRTIO_CONSOLE_MAX_PORTS + 1) <= VIRTIO_MAX_QUEUES, "queues");
-
-/* What is left to do once the lock is dropped. */
-struct work {
-	uint32_t pushed;   /* queues with new used entries */
-	uint32_t rx_space; /* ports whose backend may offer input again */
-	bool more;         /* stopped at a batch limit with work left */
-	const char *bad;   /* malformed chain or message: the device needs a reset */
-	unsigned nr_opens;
-	struct {
-		uint8_t port;
-		bool open;
-	} opens[CTRL_BATCH]; /* the driver's PORT_OPEN messages, in order */
-};
-
-static struct virtio_console *to_console(struct virtio_dev *dev)
-{
-	return container_of(dev, struct virtio_console, vdev);
-}
-
-/* Queue @q may be served: running, not broken, enabled, and in the negotiated layout. */
-static bool queue_live(const struct virtio_console *c, unsigned q)
-{
-	const struct virtio_dev *dev = &c->vdev;
-
-	return (dev->status & VIRTIO_STATUS_DRIVER_OK) &&
-	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[q].ready &&
-	       (q <= VIRTIO_CONSOLE_TX_QUEUE || c->multiport);
-}
-
-static bool takes_input(const struct virtio_console *c, unsigned port)
-{
-	return queue_live(c, virtio_console_rx_queue(port)) &&
-	       (!c->multiport || c->ports[port].guest_open);
-}
-
-static void work_done(struct virtio_console *c, const struct work *w)
+void console_work_done(struct virtio_console *c, const struct work *w)
 {
 	if (w->bad)
 		virtio_set_needs_reset(&c->vdev, w->bad);
@@ -201,7 +149,7 @@ static void tx_run(struct virtio_console *c, unsigned port, struct work *w, bool
 /* ---- Receive ---- */
 
 /* Copies up to @len bytes into the writable buffers of @chain; returns the count. */
-static size_t fill_chain(const struct vq_chain *chain, const uint8_t *buf, size_t len)
+size_t console_fill_chain(const struct vq_chain *chain, const uint8_t *buf, size_t len)
 {
 	size_t done = 0;
 
@@ -230,7 +178,7 @@ static size_t fill_receive(struct virtio_console *c, unsigned port, const uint8_
 			w->bad = "virtio-console: malformed receive chain";
 		if (r <= 0 || w->bad)
 			break;
-		n = fill_chain(&c->chain, buf + done, len - done);
+		n = console_fill_chain(&c->chain, buf + done, len - done);
 		done += n;
 		if (vq_push_used(vq, c->chain.head, (uint32_t)n) == 0)
 			w->pushed |= 1u << q;
@@ -252,7 +200,7 @@ size_t virtio_console_port_receive(struct virtio_console *c, unsigned port, cons
 	if (done < len)
 		c->ports[port].rx_wanted = true;
 	pthread_mutex_unlock(&c->vdev.lock);
-	work_done(c, &w);
+	console_work_done(c, &w);
 	return done;
 }
 
@@ -262,7 +210,7 @@ size_t virtio_console_receive(struct virtio_console *c, const uint8_t *buf, size
 }
 
 /* Under the lock: if @port's input was refused and it can take some now, let the host retry. */
-static void rx_check(struct virtio_console *c, unsigned port, struct work *w)
+void console_rx_check(struct virtio_console *c, unsigned port, struct work *w)
 {
 	struct virtio_console_port *p = &c->ports[port];
 
@@ -270,166 +218,6 @@ static void rx_check(struct virtio_console *c, unsigned port, struct work *w)
 		p->rx_wanted = false;
 		w->rx_space |= 1u << port;
 	}
-}
-
-/* ---- Control ---- */
-
-/* Builds @port's message for pending bit @bit into @msg; returns its length. */
-static size_t ctrl_build(const struct virtio_console *c, unsigned port, unsigned bit, uint8_t *msg)
-{
-	const struct virtio_console_port *p = &c->ports[port];
-	struct virtio_console_control m = {
-	        .id = htole32(port),
-	        .event = htole16(pend_event[bit]),
-	        .value = htole16(1u << bit == PEND_OPEN ? p->host_connected : 1),
-	};
-	size_t len = sizeof(m);
-
-	memcpy(msg, &m, sizeof(m));
-	if (1u << bit == PEND_NAME) {
-		memcpy(msg + len, p->name, strlen(p->name) + 1);
-		len += strlen(p->name) + 1;
-	}
-	return len;
-}
-
-/* Finds the next message to send: DEVICE_ADDs first, then by kind and port. */
-static bool ctrl_next(const struct virtio_console *c, unsigned *port, unsigned *bit)
-{
-	for (unsigned b = 0; b < ARRAY_SIZE(pend_event); b++) {
-		for (unsigned p = 0; p < c->nr_ports; p++) {
-			if (c->ports[p].pending >> b & 1) {
-				*port = p;
-				*bit = b;
-				return true;
-			}
-		}
-	}
-	return false;
-}
-
-/* Sends pending control messages while the driver has control receive buffers posted. */
-static void ctrl_send(struct virtio_console *c, struct work *w)
-{
-	struct virtqueue *vq = &c->vdev.queues[CTRL_RXQ];
-	uint8_t msg[sizeof(struct virtio_console_control) + VIRTIO_CONSOLE_NAME_MAX + 1];
-	unsigned port, bit;
-
-	/* Each round clears a pending bit: at most 4 per port. */
-	while (!w->bad && queue_live(c, CTRL_RXQ) && ctrl_next(c, &port, &bit)) {
-		size_t len = ctrl_build(c, port, bit, msg);
-		int r = vq_pop_chain(vq, &c->chain);
-
-		if (r < 0 || (r > 0 && c->chain.in_len < len))
-			w->bad = "virtio-console: malformed or too small control receive chain";
-		if (r <= 0 || w->bad)
-			return;
-		fill_chain(&c->chain, msg, len);
-		c->ports[port].pending &= (uint8_t) ~(1u << bit);
-		if (1u << bit == PEND_ADD)
-			c->ports[port].added = true;
-		if (vq_push_used(vq, c->chain.head, (uint32_t)len) == 0)
-			w->pushed |= 1u << CTRL_RXQ;
-	}
-}
-
-/* Gathers the driver's message from the chain's readable buffers; false when too short. */
-static bool ctrl_read(const struct vq_chain *ch, struct virtio_console_control *m)
-{
-	size_t done = 0;
-
-	if (ch->out_len < sizeof(*m))
-		return false;
-	for (unsigned i = 0; i < ch->nr_out && done < sizeof(*m); i++) {
-		size_t part = MIN(ch->iov[i].iov_len, sizeof(*m) - done);
-
-		memcpy((uint8_t *)m + done, ch->iov[i].iov_base, part);
-		done += part;
-	}
-	return true;
-}
-
-/* Acts on one driver message; returns why it is malformed, or NULL. */
-static const char *ctrl_handle(struct virtio_console *c, const struct virtio_console_control *m,
-                               struct work *w)
-{
-	uint32_t id = le32toh(m->id);
-	uint16_t event = le16toh(m->event), value = le16toh(m->value);
-	struct virtio_console_port *p;
-
-	if (event == VIRTIO_CONSOLE_DEVICE_READY) { /* the id is meaningless (Linux: BAD_ID) */
-		if (!value)
-			log_ratelimited(LOG_WARN, "virtio-console: the driver failed to set up");
-		for (unsigned i = 0; i < c->nr_ports && value; i++)
-			c->ports[i].pending |= PEND_ADD;
-		return NULL;
-	}
-	if (event != VIRTIO_CONSOLE_PORT_READY && event != VIRTIO_CONSOLE_PORT_OPEN)
-		return "virtio-console: control event the driver does not send";
-	if (id >= c->nr_ports || !c->ports[id].added)
-		return "virtio-console: control message for a port the device did not add";
-	p = &c->ports[id];
-	if (event == VIRTIO_CONSOLE_PORT_READY) {
-		p->ready = value;
-		if (!value)
-			log_ratelimited(LOG_WARN,
-			                "virtio-console: the driver failed to add port %u", id);
-		else
-			p->pending |= (p->name[0] ? PEND_NAME : 0) |
-			              (p->is_console ? PEND_CONSOLE : 0) |
-			              (p->host_connected ? PEND_OPEN : 0);
-		return NULL;
-	}
-	p->guest_open = value;
-	assert(w->nr_opens < CTRL_BATCH); /* one per chain, CTRL_BATCH chains per work */
-	w->opens[w->nr_opens].port = (uint8_t)id;
-	w->opens[w->nr_opens++].open = value;
-	rx_check(c, id, w);
-	return NULL;
-}
-
-/* Takes the driver's control messages, then sends what they asked for. */
-static void ctrl_run(struct virtio_console *c, struct work *w)
-{
-	struct virtqueue *vq = &c->vdev.queues[CTRL_TXQ];
-	unsigned i;
-
-	c->ctrl_more = false;
-	for (i = 0; i < CTRL_BATCH && queue_live(c, CTRL_TXQ); i++) {
-		struct virtio_console_control m;
-		int r = vq_pop_chain(vq, &c->chain);
-
-		if (r < 0 || (r > 0 && !ctrl_read(&c->chain, &m)))
-			w->bad = "virtio-console: malformed or short control chain";
-		else if (r > 0)
-			w->bad = ctrl_handle(c, &m, w);
-		if (r <= 0 || w->bad)
-			break;
-		if (vq_push_used(vq, c->chain.head, 0) == 0)
-			w->pushed |= 1u << CTRL_TXQ;
-	}
-	c->ctrl_more = i == CTRL_BATCH;
-	w->more |= c->ctrl_more;
-	ctrl_send(c, w);
-}
-
-void virtio_console_port_set_host_connected(struct virtio_console *c, unsigned port, bool connected)
-{
-	struct virtio_console_port *p;
-	struct work w = {0};
-
-	if (port >= c->nr_ports)
-		return;
-	p = &c->ports[port];
-	pthread_mutex_lock(&c->vdev.lock);
-	if (p->host_connected != connected) {
-		p->host_connected = connected;
-		if (p->ready)
-			p->pending |= PEND_OPEN;
-		ctrl_send(c, &w);
-	}
-	pthread_mutex_unlock(&c->vdev.lock);
-	work_done(c, &w);
 }
 
 /* ---- Events ---- */
@@ -444,15 +232,15 @@ static void console_queue_notify(struct virtio_dev *dev, unsigned q)
 		memset(&w, 0, sizeof(w));
 		pthread_mutex_lock(&dev->lock);
 		if (q == CTRL_RXQ)
-			ctrl_send(c, &w);
+			console_ctrl_send(c, &w);
 		else if (q == CTRL_TXQ)
-			ctrl_run(c, &w);
+			console_ctrl_run(c, &w);
 		else if (port < c->nr_ports && q % 2 == 0)
-			rx_check(c, port, &w);
+			console_rx_check(c, port, &w);
 		else if (port < c->nr_ports && !c->ports[port].tx_blocked)
 			tx_run(c, port, &w, false);
 		pthread_mutex_unlock(&dev->lock);
-		work_done(c, &w);
+		console_work_done(c, &w);
 		/* Without a resume hook, control batches go on here (tx_run has no limit then). */
 	} while (w.more && !c->resume && !w.bad);
 }
@@ -467,7 +255,7 @@ void virtio_console_port_writable(struct virtio_console *c, unsigned port)
 	c->ports[port].tx_blocked = false;
 	tx_run(c, port, &w, false);
 	pthread_mutex_unlock(&c->vdev.lock);
-	work_done(c, &w);
+	console_work_done(c, &w);
 }
 
 void virtio_console_resume(struct virtio_console *c)
@@ -480,9 +268,9 @@ void virtio_console_resume(struct virtio_console *c)
 			tx_run(c, p, &w, false);
 	}
 	if (c->ctrl_more)
-		ctrl_run(c, &w);
+		console_ctrl_run(c, &w);
 	pthread_mutex_unlock(&c->vdev.lock);
-	work_done(c, &w);
+	console_work_done(c, &w);
 }
 
 void virtio_console_flush(struct virtio_console *c)
@@ -533,7 +321,7 @@ static int console_activate(struct virtio_dev *dev)
 
 	c->multiport = virtio_has_feature(dev, VIRTIO_CONSOLE_F_MULTIPORT);
 	for (unsigned p = 0; p < c->nr_ports; p++)
-		rx_check(c, p, &w);
+		console_rx_check(c, p, &w);
 	for (unsigned p = 0; p < c->nr_ports; p++) {
 		if ((w.rx_space >> p & 1) && c->ports[p].backend.rx_space)
 			c->ports[p].backend.rx_space(c->ports[p].backend.opaque);
