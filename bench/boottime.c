@@ -7,14 +7,15 @@
  * stderr on one pipe, copies what arrives on the pipe to its own stdout (unless -q) and notes
  * when MARKER (default "!") first appears in that stream and when COMMAND exits. Then it prints
  *
- *   BOOTTIME label=LABEL marker_us=N exit_us=N status=N [kvm_exits=N kvm_io_exits=N ...]
+ *   BOOTTIME label=LABEL marker_us=N exit_us=N status=N [kvm_exits=N kvm_io_exits=N ...] bytes=N
  *
  * on a line of its own (marker_us=-1 when MARKER never came; status is the exit status, or
- * 128+N after signal N). With -k it also reads, at the moment MARKER arrives, KVM's statistics
- * for COMMAND's VM from debugfs (/sys/kernel/debug/kvm/PID-FD/, mounted by the caller): exits of
- * every kind up to that point, whoever the VMM is. With -t, COMMAND is killed (SIGKILL) after
- * SECS seconds. Built by bench/boot with the host's cc (statically, so it runs in the nested
- * harness's L1 as it is), or with aarch64-linux-gnu-gcc for an arm64 L1.
+ * 128+N after signal N; bytes is how much COMMAND wrote to the pipe, stdout and stderr). With -k it
+ * also reads, at the moment MARKER arrives, KVM's statistics for COMMAND's VM from debugfs
+ * (/sys/kernel/debug/kvm/PID-FD/, mounted by the caller): exits of every kind up to that point,
+ * whoever the VMM is. With -t, COMMAND is killed (SIGKILL) after SECS seconds. Built by bench/boot
+ * with the host's cc (statically, so it runs in the nested harness's L1 as it is), or with
+ * aarch64-linux-gnu-gcc for an arm64 L1; bench/run uses it too.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
 	int have_kvm = -1;
 	char buf[65536], *win;
 	size_t mlen, have = 0;
+	long long bytes = 0;
 
 	while ((opt = getopt(argc, argv, "+l:m:qt:k")) != -1) {
 		switch (opt) {
@@ -177,6 +179,7 @@ int main(int argc, char **argv)
 			continue;
 		if (n <= 0)
 			break;
+		bytes += n;
 		if (t_marker < 0) {
 			long long t = now_ns();
 
@@ -209,6 +212,6 @@ int main(int argc, char **argv)
 	if (want_kvm && have_kvm == 0)
 		for (size_t i = 0; i < NR_KVM_STATS; i++)
 			printf(" kvm_%s=%lld", kvm_stats[i], kvm[i]);
-	printf("\n");
+	printf(" bytes=%lld\n", bytes);
 	return 0;
 }
