@@ -33,8 +33,10 @@ extern char **environ;
 
 /* x86 names, then arm64 ones; a statistic the host's KVM lacks reads as -1. */
 static const char *const kvm_stats[] = {
-        "exits",          "io_exits",       "mmio_exits",       "halt_exits",    "irq_exits",
-        "insn_emulation", "mmio_exit_user", "mmio_exit_kernel", "wfi_exit_stat", "hvc_exit_stat",
+        "exits",         "io_exits",       "mmio_exits",       "halt_exits",
+        "irq_exits",     "insn_emulation", "pf_fixed",         "pages_4k",
+        "pages_2m",      "mmio_exit_user", "mmio_exit_kernel", "wfi_exit_stat",
+        "hvc_exit_stat",
 };
 #define NR_KVM_STATS (sizeof(kvm_stats) / sizeof(kvm_stats[0]))
 

@@ -1,6 +1,7 @@
 #include "vmm/memory.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -55,6 +56,31 @@ static int create_ram_fd(uint64_t size)
 	return fd;
 }
 
+/*
+ * Why transparent huge pages will not back a region, or NULL: the host's THP setting for
+ * anonymous memory, or for shared memory (memfd) its shmem setting, says never (the word in
+ * brackets is the active one).
+ */
+static const char *huge_pages_off(bool shared)
+{
+	const char *path = shared ? "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+	                          : "/sys/kernel/mm/transparent_hugepage/enabled";
+	char text[128] = "";
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return "the host has no transparent huge pages";
+	if (!fgets(text, sizeof(text), f))
+		text[0] = '\0';
+	fclose(f);
+	if (strstr(text, "[never]") || strstr(text, "[deny]"))
+		return shared ? "the host's shmem_enabled THP setting is never (shared memory, for "
+		                "virtio-fs: echo advise > /sys/kernel/mm/transparent_hugepage/"
+		                "shmem_enabled)"
+		              : "the host's transparent_hugepage setting is never";
+	return NULL;
+}
+
 int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
@@ -81,8 +107,10 @@ int guest_memory_add(struct guest_memory *mem, uint64_t gpa, uint64_t size)
 			close(fd);
 		return -err;
 	}
-	if (mem->huge_pages)
+	if (mem->huge_pages) {
 		madvise(host, size, MADV_HUGEPAGE);
+		mem->huge_pages_off = huge_pages_off(mem->shared);
+	}
 	madvise(host, size, MADV_MERGEABLE);
 	mem->regions[mem->nr_regions++] =
 	        (struct mem_region){.gpa = gpa, .size = size, .host = host, .fd = fd};

@@ -34,6 +34,8 @@ struct guest_memory {
 	 * another process (a vhost-user back-end) can map guest RAM too.
 	 */
 	bool shared;
+	/* With huge_pages: why the host will back guest RAM with 4 KiB pages anyway, or NULL. */
+	const char *huge_pages_off;
 };
 
 /*

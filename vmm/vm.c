@@ -117,6 +117,9 @@ static int setup_memory(struct vm *vm)
 	/* A vhost-user back-end (virtiofsd) maps guest RAM too. */
 	vm->mem.shared = vm->config->run_cmd || vm->config->nr_shares;
 	ret = arch_memory_init(&vm->mem, vm->config->mem_size);
+	if (!ret && vm->mem.huge_pages_off)
+		log_info("guest RAM in 4 KiB pages (more exits when nested): %s",
+		         vm->mem.huge_pages_off);
 	if (ret) {
 		log_error("cannot map %llu MiB of guest memory: %s",
 		          (unsigned long long)(vm->config->mem_size / MIB), strerror(-ret));
@@ -425,8 +428,12 @@ int vm_run(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_join(&vm->vcpus[i]);
 	chardev_destroy(&vm->console);
-	if (vm->config->stats)
+	if (vm->config->stats) {
 		vcpu_print_exit_stats(vm);
+		if (vm->mem.huge_pages_off)
+			fprintf(stderr, "vmm: stats: guest RAM in 4 KiB pages: %s\n",
+			        vm->mem.huge_pages_off);
+	}
 	if (vm->run)
 		return run_finish(vm->run, vm->exit_status, vm->crashed);
 	return vm->exit_status;

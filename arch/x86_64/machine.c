@@ -28,10 +28,12 @@ int arch_memory_init(struct guest_memory *mem, uint64_t ram_size)
 	int ret;
 
 	/*
-	 * Not 2 MiB-congruent yet: nothing measured its gain on x86. (It is not what makes
-	 * linux-net's L2 triple-fault in the nested harness: that happens with either mapping.)
+	 * 2 MiB-congruent with MADV_HUGEPAGE, as on arm64: nested in the harness's L1, a Linux
+	 * boot to init took 29,099 L1 exits, 25,767 of them 4 KiB page faults, and takes 2,525 with
+	 * 54 faults on 2 MiB pages. (linux-net's rare L2 triple fault, not root-caused, was seen
+	 * with either mapping.)
 	 */
-	mem->huge_pages = false;
+	mem->huge_pages = true;
 	ret = guest_memory_add(mem, 0, low);
 
 	if (!ret && ram_size > low)

@@ -117,6 +117,8 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts
 # Keep L1's kernel messages (bar emergencies) off the console the guest uses.
 dmesg -n 1
+# Shared guest RAM (vmm --run and --share use memfds) may get 2 MiB pages too.
+echo advise >/sys/kernel/mm/transparent_hugepage/shmem_enabled
 fail() { echo "VMM-L1-ERROR: $*"; poweroff -f; }
 for m in @MODULES@; do
     insmod /lib/modules/l1/$m.ko || fail "insmod $m.ko failed"
