@@ -805,8 +805,22 @@ class Guest:
                                      f'({self._who()} exited, status {self._rc()})')
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    if self._l1_froze():
+                        raise L1Lockup(f'waiting for {what}: L1 froze: vmm never ended '
+                                       f'(no VMM-L1-EXIT), yet L1\'s own stall watchdog, a '
+                                       f'shell loop that speaks once vmm has run '
+                                       f'{L1_STALL_SECONDS} s, never ran (TCG L1 problem)')
                     raise GuestTimeout(f'timed out after {timeout:g} s waiting for {what}')
                 self._cond.wait(left)
+
+    def _l1_froze(self):
+        """True when L1's userspace has provably not run for a while (nested mode): vmm
+        did not end and the stall watchdog (L1_STALL_WATCH) stayed silent although the
+        time since L1 was ready is well past when it speaks. Caller holds _cond."""
+        ready = self.timings.get('l1_ready')
+        return (self.mode == 'nested' and ready is not None and
+                time.monotonic() - ready > L1_STALL_SECONDS + 40 and
+                'VMM-L1-STALL' not in self._text and not L1_EXIT_RE.search(self._text))
 
     def send(self, text):
         """Types text on the guest console."""
