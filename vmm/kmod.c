@@ -72,13 +72,12 @@ static void *grow(void *arr, size_t *cap, size_t nr, size_t size)
 	return p;
 }
 
-/* Reads the regular file @path whole into a NUL-terminated heap buffer. Returns 0 or -errno. */
-static int read_text(const char *path, char **out)
+int kmod_read_file(const char *path, uint8_t **out, size_t *len)
 {
 	struct stat st;
-	size_t size, got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
-	char *buf = NULL;
+	size_t size = 0, got = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), ret = 0; /* a FIFO must not block */
+	uint8_t *buf = NULL;
 
 	if (fd < 0)
 		return -errno;
@@ -90,26 +89,43 @@ static int read_text(const char *path, char **out)
 		ret = -EFBIG;
 	else if (!(buf = malloc((size_t)st.st_size + 1)))
 		ret = -ENOMEM;
-	size = ret ? 0 : (size_t)st.st_size;
+	else
+		size = (size_t)st.st_size;
 	while (!ret && got < size) {
 		ssize_t n = read(fd, buf + got, size - got);
 
 		if (n < 0 && errno != EINTR)
 			ret = -errno;
 		else if (n == 0)
-			size = got; /* the file shrank */
+			ret = -EIO; /* the file shrank while being read */
 		else if (n > 0)
 			got += (size_t)n;
 	}
 	close(fd);
-	if (!ret && memchr(buf, '\0', got))
-		ret = -EINVAL;
 	if (ret) {
 		free(buf);
 		return ret;
 	}
 	buf[got] = '\0';
 	*out = buf;
+	*len = got;
+	return 0;
+}
+
+/* kmod_read_file for a text file: no NUL bytes inside. Returns 0 or -errno. */
+static int read_text(const char *path, char **out)
+{
+	uint8_t *buf;
+	size_t len;
+	int ret = kmod_read_file(path, &buf, &len);
+
+	if (ret)
+		return ret;
+	if (memchr(buf, '\0', len)) {
+		free(buf);
+		return -EINVAL;
+	}
+	*out = (char *)buf;
 	return 0;
 }
 

@@ -40,6 +40,13 @@ struct kmod_list {
  */
 int kmod_resolve(const char *dir, const char *const *names, unsigned nr_names,
                  struct kmod_list *out, char *err, size_t errlen) MUST_CHECK;
+/*
+ * Reads the regular file @path (a module, modules.dep, ...) whole into a heap buffer with a
+ * NUL after its @len bytes; the caller frees it. Returns 0 or -errno: -EISDIR, -EINVAL (not a
+ * regular file; a FIFO does not block), -EFBIG (over 64 MiB), -EIO (it shrank while read).
+ */
+int kmod_read_file(const char *path, uint8_t **out, size_t *len) MUST_CHECK;
+
 /* Frees @l's paths; safe on a zeroed or already freed list. */
 void kmod_list_free(struct kmod_list *l);
 

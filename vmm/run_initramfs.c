@@ -20,40 +20,6 @@
 #include "vmm/kmod.h"
 #include "vmm/log.h"
 
-/* Reads the whole file @path into a malloc'ed buffer. */
-static int read_file(const char *path, uint8_t **data, size_t *len)
-{
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), ret = 0;
-	size_t done = 0;
-
-	*data = NULL;
-	if (fd < 0 || fstat(fd, &st) < 0)
-		ret = -errno;
-	else if (!S_ISREG(st.st_mode))
-		ret = -EINVAL;
-	else if (!(*data = malloc((size_t)st.st_size + 1)))
-		ret = -ENOMEM;
-	while (!ret && done < (size_t)st.st_size) {
-		ssize_t n = read(fd, *data + done, (size_t)st.st_size - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			ret = n < 0 ? -errno : -EIO; /* truncated while reading */
-		else
-			done += (size_t)n;
-	}
-	if (fd >= 0)
-		close(fd);
-	if (ret) {
-		free(*data);
-		*data = NULL;
-	}
-	*len = done;
-	return ret;
-}
-
 static bool has_modules_dep(const char *dir)
 {
 	char path[PATH_MAX];
@@ -133,7 +99,7 @@ static int add_modules(struct cpio *c, const struct vm_config *cfg, const struct
 
 		base = base ? base + 1 : list.paths[i];
 		snprintf(path, sizeof(path), "%s/%s", dir, list.paths[i]);
-		ret = read_file(path, &data, &len);
+		ret = kmod_read_file(path, &data, &len);
 		if (ret) {
 			log_error("--run: module %s: %s", path, strerror(-ret));
 			break;
