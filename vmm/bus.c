@@ -1,6 +1,7 @@
 #include "vmm/bus.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,9 @@ void bus_init(struct bus *bus, const char *name)
 void bus_free(struct bus *bus)
 {
 	free(bus->ranges);
+	free(bus->hits);
 	bus->ranges = NULL;
+	bus->hits = NULL;
 	bus->nr_ranges = bus->capacity = 0;
 }
 
@@ -51,15 +54,23 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_
 	if (bus->nr_ranges == bus->capacity) {
 		unsigned cap = bus->capacity ? bus->capacity * 2 : 16;
 		struct bus_range *grown = realloc(bus->ranges, cap * sizeof(*grown));
+		uint64_t *hits;
+
 		if (!grown)
 			return -ENOMEM;
 		bus->ranges = grown;
+		hits = realloc(bus->hits, (cap + 1) * sizeof(*hits));
+		if (!hits)
+			return -ENOMEM;
+		bus->hits = hits;
 		bus->capacity = cap;
 	}
 	memmove(&bus->ranges[pos + 1], &bus->ranges[pos],
 	        (bus->nr_ranges - pos) * sizeof(bus->ranges[0]));
 	bus->ranges[pos] = (struct bus_range){base, len, ops, opaque, name};
 	bus->nr_ranges++;
+	/* Set-up only: counting starts when the guest does. */
+	memset(bus->hits, 0, (bus->nr_ranges + 1) * sizeof(*bus->hits));
 	return 0;
 }
 
@@ -74,16 +85,25 @@ const struct bus_range *bus_find(const struct bus *bus, uint64_t addr)
 	return addr - r->base < r->len ? r : NULL;
 }
 
+/* vCPU threads count concurrently; the total is read once they stopped. */
+static void count_hit(const struct bus *bus, const struct bus_range *r)
+{
+	if (bus->hits)
+		__atomic_fetch_add(&bus->hits[r ? (unsigned)(r - bus->ranges) : bus->nr_ranges], 1,
+		                   __ATOMIC_RELAXED);
+}
+
 int bus_access(const struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write)
 {
 	const struct bus_range *r = bus_find(bus, addr);
 	uint64_t offset;
 
+	if (r && size > r->len - (addr - r->base))
+		r = NULL;
+	count_hit(bus, r);
 	if (!r)
 		return -ENOENT;
 	offset = addr - r->base;
-	if (size > r->len - offset)
-		return -ENOENT;
 	if (is_write)
 		return r->ops->write ? r->ops->write(r->opaque, offset, data, size) : 0;
 	if (!r->ops->read) {
@@ -91,4 +111,34 @@ int bus_access(const struct bus *bus, uint64_t addr, void *data, unsigned size, 
 		return 0;
 	}
 	return r->ops->read(r->opaque, offset, data, size);
+}
+
+void bus_print_hits(const struct bus *bus, const char *what, unsigned max)
+{
+	bool shown[bus->nr_ranges + 1];
+
+	memset(shown, 0, sizeof(shown));
+	for (unsigned line = 0; line < max && bus->hits; line++) {
+		unsigned best = 0;
+		bool found = false;
+
+		for (unsigned i = 0; i <= bus->nr_ranges; i++) {
+			if (!shown[i] && bus->hits[i] &&
+			    (!found || bus->hits[i] > bus->hits[best])) {
+				best = i;
+				found = true;
+			}
+		}
+		if (!found)
+			return;
+		shown[best] = true;
+		if (best == bus->nr_ranges)
+			fprintf(stderr, "vmm: stats:     %-5s %-24s %llu\n", what, "(no device)",
+			        (unsigned long long)bus->hits[best]);
+		else
+			fprintf(stderr, "vmm: stats:     %-5s %-14s %#-9llx %llu\n", what,
+			        bus->ranges[best].name ? bus->ranges[best].name : "?",
+			        (unsigned long long)bus->ranges[best].base,
+			        (unsigned long long)bus->hits[best]);
+	}
 }

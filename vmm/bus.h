@@ -29,6 +29,7 @@ struct bus_range {
 struct bus {
 	const char *name;
 	struct bus_range *ranges; /* sorted by base, never overlapping */
+	uint64_t *hits;           /* accesses per range (same index); hits[nr_ranges]: unclaimed */
 	unsigned nr_ranges;
 	unsigned capacity;
 };
@@ -52,5 +53,11 @@ const struct bus_range *bus_find(const struct bus *bus, uint64_t addr);
  * the caller applies the unclaimed-access policy (reads see all-ones, writes are dropped).
  */
 int bus_access(const struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write);
+
+/*
+ * Prints to stderr, most first, the ranges that were accessed and how often (vmm --stats:
+ * where the guest's exits to vmm went), under the heading @what; at most @max lines.
+ */
+void bus_print_hits(const struct bus *bus, const char *what, unsigned max);
 
 #endif

@@ -430,6 +430,8 @@ int vm_run(struct vm *vm)
 	chardev_destroy(&vm->console);
 	if (vm->config->stats) {
 		vcpu_print_exit_stats(vm);
+		bus_print_hits(&vm->pio, "pio", 12);
+		bus_print_hits(&vm->mmio, "mmio", 12);
 		if (vm->mem.huge_pages_off)
 			fprintf(stderr, "vmm: stats: guest RAM in 4 KiB pages: %s\n",
 			        vm->mem.huge_pages_off);

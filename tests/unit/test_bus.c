@@ -111,6 +111,29 @@ START_TEST(access_offsets_and_unclaimed)
 }
 END_TEST
 
+/* --stats counts accesses per device, and the unclaimed ones apart. */
+START_TEST(hits_per_range)
+{
+	struct bus bus;
+	struct recorder a = {0}, b = {0};
+	uint8_t data[4] = {0};
+
+	bus_init(&bus, "t");
+	ck_assert_int_eq(bus_register(&bus, 0xcf8, 4, &rec_ops, &a, "pci-config"), 0);
+	ck_assert_int_eq(bus_register(&bus, 0x3f8, 8, &rec_ops, &b, "uart"), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(bus_access(&bus, 0xcf8, data, 4, true), 0);
+	ck_assert_int_eq(bus_access(&bus, 0x3fd, data, 1, false), 0);
+	ck_assert_int_eq(bus_access(&bus, 0x80, data, 1, true), -ENOENT);
+	ck_assert_int_eq(bus_access(&bus, 0xcfa, data, 4, false), -ENOENT); /* straddles */
+	ck_assert_uint_eq(bus.hits[0], 1); /* uart, the lower base */
+	ck_assert_uint_eq(bus.hits[1], 3);
+	ck_assert_uint_eq(bus.hits[2], 2);
+	bus_print_hits(&bus, "pio", 8);
+	bus_free(&bus);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("bus");
@@ -119,6 +142,7 @@ int main(void)
 	tcase_add_test(tc, register_rejects_bad_ranges);
 	tcase_add_test(tc, lookup_many_ranges);
 	tcase_add_test(tc, access_offsets_and_unclaimed);
+	tcase_add_test(tc, hits_per_range);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }
