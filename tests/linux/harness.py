@@ -37,6 +37,8 @@ import os
 import platform
 import re
 import shlex
+import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -178,6 +180,15 @@ class HarnessError(Exception):
 # after a partial line of L2 output) still ends L1 without VMM-L1-EXIT, an L1 reset below.
 L1_LOCKUP_RE = re.compile(r'(?m)^watchdog: BUG: soft lockup - CPU#\d+ stuck for \d+s! '
                           r'\[([^\]]*)\]')
+# L1's own panic (unstamped, as above; an L2 kernel's panic line carries its time stamp).
+L1_PANIC_RE = re.compile(r'(?m)^Kernel panic - not syncing: ([^\n]*)')
+# What QEMU logs (-d cpu_reset) when the emulated L1 CPU triple-faults outside a guest.
+L1_TRIPLE_FAULT = 'Triple fault'
+# Symptoms of the L2 side: an error line of vmm (its warnings and info lines excepted), a
+# guest crash vmm reports, or an L2 kernel's panic. A retry is only for an L1 failure that
+# shows before any of these.
+L2_SYMPTOM_RE = re.compile(r'(?m)^vmm: (?!(?:warning|info|debug): )[^\n]*|'
+                           r'^\[ *\d+\.\d+\] Kernel panic[^\n]*')
 
 
 class GuestError(Exception):
@@ -549,6 +560,7 @@ class Guest:
         self.status = None
         self.timings = {}
         self._run_cpio = None
+        self._diag_dir = None
         self._log = None
         self._reader = None
         self._cond = threading.Condition()
@@ -594,9 +606,14 @@ class Guest:
                                   self.L1_INITRD if self.initrd else None)
         return ' '.join(shlex.quote(str(a)) for a in argv)
 
-    def _qemu_argv(self, initrd, status_file=None):
+    def _qemu_argv(self, initrd, status_file=None, diag_dir=None):
+        """L1's command line. diag_dir: where QEMU logs L1's CPU resets (a triple fault says
+        so there) and listens with its monitor (read when L1 freezes)."""
         a = self.arch
-        return [self.qemu] + self.l1_machine + ['-smp', os.environ.get('VMM_L1_CPUS', '2'),
+        diag = ['-D', os.path.join(diag_dir, 'qemu.log'), '-d', 'cpu_reset',
+                '-monitor', f'unix:{os.path.join(diag_dir, "monitor")},server=on,wait=off'
+                ] if diag_dir else []
+        return [self.qemu] + self.l1_machine + diag + ['-smp', os.environ.get('VMM_L1_CPUS', '2'),
                 '-m', '2048', '-nodefaults', '-no-user-config', '-display', 'none',
                 '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
                 '-kernel', os.path.join(self.guest_dir, a.kernel), '-initrd', initrd,
@@ -730,7 +747,8 @@ class Guest:
             argv = self._host_argv()
         else:
             self._run_cpio = self._l1_initrd(interactive=False)
-            argv = self._qemu_argv(self._run_cpio)
+            self._diag_dir = tempfile.mkdtemp(prefix='vmm-l1-')
+            argv = self._qemu_argv(self._run_cpio, diag_dir=self._diag_dir)
         try:
             # Same process group as ours, so whoever kills the test (e.g. meson's
             # timeout) kills vmm or QEMU too.
@@ -789,27 +807,27 @@ class Guest:
                 if m:
                     self._pos = m.end()
                     return m
-                lockup = self.mode == 'nested' and L1_LOCKUP_RE.search(self._text, self._pos)
-                if lockup:
-                    raise L1Lockup(f'waiting for {what}: the L1 kernel reported a soft '
-                                   f'lockup in {lockup.group(1)} (TCG L1 problem)')
+                if self.mode == 'nested':
+                    lockup = L1_LOCKUP_RE.search(self._text, self._pos)
+                    if lockup:
+                        self._raise_l1_failure(what, f'the L1 kernel reported a soft lockup in '
+                                                     f'{lockup.group(1)}', lockup.start())
                 if self._eof:
                     if (self.mode == 'nested' and not L1_EXIT_RE.search(self._text) and
                             not L1_ERROR_RE.search(self._text)):
                         # L1 ends by reporting vmm's status (VMM-L1-EXIT), even when vmm
-                        # crashes; ending without it means L1 itself reset.
-                        raise L1Lockup(f'waiting for {what}: QEMU (L1) exited (status '
-                                       f'{self._rc()}) without reporting vmm\'s exit status: '
-                                       'L1 reset (TCG L1 problem)')
+                        # crashes; ending without it means L1 itself panicked or reset.
+                        self._l1_ended(what)
                     raise GuestError(f'waiting for {what}: output ended '
                                      f'({self._who()} exited, status {self._rc()})')
                 left = deadline - time.monotonic()
                 if left <= 0:
                     if self._l1_froze():
-                        raise L1Lockup(f'waiting for {what}: L1 froze: vmm never ended '
-                                       f'(no VMM-L1-EXIT), yet L1\'s own stall watchdog, a '
-                                       f'shell loop that speaks once vmm has run '
-                                       f'{L1_STALL_SECONDS} s, never ran (TCG L1 problem)')
+                        self._raise_l1_failure(
+                            what, f'L1 froze: vmm never ended (no VMM-L1-EXIT), yet L1\'s own '
+                            f'stall watchdog, a shell loop that speaks once vmm has run '
+                            f'{L1_STALL_SECONDS} s, never ran: L1\'s kernel scheduled none of its '
+                            f'processes for minutes. {self._l1_cpu_state()}', len(self._text))
                     raise GuestTimeout(f'timed out after {timeout:g} s waiting for {what}')
                 self._cond.wait(left)
 
@@ -821,6 +839,68 @@ class Guest:
         return (self.mode == 'nested' and ready is not None and
                 time.monotonic() - ready > L1_STALL_SECONDS + 40 and
                 'VMM-L1-STALL' not in self._text and not L1_EXIT_RE.search(self._text))
+
+    def _raise_l1_failure(self, what, failure, where):
+        """Raises L1Lockup for an L1 failure seen at offset where of the output, or
+        GuestError when an L2 symptom (L2_SYMPTOM_RE) came first: then the L1 failure may be
+        a consequence, and the run is not retried. Caller holds _cond."""
+        symptom = L2_SYMPTOM_RE.search(self._text, 0, where)
+        if symptom:
+            raise GuestError(f'waiting for {what}: {symptom.group(0).strip()!r} on the L2 side, '
+                             f'then {failure}')
+        raise L1Lockup(f'waiting for {what}: {failure} (TCG L1 problem)')
+
+    def _l1_ended(self, what):
+        """QEMU (L1) ended without vmm's status: raises L1Lockup when L1's own panic message
+        or QEMU's triple-fault log says why, GuestError otherwise. Caller holds _cond."""
+        panic = L1_PANIC_RE.search(self._text)
+        if panic:
+            self._raise_l1_failure(what, f'the L1 kernel panicked ({panic.group(1).strip()})',
+                                   panic.start())
+        try:
+            with open(os.path.join(self._diag_dir, 'qemu.log'), errors='replace') as f:
+                triple = L1_TRIPLE_FAULT in f.read()
+        except (OSError, TypeError):
+            triple = False
+        if triple:
+            self._raise_l1_failure(what, f'QEMU logged an L1 triple fault', len(self._text))
+        raise GuestError(f'waiting for {what}: QEMU (L1) exited (status {self._rc()}) without '
+                         'vmm\'s exit status, and neither an L1 panic nor an L1 triple fault '
+                         'says why')
+
+    def _l1_cpu_state(self, samples=2, gap=3.0):
+        """Where L1's CPUs are, from QEMU's monitor: RIP, CR3, halted, interrupt flag, in
+        samples a few seconds apart (moving RIPs: spinning; HLT=1: waiting for an interrupt
+        that does not come)."""
+        lines = []
+        for i in range(samples):
+            if i:
+                time.sleep(gap)
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(5)
+                    sock.connect(os.path.join(self._diag_dir, 'monitor'))
+                    sock.sendall(b'info registers -a\n')
+                    data, t_end = b'', time.monotonic() + 5
+                    while time.monotonic() < t_end:
+                        try:
+                            chunk = sock.recv(65536)
+                        except socket.timeout:
+                            break
+                        if not chunk:
+                            break
+                        data += chunk
+                        if data.count(b'EFER=') >= int(os.environ.get('VMM_L1_CPUS', '2')):
+                            break
+            except (OSError, TypeError) as e:
+                return f'(QEMU monitor unavailable: {e})'
+            text = data.decode(errors='replace')
+            cpus = re.findall(r'[ER]IP=([0-9a-f]+) [ER]FL=([0-9a-f]+).*?HLT=(\d).*?CR3=([0-9a-f]+)',
+                              text, re.S)
+            lines.append(f'sample {i + 1}: ' + '; '.join(
+                f'CPU{n} RIP={rip} IF={int(rfl, 16) >> 9 & 1} HLT={hlt} CR3={cr3}'
+                for n, (rip, rfl, hlt, cr3) in enumerate(cpus)))
+        return 'L1 CPUs (QEMU monitor): ' + ' | '.join(lines)
 
     def send(self, text):
         """Types text on the guest console."""
@@ -883,6 +963,9 @@ class Guest:
             except OSError:
                 pass
             self._run_cpio = None
+        if self._diag_dir:
+            shutil.rmtree(self._diag_dir, ignore_errors=True)
+            self._diag_dir = None
 
     def __enter__(self):
         return self
