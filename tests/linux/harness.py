@@ -68,6 +68,15 @@ class Arch:
         self.mkguest_args = '' if debian == 'amd64' else ' ' + debian
 
 
+# x86_64 L1: when an L2 guest triple-faults, L1's KVM re-initialises the vCPU (the VMCB is
+# undefined after a shutdown intercept), so vmm can no longer read where it stopped; only the
+# kvm_exit trace of that shutdown (SVM exit code 0x7f) still has the L2 RIP. The scenario
+# prints the trace's lines (VMM-L1-TRACE) after vmm ends.
+L1_SHUTDOWN_TRACE = r'''mount -t tracefs none /sys/kernel/tracing 2>/dev/null
+t=/sys/kernel/tracing/events/kvm/kvm_exit
+[ -d $t ] && echo 'exit_reason == 127' >$t/filter && echo 1 >$t/enable
+'''
+
 # arm64 L1: KVM is built in; it comes up at boot when the kernel starts at EL2.
 L1_KVM_ARM64 = r'''[ -c /dev/kvm ] ||
     fail "no /dev/kvm: KVM did not come up ($(dmesg | grep -i -m 3 kvm | tr '\n' ' '))"
@@ -80,7 +89,8 @@ ARCHES = {a.name: a for a in (
          # KVM for vmm, and tun for the TAP devices of the network tests.
          ('kernel/virt/lib/irqbypass.ko', 'kernel/arch/x86/kvm/kvm.ko',
           'kernel/arch/x86/kvm/kvm-amd.ko', 'kernel/drivers/net/tun.ko'),
-         '[ -c /dev/kvm ] || fail "/dev/kvm did not appear after loading kvm-amd"\n',
+         '[ -c /dev/kvm ] || fail "/dev/kvm did not appear after loading kvm-amd"\n' +
+         L1_SHUTDOWN_TRACE,
          # a second serial port (L1's ttyS1) carries vmm's status
          '/dev/ttyS1', ['-chardev', 'file,id=status,path={path}', '-serial', 'chardev:status'],
          62, 'x86_64-linux-gnu'),
@@ -719,7 +729,9 @@ class Guest:
         if not interactive:
             lines.append(L1_STALL_WATCH.replace('@STALL@', str(L1_STALL_SECONDS)))
             lines.append(f'echo {L1_READY}')
-        lines += [self._l1_shell_command(), 'status=$?']
+        lines += [self._l1_shell_command(), 'status=$?',
+                  "grep -v '^#' /sys/kernel/tracing/trace 2>/dev/null | tail -4 | "
+                  "sed 's/^/VMM-L1-TRACE: /'"]
         if interactive:
             lines += ['[ $status -eq 0 ] || echo "vmm exited with status $status"',
                       f'echo "VMM-L1-EXIT=$status" >{self.arch.status_dev}']
