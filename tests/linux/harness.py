@@ -840,7 +840,9 @@ class Guest:
                             f'stall watchdog, a shell loop that speaks once vmm has run '
                             f'{L1_STALL_SECONDS} s, never ran: L1\'s kernel scheduled none of its '
                             f'processes for minutes. {self._l1_cpu_state()}', len(self._text))
-                    raise GuestTimeout(f'timed out after {timeout:g} s waiting for {what}')
+                    where = f'; {self._l1_cpu_state(samples=3, gap=1.0)}' if (
+                        self.mode == 'nested' and self._diag_dir) else ''
+                    raise GuestTimeout(f'timed out after {timeout:g} s waiting for {what}{where}')
                 self._cond.wait(left)
 
     def _l1_froze(self):
@@ -883,7 +885,8 @@ class Guest:
     def _l1_cpu_state(self, samples=2, gap=3.0):
         """Where L1's CPUs are, from QEMU's monitor: RIP, CR3, halted, interrupt flag, in
         samples a few seconds apart (moving RIPs: spinning; HLT=1: waiting for an interrupt
-        that does not come)."""
+        that does not come). A CPU running the L2 guest shows the L2's registers (TCG runs it
+        itself), so a hung L2 says where it spins."""
         lines = []
         for i in range(samples):
             if i:
