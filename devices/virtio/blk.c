@@ -8,10 +8,20 @@
  * interrupted once per batch of completions. DISCARD and WRITE_ZEROES run their segments one
  * after another, one fallocate each.
  *
+ * Threads: the backend is only ever called from the event-loop thread. process_queue is reached
+ * from queue_notify, which the transports serve on the loop only (a doorbell that reaches them
+ * on a vCPU thread is handed over, see struct virtio_doorbell), and from the completion batch
+ * callback, which the backend calls on the loop; the io_uring backend has no lock of its own
+ * and checks its thread.
+ *
  * Locking: vdev.lock guards the queue and the slots (activate and reset run under it, from a
  * vCPU thread). A reset bumps the generation; completions of older requests only free their
  * slot, because the chains they came from no longer exist for the driver. Their data may still
  * land in guest memory, which stays mapped for the VM's lifetime.
+ *
+ * Block size: cache=none (O_DIRECT) needs offsets and lengths aligned to the host's logical
+ * block size, so blk_open asks the host (BLKSSZGET, statx STATX_DIOALIGN) and advertises it as
+ * blk_size; an IN or OUT request not aligned to it completes with IOERR (the parser's rule).
  */
 #include "devices/virtio/blk.h"
 
@@ -19,10 +29,12 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -271,6 +283,15 @@ static const struct virtio_device_ops blk_ops = {
         .queue_notify = blk_queue_notify,
 };
 
+int blk_set_block_size(struct blk_dev *b, uint32_t size)
+{
+	if (size < BLK_SECTOR_SIZE || size > BLK_MAX_BLOCK_SIZE || (size & (size - 1)))
+		return -EINVAL;
+	b->limits.block_size = size;
+	b->config.blk_size = htole32(size);
+	return 0;
+}
+
 static void fill_config(struct blk_config *cfg, uint64_t capacity)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -324,6 +345,7 @@ static int init_device(struct blk_dev *b, const struct blk_options *opts, uint64
 	memcpy(b->serial, opts->serial ? opts->serial : "", serial_len);
 	b->read_only = opts->read_only;
 	b->limits = (struct blk_limits){.capacity = size / BLK_SECTOR_SIZE,
+	                                .block_size = BLK_SECTOR_SIZE,
 	                                .read_only = opts->read_only};
 	b->be = be;
 	be->complete = request_done;
@@ -359,8 +381,12 @@ int blk_init(struct blk_dev *b, const struct blk_options *opts, uint64_t size_by
 	return r;
 }
 
-/* Opens the image, with O_DIRECT for cache=none where the filesystem allows it. */
-static int open_image(struct blk_dev *b, const struct blk_options *opts, char *err, size_t errlen)
+/*
+ * Opens the image, with O_DIRECT for cache=none where the filesystem allows it; *@direct says
+ * whether it did.
+ */
+static int open_image(struct blk_dev *b, const struct blk_options *opts, bool *direct, char *err,
+                      size_t errlen)
 {
 	int flags = (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 
@@ -371,6 +397,7 @@ static int open_image(struct blk_dev *b, const struct blk_options *opts, char *e
 			         "using the host page cache (cache=writeback)",
 			         b->path);
 	}
+	*direct = b->fd >= 0;
 	if (b->fd < 0)
 		b->fd = open(b->path, flags);
 	if (b->fd < 0) {
@@ -421,14 +448,88 @@ static int lock_and_size(struct blk_dev *b, bool read_only, uint64_t *size, char
 	return 0;
 }
 
+/* Turns O_DIRECT off again (the page cache then takes any alignment), with a warning. */
+static int drop_direct(struct blk_dev *b, const char *why, char *err, size_t errlen)
+{
+	int flags = fcntl(b->fd, F_GETFL);
+
+	if (flags < 0 || fcntl(b->fd, F_SETFL, flags & ~O_DIRECT) < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "disk '%s': cache=none: %s", b->path, strerror(e));
+		return -e;
+	}
+	log_warn("disk '%s': cache=none: %s; using the host page cache (cache=writeback)", b->path,
+	         why);
+	return 0;
+}
+
+/* A file's direct-I/O offset alignment (statx STATX_DIOALIGN, Linux 6.1; 0: no direct I/O). */
+static uint32_t file_dio_alignment(int fd)
+{
+#ifdef STATX_DIOALIGN
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+	    (stx.stx_mask & STATX_DIOALIGN))
+		return stx.stx_dio_offset_align;
+#else
+	(void)fd;
+#endif
+	return BLK_SECTOR_SIZE; /* the kernel does not say: what all take on 512-byte sectors */
+}
+
+/*
+ * The alignment O_DIRECT needs for file offsets and lengths on the open image, or 0 when the
+ * kernel says direct I/O does not work on it: a block device's logical block size, else the
+ * file's direct-I/O offset alignment.
+ */
+static int direct_io_alignment(struct blk_dev *b, uint32_t *align, char *err, size_t errlen)
+{
+	struct stat st;
+	int lbs = 0;
+
+	if (fstat(b->fd, &st) < 0 || (S_ISBLK(st.st_mode) && ioctl(b->fd, BLKSSZGET, &lbs) < 0)) {
+		int e = errno;
+
+		snprintf(err, errlen, "disk '%s': block size: %s", b->path, strerror(e));
+		return -e;
+	}
+	*align = S_ISBLK(st.st_mode) ? (uint32_t)MAX(lbs, 0) : file_dio_alignment(b->fd);
+	return 0;
+}
+
+/*
+ * cache=none: advertises the host's block size, which the parser then enforces. Sizes below
+ * 512 are raised to it (every request is in 512-byte sectors anyway); direct I/O the kernel
+ * says is unsupported, or an alignment we cannot advertise, falls back to the page cache.
+ */
+static int set_direct_block_size(struct blk_dev *b, char *err, size_t errlen)
+{
+	char why[96];
+	uint32_t align = 0;
+	int r = direct_io_alignment(b, &align, err, errlen);
+
+	if (r < 0)
+		return r;
+	if (align == 0)
+		return drop_direct(b, "the kernel reports no direct I/O for this file", err,
+		                   errlen);
+	if (blk_set_block_size(b, MAX(align, BLK_SECTOR_SIZE)) == 0)
+		return 0;
+	snprintf(why, sizeof(why), "host block size %u is not supported", align);
+	return drop_direct(b, why, err, errlen);
+}
+
 int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct guest_memory *mem,
              struct event_loop *loop, char *err, size_t errlen)
 {
 	uint64_t size = 0;
+	bool direct = false;
 	int r = set_path(b, opts, err, errlen);
 
 	if (r == 0)
-		r = open_image(b, opts, err, errlen);
+		r = open_image(b, opts, &direct, err, errlen);
 	if (r == 0)
 		r = lock_and_size(b, opts->read_only, &size, err, errlen);
 	if (r == 0) {
@@ -438,6 +539,8 @@ int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct gue
 	}
 	if (r == 0)
 		r = init_device(b, opts, size, mem, blk_uring_backend(b->uring), err, errlen);
+	if (r == 0 && direct)
+		r = set_direct_block_size(b, err, errlen);
 	if (r < 0)
 		blk_close(b);
 	return r;

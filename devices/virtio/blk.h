@@ -4,7 +4,8 @@
  * a validated struct blk_request before any I/O, with one named error per rule; a bad request
  * completes with IOERR or UNSUPP, a chain the virtqueue rejects marks the device as needing a
  * reset. I/O goes to a struct blk_backend (io_uring in blk_uring.c, an in-memory fake in the
- * tests); many requests are in flight at once and complete on the event-loop thread.
+ * tests); many requests are in flight at once. Queue work and completions both run on the
+ * event-loop thread (the transports serve every queue notification there).
  */
 #ifndef VMM_DEVICES_VIRTIO_BLK_H
 #define VMM_DEVICES_VIRTIO_BLK_H
@@ -28,11 +29,12 @@
 #define VIRTIO_BLK_F_DISCARD      13
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
-#define BLK_ID_BYTES      20u /* GET_ID: NUL-padded, no terminator at 20 bytes */
-#define BLK_QUEUE_SIZE    256
-#define BLK_SEG_MAX       (BLK_QUEUE_SIZE - 2) /* data buffers besides header and status */
-#define BLK_SIZE_MAX      (1u << 20)           /* largest data buffer we advertise */
-#define BLK_DISCARD_ALIGN 8u                   /* sectors: 4 KiB, a hint to the driver */
+#define BLK_ID_BYTES       20u /* GET_ID: NUL-padded, no terminator at 20 bytes */
+#define BLK_QUEUE_SIZE     256
+#define BLK_SEG_MAX        (BLK_QUEUE_SIZE - 2) /* data buffers besides header and status */
+#define BLK_SIZE_MAX       (1u << 20)           /* largest data buffer we advertise */
+#define BLK_DISCARD_ALIGN  8u                   /* sectors: 4 KiB, a hint to the driver */
+#define BLK_MAX_BLOCK_SIZE (64u * 1024)         /* largest logical block size we advertise */
 
 /* The config space (5.2.4), little-endian; the fields after write_zeroes_may_unmap are left out. */
 struct blk_config {
@@ -127,8 +129,10 @@ struct blk_dev {
  * to the page cache with a warning where the filesystem refuses it), locks it against other
  * writers (flock: exclusive, or shared when read-only), sizes it (a size that is not a multiple
  * of 512 is rounded down with a warning; under 512 bytes is refused) and sets up the io_uring
- * backend on @loop. On failure returns -errno and writes one line to @err, e.g. "disk 'x.img':
- * in use by another process (locked)". The caller attaches b->vdev to a transport.
+ * backend on @loop. With O_DIRECT, the host's logical block size (BLKSSZGET for a block
+ * device, statx STATX_DIOALIGN for a file, else 512) becomes the advertised blk_size, as with
+ * blk_set_block_size. On failure returns -errno and writes one line to @err, e.g. "disk
+ * 'x.img': in use by another process (locked)". The caller attaches b->vdev to a transport.
  */
 int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct guest_memory *mem,
              struct event_loop *loop, char *err, size_t errlen) MUST_CHECK;
@@ -141,6 +145,14 @@ int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct gue
 int blk_init(struct blk_dev *b, const struct blk_options *opts, uint64_t size_bytes,
              const struct guest_memory *mem, struct blk_backend *be, char *err,
              size_t errlen) MUST_CHECK;
+
+/*
+ * Sets the logical block size the device advertises (blk_size, @size a power of two from 512
+ * to BLK_MAX_BLOCK_SIZE) and enforces: an IN or OUT request whose offset or length is not a
+ * multiple of it completes with IOERR. After blk_init or blk_open, before the transport is
+ * attached. Returns 0 or -EINVAL.
+ */
+int blk_set_block_size(struct blk_dev *b, uint32_t size) MUST_CHECK;
 
 /* Waits for I/O in flight, closes the image and frees everything. Safe after a failed open. */
 void blk_close(struct blk_dev *b);

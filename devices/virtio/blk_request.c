@@ -26,6 +26,7 @@ static const char *const error_names[BLK_ERR_COUNT] = {
         [BLK_ERR_SEGMENT_TOO_LARGE] = "segment too large",
         [BLK_ERR_SEGMENT_FLAGS] = "unsupported segment flags",
         [BLK_ERR_SEGMENT_OUT_OF_RANGE] = "segment out of range",
+        [BLK_ERR_UNALIGNED] = "not aligned to the block size",
 };
 
 const char *blk_req_error_name(enum blk_req_error err)
@@ -116,6 +117,9 @@ static enum blk_req_error check_rw(const struct blk_limits *lim, const struct bl
 		return BLK_ERR_NO_DATA;
 	if (req->data_len % BLK_SECTOR_SIZE)
 		return BLK_ERR_DATA_NOT_SECTOR_MULTIPLE;
+	if (lim->block_size > BLK_SECTOR_SIZE &&
+	    (req->sector % (lim->block_size / BLK_SECTOR_SIZE) || req->data_len % lim->block_size))
+		return BLK_ERR_UNALIGNED;
 	if (!sectors_in_range(lim, req->sector, req->data_len / BLK_SECTOR_SIZE))
 		return BLK_ERR_SECTOR_OUT_OF_RANGE;
 	return BLK_REQ_OK;

@@ -47,6 +47,7 @@ enum blk_req_error {
 	BLK_ERR_SEGMENT_TOO_LARGE,    /* num_sectors above BLK_MAX_DWZ_SECTS */
 	BLK_ERR_SEGMENT_FLAGS,        /* unknown flag, or UNMAP on DISCARD (spec: UNSUPP) */
 	BLK_ERR_SEGMENT_OUT_OF_RANGE, /* a segment past capacity */
+	BLK_ERR_UNALIGNED,            /* IN/OUT offset or length not a multiple of block_size */
 	BLK_ERR_COUNT
 };
 
@@ -58,7 +59,8 @@ struct blk_segment {
 
 /* What the parser needs to know about the device. */
 struct blk_limits {
-	uint64_t capacity; /* sectors */
+	uint64_t capacity;   /* sectors */
+	uint32_t block_size; /* bytes (0 or 512: any sector); IN/OUT must be aligned to it */
 	bool read_only;
 	bool discard;      /* VIRTIO_BLK_F_DISCARD negotiated */
 	bool write_zeroes; /* VIRTIO_BLK_F_WRITE_ZEROES negotiated */

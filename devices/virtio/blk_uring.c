@@ -9,12 +9,20 @@
  * Short reads and writes: the iovec array the caller passed is advanced in place past the bytes
  * transferred and the remainder is resubmitted; a transfer of 0 bytes (end of file: the image
  * shrank under us) fails the operation with -EIO.
+ *
+ * Threads: the op pool, the pending FIFO and the ring have no lock: they belong to the thread
+ * that first entered (submit or completion handler), the event loop's. on_owner_thread checks
+ * each entry, so a caller on another thread (a queue notification served on a vCPU thread,
+ * issue 17) stops the VMM at once instead of corrupting the pool. Create and destroy run while
+ * the loop is not running.
  */
 #include "devices/virtio/blk_uring.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <liburing.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -46,9 +54,21 @@ struct blk_uring {
 	struct uring_op *pending_head, *pending_tail; /* waiting for a free SQE */
 	unsigned inflight;                            /* ops taken from the pool */
 	bool submit_stalled;                          /* last io_uring_submit refused */
+	pthread_t owner;                              /* the thread all entries run on */
+	bool owned;                                   /* owner is set */
 };
 
 static const struct blk_backend_ops uring_ops;
+
+/* Binds @u to the calling thread on first use; afterwards true only on that thread. */
+static bool on_owner_thread(struct blk_uring *u)
+{
+	if (!u->owned) {
+		u->owner = pthread_self();
+		u->owned = true;
+	}
+	return pthread_equal(u->owner, pthread_self());
+}
 
 static void prep_sqe(struct blk_uring *u, struct io_uring_sqe *sqe, struct uring_op *op)
 {
@@ -149,6 +169,7 @@ static int submit_rw(struct blk_backend *be, bool is_write, struct iovec *iov, u
 	struct blk_uring *u = container_of(be, struct blk_uring, be);
 	struct uring_op *op;
 
+	assert(on_owner_thread(u));
 	if (iovcnt == 0 || iovcnt > IOV_MAX)
 		return -EINVAL;
 	op = take_op(u, cookie, is_write ? OP_WRITE : OP_READ);
@@ -165,8 +186,10 @@ static int submit_rw(struct blk_backend *be, bool is_write, struct iovec *iov, u
 static int submit_flush(struct blk_backend *be, void *cookie)
 {
 	struct blk_uring *u = container_of(be, struct blk_uring, be);
-	struct uring_op *op = take_op(u, cookie, OP_FSYNC);
+	struct uring_op *op;
 
+	assert(on_owner_thread(u));
+	op = take_op(u, cookie, OP_FSYNC);
 	if (!op)
 		return -EAGAIN;
 	queue_op(u, op);
@@ -179,6 +202,7 @@ static int submit_fallocate(struct blk_backend *be, int mode, uint64_t offset, u
 	struct blk_uring *u = container_of(be, struct blk_uring, be);
 	struct uring_op *op;
 
+	assert(on_owner_thread(u));
 	if (offset > INT64_MAX || len == 0 || len > INT64_MAX - offset)
 		return -EINVAL;
 	op = take_op(u, cookie, OP_FALLOCATE);
@@ -266,6 +290,7 @@ static void uring_event(void *opaque, uint32_t events)
 	uint64_t count;
 
 	(void)events;
+	assert(on_owner_thread(u));
 	if (read(u->event.fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		log_ratelimited(LOG_ERROR, "blk: io_uring eventfd read: %d", -errno);
 	reap_completions(u);

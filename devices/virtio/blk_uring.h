@@ -5,9 +5,12 @@
  * submission the kernel refuses for lack of resources (-EAGAIN, -EBUSY) or a full submission
  * ring is retried once completions free room.
  *
- * Threading: everything runs on the event-loop thread (submissions from the device's queue
- * processing, completions from the eventfd handler). Completion callbacks never run inside a
- * submit call.
+ * Threading: no lock; everything runs on the event-loop thread. Submissions come from the
+ * device's queue work, which runs there because virtio queue notifications are only ever served
+ * on the loop (the transports hand doorbells that reach them on a vCPU thread to the loop, see
+ * struct virtio_doorbell), and from its completion callbacks; completions come from the
+ * eventfd handler. The first submit or completion binds the ring to its thread and every later
+ * one asserts it is the same. Completion callbacks never run inside a submit call.
  */
 #ifndef VMM_DEVICES_VIRTIO_BLK_URING_H
 #define VMM_DEVICES_VIRTIO_BLK_URING_H

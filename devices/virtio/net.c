@@ -16,11 +16,11 @@
  * 5.1.6.3.1 and sets DEVICE_NEEDS_RESET.
  *
  * Threads and locking: vdev.lock guards everything below it in struct virtio_net. Queue
- * notifications and backend events run on the event-loop thread (a notification that missed
- * its ioeventfd runs on a vCPU thread) and do all their work under the lock; activate and
- * reset run under it from a vCPU thread. Interrupts and needs-reset are raised after unlocking.
- * Batches are bounded so one busy queue cannot starve the loop: receive relies on EPOLLIN
- * staying level-triggered, transmit asks for EPOLLOUT to come back.
+ * notifications and backend events run on the event-loop thread (the transports hand a
+ * notification that missed its ioeventfd to the loop) and do all their work under the lock;
+ * activate and reset run under it from a vCPU thread. Interrupts and needs-reset are raised after
+ * unlocking. Batches are bounded so one busy queue cannot starve the loop: receive relies on
+ * EPOLLIN staying level-triggered, transmit asks for EPOLLOUT to come back.
  */
 #include "devices/virtio/net.h"
 

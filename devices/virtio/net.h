@@ -75,9 +75,8 @@ struct virtio_net_config {
 
 /*
  * Where packets go: each one is the 12-byte header followed by the Ethernet frame. All calls
- * come with the device lock held: send and recv on the event-loop thread (rarely a vCPU
- * thread, for a notification that missed its ioeventfd), set_offload from the vCPU thread
- * that activates the device. They must not block. Return -errno on failure.
+ * come with the device lock held: send and recv on the event-loop thread, set_offload from
+ * the vCPU thread that activates the device. They must not block. Return -errno on failure.
  */
 struct virtio_net_backend_ops {
 	/* Sends one packet; returns the bytes taken, or -EAGAIN when full (retry when writable). */

@@ -16,12 +16,24 @@
  *
  * Locking: dev->lock guards the driver-visible state (features, status, ISR, queues, config).
  * The transport holds it around register accesses, so ops->activate, ops->reset and
- * ops->config_written run with it held. ops->queue_notify runs without it. The transport's
- * interrupt callback may be called with or without it and must not take it.
+ * ops->config_written run with it held. The transport's interrupt callback may be called with
+ * or without it and must not take it.
+ *
+ * Threads: register accesses (and so activate, reset, config_written) come from vCPU threads.
+ * ops->queue_notify runs without dev->lock and only on the event-loop thread: ioeventfds are
+ * watched by the loop, and a doorbell that reaches a transport on the bus is handed to the loop
+ * by struct virtio_doorbell (a bit per queue in an atomic word plus an eventfd the loop
+ * watches). Devices rely on this: their queue work and their back-end completions share the
+ * loop's thread (blk_uring has no lock of its own).
  */
 #include "devices/virtio/virtio.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "vmm/log.h"
 #include "vmm/util.h"
@@ -245,4 +257,101 @@ void virtio_queue_interrupt(struct virtio_dev *dev, unsigned q)
 	pthread_mutex_unlock(&dev->lock);
 	if (notify)
 		interrupt(dev, (int)q);
+}
+
+/* ---- queue notifications ---- */
+
+static_assert(VIRTIO_MAX_QUEUES <= 32, "one pending bit per queue in a uint32_t");
+
+void virtio_notify_queue(struct virtio_dev *dev, uint64_t q)
+{
+	const struct virtio_device_ops *ops = dev->ops;
+
+	if (q >= ops->num_queues) {
+		log_ratelimited(LOG_DEBUG, "%s: notify for queue %llu ignored", ops->name,
+		                (unsigned long long)q);
+		return;
+	}
+	if (ops->queue_notify)
+		ops->queue_notify(dev, (unsigned)q);
+}
+
+/* The loop's handler: serves every queue rung since the last run. Event-loop thread. */
+static void doorbell_event(void *opaque, uint32_t events)
+{
+	struct virtio_doorbell *db = opaque;
+	uint64_t count;
+	uint32_t pending;
+
+	(void)events;
+	/*
+	 * Drain the eventfd before taking the bits: a ring after this read set its bit before
+	 * its write, so either the exchange below sees the bit or the eventfd stays readable.
+	 */
+	if (read(db->src.fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_ratelimited(LOG_ERROR, "%s: doorbell eventfd: %s", db->dev->ops->name,
+		                strerror(errno));
+	/* Acquire: pairs with the release in virtio_doorbell_ring (the driver's ring writes). */
+	pending = __atomic_exchange_n(&db->pending, 0, __ATOMIC_ACQUIRE);
+	while (pending) {
+		unsigned q = (unsigned)__builtin_ctz(pending);
+
+		pending &= pending - 1;
+		virtio_notify_queue(db->dev, q);
+	}
+}
+
+int virtio_doorbell_init(struct virtio_doorbell *db, struct virtio_dev *dev,
+                         struct event_loop *loop)
+{
+	int r;
+
+	memset(db, 0, sizeof(*db));
+	if (!loop || dev->ops->num_queues > VIRTIO_MAX_QUEUES)
+		return -EINVAL;
+	db->src = (struct event_source){.handler = doorbell_event, .opaque = db};
+	db->src.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (db->src.fd < 0) {
+		r = -errno;
+		memset(db, 0, sizeof(*db));
+		return r;
+	}
+	r = event_loop_add(loop, &db->src, EPOLLIN);
+	if (r < 0) {
+		close(db->src.fd);
+		memset(db, 0, sizeof(*db));
+		return r;
+	}
+	db->dev = dev;
+	db->loop = loop;
+	return 0;
+}
+
+void virtio_doorbell_ring(struct virtio_doorbell *db, uint64_t q)
+{
+	uint64_t one = 1;
+
+	if (!db->dev || q >= db->dev->ops->num_queues) {
+		log_ratelimited(LOG_DEBUG, "%s: doorbell for queue %llu ignored",
+		                db->dev ? db->dev->ops->name : "virtio", (unsigned long long)q);
+		return;
+	}
+	/*
+	 * Release, paired with the handler's acquire: what the ringing thread wrote before (the
+	 * driver's ring updates, when that thread wrote them) is visible to the queue's work.
+	 */
+	__atomic_fetch_or(&db->pending, 1u << q, __ATOMIC_RELEASE);
+	/* EAGAIN: the counter is saturated, so the loop has a wake-up pending anyway. */
+	if (write(db->src.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_ratelimited(LOG_ERROR, "%s: doorbell eventfd: %s", db->dev->ops->name,
+		                strerror(errno));
+}
+
+void virtio_doorbell_destroy(struct virtio_doorbell *db)
+{
+	if (!db->dev)
+		return;
+	event_loop_del(db->loop, &db->src);
+	close(db->src.fd);
+	memset(db, 0, sizeof(*db));
 }

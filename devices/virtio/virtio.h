@@ -2,7 +2,9 @@
  * The virtio device model shared by all transports: the device status state machine, feature
  * negotiation, queues and config space. A device embeds struct virtio_dev and provides a const
  * struct virtio_device_ops; a transport (virtio_mmio.c, virtio_pci.c) maps registers onto the
- * functions below and raises interrupts through struct virtio_transport.
+ * functions below, raises interrupts through struct virtio_transport and hands every queue
+ * notification to the event loop (struct virtio_doorbell), so that ops->queue_notify only ever
+ * runs on the event-loop thread.
  */
 #ifndef VMM_DEVICES_VIRTIO_VIRTIO_H
 #define VMM_DEVICES_VIRTIO_VIRTIO_H
@@ -12,7 +14,9 @@
 #include <stdint.h>
 
 #include "devices/virtio/virtqueue.h"
+#include "vmm/event_loop.h"
 #include "vmm/memory.h"
+#include "vmm/util.h"
 
 #define VIRTIO_MAX_QUEUES 16 /* a multiport console with 7 ports needs 16 */
 
@@ -62,8 +66,9 @@ struct virtio_device_ops {
 	/* The driver reset the device: stop all work and forget queue state. Under dev->lock. */
 	void (*reset)(struct virtio_dev *dev);
 	/*
-	 * The driver notified queue @q (< num_queues); runs on the event-loop thread without
-	 * dev->lock (the device takes it), possibly before DRIVER_OK: check the status.
+	 * The driver notified queue @q (< num_queues); runs on the event-loop thread only (never
+	 * a vCPU thread: see struct virtio_doorbell) without dev->lock (the device takes it),
+	 * possibly before DRIVER_OK: check the status.
 	 */
 	void (*queue_notify)(struct virtio_dev *dev, unsigned q);
 };
@@ -140,5 +145,41 @@ void virtio_queue_interrupt(struct virtio_dev *dev, unsigned q);
 void virtio_set_needs_reset(struct virtio_dev *dev, const char *why);
 /* The device changed its config space: bumps the generation, config interrupt if DRIVER_OK. */
 void virtio_config_changed(struct virtio_dev *dev);
+
+/*
+ * Queue notifications, for the transports. Every one is served on the event-loop thread: an
+ * ioeventfd's handler calls virtio_notify_queue there, and a doorbell write that reached the
+ * transport on the bus (a vCPU thread: a width or value no ioeventfd matched, no ioeventfd
+ * registered, the PCI configuration access window) is handed over with virtio_doorbell_ring,
+ * which marks the queue and signals an eventfd the loop watches. No device code runs on the
+ * vCPU thread for a notification.
+ */
+struct virtio_doorbell {
+	struct virtio_dev *dev; /* NULL until virtio_doorbell_init succeeded */
+	struct event_loop *loop;
+	struct event_source src; /* the eventfd, watched by @loop */
+	uint32_t pending;        /* atomic: bit q set = queue q rung, not yet served */
+};
+
+/*
+ * Creates @db's eventfd and watches it with @loop (required). Set-up time. Returns 0, -EINVAL
+ * (no loop, more than VIRTIO_MAX_QUEUES queues) or -errno; on failure @db is left zeroed (destroy
+ * is a no-op).
+ */
+int virtio_doorbell_init(struct virtio_doorbell *db, struct virtio_dev *dev,
+                         struct event_loop *loop) MUST_CHECK;
+/*
+ * The guest rang queue @q's doorbell (@q guest-controlled; out of range: ignored). Any thread,
+ * no lock needed or taken, never blocks; ops->queue_notify(@q) runs later on the loop's thread
+ * (several rings before it runs are served once).
+ */
+void virtio_doorbell_ring(struct virtio_doorbell *db, uint64_t q);
+/* Unwatches and closes the eventfd; after the loop stopped. Safe on a zeroed @db. */
+void virtio_doorbell_destroy(struct virtio_doorbell *db);
+/*
+ * Serves a notification of queue @q (guest-controlled; out of range: ignored) with
+ * ops->queue_notify. Event-loop thread only: the transports' ioeventfd handlers.
+ */
+void virtio_notify_queue(struct virtio_dev *dev, uint64_t q);
 
 #endif

@@ -161,19 +161,6 @@ static void reg_write(struct virtio_mmio *t, uint64_t offset, uint32_t v)
 	}
 }
 
-/* A notification that reached the bus (no ioeventfd matched): serve it here, unlocked. */
-static void notify_write(struct virtio_mmio *t, uint32_t q)
-{
-	const struct virtio_device_ops *ops = t->dev->ops;
-
-	if (q >= ops->num_queues) {
-		log_ratelimited(LOG_DEBUG, "%s: notify for queue %u ignored", ops->name, q);
-		return;
-	}
-	if (ops->queue_notify)
-		ops->queue_notify(t->dev, q);
-}
-
 static int mmio_read(void *opaque, uint64_t offset, void *data, unsigned size)
 {
 	struct virtio_mmio *t = opaque;
@@ -217,7 +204,8 @@ static int mmio_write(void *opaque, uint64_t offset, const void *data, unsigned 
 	memcpy(&v, data, 4);
 	v = le32toh(v);
 	if (offset == VIRTIO_MMIO_REG_QUEUE_NOTIFY) {
-		notify_write(t, v); /* without dev->lock: the device takes it */
+		/* No ioeventfd matched: served on the event loop like the others. */
+		virtio_doorbell_ring(&t->doorbell, v);
 		return 0;
 	}
 	pthread_mutex_lock(&t->dev->lock);
@@ -251,14 +239,12 @@ static void mmio_interrupt(void *opaque, int q)
 static void notify_event(void *opaque, uint32_t events)
 {
 	struct virtio_mmio_notify *n = opaque;
-	struct virtio_dev *dev = n->t->dev;
 	uint64_t count;
 
 	(void)events;
 	if (read(n->ev.fd, &count, sizeof(count)) != (ssize_t)sizeof(count))
 		return; /* spurious wake-up: nothing pending */
-	if (dev->ops->queue_notify)
-		dev->ops->queue_notify(dev, n->q);
+	virtio_notify_queue(n->t->dev, n->q);
 }
 
 static int add_notifiers(struct virtio_mmio *t)
@@ -283,10 +269,10 @@ static int add_notifiers(struct virtio_mmio *t)
 int virtio_mmio_attach(struct virtio_mmio *t, struct virtio_dev *dev, struct bus *mmio_bus,
                        uint64_t base, int vm_fd, unsigned gsi, struct event_loop *loop)
 {
-	int r = 0;
+	int r;
 
 	if (!dev->ops || dev->ops->num_queues > VIRTIO_MAX_QUEUES ||
-	    dev->config_size > VIRTIO_MMIO_SIZE - VIRTIO_MMIO_REG_CONFIG || (vm_fd >= 0 && !loop))
+	    dev->config_size > VIRTIO_MMIO_SIZE - VIRTIO_MMIO_REG_CONFIG || !loop)
 		return -EINVAL;
 	memset(t, 0, sizeof(*t));
 	t->dev = dev;
@@ -296,7 +282,8 @@ int virtio_mmio_attach(struct virtio_mmio *t, struct virtio_dev *dev, struct bus
 	t->irq = (struct irq_line){.vm_fd = vm_fd, .gsi = gsi, .irqfd = -1};
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		t->notify[q] = (struct virtio_mmio_notify){.t = t, .q = q, .ev.fd = -1};
-	if (vm_fd >= 0) {
+	r = virtio_doorbell_init(&t->doorbell, dev, loop);
+	if (r == 0 && vm_fd >= 0) {
 		r = irq_line_use_irqfd(&t->irq);
 		if (r == 0)
 			r = add_notifiers(t);
@@ -325,6 +312,7 @@ void virtio_mmio_detach(struct virtio_mmio *t)
 		n->watched = false;
 		ioeventfd_remove(&n->ev);
 	}
+	virtio_doorbell_destroy(&t->doorbell);
 	irq_line_release(&t->irq);
 	pthread_mutex_lock(&dev->lock);
 	if (dev->transport.opaque == t)

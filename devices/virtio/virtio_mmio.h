@@ -1,12 +1,13 @@
 /*
  * virtio-mmio transport, version 2 (virtio 1.x, 4.2): a 0x200-byte register window on the
  * MMIO bus (registers below 0x100, the device's config space from 0x100), one interrupt line,
- * and one ioeventfd per queue on QueueNotify so that notifications complete in KVM and the
- * device's queue work runs on the event-loop thread.
+ * and one ioeventfd per queue on QueueNotify (matching the queue index) so that notifications
+ * complete in KVM and the device's queue work runs on the event-loop thread.
  *
- * Locking: register accesses (vCPU threads) take dev->lock; ops->queue_notify is called
- * without it, from the event loop (ioeventfd) or, when no ioeventfd is registered, from the
- * vCPU thread whose write reached the bus. The interrupt path takes no lock.
+ * Threads and locking: register accesses (vCPU threads) take dev->lock. ops->queue_notify
+ * runs without it on the event-loop thread only: a QueueNotify write that reached the bus (no
+ * ioeventfd matched it, or none is registered) is handed to the loop (virtio_doorbell_ring).
+ * The interrupt path takes no lock.
  */
 #ifndef VMM_DEVICES_VIRTIO_VIRTIO_MMIO_H
 #define VMM_DEVICES_VIRTIO_VIRTIO_MMIO_H
@@ -79,23 +80,24 @@ struct virtio_mmio {
 	uint32_t driver_features_sel;
 	uint32_t queue_sel; /* as written; a value >= num_queues selects no queue */
 	struct virtio_mmio_notify notify[VIRTIO_MAX_QUEUES];
+	struct virtio_doorbell doorbell; /* QueueNotify writes that reached the bus */
 };
 
 /*
  * Connects @dev to a new transport @t and claims [base, base + VIRTIO_MMIO_SIZE) on
- * @mmio_bus. With @vm_fd >= 0, interrupts go to @gsi through an irqfd and each queue's
- * notifications arrive on an ioeventfd watched by @loop (which must then be non-NULL). With
- * @vm_fd < 0, a QueueNotify write calls ops->queue_notify directly and interrupts go to the
- * hook set with virtio_mmio_set_test_interrupt. @dev->config_size must fit below 0x100 bytes.
- * Returns 0, -EINVAL, -EEXIST or another -errno; on failure nothing is left registered.
- * Set-up time only (single-threaded).
+ * @mmio_bus. Queue notifications are served on @loop's thread (required). With @vm_fd >= 0,
+ * interrupts go to @gsi through an irqfd and each queue's notifications arrive on an
+ * ioeventfd watched by @loop. With @vm_fd < 0 (tests), QueueNotify writes reach the bus (and
+ * so @loop) and interrupts go to the hook set with virtio_mmio_set_test_interrupt.
+ * @dev->config_size must fit below 0x100 bytes. Returns 0, -EINVAL, -EEXIST or another -errno;
+ * on failure nothing is left registered. Set-up time only (single-threaded).
  */
 int virtio_mmio_attach(struct virtio_mmio *t, struct virtio_dev *dev, struct bus *mmio_bus,
                        uint64_t base, int vm_fd, unsigned gsi, struct event_loop *loop) MUST_CHECK;
 
 /*
- * Releases the ioeventfds, their event-loop watches and the irqfd. The bus range stays
- * claimed (the bus has no removal; it is freed with the VM). Call after the vCPUs and the
+ * Releases the ioeventfds, the doorbell, their event-loop watches and the irqfd. The bus range
+ * stays claimed (the bus has no removal; it is freed with the VM). Call after the vCPUs and the
  * event loop have stopped.
  */
 void virtio_mmio_detach(struct virtio_mmio *t);

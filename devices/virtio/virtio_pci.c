@@ -249,19 +249,6 @@ static void common_write(struct virtio_pci *t, unsigned offset, unsigned size, u
 
 /* ---- the BAR ---- */
 
-static void notify_queue(struct virtio_pci *t, uint64_t q)
-{
-	const struct virtio_device_ops *ops = t->dev->ops;
-
-	if (q >= ops->num_queues) {
-		log_ratelimited(LOG_DEBUG, "%s: notify for queue %llu ignored", ops->name,
-		                (unsigned long long)q);
-		return;
-	}
-	if (ops->queue_notify)
-		ops->queue_notify(t->dev, (unsigned)q);
-}
-
 static bool in_region(uint64_t offset, unsigned size, uint64_t start, uint64_t len)
 {
 	return offset >= start && offset - start < len && size <= len - (offset - start);
@@ -318,8 +305,12 @@ static int bar_write(void *opaque, uint64_t offset, const void *data, unsigned s
 	}
 	if (in_region(offset, size, VIRTIO_PCI_NOTIFY,
 	              (uint64_t)dev->ops->num_queues * VIRTIO_PCI_NOTIFY_MULT)) {
-		/* A doorbell no ioeventfd caught; the queue is the doorbell's, not the value. */
-		notify_queue(t, (offset - VIRTIO_PCI_NOTIFY) / VIRTIO_PCI_NOTIFY_MULT);
+		/*
+		 * A doorbell no ioeventfd caught, on a vCPU thread: served on the event loop like
+		 * the others. The queue is the doorbell's, not the value written.
+		 */
+		virtio_doorbell_ring(&t->doorbell,
+		                     (offset - VIRTIO_PCI_NOTIFY) / VIRTIO_PCI_NOTIFY_MULT);
 		return 0;
 	}
 	memcpy(&v, data, size);
@@ -366,7 +357,7 @@ static void notify_event(void *opaque, uint32_t events)
 	(void)events;
 	if (read(n->ev.fd, &count, sizeof(count)) != (ssize_t)sizeof(count))
 		return;
-	notify_queue(n->t, n->q);
+	virtio_notify_queue(n->t->dev, n->q);
 }
 
 static void remove_doorbells(struct virtio_pci *t)
@@ -405,7 +396,7 @@ static void place_doorbells(struct virtio_pci *t, uint64_t bar_addr)
 				ioeventfd_remove(&n->ev);
 		}
 		if (r < 0) {
-			/* The doorbell still works, through the bus and a vCPU exit. */
+			/* The doorbell still works: a vCPU exit, then t->doorbell hands it over. */
 			log_ratelimited(LOG_WARN, "%s: ioeventfd for queue %u: %s",
 			                t->dev->ops->name, q, strerror(-r));
 			continue;
@@ -549,7 +540,7 @@ int virtio_pci_attach(struct virtio_pci *t, struct virtio_dev *dev, struct pci_h
 	int r;
 
 	if (!dev->ops || dev->ops->num_queues > VIRTIO_MAX_QUEUES ||
-	    dev->config_size > VIRTIO_PCI_DEVICE_SIZE || (vm_fd >= 0 && (!loop || !router)) ||
+	    dev->config_size > VIRTIO_PCI_DEVICE_SIZE || !loop || (vm_fd >= 0 && !router) ||
 	    intx_gsi > 0xff)
 		return -EINVAL;
 	memset(t, 0, sizeof(*t));
@@ -566,8 +557,10 @@ int virtio_pci_attach(struct virtio_pci *t, struct virtio_dev *dev, struct pci_h
 	                class_of(id), 1, VIRTIO_PCI_VENDOR_ID, VIRTIO_PCI_SUBSYS_ID,
 	                &virtio_pci_device_ops, t);
 	pci_device_set_intx(&t->pci, 1, (uint8_t)intx_gsi);
-	r = pci_device_add_bar(&t->pci, VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE,
-	                       PCI_BAR_64BIT | PCI_BAR_PREFETCH, &virtio_pci_bar_ops, t);
+	r = virtio_doorbell_init(&t->doorbell, dev, loop);
+	if (r == 0)
+		r = pci_device_add_bar(&t->pci, VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE,
+		                       PCI_BAR_64BIT | PCI_BAR_PREFETCH, &virtio_pci_bar_ops, t);
 	if (r == 0)
 		r = add_caps(t);
 	if (r == 0)
@@ -590,6 +583,7 @@ void virtio_pci_detach(struct virtio_pci *t)
 	struct virtio_dev *dev = t->dev;
 
 	remove_doorbells(t);
+	virtio_doorbell_destroy(&t->doorbell);
 	msix_destroy(&t->msix);
 	if (!dev)
 		return;

@@ -1,16 +1,19 @@
 /*
  * virtio over PCI, modern interface only (virtio 1.x, 4.1): one 64-bit prefetchable BAR holding
  * the common configuration, the ISR byte, the device configuration, the notification area (one
- * doorbell per queue, 4 bytes apart, each an ioeventfd so that notifications complete in KVM)
- * and the MSI-X table and PBA; vendor capabilities point at each, plus the PCI configuration
- * access capability. Interrupts leave through MSI-X vectors (irqfds) once the driver enables
- * MSI-X, else through the INTx line, asserted until the driver reads the ISR.
+ * doorbell per queue, 4 bytes apart, each a 2-byte ioeventfd so that notifications complete in
+ * KVM) and the MSI-X table and PBA; vendor capabilities point at each, plus the PCI
+ * configuration access capability. Interrupts leave through MSI-X vectors (irqfds) once the
+ * driver enables MSI-X, else through the INTx line, asserted until the driver reads the ISR.
  *
- * Locking: BAR accesses take dev->lock (and the MSI-X lock inside it); ops->queue_notify runs
- * without it, from the event loop (ioeventfd) or from the vCPU whose write reached the bus.
- * Config space hooks run under the PCI host's lock and may take dev->lock (the configuration
- * access window) inside it. Order: host lock, dev->lock, MSI-X lock, router lock; intx_lock
- * is a leaf.
+ * Threads: ops->queue_notify runs on the event-loop thread only, without dev->lock. A doorbell
+ * write no ioeventfd caught (another width, no ioeventfd registered, the configuration access
+ * window) reaches the BAR handler on a vCPU thread, which only hands it to the loop
+ * (virtio_doorbell_ring).
+ *
+ * Locking: BAR accesses take dev->lock (and the MSI-X lock inside it). Config space hooks run
+ * under the PCI host's lock and may take dev->lock (the configuration access window) inside
+ * it. Order: host lock, dev->lock, MSI-X lock, router lock; intx_lock is a leaf.
  */
 #ifndef VMM_DEVICES_VIRTIO_VIRTIO_PCI_H
 #define VMM_DEVICES_VIRTIO_VIRTIO_PCI_H
@@ -104,17 +107,20 @@ struct virtio_pci {
 	uint16_t queue_sel;
 	uint16_t config_vector;
 	uint16_t queue_vector[VIRTIO_MAX_QUEUES];
-	/* Doorbells, under the PCI host's lock (moved with the BAR). */
+	/* ioeventfd doorbells, under the PCI host's lock (moved with the BAR). */
 	struct virtio_pci_notify notify[VIRTIO_MAX_QUEUES];
+	/* Doorbells that reached the BAR handler, handed to the event loop. */
+	struct virtio_doorbell doorbell;
 };
 
 /*
  * Makes @dev a PCI function on @host (the first free slot, t->pci.slot) with INTA on GSI
- * @intx_gsi (< 256, level-triggered through KVM_IRQ_LINE). With @vm_fd >= 0, MSI-X vectors
- * (num_queues + 1) get GSIs and irqfds from @router (msi_router_init done) and doorbells become
- * ioeventfds watched by @loop once the guest enables the BAR; with @vm_fd < 0 (tests),
- * doorbells reach the BAR handler and interrupts go to the test hooks. @dev must be initialised
- * and not attached elsewhere. Set-up time only. Returns 0, -EINVAL (bad arguments, too many
+ * @intx_gsi (< 256, level-triggered through KVM_IRQ_LINE). Queue notifications are served on
+ * @loop's thread (required). With @vm_fd >= 0, MSI-X vectors (num_queues + 1) get GSIs and
+ * irqfds from @router (msi_router_init done) and doorbells become ioeventfds watched by @loop
+ * once the guest enables the BAR; with @vm_fd < 0 (tests), doorbells reach the BAR handler
+ * (and so @loop) and interrupts go to the test hooks. @dev must be initialised and not
+ * attached elsewhere. Set-up time only. Returns 0, -EINVAL (bad arguments, no loop, too many
  * queues, config space over 4 KiB), -ENOSPC (no slot or window space) or -errno from KVM;
  * detaches itself on failure.
  */

@@ -1,13 +1,15 @@
 /*
  * virtio-blk, the device: a hand-built ring in fake guest memory and an in-memory fake backend
  * (IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES, read-only refusals, backend errors, many
- * requests in flight, reset, malformed chains, config space). The parser's rules are in
- * test_blk_request.c, image opening and io_uring in test_blk_uring.c.
+ * requests in flight, reset, malformed chains, config space, the advertised block size and its
+ * enforcement). The parser's rules are in test_blk_request.c, image opening and io_uring in
+ * test_blk_uring.c.
  */
 #include <check.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,7 +67,8 @@ static void driver_up(struct fixture *f)
 	pthread_mutex_unlock(&dev->lock);
 }
 
-static struct fixture *setup(bool read_only, const char *serial)
+/* A device over the fake disk with @block_size bytes per logical block (0: the default). */
+static struct fixture *setup_with(bool read_only, const char *serial, uint32_t block_size)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct blk_options opts = {.path = "fake.img", .read_only = read_only, .serial = serial};
@@ -79,9 +82,16 @@ static struct fixture *setup(bool read_only, const char *serial)
 	ck_assert_msg(blk_init(&f->blk, &opts, DISK_SIZE, &f->mem, &f->fake.be, err, sizeof(err)) ==
 	                      0,
 	              "%s", err);
+	if (block_size)
+		ck_assert_int_eq(blk_set_block_size(&f->blk, block_size), 0);
 	f->blk.vdev.transport = (struct virtio_transport){count_interrupt, f};
 	driver_up(f);
 	return f;
+}
+
+static struct fixture *setup(bool read_only, const char *serial)
+{
+	return setup_with(read_only, serial, 0);
 }
 
 static void teardown(struct fixture *f)
@@ -394,6 +404,47 @@ START_TEST(config_space)
 }
 END_TEST
 
+/*
+ * cache=none on 4K-native storage (issue 17): the device advertises the host's 4 KiB blocks and
+ * a request not aligned to them completes with IOERR without reaching the backend.
+ */
+START_TEST(block_size_advertised_and_enforced)
+{
+	struct fixture *f = setup_with(false, NULL, 4096);
+	struct test_buf bad[][3] = {
+	        {header(f, VIRTIO_BLK_T_IN, 0), buffer(f, 512, true), buffer(f, 1, true)},
+	        {header(f, VIRTIO_BLK_T_IN, 1), buffer(f, 4096, true), buffer(f, 1, true)},
+	        {header(f, VIRTIO_BLK_T_OUT, 8), buffer(f, 2048, false), buffer(f, 1, true)},
+	};
+	struct test_buf good[] = {header(f, VIRTIO_BLK_T_IN, 8), buffer(f, 4096, true),
+	                          buffer(f, 1, true)};
+	uint32_t v = 0;
+	uint16_t heads[3], head;
+
+	ck_assert(f->blk.vdev.device_features & 1ull << VIRTIO_BLK_F_BLK_SIZE);
+	virtio_read_config(&f->blk.vdev, offsetof(struct blk_config, blk_size), &v, 4);
+	ck_assert_uint_eq(le32toh(v), 4096);
+	for (unsigned i = 0; i < 3; i++)
+		heads[i] = test_ring_add(&f->ring, bad[i], 3);
+	notify(f);
+	ck_assert_uint_eq(f->fake.nr_ops, 0);
+	for (unsigned i = 0; i < 3; i++)
+		expect_used(f, heads[i], 1, bad[i][2], VIRTIO_BLK_S_IOERR);
+	head = test_ring_add(&f->ring, good, 3);
+	notify(f);
+	ck_assert_uint_eq(blk_fake_complete(&f->fake), 1);
+	expect_used(f, head, 4097, good[2], VIRTIO_BLK_S_OK);
+	ck_assert_mem_eq(host(f, good[1]), f->fake.disk + 4096, 4096);
+	/* Only powers of two from 512 to 64 KiB. */
+	ck_assert_int_eq(blk_set_block_size(&f->blk, 256), -EINVAL);
+	ck_assert_int_eq(blk_set_block_size(&f->blk, 3072), -EINVAL);
+	ck_assert_int_eq(blk_set_block_size(&f->blk, 128 * 1024), -EINVAL);
+	virtio_read_config(&f->blk.vdev, offsetof(struct blk_config, blk_size), &v, 4);
+	ck_assert_uint_eq(le32toh(v), 4096);
+	teardown(f);
+}
+END_TEST
+
 START_TEST(serial_too_long)
 {
 	struct blk_options opts = {.path = "x.img", .serial = "123456789012345678901"};
@@ -425,6 +476,7 @@ static Suite *blk_suite(void)
 	tcase_add_test(tc, malformed_chain_needs_reset);
 	tcase_add_test(tc, reset_drops_old_completions);
 	tcase_add_test(tc, config_space);
+	tcase_add_test(tc, block_size_advertised_and_enforced);
 	tcase_add_test(tc, serial_too_long);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,8 +1,8 @@
 /*
  * The io_uring block backend on a temporary file (vectored write and read-back, fdatasync,
  * fallocate, short reads at the end of the file, the in-flight limit), and blk_open's image
- * checks (missing file, locking, sizes, cache=none). Skipped with a message where io_uring is
- * not available.
+ * checks (missing file, locking, sizes, cache=none and the block size it advertises). Skipped
+ * with a message where io_uring is not available.
  */
 #include <check.h>
 #include <endian.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "devices/virtio/blk.h"
@@ -261,6 +262,53 @@ START_TEST(open_sizes)
 }
 END_TEST
 
+/*
+ * cache=none advertises the host's direct-I/O alignment as blk_size (issue 17): statx's
+ * STATX_DIOALIGN offset alignment here (at least 512); 512 where the filesystem refuses
+ * O_DIRECT, and the page cache where statx says direct I/O does not work on the file.
+ */
+START_TEST(open_cache_none_block_size)
+{
+	struct blk_dev b;
+	char path[64], err[256];
+	int fd = make_file(path, FILE_SIZE), probe;
+	uint32_t want = 512, blk_size;
+	bool direct = true;
+	struct statx stx;
+
+	if (!uring_works())
+		return;
+	probe = open(path, O_RDWR | O_DIRECT);
+	if (probe < 0) {
+		ck_assert_int_eq(errno, EINVAL); /* no O_DIRECT on this filesystem */
+		direct = false;
+	} else {
+		if (statx(probe, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+		    (stx.stx_mask & STATX_DIOALIGN)) {
+			direct = stx.stx_dio_offset_align != 0;
+			want = MAX(stx.stx_dio_offset_align, 512u);
+		}
+		close(probe);
+	}
+	if (!direct)
+		want = 512;
+	ck_assert_msg(open_disk(&b, path, false, BLK_CACHE_NONE, err) == 0, "%s", err);
+	blk_size = le32toh(b.config.blk_size);
+	ck_assert_uint_eq(blk_size, want);
+	ck_assert(b.vdev.device_features & 1ull << VIRTIO_BLK_F_BLK_SIZE);
+	ck_assert_int_eq(!!(fcntl(b.fd, F_GETFL) & O_DIRECT), direct);
+	printf("cache=none on %s: blk_size %u, O_DIRECT %s\n", path, blk_size,
+	       direct ? "on" : "off");
+	blk_close(&b);
+	/* The page cache takes any alignment: 512. */
+	ck_assert_int_eq(open_disk(&b, path, false, BLK_CACHE_WRITEBACK, err), 0);
+	ck_assert_uint_eq(le32toh(b.config.blk_size), 512);
+	blk_close(&b);
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
 static Suite *blk_uring_suite(void)
 {
 	Suite *s = suite_create("blk_uring");
@@ -274,6 +322,7 @@ static Suite *blk_uring_suite(void)
 	tcase_add_test(tc, open_missing_file);
 	tcase_add_test(tc, open_locks_the_image);
 	tcase_add_test(tc, open_sizes);
+	tcase_add_test(tc, open_cache_none_block_size);
 	suite_add_tcase(s, tc);
 	return s;
 }

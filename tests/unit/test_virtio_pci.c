@@ -4,13 +4,16 @@
  * 32-bit halves) and DRIVER_OK, doorbells, MSI-X vectors and INTx with the ISR, reset, hostile
  * common configuration accesses and the PCI configuration access capability.
  * No VM: vm_fd is -1, so doorbells reach the bus, and MSI-X messages and INTx level changes go
- * to the hooks of virtio_pci_set_test_interrupts.
+ * to the hooks of virtio_pci_set_test_interrupts. A doorbell on the bus is only handed to the
+ * event loop; the device sees it when the test runs the loop (run_loop), never inside the
+ * bus access (issue 17).
  */
 #include <check.h>
 #include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "devices/pci/msix.h"
 #include "devices/pci/pci.h"
@@ -18,6 +21,7 @@
 #include "tests/support/vring_builder.h"
 #include "tests/unit/unit.h"
 #include "vmm/bus.h"
+#include "vmm/event_loop.h"
 #include "vmm/util.h"
 
 #define RAM      (1 * MIB)
@@ -65,6 +69,8 @@ static struct bus pio, mmio;
 static struct pci_host host;
 static struct fake fake;
 static struct virtio_pci t;
+static struct event_loop loop;
+static bool in_loop; /* run_loop is dispatching */
 static struct vring_builder rb;
 static unsigned slot;
 static uint64_t bar;
@@ -96,6 +102,7 @@ static void fake_reset(struct virtio_dev *dev)
 
 static void fake_notify(struct virtio_dev *dev, unsigned q)
 {
+	ck_assert_msg(in_loop, "queue %u notified outside the event loop", q);
 	ck_assert_uint_lt(q, NR_QUEUES);
 	container_of(dev, struct fake, vdev)->notifies[q]++;
 }
@@ -133,6 +140,27 @@ static void record_intx(void *opaque, int level)
 	ck_assert_int_ne(level, intx_level); /* only transitions are reported */
 	intx_level = level;
 	intx_changes++;
+}
+
+/*
+ * Serves what the event loop has ready, as the loop's thread would (its sources are registered
+ * with their struct event_source as the epoll data), until nothing is left.
+ */
+static void run_loop(void)
+{
+	struct epoll_event ev[8];
+	int n;
+
+	in_loop = true;
+	while ((n = epoll_wait(loop.epoll_fd, ev, ARRAY_SIZE(ev), 0)) > 0) {
+		for (int i = 0; i < n; i++) {
+			struct event_source *src = ev[i].data.ptr;
+
+			src->handler(src->opaque, ev[i].events);
+		}
+	}
+	ck_assert_int_eq(n, 0);
+	in_loop = false;
 }
 
 /* ---- guest-side accessors ---- */
@@ -225,7 +253,8 @@ static void setup(void)
 	                fake.config, sizeof(fake.config));
 	for (unsigned i = 0; i < sizeof(fake.config); i++)
 		fake.config[i] = (uint8_t)(0xc0 + i);
-	ck_assert_int_eq(virtio_pci_attach(&t, &fake.vdev, &host, -1, NULL, INTX_GSI, NULL), 0);
+	ck_assert_int_eq(event_loop_init(&loop), 0);
+	ck_assert_int_eq(virtio_pci_attach(&t, &fake.vdev, &host, -1, NULL, INTX_GSI, &loop), 0);
 	virtio_pci_set_test_interrupts(&t, record_intx, record_delivery, &t);
 	nr_delivered = 0;
 	intx_level = 0;
@@ -240,6 +269,7 @@ static void setup(void)
 static void teardown(void)
 {
 	virtio_pci_detach(&t);
+	event_loop_free(&loop);
 	virtio_dev_destroy(&fake.vdev);
 	pci_host_destroy(&host);
 	bus_free(&pio);
@@ -309,6 +339,7 @@ START_TEST(identity)
 	cfg_wr(PCI_COMMAND, 2, 0);
 	ck_assert_uint_eq(bar_rd(VIRTIO_PCI_COMMON + VIRTIO_PCI_NUM_QUEUES, 2), 0xffff);
 	bar_wr(VIRTIO_PCI_NOTIFY, 2, 0);
+	run_loop();
 	ck_assert_uint_eq(fake.notifies[0], 0);
 	/* Sizing: 32 KiB. */
 	cfg_wr(PCI_BAR0, 4, 0xffffffff);
@@ -323,6 +354,8 @@ START_TEST(identity)
 	cfg_wr(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
 	ck_assert_uint_eq(cm_rd(VIRTIO_PCI_NUM_QUEUES, 2), NR_QUEUES);
 	bar_wr(VIRTIO_PCI_NOTIFY, 2, 0);
+	ck_assert_uint_eq(fake.notifies[0], 0); /* handed to the loop, not served here */
+	run_loop();
 	ck_assert_uint_eq(fake.notifies[0], 1);
 }
 END_TEST
@@ -514,6 +547,13 @@ START_TEST(ring_address_halves)
 }
 END_TEST
 
+/* A doorbell write of @size bytes to queue @q's doorbell (at @off), then the loop's turn. */
+static void ring(unsigned off, unsigned size, uint64_t v)
+{
+	bar_wr(VIRTIO_PCI_NOTIFY + off * VIRTIO_PCI_NOTIFY_MULT, size, v);
+	run_loop();
+}
+
 START_TEST(doorbells)
 {
 	unsigned off[NR_QUEUES];
@@ -523,23 +563,52 @@ START_TEST(doorbells)
 		off[q] = (unsigned)cm_rd(VIRTIO_PCI_Q_NOTIFY_OFF, 2);
 	}
 	/* Before DRIVER_OK too: the device decides what to do with it. */
-	bar_wr(VIRTIO_PCI_NOTIFY + off[1] * VIRTIO_PCI_NOTIFY_MULT, 2, 1);
+	ring(off[1], 2, 1);
 	ck_assert_uint_eq(fake.notifies[1], 1);
 	driver_up(1ULL << VIRTIO_F_VERSION_1, 0, 0x10000);
-	bar_wr(VIRTIO_PCI_NOTIFY + off[0] * VIRTIO_PCI_NOTIFY_MULT, 2, 0);
-	bar_wr(VIRTIO_PCI_NOTIFY + off[0] * VIRTIO_PCI_NOTIFY_MULT, 4, 0);
-	ck_assert_uint_eq(fake.notifies[0], 2);
+	/* Any width the doorbell fits: 1, 2 and 4 bytes (no ioeventfd here matches any). */
+	ring(off[0], 2, 0);
+	ring(off[0], 4, 0);
+	ring(off[0], 1, 0);
+	ck_assert_uint_eq(fake.notifies[0], 3);
 	/* The doorbell names the queue, not the value written. */
-	bar_wr(VIRTIO_PCI_NOTIFY + off[1] * VIRTIO_PCI_NOTIFY_MULT, 2, 0);
-	bar_wr(VIRTIO_PCI_NOTIFY + off[1] * VIRTIO_PCI_NOTIFY_MULT, 2, 7);
-	ck_assert_uint_eq(fake.notifies[0], 2);
+	ring(off[1], 2, 0);
+	ring(off[1], 2, 7);
+	ck_assert_uint_eq(fake.notifies[0], 3);
 	ck_assert_uint_eq(fake.notifies[1], 3);
 	/* Past the last queue's doorbell: nothing. Reads of doorbells: zeros. */
 	bar_wr(VIRTIO_PCI_NOTIFY + NR_QUEUES * VIRTIO_PCI_NOTIFY_MULT, 2, 0);
 	bar_wr(VIRTIO_PCI_NOTIFY + 0xffc, 4, 0);
 	bar_wr(VIRTIO_PCI_NOTIFY + (NR_QUEUES - 1) * VIRTIO_PCI_NOTIFY_MULT + 2, 4, 0);
-	ck_assert_uint_eq(fake.notifies[0] + fake.notifies[1], 5);
+	run_loop();
+	ck_assert_uint_eq(fake.notifies[0] + fake.notifies[1], 6);
 	ck_assert_uint_eq(bar_rd(VIRTIO_PCI_NOTIFY, 4), 0);
+}
+END_TEST
+
+/*
+ * Doorbells on the bus (a vCPU thread) never run the device there: each is handed to the event
+ * loop, and rings of one queue before the loop's turn are served once (the device then sees
+ * everything the driver published), each queue rung in the meantime once.
+ */
+START_TEST(doorbells_served_on_the_loop)
+{
+	unsigned cap = find_cap(PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
+
+	driver_up(1ULL << VIRTIO_F_VERSION_1, 0, 0x10000);
+	for (unsigned i = 0; i < 5; i++)
+		bar_wr(VIRTIO_PCI_NOTIFY, 1 << (i % 3), 0);
+	bar_wr(VIRTIO_PCI_NOTIFY + VIRTIO_PCI_NOTIFY_MULT, 4, 0);
+	cfg_wr(cap + CAP_BAR, 1, 0);
+	cfg_wr(cap + CAP_OFFSET, 4, VIRTIO_PCI_NOTIFY + VIRTIO_PCI_NOTIFY_MULT);
+	cfg_wr(cap + CAP_LENGTH, 4, 2);
+	cfg_wr(cap + CAP_DATA, 2, 1);
+	ck_assert_uint_eq(fake.notifies[0] + fake.notifies[1], 0);
+	run_loop();
+	ck_assert_uint_eq(fake.notifies[0], 1);
+	ck_assert_uint_eq(fake.notifies[1], 1);
+	run_loop(); /* nothing left */
+	ck_assert_uint_eq(fake.notifies[0] + fake.notifies[1], 2);
 }
 END_TEST
 
@@ -998,6 +1067,7 @@ START_TEST(pci_cfg_access)
 	/* A doorbell through config space. */
 	cfg_window(cap, 0, VIRTIO_PCI_NOTIFY + VIRTIO_PCI_NOTIFY_MULT, 2);
 	cfg_wr(cap + CAP_DATA, 2, 1);
+	run_loop();
 	ck_assert_uint_eq(fake.notifies[1], 1);
 	/* Reading the ISR through it acknowledges it. */
 	driver_up(1ULL << VIRTIO_F_VERSION_1, 0, 0x10000);
@@ -1045,19 +1115,21 @@ START_TEST(attach_errors)
 	struct virtio_device_ops many = fake_ops;
 
 	virtio_dev_init(&other.vdev, &fake_ops, &mem, 0, other.config, sizeof(other.config));
-	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, 3, NULL, 5, NULL), -EINVAL);
-	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, -1, NULL, 256, NULL), -EINVAL);
-	other.vdev.config_size = VIRTIO_PCI_DEVICE_SIZE + 1;
+	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, 3, NULL, 5, &loop), -EINVAL);
+	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, -1, NULL, 256, &loop), -EINVAL);
+	/* No event loop to serve notifications. */
 	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, -1, NULL, 5, NULL), -EINVAL);
+	other.vdev.config_size = VIRTIO_PCI_DEVICE_SIZE + 1;
+	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, -1, NULL, 5, &loop), -EINVAL);
 	other.vdev.config_size = sizeof(other.config);
 	many.num_queues = VIRTIO_MAX_QUEUES + 1;
 	other.vdev.ops = &many;
-	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, -1, NULL, 5, NULL), -EINVAL);
+	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, -1, NULL, 5, &loop), -EINVAL);
 	ck_assert_ptr_null(other.vdev.transport.interrupt);
 	ck_assert_uint_eq(mem_rd(ECAM + (2 << 15), 4), 0xffffffff);
 	/* A second device takes the next slot and its own BAR. */
 	other.vdev.ops = &fake_ops;
-	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, -1, NULL, 5, NULL), 0);
+	ck_assert_int_eq(virtio_pci_attach(&t2, &other.vdev, &host, -1, NULL, 5, &loop), 0);
 	ck_assert_uint_eq(t2.pci.slot, slot + 1);
 	ck_assert_uint_ne(pci_config_read32(&t2.pci, PCI_BAR0 + 4), 0);
 	ck_assert_ptr_nonnull(other.vdev.transport.interrupt);
@@ -1081,6 +1153,7 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tc, queue_setup_and_activate);
 	tcase_add_test(tc, ring_address_halves);
 	tcase_add_test(tc, doorbells);
+	tcase_add_test(tc, doorbells_served_on_the_loop);
 	tcase_add_test(tc, queue_select_out_of_range);
 	tcase_add_test(tc, read_only_fields);
 	tcase_add_test(tc, queue_frozen_after_driver_ok);
