@@ -2,9 +2,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "arch/arch.h"
 #include "devices/tap.h"
@@ -192,25 +189,12 @@ static int create_shares(struct vm *vm)
 	return 0;
 }
 
-/* The console asks to be resumed (it bounds the work per notification): do it on the loop. */
-static void console_wants_resume(void *opaque)
+/* vmm's stdout has room again, or the chardev flushes at exit: the console goes on. */
+static void console_output_space(void *opaque)
 {
 	struct vm_devices *d = opaque;
-	uint64_t one = 1;
 
-	if (write(d->console_resume.fd, &one, sizeof(one)) < 0)
-		log_debug("console resume eventfd: %s", strerror(errno));
-}
-
-static void on_console_resume(void *opaque, uint32_t events)
-{
-	struct vm_devices *d = opaque;
-	uint64_t count;
-
-	(void)events;
-	if (read(d->console_resume.fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-		log_debug("console resume eventfd: %s", strerror(errno));
-	virtio_console_resume(&d->console);
+	virtio_console_port_writable(&d->console, 0);
 }
 
 /* --console virtio's hvc0, or --run's ports to the init. */
@@ -225,7 +209,7 @@ static int create_console(struct vm *vm)
 		virtio_console_init_multiport(&d->console, &vm->mem, ports, RUN_NR_PORTS);
 	} else if (vm->config->console == CONSOLE_VIRTIO) {
 		const struct virtio_console_backend backend = {
-		        .write = chardev_write_cb,
+		        .write = chardev_try_write_cb,
 		        .rx_space = chardev_input_space_cb,
 		        .opaque = &vm->console,
 		};
@@ -235,14 +219,16 @@ static int create_console(struct vm *vm)
 		return 0;
 	}
 	d->has_console = true;
-	d->console_resume = (struct event_source){.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
-	                                          .handler = on_console_resume,
-	                                          .opaque = d};
-	if (d->console_resume.fd < 0 || event_loop_add(&vm->loop, &d->console_resume, EPOLLIN)) {
-		log_error("virtio-console: cannot set up its event: %s", strerror(errno));
-		return -EIO;
+	virtio_console_set_loop(&d->console, &vm->loop);
+	if (!vm->run) { /* hvc0 to vmm's stdout: the chardev takes what it has room for */
+		int ret = chardev_add_output_waiter(&vm->console, console_output_space, d);
+
+		if (ret) {
+			log_error("virtio-console: cannot wait for output room: %s",
+			          strerror(-ret));
+			return ret;
+		}
 	}
-	virtio_console_set_resume_hook(&d->console, console_wants_resume, d);
 	return attach(vm, &d->console.vdev, "virtio-console");
 }
 
@@ -261,6 +247,7 @@ int devices_create(struct vm *vm)
 		return ret;
 	if (vm->config->rng) {
 		virtio_rng_init(&d->rng, &vm->mem);
+		virtio_rng_set_loop(&d->rng, &vm->loop);
 		d->has_rng = true;
 		ret = attach(vm, &d->rng.vdev, "virtio-rng");
 		if (ret)
@@ -285,13 +272,8 @@ void devices_destroy(struct vm *vm)
 		virtio_fs_destroy(&d->fs[i]);
 	if (d->has_rng)
 		virtio_rng_destroy(&d->rng);
-	if (d->has_console) {
+	if (d->has_console)
 		virtio_console_destroy(&d->console);
-		if (d->console_resume.fd > 0) {
-			event_loop_del(&vm->loop, &d->console_resume);
-			close(d->console_resume.fd);
-		}
-	}
 	if (d->has_pci) {
 		pci_host_destroy(&d->pci);
 		msi_router_destroy(&d->msi);

@@ -58,7 +58,6 @@ struct vm_devices {
 	unsigned nr_fs; /* set up, to destroy */
 	struct virtio_console console;
 	bool has_console;
-	struct event_source console_resume; /* eventfd: the console stopped a batch, resume it */
 	struct mmio_device mmio[DEVICES_MAX];
 	unsigned nr_mmio;
 	struct pci_virtio_device pci_devices[DEVICES_MAX];

@@ -6,7 +6,10 @@
  * only) and are returned with length 0. When the backend takes fewer bytes than offered the
  * chain stays held (tx_held, tx_done bytes taken) and the port transmits nothing more until
  * virtio_console_port_writable(), which sends the rest first: nothing lost or repeated. With a
- * resume hook, one call does at most TX_BATCH chains and TX_BYTES bytes per port.
+ * loop (virtio_console_set_loop), one call does at most TX_BATCH chains and TX_BYTES bytes per
+ * port and the rest is resumed from the loop; so a backend that never blocks (one taking into
+ * an out_stream, vmm/out_stream.c) keeps both the loop and the device lock free however large
+ * the chains are and however slow the host's reader is.
  *
  * Receive: host input fills the writable buffers of receiveq chains in order; each chain is
  * returned when the input runs out or it is full. A chain without writable bytes is malformed.
@@ -23,12 +26,13 @@
  * control receive chain too small for its message set DEVICE_NEEDS_RESET.
  *
  * Threads and locking: vdev.lock guards the queues and the fields marked in console.h. Queue
- * notifications run on the event-loop thread (a notification that missed its ioeventfd, on a
- * vCPU thread); receive, port_writable, resume and set_host_connected on the owner's thread
- * (normally the event loop); activate and reset under the lock from a vCPU thread; flush on the
- * main thread after the vCPUs stopped. All queue work happens under the lock, backend.write
- * included. backend.guest_open, the resume hook, needs-reset and interrupts come after the lock
- * is dropped; backend.rx_space too, except from activate.
+ * notifications run on the event-loop thread (the transports hand one that missed its
+ * ioeventfd to the loop); receive, port_writable, resume and set_host_connected on the owner's
+ * thread (normally the event loop); activate and reset under the lock from a vCPU thread; flush on
+ * the main thread after the vCPUs stopped; the resume work on the loop's thread. All queue work
+ * happens under the lock, backend.write included. backend.guest_open, the resume post,
+ * needs-reset and interrupts come after the lock is dropped; backend.rx_space too, except from
+ * activate.
  */
 #include "devices/virtio/console.h"
 #include "devices/virtio/console_internal.h"
@@ -61,8 +65,8 @@ void console_work_done(struct virtio_console *c, const struct work *w)
 		if (w->pushed >> q & 1)
 			virtio_queue_done(&c->vdev, q);
 	}
-	if (w->more && c->resume)
-		c->resume(c->resume_opaque);
+	if (w->more && c->loop)
+		event_loop_post(c->loop, &c->resume_work);
 }
 
 /* ---- Transmit ---- */
@@ -113,7 +117,7 @@ static void tx_run(struct virtio_console *c, unsigned port, struct work *w, bool
 	struct virtio_console_port *p = &c->ports[port];
 	unsigned q = virtio_console_tx_queue(port);
 	struct virtqueue *vq = &c->vdev.queues[q];
-	bool limited = c->resume && !flush, refused = false;
+	bool limited = bounded(c) && !flush, refused = false;
 	unsigned chains = limited ? TX_BATCH : flush ? VQ_MAX_SIZE : UINT_MAX;
 	size_t bytes = limited ? TX_BYTES : SIZE_MAX;
 
@@ -241,8 +245,8 @@ static void console_queue_notify(struct virtio_dev *dev, unsigned q)
 			tx_run(c, port, &w, false);
 		pthread_mutex_unlock(&dev->lock);
 		console_work_done(c, &w);
-		/* Without a resume hook, control batches go on here (tx_run has no limit then). */
-	} while (w.more && !c->resume && !w.bad);
+		/* Unbounded (no loop), control batches go on here (tx_run has no limit then). */
+	} while (w.more && !bounded(c) && !w.bad);
 }
 
 void virtio_console_port_writable(struct virtio_console *c, unsigned port)
@@ -254,21 +258,6 @@ void virtio_console_port_writable(struct virtio_console *c, unsigned port)
 	pthread_mutex_lock(&c->vdev.lock);
 	c->ports[port].tx_blocked = false;
 	tx_run(c, port, &w, false);
-	pthread_mutex_unlock(&c->vdev.lock);
-	console_work_done(c, &w);
-}
-
-void virtio_console_resume(struct virtio_console *c)
-{
-	struct work w = {0};
-
-	pthread_mutex_lock(&c->vdev.lock);
-	for (unsigned p = 0; p < c->nr_ports; p++) {
-		if (c->ports[p].tx_more && !c->ports[p].tx_blocked)
-			tx_run(c, p, &w, false);
-	}
-	if (c->ctrl_more)
-		console_ctrl_run(c, &w);
 	pthread_mutex_unlock(&c->vdev.lock);
 	console_work_done(c, &w);
 }
@@ -396,14 +385,33 @@ void virtio_console_init_multiport(struct virtio_console *c, const struct guest_
 	                &c->config, sizeof(c->config));
 }
 
-void virtio_console_set_resume_hook(struct virtio_console *c, void (*resume)(void *opaque),
-                                    void *opaque)
+/* The rest of what a run left at its batch limit, on the loop's thread. */
+static void console_resume(void *opaque)
 {
-	c->resume = resume;
-	c->resume_opaque = opaque;
+	struct virtio_console *c = opaque;
+
+	struct work w = {0};
+
+	pthread_mutex_lock(&c->vdev.lock);
+	for (unsigned p = 0; p < c->nr_ports; p++) {
+		if (c->ports[p].tx_more && !c->ports[p].tx_blocked)
+			tx_run(c, p, &w, false);
+	}
+	if (c->ctrl_more)
+		console_ctrl_run(c, &w);
+	pthread_mutex_unlock(&c->vdev.lock);
+	console_work_done(c, &w);
+}
+
+void virtio_console_set_loop(struct virtio_console *c, struct event_loop *loop)
+{
+	c->loop = loop;
+	event_work_init(&c->resume_work, console_resume, c);
 }
 
 void virtio_console_destroy(struct virtio_console *c)
 {
+	if (c->loop)
+		event_loop_cancel(c->loop, &c->resume_work);
 	virtio_dev_destroy(&c->vdev);
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "devices/virtio/virtio.h"
+#include "vmm/event_loop.h"
 
 #define VIRTIO_CONSOLE_F_MULTIPORT 1
 
@@ -112,9 +113,9 @@ struct virtio_console_port {
 struct virtio_console {
 	struct virtio_dev vdev; /* the ops find us with container_of */
 	struct virtio_console_config config;
-	unsigned nr_ports;            /* 1 in single-port mode */
-	void (*resume)(void *opaque); /* see virtio_console_set_resume_hook */
-	void *resume_opaque;
+	unsigned nr_ports;             /* 1 in single-port mode */
+	struct event_loop *loop;       /* see virtio_console_set_loop */
+	struct event_work resume_work; /* posted to @loop: go on after a batch limit */
 	/* Under vdev.lock: */
 	bool multiport; /* the driver took VIRTIO_CONSOLE_F_MULTIPORT (set at DRIVER_OK) */
 	bool ctrl_more; /* the control transmitq stopped at the batch limit */
@@ -148,21 +149,18 @@ void virtio_console_init(struct virtio_console *c, const struct guest_memory *me
 void virtio_console_init_multiport(struct virtio_console *c, const struct guest_memory *mem,
                                    const struct virtio_console_port_config *ports,
                                    unsigned nr_ports);
+/* After the event loop stopped (drops a posted resume). */
 void virtio_console_destroy(struct virtio_console *c);
 
 /*
- * Optional re-arm hook, set before the transport is attached. With it, a queue notification,
- * port_writable or resume does at most 256 chains and 1 MiB per transmitq and 256 control
- * messages; when it stops with work left (which the driver will not notify again, see
- * vq_pop_chain) it calls @resume(@opaque) after dropping the lock, and the owner must call
- * virtio_console_resume() soon, on its event-loop thread (e.g. through an eventfd it
- * watches). Without a hook the work runs until the rings are empty or the backends refuse.
+ * Bounds the work per event, set before the transport is attached: a queue notification,
+ * port_writable or resume then does at most 256 chains and 1 MiB per transmitq and 256 control
+ * messages, and when it stops with work left (which the driver will not notify again, see
+ * vq_pop_chain) the device posts the rest to @loop, which runs it after the fds ready
+ * meanwhile were served. Without a loop, and once @loop was stopped (the final port_writable
+ * at exit), the work runs until the rings are empty or the backends refuse.
  */
-void virtio_console_set_resume_hook(struct virtio_console *c, void (*resume)(void *opaque),
-                                    void *opaque);
-/* Continues the work the device stopped at its batch limit. Takes the device lock. */
-void virtio_console_resume(struct virtio_console *c);
-
+void virtio_console_set_loop(struct virtio_console *c, struct event_loop *loop);
 /*
  * Offers host input to the guest on @port: fills the writable buffers of the receive chains the
  * driver has posted, in order. Returns how many bytes were accepted: fewer than @len (0 when the

@@ -42,6 +42,15 @@ static inline struct virtio_console *to_console(struct virtio_dev *dev)
 	return container_of(dev, struct virtio_console, vdev);
 }
 
+/*
+ * Work per event is bounded: the device will come back to what it left, through a loop still
+ * running (once it stopped, at exit, a call does all its work).
+ */
+static inline bool bounded(const struct virtio_console *c)
+{
+	return c->loop && !event_loop_stopped(c->loop);
+}
+
 /* Queue @q may be served: running, not broken, enabled, and in the negotiated layout. */
 static inline bool queue_live(const struct virtio_console *c, unsigned q)
 {

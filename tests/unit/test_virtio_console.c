@@ -5,17 +5,35 @@
  * Multiport mode: the control handshake (DEVICE_READY, DEVICE_ADD, PORT_READY, PORT_NAME,
  * CONSOLE_PORT, PORT_OPEN) and messages waiting for control buffers, output per port,
  * back-pressure and port_writable, flush, host disconnection, input only while the guest has
- * the port open, malformed control traffic, reset, the batch limit and its resume hook, and a
- * driver that does not take F_MULTIPORT.
+ * the port open, malformed control traffic, reset, the batch limit and its resume on the event
+ * loop, and a driver that does not take F_MULTIPORT.
+ * Bounded work (issue 17): a hostile driver re-publishing its chain, or one 32 MiB chain, gets
+ * at most a batch per run, the rest resumed by the loop with a "signal" fd served in between;
+ * a slow stdout (a pipe nobody reads, through vmm/out_stream.c) holds neither the loop nor a
+ * thread calling into the device, and every byte arrives in order once the pipe is drained.
+ *
+ * Threads: the main thread but in slow_stdout, where the loop runs on a thread of its own, the
+ * stream has its writer thread and a late reader drains the pipe.
  */
 #include <check.h>
 #include <endian.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "devices/virtio/console.h"
 #include "tests/support/blk_ring.h"
 #include "tests/unit/unit.h"
+#include "vmm/event_loop.h"
+#include "vmm/out_stream.h"
 
 struct fixture {
 	struct guest_memory mem;
@@ -249,7 +267,7 @@ struct mp_fixture {
 	struct test_ring ring[NQUEUES];
 	struct port_out out[NPORTS];
 	uint64_t ctrl_gpa[64]; /* control receive buffer of each head */
-	unsigned interrupts[NQUEUES], config_interrupts, resumes;
+	unsigned interrupts[NQUEUES], config_interrupts;
 };
 
 /* A control message the device sent. */
@@ -293,11 +311,6 @@ static void mp_interrupt(void *opaque, int q)
 		f->config_interrupts++;
 	else
 		f->interrupts[q]++;
-}
-
-static void mp_resume(void *opaque)
-{
-	((struct mp_fixture *)opaque)->resumes++;
 }
 
 static void mp_notify(struct mp_fixture *f, unsigned q)
@@ -910,6 +923,23 @@ static void fill_pattern(uint8_t *p, size_t len)
 		p[i] = (uint8_t)(i * 7 + i / 251);
 }
 
+static void stop_loop(void *opaque)
+{
+	event_loop_stop(opaque);
+}
+
+/* Runs one round of @loop's deferred work (what was posted before this call). */
+static void run_round(struct event_loop *loop)
+{
+	struct event_work stop;
+
+	event_work_init(&stop, stop_loop, loop);
+	event_loop_post(loop, &stop);
+	loop->stop = false;
+	ck_assert_int_eq(event_loop_run(loop), 0);
+}
+
+/* 0: unbounded (no loop); 1: bounded, resumed by the event loop. */
 START_TEST(mp_batch_limit)
 {
 	struct mp_fixture *f = mp_setup(true);
@@ -917,28 +947,33 @@ START_TEST(mp_batch_limit)
 	struct test_buf b = {0x400000, BIG, false};
 	unsigned q = virtio_console_tx_queue(0);
 	uint8_t *want = malloc(BIG);
+	struct event_loop loop;
 	uint16_t h;
 
 	ck_assert_ptr_nonnull(want);
+	ck_assert_int_eq(event_loop_init(&loop), 0);
 	fill_pattern(want, BIG);
 	memcpy(test_ring_host(r, b.gpa, BIG), want, BIG);
 	handshake(f);
-	if (_i) /* with the hook: 1 MiB per call, then a resume */
-		virtio_console_set_resume_hook(&f->con, mp_resume, f);
+	if (_i) /* 1 MiB per call, then a resume */
+		virtio_console_set_loop(&f->con, &loop);
 	h = test_ring_add(r, &b, 1);
 	mp_notify(f, q);
 	if (_i) {
 		ck_assert_uint_eq(f->out[0].len, MIB);
-		ck_assert_uint_eq(f->resumes, 1);
 		expect_no_used(f, q);
-		virtio_console_resume(&f->con);
-		ck_assert_uint_eq(f->resumes, 1);
+	}
+	if (_i) {
+		ck_assert(f->con.resume_work.queued);
+		run_round(&loop);
+		ck_assert(!f->con.resume_work.queued);
 	}
 	ck_assert_uint_eq(f->out[0].len, BIG);
 	ck_assert(memcmp(f->out[0].data, want, BIG) == 0);
 	expect_used(f, q, h, 0);
 	free(want);
 	mp_teardown(f);
+	event_loop_free(&loop);
 }
 END_TEST
 
@@ -962,6 +997,421 @@ START_TEST(mp_driver_without_multiport)
 	virtio_console_port_set_host_connected(&f->con, 0, false);
 	ck_assert(!mp_needs_reset(f));
 	mp_teardown(f);
+}
+END_TEST
+
+/* ---- Work per event bounded; slow host output ---- */
+
+#define HOSTILE_CHAINS (10 * 256)   /* 10 x TX_BATCH re-published 8-byte chains */
+#define PIECE          (512 * 1024) /* the big chain: PIECES buffers over one region */
+#define PIECES         64           /* 32 MiB in one chain */
+#define LOOP_MEM       (4 * MIB)
+
+/* A single-port console with a loop and the fds a VMM's loop has besides. */
+struct loop_fixture {
+	struct guest_memory mem;
+	struct virtio_console con;
+	struct test_ring rx, tx;
+	struct event_loop loop;
+	struct event_source doorbell, signal, stop, guard;
+	/* The hostile driver: re-publishes @head after each 8-byte chain, @cap chains in all. */
+	uint16_t head;
+	uint64_t gpa;
+	unsigned cap, published;
+	uint8_t *piece; /* what each buffer of the big chain holds */
+	/* Guest output seen by the backend (device lock) and the signal (loop thread). */
+	uint64_t bytes, signal_at;
+	unsigned chains;
+	bool signalled;   /* the first write raised the signal */
+	bool signal_seen; /* the loop served it, at @signal_at bytes */
+	/* The slow-stdout test: output goes into @out, a pipe nobody reads at first. */
+	struct out_stream out;
+	pthread_t loop_thread;
+	int signal_ack; /* eventfd: the loop served the signal */
+};
+
+static void lf_drain(int fd)
+{
+	uint64_t v;
+
+	ck_assert_int_eq(read(fd, &v, sizeof(v)), sizeof(v));
+}
+
+static void lf_kick(int fd)
+{
+	uint64_t one = 1;
+
+	ck_assert_int_eq(write(fd, &one, sizeof(one)), sizeof(one));
+}
+
+/* Expected byte @off of the big chain's output (its buffers all show one region). */
+static uint8_t piece_byte(uint64_t off)
+{
+	off %= PIECE;
+	return (uint8_t)(off * 7 + off / 251);
+}
+
+/* Checks the output in place of keeping it; the first write raises the "signal". */
+static size_t checking_write(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct loop_fixture *f = opaque;
+
+	if (!f->signalled) {
+		f->signalled = true;
+		lf_kick(f->signal.fd);
+	}
+	if (f->cap) { /* one 8-byte chain per call: "%08u" of the chain's number */
+		char want[16];
+
+		ck_assert_uint_eq(len, 8);
+		snprintf(want, sizeof(want), "%08u", f->chains);
+		ck_assert_mem_eq(buf, want, 8);
+		f->chains++;
+		if (f->published < f->cap) { /* the driver puts the head back with new text */
+			snprintf(want, sizeof(want), "%08u", f->published++);
+			memcpy(test_ring_host(&f->tx, f->gpa, 8), want, 8);
+			test_ring_publish(&f->tx, f->head);
+		}
+	} else { /* a write never spans two buffers of the chain */
+		uint64_t off = f->bytes % PIECE;
+
+		ck_assert_uint_le(off + len, PIECE);
+		if (memcmp(buf, f->piece + off, len))
+			ck_abort_msg("output differs after %llu bytes",
+			             (unsigned long long)f->bytes);
+	}
+	f->bytes += len;
+	return len;
+}
+
+static size_t stream_write(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct loop_fixture *f = opaque;
+	size_t n = out_stream_take(&f->out, buf, len);
+
+	f->bytes += n;
+	return n;
+}
+
+/* The stream has room again: on the loop's thread, as vmm's stdout port does. */
+static void stream_space(void *opaque)
+{
+	struct loop_fixture *f = opaque;
+
+	virtio_console_port_writable(&f->con, 0);
+}
+
+static void lf_on_doorbell(void *opaque, uint32_t events)
+{
+	struct loop_fixture *f = opaque;
+
+	(void)events;
+	lf_drain(f->doorbell.fd);
+	f->con.vdev.ops->queue_notify(&f->con.vdev, VIRTIO_CONSOLE_TX_QUEUE);
+}
+
+static void lf_on_signal(void *opaque, uint32_t events)
+{
+	struct loop_fixture *f = opaque;
+
+	(void)events;
+	lf_drain(f->signal.fd);
+	pthread_mutex_lock(&f->con.vdev.lock);
+	f->signal_at = f->bytes;
+	f->signal_seen = true;
+	pthread_mutex_unlock(&f->con.vdev.lock);
+	if (f->signal_ack >= 0)
+		lf_kick(f->signal_ack);
+}
+
+static void lf_on_stop(void *opaque, uint32_t events)
+{
+	struct loop_fixture *f = opaque;
+
+	(void)events;
+	lf_drain(f->stop.fd);
+	event_loop_stop(&f->loop);
+}
+
+static void lf_on_guard(void *opaque, uint32_t events)
+{
+	struct loop_fixture *f = opaque;
+
+	(void)events;
+	ck_abort_msg("stuck after %llu bytes", (unsigned long long)f->bytes);
+}
+
+static void lf_add(struct loop_fixture *f, struct event_source *src, int fd, event_handler_fn fn)
+{
+	*src = (struct event_source){.fd = fd, .handler = fn, .opaque = f};
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(event_loop_add(&f->loop, src, EPOLLIN), 0);
+}
+
+/* DRIVER_OK without EVENT_IDX; the transmitq on a 64-entry ring with 3 MiB of data after. */
+static struct loop_fixture *lf_setup(size_t (*write)(void *, const uint8_t *, size_t))
+{
+	struct loop_fixture *f = calloc(1, sizeof(*f));
+	struct virtio_dev *dev = &f->con.vdev;
+	uint64_t features;
+	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
+	struct itimerspec later = {.it_value.tv_sec = 40};
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(guest_memory_add(&f->mem, 0, LOOP_MEM), 0);
+	ck_assert_int_eq(event_loop_init(&f->loop), 0);
+	lf_add(f, &f->doorbell, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), lf_on_doorbell);
+	lf_add(f, &f->signal, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), lf_on_signal);
+	lf_add(f, &f->stop, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), lf_on_stop);
+	lf_add(f, &f->guard, timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), lf_on_guard);
+	ck_assert_int_eq(timerfd_settime(f->guard.fd, 0, &later, NULL), 0);
+	f->signal_ack = -1;
+	virtio_console_init(&f->con, &f->mem,
+	                    &(struct virtio_console_backend){.write = write, .opaque = f});
+	virtio_console_set_loop(&f->con, &f->loop);
+	features = dev->device_features & ~(1ull << VIRTIO_F_EVENT_IDX);
+	pthread_mutex_lock(&dev->lock);
+	virtio_write_status(dev, st);
+	virtio_write_driver_features(dev, 0, (uint32_t)features);
+	virtio_write_driver_features(dev, 1, (uint32_t)(features >> 32));
+	st |= VIRTIO_STATUS_FEATURES_OK;
+	virtio_write_status(dev, st);
+	test_ring_init(&f->rx, &f->mem, 0x10000, 0x10000, 64, &dev->queues[0]);
+	test_ring_init(&f->tx, &f->mem, 0x100000, 3 * MIB, 64, &dev->queues[1]);
+	virtio_write_status(dev, st | VIRTIO_STATUS_DRIVER_OK);
+	ck_assert_uint_eq(dev->status, st | VIRTIO_STATUS_DRIVER_OK);
+	pthread_mutex_unlock(&dev->lock);
+	return f;
+}
+
+static void lf_teardown(struct loop_fixture *f)
+{
+	virtio_console_destroy(&f->con);
+	close(f->doorbell.fd);
+	close(f->signal.fd);
+	close(f->stop.fd);
+	close(f->guard.fd);
+	event_loop_free(&f->loop);
+	guest_memory_free(&f->mem);
+	free(f->piece);
+	free(f);
+}
+
+/* One chain of PIECES buffers, each the same PIECE bytes, through an indirect table. */
+static uint16_t big_chain(struct loop_fixture *f)
+{
+	struct test_buf b[PIECES];
+	uint64_t gpa = test_ring_alloc(&f->tx, PIECE);
+	uint8_t *p = test_ring_host(&f->tx, gpa, PIECE);
+
+	f->piece = malloc(PIECE);
+	ck_assert_ptr_nonnull(f->piece);
+	for (uint64_t i = 0; i < PIECE; i++)
+		p[i] = f->piece[i] = piece_byte(i);
+	for (unsigned i = 0; i < PIECES; i++)
+		b[i] = (struct test_buf){gpa, PIECE, false};
+	return test_ring_add_indirect(&f->tx, b, PIECES);
+}
+
+static void expect_tx_used(struct loop_fixture *f, uint16_t head, unsigned n)
+{
+	uint32_t id, len;
+
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert(test_ring_used(&f->tx, &id, &len));
+		ck_assert_uint_eq(id, head);
+		ck_assert_uint_eq(len, 0);
+	}
+	ck_assert(!test_ring_used(&f->tx, &id, &len));
+}
+
+/*
+ * A hostile driver, one notification: _i 0 re-publishes its 8-byte chain as soon as the device
+ * writes it, HOSTILE_CHAINS times; _i 1 posts one 32 MiB chain. Each run (the notification,
+ * then each resume) does at most 256 chains or 1 MiB, the signal raised by the first write is
+ * served before the second run, and all the output arrives, in order, without more kicks.
+ */
+START_TEST(hostile_tx_bounded)
+{
+	struct loop_fixture *f = lf_setup(checking_write);
+	uint64_t total = _i ? (uint64_t)PIECE * PIECES : 8ull * HOSTILE_CHAINS;
+	uint64_t limit = _i ? MIB : 8 * 256, first, before;
+	unsigned rounds = 0;
+	uint16_t head;
+
+	if (_i) {
+		head = big_chain(f);
+	} else {
+		struct test_buf b = {test_ring_alloc(&f->tx, 8), 8, false};
+
+		memcpy(test_ring_host(&f->tx, b.gpa, 8), "00000000", 8);
+		f->gpa = b.gpa;
+		f->cap = HOSTILE_CHAINS;
+		f->published = 1;
+		head = f->head = test_ring_add(&f->tx, &b, 1);
+	}
+	f->con.vdev.ops->queue_notify(&f->con.vdev, VIRTIO_CONSOLE_TX_QUEUE);
+	first = f->bytes;
+	ck_assert_msg(first > 0 && first <= limit, "the notification wrote %llu bytes",
+	              (unsigned long long)first);
+	ck_assert(f->con.resume_work.queued);
+	while (f->con.resume_work.queued) {
+		before = f->bytes;
+		run_round(&f->loop); /* the signal first, then one resume */
+		ck_assert_uint_le(f->bytes - before, limit);
+		ck_assert_uint_lt(++rounds, 2 * total / limit + 8);
+	}
+	ck_assert(f->signal_seen);
+	ck_assert_uint_le(f->signal_at, first + limit); /* before the second resume at the latest */
+	ck_assert_uint_eq(f->bytes, total);
+	ck_assert_uint_ge(rounds, total / limit - 1);
+	expect_tx_used(f, head, _i ? 1 : HOSTILE_CHAINS);
+	ck_assert(!(f->con.vdev.status & VIRTIO_STATUS_NEEDS_RESET));
+	lf_teardown(f);
+}
+END_TEST
+
+static void *loop_main(void *opaque)
+{
+	struct loop_fixture *f = opaque;
+
+	ck_assert_int_eq(event_loop_run(&f->loop), 0);
+	return NULL;
+}
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* The device holds a chain the stream refused (port 0's tx_blocked), within 5 s. */
+static bool wait_blocked(struct loop_fixture *f)
+{
+	for (double end = now() + 5; now() < end; usleep(1000)) {
+		bool blocked;
+
+		pthread_mutex_lock(&f->con.vdev.lock);
+		blocked = f->con.ports[0].tx_blocked;
+		pthread_mutex_unlock(&f->con.vdev.lock);
+		if (blocked)
+			return true;
+	}
+	return false;
+}
+
+static bool readable_within(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, ms) == 1;
+}
+
+/* The late reader of vmm's stdout: reads @cap bytes, or to EOF. */
+struct drain {
+	int fd;
+	pthread_t thread;
+	uint8_t *got;
+	size_t len, cap;
+};
+
+static void *drain_main(void *opaque)
+{
+	struct drain *d = opaque;
+
+	while (d->len < d->cap) {
+		ssize_t n = read(d->fd, d->got + d->len, d->cap - d->len);
+
+		if (n <= 0)
+			break;
+		d->len += (size_t)n;
+	}
+	return NULL;
+}
+
+#define TAILS 3
+
+/*
+ * vmm's stdout is a pipe nobody reads: the guest writes a 32 MiB chain and TAILS small ones.
+ * The stream takes what it can, the device holds the rest, and meanwhile the loop serves a
+ * signal and a thread calling into the device (host input, a vCPU's register read under the
+ * device lock) is not held up. Then the reader drains the pipe and gets every byte, in order:
+ * _i 0 while the loop runs, _i 1 after the loop stopped (vmm exiting: the final output flush
+ * hands over all the device holds, not one more batch).
+ */
+START_TEST(slow_stdout)
+{
+	struct loop_fixture *f = lf_setup(stream_write);
+	uint64_t big_len = (uint64_t)PIECE * PIECES;
+	struct drain d = {.cap = big_len + 8 * TAILS};
+	uint16_t big, tails[TAILS];
+	int fds[2];
+	uint8_t cfg[4];
+	double t;
+	uint32_t id, len;
+
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	f->signal_ack = eventfd(0, EFD_CLOEXEC);
+	ck_assert_int_ge(f->signal_ack, 0);
+	ck_assert_int_eq(out_stream_init(&f->out, fds[1], &f->loop, stream_space, f), 0);
+	big = big_chain(f);
+	for (unsigned i = 0; i < TAILS; i++) {
+		struct test_buf b = {test_ring_alloc(&f->tx, 8), 8, false};
+
+		snprintf(test_ring_host(&f->tx, b.gpa, 8), 8, "tail%03u", i);
+		memcpy(test_ring_host(&f->tx, b.gpa + 7, 1), "\n", 1);
+		tails[i] = test_ring_add(&f->tx, &b, 1);
+	}
+	ck_assert_int_eq(pthread_create(&f->loop_thread, NULL, loop_main, f), 0);
+	lf_kick(f->doorbell.fd);
+	ck_assert_msg(wait_blocked(f), "the device never held output back");
+
+	lf_kick(f->signal.fd);
+	ck_assert_msg(readable_within(f->signal_ack, 2000), "the loop did not serve the signal");
+	t = now();
+	ck_assert_uint_eq(virtio_console_receive(&f->con, (const uint8_t *)"x", 1), 0);
+	pthread_mutex_lock(&f->con.vdev.lock);
+	virtio_read_config(&f->con.vdev, 0, cfg, sizeof(cfg));
+	pthread_mutex_unlock(&f->con.vdev.lock);
+	ck_assert_msg(now() - t < 1, "calls into the device waited %.1f s", now() - t);
+
+	if (_i) { /* vmm exits: the loop ends, the vCPUs stop, the chardev flushes */
+		lf_kick(f->stop.fd);
+		ck_assert_int_eq(pthread_join(f->loop_thread, NULL), 0);
+	}
+	d.fd = fds[0];
+	d.got = malloc(d.cap);
+	ck_assert_ptr_nonnull(d.got);
+	ck_assert_int_eq(pthread_create(&d.thread, NULL, drain_main, &d), 0);
+	if (_i) { /* what chardev_destroy does: takes wait for room, the waiter is called */
+		out_stream_set_blocking(&f->out);
+		stream_space(f);
+		out_stream_close(&f->out);
+	}
+	ck_assert_int_eq(pthread_join(d.thread, NULL), 0);
+	if (!_i) {
+		lf_kick(f->stop.fd);
+		ck_assert_int_eq(pthread_join(f->loop_thread, NULL), 0);
+	}
+
+	ck_assert_uint_eq(d.len, d.cap);
+	for (uint64_t i = 0; i < PIECES; i++)
+		ck_assert(memcmp(d.got + i * PIECE, f->piece, PIECE) == 0);
+	ck_assert_mem_eq(d.got + big_len, "tail000\ntail001\ntail002\n", 8 * TAILS);
+	ck_assert(test_ring_used(&f->tx, &id, &len));
+	ck_assert_uint_eq(id, big);
+	for (unsigned i = 0; i < TAILS; i++) {
+		ck_assert(test_ring_used(&f->tx, &id, &len));
+		ck_assert_uint_eq(id, tails[i]);
+	}
+	out_stream_close(&f->out);
+	close(fds[0]);
+	close(fds[1]);
+	close(f->signal_ack);
+	free(d.got);
+	lf_teardown(f);
 }
 END_TEST
 
@@ -993,6 +1443,11 @@ static Suite *console_suite(void)
 	tcase_add_test(tc, mp_reset_forgets_ports);
 	tcase_add_loop_test(tc, mp_batch_limit, 0, 2);
 	tcase_add_test(tc, mp_driver_without_multiport);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("bounded");
+	tcase_add_loop_test(tc, hostile_tx_bounded, 0, 2);
+	tcase_add_loop_test(tc, slow_stdout, 0, 2);
+	tcase_set_timeout(tc, 50);
 	suite_add_tcase(s, tc);
 	return s;
 }
