@@ -410,7 +410,8 @@ static void dsdt_pci(struct aml *a, const struct acpi_config *cfg)
 	aml_resource_template(a);
 	aml_word_bus_number(a, 0, pci_end_bus(cfg) + 1);
 	/* Linux drops exactly this range from the bridge windows and keeps it for config access. */
-	aml_io(a, X86_PCI_CONFIG_PORT, 8);
+	if (cfg->pci_config_port)
+		aml_io(a, cfg->pci_config_port, 8);
 	aml_dword_memory(a, (uint32_t)cfg->pci_mmio32_base, (uint32_t)cfg->pci_mmio32_size);
 	if (cfg->pci_mmio64_size)
 		aml_qword_memory(a, cfg->pci_mmio64_base, cfg->pci_mmio64_size);

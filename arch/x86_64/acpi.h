@@ -36,6 +36,7 @@ struct acpi_config {
 	unsigned nr_virtio_mmio;               /* at most 4096; windows below 4 GiB */
 	bool pci;                              /* a host bridge: MCFG, \_SB.PCI0 and \_SB.MRES */
 	uint64_t pci_ecam_base, pci_ecam_size; /* buses 0 .. (size >> 20) - 1; below 4 GiB */
+	uint16_t pci_config_port; /* the 0xCF8 mechanism's ports, 0 when config is ECAM-only */
 	uint64_t pci_mmio32_base, pci_mmio32_size;
 	uint64_t pci_mmio64_base, pci_mmio64_size; /* size 0: no 64-bit window */
 	const struct acpi_pci_slot *pci_slots;

@@ -113,7 +113,7 @@ HOST_ARCH = platform.machine()
 QEMU = ARCHES['x86_64'].qemu
 L1_MODULES = ARCHES['x86_64'].l1_modules
 L1_READY = 'VMM-L1-READY'
-L1_EXIT_RE = re.compile(r'VMM-L1-EXIT=(\d+)')
+L1_EXIT_RE = re.compile(r'VMM-L1-EXIT=(\d+)\n')  # whole line: output may arrive in pieces
 L1_ERROR_RE = re.compile(r'VMM-L1-ERROR: ([^\n]*)')
 L1_CACHE_KEEP = 4  # cached L1 base archives kept per build dir
 

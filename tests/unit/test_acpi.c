@@ -527,6 +527,20 @@ static void expect_prt(struct extent pci, const struct acpi_pci_slot *s, unsigne
 	}
 }
 
+/* A machine with the 0xCF8 mechanism reserves its ports in the bridge's resources. */
+START_TEST(dsdt_pci_config_ports)
+{
+	struct acpi_config cfg = pci_config(1);
+	struct tables t;
+	struct extent e;
+
+	cfg.pci_config_port = 0xcf8;
+	build(&cfg, &t);
+	ck_assert(find_device(t.dsdt, "PCI0", &e));
+	CONTAINS(e, 0x00, 0x04, 0x00, 0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08);
+}
+END_TEST
+
 START_TEST(dsdt_pci_host_bridge)
 {
 	const struct acpi_config cfg = pci_config(1);
@@ -541,9 +555,9 @@ START_TEST(dsdt_pci_host_bridge)
 	expect_name_int(e, "_SEG", 0);
 	expect_name_int(e, "_BBN", 0);
 	expect_name_int(e, "_UID", 0);
-	/* WordBusNumber 0-3 (4 buses), then IO 0xCF8/8. */
+	/* WordBusNumber 0-3 (4 buses), then (ECAM only) the 32-bit window. */
 	CONTAINS(e, 0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00,
-	         0x00, 0x04, 0x00, 0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08);
+	         0x00, 0x04, 0x00, 0x87);
 	/* Tag, length, memory, producer with min and max fixed, read-write; then the fields. */
 	memcpy(d, "\x87\x17\x00\x00\x0c\x01", 6);
 	p = d + 6;
@@ -728,6 +742,7 @@ static Suite *acpi_suite(void)
 	tcase_add_test(tc, mcfg_allocation);
 	tcase_add_test(tc, dsdt_devices);
 	tcase_add_test(tc, dsdt_pci_host_bridge);
+	tcase_add_test(tc, dsdt_pci_config_ports);
 	tcase_add_test(tc, dsdt_pci_without_64bit_window);
 	tcase_add_test(tc, bad_configs);
 	tcase_add_test(tc, memory_without_the_area);
