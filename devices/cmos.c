@@ -133,6 +133,11 @@ void cmos_init(struct cmos *cmos)
 {
 	*cmos = (struct cmos){0};
 	pthread_mutex_init(&cmos->lock, NULL);
+	/*
+	 * glibc loads its time zone on the first gmtime_r, opening /etc/localtime: do that now,
+	 * at set-up, not on a vCPU thread whose seccomp filter allows no open.
+	 */
+	tzset();
 }
 
 void cmos_destroy(struct cmos *cmos)

@@ -4,13 +4,20 @@
  * routes transmitted bytes to the receive FIFO and reflects MCR outputs in MSR, and enabling
  * the THRE interrupt while the transmitter is empty raises it at once.
  *
- * Transmission is instant: a THR write goes straight to backend.write, so LSR THRE and TEMT
- * are always set and a THRE interrupt is pending again right after each THR write.
+ * Transmission: a THR write goes into the transmit FIFO and at once on to backend.write, which
+ * never blocks. While the host takes everything, THRE and TEMT stay set and a THRE interrupt is
+ * pending again right after each THR write. When the host cannot take more (a stalled reader
+ * of vmm's stdout), what it did not take stays in the FIFO, THRE and TEMT read clear and the
+ * THRE interrupt waits, so the guest's driver waits for the transmitter as on a slow line and
+ * the vCPU never sleeps in a host write; uart_tx_space() (room again) hands the bytes over and
+ * raises THRE once the FIFO is empty. A THR write into a full FIFO, which only a guest that
+ * ignores THRE makes, is lost as on the real part (counted in tx_dropped). Bytes once written
+ * belong to the host: the FCR transmit reset does not take them back.
  *
  * Locking: uart->lock guards every field. backend.write and irq_set_level() are called with
  * it held (the line level must follow state changes in order); backend.rx_space is called
  * after it is dropped. The guest controls every register value; host input only fills the
- * receive FIFO up to its free space, so nothing is ever dropped except loopback overruns.
+ * receive FIFO up to its free space, so no input is ever dropped except loopback overruns.
  *
  * Access sizes: the registers are bytes. A wider access is one access to the register at that
  * offset using the low byte; the other bytes of a read are zero. Offsets past the eight
@@ -168,18 +175,46 @@ static bool take_rx_space(struct uart_8250 *u)
 	return true;
 }
 
+/* Hands the transmit FIFO to the host, oldest first, as far as it takes it. */
+static void tx_flush(struct uart_8250 *u)
+{
+	while (u->tx_count) {
+		size_t chunk = MIN(u->tx_count, UART_TX_FIFO_SIZE - u->tx_head);
+		size_t n = chunk;
+
+		if (u->backend.write)
+			n = u->backend.write(u->backend.opaque, u->tx_fifo + u->tx_head, chunk);
+		n = MIN(n, chunk); /* never trust a count past what was offered */
+		u->tx_head = (u->tx_head + (unsigned)n) % UART_TX_FIFO_SIZE;
+		u->tx_count -= (unsigned)n;
+		if (n < chunk)
+			return; /* the host calls uart_tx_space when it has room */
+	}
+	u->thr_interrupt = 1; /* the transmitter is empty again */
+}
+
 static void transmit(struct uart_8250 *u, uint8_t byte)
 {
-	if (!(u->mcr & MCR_LOOP)) {
-		if (u->backend.write)
-			u->backend.write(u->backend.opaque, &byte, 1);
-	} else if (u->rx_count < UART_RX_FIFO_SIZE) {
-		rx_push(u, byte);
-	} else {
-		u->lsr |= LSR_OE;
-		log_ratelimited(LOG_DEBUG, "uart: loopback overrun, byte dropped");
+	if (u->mcr & MCR_LOOP) {
+		if (u->rx_count < UART_RX_FIFO_SIZE) {
+			rx_push(u, byte);
+		} else {
+			u->lsr |= LSR_OE;
+			log_ratelimited(LOG_DEBUG, "uart: loopback overrun, byte dropped");
+		}
+		u->thr_interrupt = !u->tx_count;
+		return;
 	}
-	u->thr_interrupt = 1; /* the transmitter is empty again at once */
+	if (u->tx_count == UART_TX_FIFO_SIZE) {
+		u->tx_dropped++;
+		log_ratelimited(LOG_DEBUG, "uart: THR written with the transmit FIFO full (THRE "
+		                           "clear), byte dropped");
+		return;
+	}
+	u->tx_fifo[(u->tx_head + u->tx_count) % UART_TX_FIFO_SIZE] = byte;
+	u->tx_count++;
+	u->thr_interrupt = 0; /* a THR write acknowledges THRE */
+	tx_flush(u);
 }
 
 static void write_ier(struct uart_8250 *u, uint8_t val)
@@ -187,9 +222,9 @@ static void write_ier(struct uart_8250 *u, uint8_t val)
 	uint8_t old = u->ier;
 
 	u->ier = val & IER_MASK;
-	/* Enabling THRE while THR is empty (always) raises it: Linux's start_tx relies on it. */
+	/* Enabling THRE while the transmitter is empty raises it: Linux's start_tx relies on it. */
 	if ((old ^ u->ier) & IER_THRI)
-		u->thr_interrupt = (u->ier & IER_THRI) != 0;
+		u->thr_interrupt = (u->ier & IER_THRI) && !u->tx_count;
 }
 
 static void write_fcr(struct uart_8250 *u, uint8_t val)
@@ -197,7 +232,7 @@ static void write_fcr(struct uart_8250 *u, uint8_t val)
 	/* Toggling the FIFO enable resets both FIFOs, as on the real part. */
 	if (((u->fcr ^ val) & FCR_ENABLE_FIFO) || (val & FCR_CLEAR_RX))
 		rx_clear(u);
-	/* FCR_CLEAR_TX: the transmitter never holds anything. */
+	/* FCR_CLEAR_TX: bytes in the transmit FIFO were written already and go to the host. */
 	u->fcr = val & (uint8_t) ~(FCR_CLEAR_RX | FCR_CLEAR_TX);
 }
 
@@ -249,7 +284,7 @@ static uint8_t read_iir(struct uart_8250 *u)
 
 static uint8_t read_lsr(struct uart_8250 *u)
 {
-	uint8_t lsr = u->lsr | LSR_THRE | LSR_TEMT;
+	uint8_t lsr = u->tx_count ? u->lsr : (uint8_t)(u->lsr | LSR_THRE | LSR_TEMT);
 
 	if (u->rx_count)
 		lsr |= LSR_DR;
@@ -347,6 +382,19 @@ void uart_init(struct uart_8250 *uart, const struct irq_line *irq,
 void uart_destroy(struct uart_8250 *uart)
 {
 	pthread_mutex_destroy(&uart->lock);
+}
+
+void uart_tx_space(struct uart_8250 *uart)
+{
+	pthread_mutex_lock(&uart->lock);
+	if (uart->tx_count)
+		tx_flush(uart);
+	finish_access(uart);
+}
+
+void uart_tx_space_cb(void *uart)
+{
+	uart_tx_space(uart);
 }
 
 size_t uart_receive(struct uart_8250 *uart, const uint8_t *buf, size_t len)

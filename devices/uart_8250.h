@@ -1,8 +1,9 @@
 /*
- * A 16550A-compatible UART: register state machine, an instant transmitter (THR writes go
- * straight to the backend), a receive FIFO fed by the host, THRE and RX-data interrupts on a
- * level-driven line. Register accesses come from vCPU threads; host input comes from the event
- * loop; one mutex guards the state.
+ * A 16550A-compatible UART: register state machine, a transmitter that hands THR writes to the
+ * backend at once while the host takes them and holds up to a FIFO's worth (showing THRE and
+ * TEMT clear) while it does not, a receive FIFO fed by the host, THRE and RX-data interrupts on
+ * a level-driven line. Register accesses come from vCPU threads; host input and the host's
+ * "output room again" come from the event loop; one mutex guards the state.
  */
 #ifndef VMM_DEVICES_UART_8250_H
 #define VMM_DEVICES_UART_8250_H
@@ -15,12 +16,13 @@
 #include "vmm/irq.h"
 
 #define UART_RX_FIFO_SIZE 256
+#define UART_TX_FIFO_SIZE 16 /* the 16550A's: what Linux writes per THRE interrupt */
 
 struct uart_backend {
 	/*
-	 * Guest output, called with the UART lock held, from a vCPU thread. The transmitter is
-	 * instant: the backend takes everything (the return value, bytes taken, is for sharing
-	 * console backends with virtio-console).
+	 * Guest output, called with the UART lock held, from a vCPU thread (or from whoever calls
+	 * uart_tx_space). Must not block: returns how many bytes it took, and when that is fewer
+	 * than @len the host calls uart_tx_space() once it can take more.
 	 */
 	size_t (*write)(void *opaque, const uint8_t *buf, size_t len);
 	/*
@@ -43,6 +45,9 @@ struct uart_8250 {
 	uint8_t rx_fifo[UART_RX_FIFO_SIZE];
 	unsigned rx_head, rx_count;
 	int rx_wanted; /* uart_receive() refused input; call backend.rx_space once there is room */
+	uint8_t tx_fifo[UART_TX_FIFO_SIZE]; /* bytes the backend has not taken yet, in order */
+	unsigned tx_head, tx_count;         /* THRE and TEMT read clear while tx_count > 0 */
+	uint64_t tx_dropped; /* THR writes into a full transmit FIFO (the guest ignored THRE) */
 };
 
 void uart_init(struct uart_8250 *uart, const struct irq_line *irq,
@@ -54,6 +59,15 @@ void uart_destroy(struct uart_8250 *uart);
  * the receive FIFO is full; backend.rx_space is called once there is room again).
  */
 size_t uart_receive(struct uart_8250 *uart, const uint8_t *buf, size_t len);
+
+/*
+ * The host can take output again after backend.write took less than offered: hands the held
+ * bytes over and, once none is left, shows the transmitter empty (THRE, TEMT, the THRE
+ * interrupt). Any thread; takes the UART lock.
+ */
+void uart_tx_space(struct uart_8250 *uart);
+/* uart_tx_space as a callback whose opaque is the UART (for chardev_add_output_waiter). */
+void uart_tx_space_cb(void *uart);
 
 /* Register with opaque = the struct uart_8250, over 8 consecutive addresses. */
 extern const struct bus_ops uart_bus_ops;

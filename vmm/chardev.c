@@ -1,6 +1,12 @@
+/*
+ * The console's host side (see chardev.h). Output goes through an out_stream, so a stalled
+ * reader of stdout holds up only the stream's writer thread: chardev_try_write refuses and the
+ * device waits (the UART shows its transmitter busy), chardev_write waits in the caller.
+ */
 #include "vmm/chardev.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -132,19 +138,35 @@ static void on_space(void *opaque, uint32_t events)
 	flush_pending(chr);
 }
 
+/* Room in the output buffer again after a refused write: every waiter retries. Loop thread. */
+static void on_output_space(void *opaque)
+{
+	struct chardev *chr = opaque;
+
+	for (unsigned i = 0; i < chr->nr_waiters; i++)
+		chr->waiters[i].fn(chr->waiters[i].opaque);
+}
+
 int chardev_init(struct chardev *chr, int in_fd, int out_fd, struct event_loop *loop,
                  const struct chardev_ops *ops, void *opaque, unsigned flags)
 {
+	struct chardev_waiter waiters[CHARDEV_MAX_WAITERS];
+	unsigned nr_waiters = MIN(chr->nr_waiters, CHARDEV_MAX_WAITERS);
 	int ret;
 
+	memcpy(waiters, chr->waiters, sizeof(waiters));
 	*chr = (struct chardev){
 	        .in_fd = in_fd, .out_fd = out_fd, .ops = ops, .opaque = opaque, .loop = loop};
+	memcpy(chr->waiters, waiters, sizeof(waiters));
+	chr->nr_waiters = nr_waiters;
 	chr->space = (struct event_source){.handler = on_space, .opaque = chr};
 	chr->input = (struct event_source){.fd = in_fd, .handler = on_input, .opaque = chr};
 	chr->space.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (chr->space.fd < 0)
 		return -errno;
 	ret = event_loop_add(loop, &chr->space, EPOLLIN);
+	if (!ret)
+		ret = out_stream_init(&chr->out, out_fd, loop, on_output_space, chr);
 	if (ret)
 		return ret;
 	chr->is_tty = (flags & CHARDEV_TERMINAL) && isatty(in_fd);
@@ -169,6 +191,12 @@ void chardev_destroy(struct chardev *chr)
 		tcsetattr(chr->in_fd, TCSANOW, &chr->saved_termios);
 		chr->raw_mode_set = false;
 	}
+	if (chr->out.inited) {
+		/* Devices hand over what they hold, now that a write waits for room. */
+		out_stream_set_blocking(&chr->out);
+		on_output_space(chr);
+		out_stream_close(&chr->out);
+	}
 	if (chr->space.fd > 0) {
 		close(chr->space.fd);
 		chr->space.fd = -1;
@@ -177,16 +205,21 @@ void chardev_destroy(struct chardev *chr)
 
 void chardev_write(struct chardev *chr, const uint8_t *buf, size_t len)
 {
-	while (len) {
-		ssize_t n = write(chr->out_fd, buf, len);
+	if (chr->out.started)
+		out_stream_take_all(&chr->out, buf, len);
+}
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return; /* the reader went away: the guest's output is dropped */
-		buf += n;
-		len -= (size_t)n;
-	}
+size_t chardev_try_write(struct chardev *chr, const uint8_t *buf, size_t len)
+{
+	return chr->out.started ? out_stream_take(&chr->out, buf, len) : 0;
+}
+
+int chardev_add_output_waiter(struct chardev *chr, void (*fn)(void *opaque), void *opaque)
+{
+	if (chr->nr_waiters == CHARDEV_MAX_WAITERS)
+		return -ENOSPC;
+	chr->waiters[chr->nr_waiters++] = (struct chardev_waiter){fn, opaque};
+	return 0;
 }
 
 void chardev_input_space(struct chardev *chr)
@@ -201,6 +234,11 @@ size_t chardev_write_cb(void *chr, const uint8_t *buf, size_t len)
 {
 	chardev_write(chr, buf, len);
 	return len; /* blocking: all of it is taken (or dropped when the reader has gone) */
+}
+
+size_t chardev_try_write_cb(void *chr, const uint8_t *buf, size_t len)
+{
+	return chardev_try_write(chr, buf, len);
 }
 
 void chardev_input_space_cb(void *chr)

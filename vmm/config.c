@@ -17,6 +17,7 @@ enum {
 	OPT_MEM,
 	OPT_CPUS,
 	OPT_TEST_DEVICE,
+	OPT_DEBUG_EXIT,
 	OPT_STATS,
 	OPT_LOG_LEVEL,
 	OPT_TIMEOUT,
@@ -32,6 +33,7 @@ enum {
 	OPT_VIRTIOFSD,
 	OPT_CONSOLE_LOG,
 	OPT_SAVE_INITRAMFS,
+	OPT_SECCOMP,
 };
 
 static const struct option long_options[] = {
@@ -41,6 +43,7 @@ static const struct option long_options[] = {
         {"mem", required_argument, NULL, OPT_MEM},
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"test-device", no_argument, NULL, OPT_TEST_DEVICE},
+        {"debug-exit", no_argument, NULL, OPT_DEBUG_EXIT},
         {"stats", no_argument, NULL, OPT_STATS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -57,6 +60,7 @@ static const struct option long_options[] = {
         {"virtiofsd", required_argument, NULL, OPT_VIRTIOFSD},
         {"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
         {"save-initramfs", required_argument, NULL, OPT_SAVE_INITRAMFS},
+        {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {NULL, 0, NULL, 0},
 };
 
@@ -70,7 +74,8 @@ ARCH_HELP_INTRO
 "Options:\n"
 "  -k, --kernel PATH     kernel to boot (required)\n"
 "      --initrd PATH     initial ramdisk\n"
-"      --cmdline STRING  kernel command line; vmm appends \"" CONFIG_DEFAULT_ARGS "\"\n"
+"      --cmdline STRING  kernel command line; vmm appends\n"
+"                        \"" CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS "\"\n"
 "                        (console=hvc0 with --console virtio)\n"
 "                        for each of those parameters you do not set yourself\n"
 "                        (so a panicking guest resets, and a reset ends vmm)\n"
@@ -109,6 +114,12 @@ ARCH_HELP_INTRO
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
+"      --seccomp on|off  once set-up is done, each thread (vCPU, event loop, output\n"
+"                        writers) runs under a seccomp allow-list, and a syscall\n"
+"                        outside it ends vmm naming it (default on; off to debug\n"
+"                        that). Either way vmm then drops every capability,\n"
+"                        keeping none (TAPs are opened before), and sets\n"
+"                        no_new_privs\n"
 "%s"
 "  -h, --help            show this help\n"
 "      --version         show the version\n"
@@ -132,9 +143,13 @@ ARCH_HELP_INTRO
 		CONFIG_MAX_NETS, CONFIG_MAX_SHARES,
 		ARCH_HAS_TEST_DEVICE
 		        ? "      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
+		          "      --debug-exit      a byte the guest writes to I/O port 0xf4 ends vmm with\n"
+		          "                        that byte as exit status (0-255, even 1, 2 or 124; QEMU's\n"
+		          "                        isa-debug-exit gives byte*2+1): for test guests. Without\n"
+		          "                        it port 0xf4 is not decoded. Not with --run\n"
 		        : "",
 		ARCH_HAS_TEST_DEVICE
-		        ? ", and the byte a guest writes to port 0xf4 (debug exit)"
+		        ? ", and with --debug-exit the byte the guest wrote to port 0xf4"
 		        : "");
 	// clang-format on
 }
@@ -213,6 +228,9 @@ static enum config_result check_run_config(struct vm_config *cfg, char *err, siz
 		return fail(err, errlen,
 		            "--run and --initrd: --run boots its own initramfs (use --share for "
 		            "files)");
+	} else if (cfg->debug_exit) {
+		return fail(err, errlen,
+		            "--run and --debug-exit: with --run the exit status is the command's");
 	}
 	for (unsigned i = 0; i < cfg->nr_shares; i++) {
 		struct share_config *sh = &cfg->shares[i];
@@ -279,6 +297,13 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 			            "--test-device: vmm on " ARCH_NAME " has no test device (it "
 			            "lives on x86 I/O ports)");
 		cfg->test_device = true;
+		break;
+	case OPT_DEBUG_EXIT:
+		if (!ARCH_HAS_TEST_DEVICE)
+			return fail(err, errlen,
+			            "--debug-exit: vmm on " ARCH_NAME
+			            " has no debug exit (it is an x86 I/O port)");
+		cfg->debug_exit = true;
 		break;
 	case OPT_STATS:
 		cfg->stats = true;
@@ -348,6 +373,11 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 	case OPT_SAVE_INITRAMFS:
 		cfg->save_initramfs = arg;
 		break;
+	case OPT_SECCOMP:
+		if (strcmp(arg, "on") && strcmp(arg, "off"))
+			return fail(err, errlen, "--seccomp: '%s' is not on or off", arg);
+		cfg->seccomp = !strcmp(arg, "on");
+		break;
 	case OPT_HELP:
 		return CONFIG_HELP;
 	case OPT_VERSION:
@@ -369,6 +399,7 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 	out->cpus = 1;
 	out->log_level = LOG_WARN;
 	out->rng = true;
+	out->seccomp = true;
 	out->transport = ARCH_HAS_PCI ? TRANSPORT_PCI : TRANSPORT_MMIO;
 	optind = 0; /* restart getopt: config_parse may be called more than once */
 	opterr = 0;
@@ -387,6 +418,31 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 	return check_config(out, err, errlen);
 }
 
+/* The key of the sub-option @opt of @len bytes: "serial" of "serial=ID", "ro" of "ro". */
+static size_t key_len(const char *opt, size_t len)
+{
+	const char *eq = memchr(opt, '=', len);
+
+	return eq ? (size_t)(eq - opt) : len;
+}
+
+/*
+ * True when the sub-option @opt (@len bytes) repeats the key of one of the comma-separated parts
+ * from @first up to @opt. A repeat is an error for every sub-option, whatever its values, so a
+ * second value never half-replaces the first. The parsers stop at the first unknown part, so an
+ * earlier part with the same key was a valid one.
+ */
+static bool repeated(const char *first, const char *opt, size_t len)
+{
+	size_t klen = key_len(opt, len);
+
+	for (const char *p = first; p < opt; p += strcspn(p, ",") + 1) {
+		if (key_len(p, strcspn(p, ",")) == klen && !strncmp(p, opt, klen))
+			return true;
+	}
+	return false;
+}
+
 int config_parse_net(const char *spec, struct net_config *out, char *err, size_t errlen)
 {
 	const char *p = spec;
@@ -396,11 +452,13 @@ int config_parse_net(const char *spec, struct net_config *out, char *err, size_t
 	for (;;) {
 		size_t len = strcspn(p, ",");
 
-		if (len > 4 && strncmp(p, "tap=", 4) == 0 && len - 4 <= CONFIG_TAP_NAME_MAX &&
-		    !out->tap[0]) {
+		if (repeated(spec, p, len)) {
+			fail(err, errlen, "--net: '%.*s' given twice", (int)key_len(p, len), p);
+			return -EINVAL;
+		}
+		if (len > 4 && strncmp(p, "tap=", 4) == 0 && len - 4 <= CONFIG_TAP_NAME_MAX) {
 			memcpy(out->tap, p + 4, len - 4);
-		} else if (len > 4 && strncmp(p, "mac=", 4) == 0 && len - 4 < sizeof(mac) &&
-		           !out->has_mac) {
+		} else if (len > 4 && strncmp(p, "mac=", 4) == 0 && len - 4 < sizeof(mac)) {
 			memcpy(mac, p + 4, len - 4);
 			mac[len - 4] = 0;
 			if (net_mac_parse(mac, out->mac)) {
@@ -477,6 +535,10 @@ int config_parse_share(const char *spec, struct share_config *out, char *err, si
 	while (*p == ',') {
 		size_t len = strcspn(++p, ",");
 
+		if (repeated(spec + path_len + 1, p, len)) {
+			fail(err, errlen, "--share: '%.*s' given twice", (int)key_len(p, len), p);
+			return -EINVAL;
+		}
 		if (len == 2 && strncmp(p, "ro", 2) == 0) {
 			out->read_only = true;
 		} else if (len > 4 && strncmp(p, "tag=", 4) == 0 && len - 4 <= CONFIG_TAG_MAX) {
@@ -503,7 +565,7 @@ static int disk_option(const char *opt, size_t len, struct disk_config *out)
 	else if (len == 15 && strncmp(opt, "cache=writeback", 15) == 0)
 		out->cache = DISK_CACHE_WRITEBACK;
 	else if (len >= 7 && strncmp(opt, "serial=", 7) == 0 && len - 7 <= CONFIG_SERIAL_MAX)
-		memcpy(out->serial, opt + 7, len - 7);
+		snprintf(out->serial, sizeof(out->serial), "%.*s", (int)(len - 7), opt + 7);
 	else
 		return -EINVAL;
 	return 0;
@@ -523,6 +585,10 @@ int config_parse_disk(const char *spec, struct disk_config *out, char *err, size
 	while (*p == ',') {
 		size_t len = strcspn(++p, ",");
 
+		if (repeated(spec + path_len + 1, p, len)) {
+			fail(err, errlen, "--disk: '%.*s' given twice", (int)key_len(p, len), p);
+			return -EINVAL;
+		}
 		if (disk_option(p, len, out)) {
 			fail(err, errlen,
 			     "--disk: unknown or invalid option '%.*s' (ro, cache=none|writeback, "
@@ -539,9 +605,9 @@ const char *config_default_args(const struct vm_config *cfg)
 {
 	/* --run: the kernel's messages go to a log, and fewer of them cost fewer UART exits. */
 	if (cfg->run_cmd)
-		return CONFIG_DEFAULT_ARGS " quiet";
-	return cfg->console == CONSOLE_VIRTIO ? "console=hvc0 panic=-1 reboot=k"
-	                                      : CONFIG_DEFAULT_ARGS;
+		return CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS " quiet";
+	return cfg->console == CONSOLE_VIRTIO ? "console=hvc0 panic=-1 reboot=k" ARCH_DEFAULT_ARGS
+	                                      : CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS;
 }
 
 /* True when the space-separated parameter list @cmdline sets @key ("key" or "key=..."). */

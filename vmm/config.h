@@ -60,7 +60,8 @@ struct vm_config {
 	uint64_t mem_size;
 	unsigned cpus;
 	bool test_device;
-	bool stats; /* print exit counters when the VM stops */
+	bool debug_exit; /* --debug-exit: port 0xf4 ends vmm with the byte written (x86) */
+	bool stats;      /* print exit counters when the VM stops */
 	enum log_level log_level;
 	unsigned timeout_sec; /* 0: none */
 	struct disk_config disks[CONFIG_MAX_DISKS];
@@ -69,7 +70,8 @@ struct vm_config {
 	unsigned nr_nets;
 	enum virtio_transport_kind transport;
 	enum console_kind console;
-	bool rng; /* virtio-rng, on by default */
+	bool rng;     /* virtio-rng, on by default */
+	bool seccomp; /* per-thread seccomp filters after set-up, on by default (--seccomp) */
 	struct share_config shares[CONFIG_MAX_SHARES];
 	unsigned nr_shares;
 	/* Test-run mode (--run): the command, and where its kernel modules and virtiofsd are. */
@@ -104,20 +106,20 @@ void config_usage(FILE *out);
 int config_parse_size(const char *text, uint64_t *out);
 
 /*
- * Parses a --disk value: PATH[,ro][,cache=none|writeback][,serial=ID]. Returns 0, or -EINVAL
- * with a one-line message in @err.
+ * Parses a --disk value: PATH[,ro][,cache=none|writeback][,serial=ID], each option at most
+ * once. Returns 0, or -EINVAL with a one-line message in @err.
  */
 int config_parse_disk(const char *spec, struct disk_config *out, char *err, size_t errlen);
 
 /*
- * Parses a --net value: tap=NAME[,mac=MAC]. Returns 0, or -EINVAL with a one-line message in
- * @err.
+ * Parses a --net value: tap=NAME[,mac=MAC], each part at most once. Returns 0, or -EINVAL with
+ * a one-line message in @err.
  */
 int config_parse_net(const char *spec, struct net_config *out, char *err, size_t errlen);
 
 /*
  * Parses a --share value: HOSTDIR[:GUESTDIR][,ro][,tag=TAG]. GUESTDIR must be absolute; TAG 1 to
- * 36 bytes. Returns 0, or -EINVAL with a one-line message in @err.
+ * 36 bytes; each option at most once. Returns 0, or -EINVAL with a one-line message in @err.
  */
 int config_parse_share(const char *spec, struct share_config *out, char *err, size_t errlen);
 

@@ -7,15 +7,14 @@
 #include "vmm/kmod.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "vmm/boot_image.h"
 
 #define KMOD_NAME_MAX 64 /* the kernel's MODULE_NAME_LEN is 56 */
 #define KMOD_FILE_MAX (64 * MIB)
@@ -74,42 +73,7 @@ static void *grow(void *arr, size_t *cap, size_t nr, size_t size)
 
 int kmod_read_file(const char *path, uint8_t **out, size_t *len)
 {
-	struct stat st;
-	size_t size = 0, got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), ret = 0; /* a FIFO must not block */
-	uint8_t *buf = NULL;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		ret = -errno;
-	else if (!S_ISREG(st.st_mode))
-		ret = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-	else if ((uint64_t)st.st_size > KMOD_FILE_MAX)
-		ret = -EFBIG;
-	else if (!(buf = malloc((size_t)st.st_size + 1)))
-		ret = -ENOMEM;
-	else
-		size = (size_t)st.st_size;
-	while (!ret && got < size) {
-		ssize_t n = read(fd, buf + got, size - got);
-
-		if (n < 0 && errno != EINTR)
-			ret = -errno;
-		else if (n == 0)
-			ret = -EIO; /* the file shrank while being read */
-		else if (n > 0)
-			got += (size_t)n;
-	}
-	close(fd);
-	if (ret) {
-		free(buf);
-		return ret;
-	}
-	buf[got] = '\0';
-	*out = buf;
-	*len = got;
-	return 0;
+	return boot_image_read_file(path, KMOD_FILE_MAX, out, len);
 }
 
 /* kmod_read_file for a text file: no NUL bytes inside. Returns 0 or -errno. */

@@ -42,8 +42,9 @@ int kmod_resolve(const char *dir, const char *const *names, unsigned nr_names,
                  struct kmod_list *out, char *err, size_t errlen) MUST_CHECK;
 /*
  * Reads the regular file @path (a module, modules.dep, ...) whole into a heap buffer with a
- * NUL after its @len bytes; the caller frees it. Returns 0 or -errno: -EISDIR, -EINVAL (not a
- * regular file; a FIFO does not block), -EFBIG (over 64 MiB), -EIO (it shrank while read).
+ * NUL after its @len bytes; the caller frees it: boot_image_read_file() with a 64 MiB bound.
+ * Returns 0 or -errno: -EISDIR, -EINVAL (not a regular file; a FIFO does not block), -EFBIG
+ * (over 64 MiB), -EIO (it shrank while read).
  */
 int kmod_read_file(const char *path, uint8_t **out, size_t *len) MUST_CHECK;
 

@@ -4,6 +4,7 @@
 #include "vmm/config.h"
 #include "vmm/log.h"
 #include "vmm/run_initramfs.h"
+#include "vmm/sandbox.h"
 #include "vmm/vm.h"
 
 int main(int argc, char *argv[])
@@ -32,6 +33,12 @@ int main(int argc, char *argv[])
 	/* With --run, a test that cannot even start is one git bisect run should skip. */
 	if (vm_create(&config, &vm))
 		return config.run_cmd ? EXIT_RUN_CANNOT : EXIT_VMM_ERROR;
+	/* Set-up is done (devices, TAPs, KVM, virtiofsd): no capability is needed past here. */
+	if (sandbox_enter(config.seccomp, err, sizeof(err))) {
+		fprintf(stderr, "vmm: %s\n", err);
+		vm_destroy(vm);
+		return config.run_cmd ? EXIT_RUN_CANNOT : EXIT_VMM_ERROR;
+	}
 	status = vm_run(vm);
 	vm_destroy(vm);
 	return status;

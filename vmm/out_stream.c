@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
+#include "vmm/sandbox.h"
 
 /*
  * Writes @len bytes; false when the reader went away (the rest is dropped). An fd another
@@ -40,8 +41,13 @@ static void *writer(void *opaque)
 {
 	struct out_stream *s = opaque;
 	uint8_t chunk[16384];
+	/* Unfiltered, this thread does not write: the output is dropped, as for a gone reader. */
+	bool unfiltered = sandbox_thread_enter(SANDBOX_WRITER) != 0;
 
+	if (unfiltered)
+		log_error("seccomp: cannot filter an output writer thread; its output is dropped");
 	pthread_mutex_lock(&s->lock);
+	s->broken |= unfiltered;
 	for (;;) {
 		size_t n;
 		bool broken = s->broken, wake;
@@ -109,7 +115,8 @@ int out_stream_init(struct out_stream *s, int fd, struct event_loop *loop,
 	return ret;
 }
 
-size_t out_stream_take(struct out_stream *s, const uint8_t *buf, size_t len)
+/* Takes up to @len bytes; with @wait (or once blocking) waits for room and takes them all. */
+static size_t take(struct out_stream *s, const uint8_t *buf, size_t len, bool wait)
 {
 	size_t done = 0;
 
@@ -120,7 +127,7 @@ size_t out_stream_take(struct out_stream *s, const uint8_t *buf, size_t len)
 		size_t n = MIN(room, len - done);
 
 		if (!n) {
-			if (!s->blocking || !s->started)
+			if (!(wait || s->blocking) || !s->started)
 				break;
 			/* The writer may be idle, waiting for what this take has queued so far. */
 			pthread_cond_broadcast(&s->changed);
@@ -137,6 +144,16 @@ size_t out_stream_take(struct out_stream *s, const uint8_t *buf, size_t len)
 		pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->lock);
 	return done;
+}
+
+size_t out_stream_take(struct out_stream *s, const uint8_t *buf, size_t len)
+{
+	return take(s, buf, len, false);
+}
+
+size_t out_stream_take_all(struct out_stream *s, const uint8_t *buf, size_t len)
+{
+	return take(s, buf, len, true);
 }
 
 void out_stream_set_blocking(struct out_stream *s)

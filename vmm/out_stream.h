@@ -5,8 +5,9 @@
  * stalls only the guest's writer, never the event loop or a vCPU. When the buffer has room
  * again after a refusal, @space is called on the event loop's thread (through an eventfd).
  *
- * Threads: out_stream_take on the event-loop thread (the device's transmit path); the writer
- * thread owns the fd; the buffer is shared under the stream's lock.
+ * Threads: out_stream_take and out_stream_take_all on any thread (a device's transmit path:
+ * the event loop for virtio-console, a vCPU for the UART); the writer thread owns the fd; the
+ * buffer is shared under the stream's lock, which is taken after any device lock.
  */
 #ifndef VMM_VMM_OUT_STREAM_H
 #define VMM_VMM_OUT_STREAM_H
@@ -50,8 +51,14 @@ struct out_stream {
  */
 int out_stream_init(struct out_stream *s, int fd, struct event_loop *loop,
                     void (*space)(void *opaque), void *opaque) MUST_CHECK;
-/* Takes up to @len bytes; fewer (maybe 0) when the buffer is full. Event-loop thread. */
+/* Takes up to @len bytes; fewer (maybe 0) when the buffer is full. Never blocks; any thread. */
 size_t out_stream_take(struct out_stream *s, const uint8_t *buf, size_t len);
+/*
+ * Takes all @len bytes, waiting for the writer to make room (the caller blocks as long as the
+ * reader stalls), in order with out_stream_take's bytes. Returns @len, or fewer only when the
+ * writer thread never started. Any thread that the writer does not wait for.
+ */
+size_t out_stream_take_all(struct out_stream *s, const uint8_t *buf, size_t len);
 /* From now on out_stream_take waits for room and takes everything (the guest has stopped). */
 void out_stream_set_blocking(struct out_stream *s);
 /*

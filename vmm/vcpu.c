@@ -10,6 +10,7 @@
 
 #include "arch/arch.h"
 #include "vmm/log.h"
+#include "vmm/sandbox.h"
 #include "vmm/vm.h"
 
 /* The signal that kicks a vCPU thread out of KVM_RUN; its handler does nothing. */
@@ -185,6 +186,10 @@ static void *vcpu_thread(void *opaque)
 	struct vm *vm = vcpu->vm;
 	sigset_t kick;
 
+	if (sandbox_thread_enter(SANDBOX_VCPU)) {
+		vm_request_stop(vm, 1, "seccomp: cannot filter a vCPU thread");
+		return NULL;
+	}
 	sigemptyset(&kick);
 	sigaddset(&kick, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);

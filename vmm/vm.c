@@ -16,6 +16,7 @@
 #include "arch/arch.h"
 #include "vmm/log.h"
 #include "vmm/run.h"
+#include "vmm/sandbox.h"
 
 #define EXIT_STATUS_SIGNAL 1
 
@@ -401,6 +402,8 @@ static int setup_event_loop(struct vm *vm)
 	if (!ret)
 		ret = chardev_init(&vm->console, STDIN_FILENO, STDOUT_FILENO, &vm->loop,
 		                   &console_ops, vm, vm->run ? 0 : CHARDEV_TERMINAL);
+	if (!ret && vm->console.raw_mode_set)
+		sandbox_set_terminal(vm->console.in_fd, &vm->console.saved_termios);
 	if (!ret && vm->run)
 		ret = run_start(vm->run);
 	return ret;
@@ -420,6 +423,9 @@ int vm_run(struct vm *vm)
 		ret = vcpu_start(&vm->vcpus[i]);
 	if (ret)
 		vm_request_stop(vm, 1, "cannot start the vCPU threads");
+	/* Only now: a filter is inherited by the threads created after it (see sandbox.h). */
+	else if (sandbox_thread_enter(SANDBOX_MAIN))
+		vm_request_stop(vm, 1, "seccomp: cannot filter the event-loop thread");
 	ret = event_loop_run(&vm->loop);
 	if (ret)
 		vm_request_stop(vm, 1, "event loop failed");

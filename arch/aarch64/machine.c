@@ -85,8 +85,11 @@ size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len)
 int arch_vm_init(struct vm *vm)
 {
 	const struct irq_line uart_irq = {.vm_fd = vm->vm_fd, .gsi = ARM64_UART_SPI, .irqfd = -1};
-	const struct uart_backend uart_backend = {vm->console_write, chardev_input_space_cb,
-	                                          vm->console_opaque};
+	/* To stdout the UART never blocks its vCPU: it holds what the host cannot take yet. */
+	bool to_chardev = vm->console_opaque == &vm->console;
+	size_t (*tx)(void *, const uint8_t *, size_t) =
+	        to_chardev ? chardev_try_write_cb : vm->console_write;
+	const struct uart_backend uart_backend = {tx, chardev_input_space_cb, vm->console_opaque};
 	struct arch_vm *a = calloc(1, sizeof(*a));
 	int ret;
 
@@ -107,7 +110,9 @@ int arch_vm_init(struct vm *vm)
 	}
 	uart_init(&a->uart, &uart_irq, &uart_backend);
 	a->uart_initialized = true;
-	ret = bus_register(&vm->mmio, ARM64_UART_BASE, 8, &uart_bus_ops, &a->uart, "uart");
+	ret = to_chardev ? chardev_add_output_waiter(&vm->console, uart_tx_space_cb, &a->uart) : 0;
+	if (!ret)
+		ret = bus_register(&vm->mmio, ARM64_UART_BASE, 8, &uart_bus_ops, &a->uart, "uart");
 	if (ret)
 		log_error("cannot register the UART: %s", strerror(-ret));
 	return ret;

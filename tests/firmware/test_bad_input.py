@@ -145,6 +145,25 @@ def sparse_file(size):
     return create
 
 
+def fifo(path):
+    os.mkfifo(path)
+
+
+# A regular file whose size (4096, from stat) promises more than a read gives: what a file
+# truncated while vmm reads it looks like, every time.
+SYSFS_SHORT = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def sysfs_short_missing():
+    try:
+        st = os.stat(SYSFS_SHORT)
+    except OSError:
+        return f"no {SYSFS_SHORT} here"
+    if not (st.st_mode & 0o170000 == 0o100000 and st.st_size > 64):
+        return f"{SYSFS_SHORT} is not a short regular sysfs file here"
+    return None
+
+
 def kvm_max_vcpus():
     try:
         fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
@@ -181,6 +200,25 @@ def table(hello, bz_head):
             r"secret.*Permission denied", files={"secret": hello},
             skip="running as root, which can read a mode-000 file (the directory row covers "
                  "an unopenable kernel)" if os.geteuid() == 0 else None),
+        # Host input that is no regular file: refused at once (a FIFO's open does not wait for
+        # a writer), never read or mapped.
+        Row("--kernel is a FIFO (nobody writes it)", ["--kernel", "{tmp}/kernel.fifo"], 1,
+            r"kernel\.fifo.*not a regular file \(a FIFO\)", files={"kernel.fifo": fifo}),
+        Row("--initrd is a FIFO (nobody writes it)", k + ["--initrd", "{tmp}/initrd.fifo"], 1,
+            r"initrd\.fifo.*not a regular file \(a FIFO\)", files={"initrd.fifo": fifo}),
+        Row("--kernel is a character device (/dev/null)", ["--kernel", "/dev/null"], 1,
+            r"kernel '/dev/null'.*not a regular file \(a character device\)"),
+        Row("--initrd is a character device without end (/dev/zero)",
+            k + ["--initrd", "/dev/zero"], 1,
+            r"initrd '/dev/zero'.*not a regular file \(a character device\)"),
+        Row("--initrd names a directory", k + ["--initrd", "{tmp}"], 1,
+            r"initrd.*not a regular file \(a directory\)"),
+        Row("--initrd file is empty", k + ["--initrd", "{tmp}/empty.img"], 1,
+            r"initrd.*empty\.img.*(?i:empty)", files={"empty.img": b""}),
+        Row("--kernel shrinks while read (a sysfs file: 4096 bytes by stat, fewer by read)",
+            ["--kernel", SYSFS_SHORT], 1, r"(?i)kernel.*shrank", skip=sysfs_short_missing()),
+        Row("--initrd shrinks while read (the same sysfs file)", k + ["--initrd", SYSFS_SHORT],
+            1, r"(?i)initrd.*shrank", skip=sysfs_short_missing()),
         Row("kernel is garbage", ["--kernel", "{tmp}/garbage.bin"], 1,
             r"garbage\.bin.*(?i:not a|unknown|unrecogni[sz]ed|unsupported|invalid|format)",
             files={"garbage.bin": garbage()}),
@@ -244,6 +282,11 @@ def table(hello, bz_head):
             r"--disk.*frob", needs_kvm=False),
         Row("--disk serial longer than 20 bytes", k + ["--disk", "{tmp}/d.img,serial=" + "s" * 21],
             2, r"--disk.*serial", needs_kvm=False),
+        Row("--disk with serial= twice (no half-replaced value)",
+            k + ["--disk", "{tmp}/d.img,serial=ABCDEF,serial=XY"], 2,
+            r"--disk: 'serial' given twice", needs_kvm=False),
+        Row("--disk with cache= twice", k + ["--disk", "{tmp}/d.img,cache=none,cache=writeback"],
+            2, r"--disk: 'cache' given twice", needs_kvm=False),
         Row("--disk given 9 times (at most 8)", k + ["--disk", "{tmp}/d.img"] * 9, 2,
             r"--disk.*(?i:at most)", needs_kvm=False),
         Row("--net without tap=", k + ["--net", "mac=52:54:00:12:34:56"], 2, r"--net.*tap=NAME",
@@ -252,8 +295,15 @@ def table(hello, bz_head):
             r"--net.*01:00:5e:00:00:01", needs_kvm=False),
         Row("--net with a TAP name over 15 characters", k + ["--net", "tap=" + "t" * 16], 2,
             r"--net.*tap=", needs_kvm=False),
+        Row("--net with tap= twice", k + ["--net", "tap=t0,tap=t1"], 2,
+            r"--net: 'tap' given twice", needs_kvm=False),
+        Row("--share with tag= twice", k + ["--share", "{tmp},tag=a,tag=b"], 2,
+            r"--share: 'tag' given twice", needs_kvm=False),
         Row("--net given 5 times (at most 4)", k + ["--net", "tap=t0"] * 5, 2,
             r"--net.*(?i:at most)", needs_kvm=False),
+        Row("--debug-exit with --run (the status is the command's)",
+            k + ["--debug-exit", "--run", "true"], 2, r"--run and --debug-exit",
+            needs_kvm=False),
         Row("--transport bogus", k + ["--transport", "bogus"], 2, r"--transport.*bogus",
             needs_kvm=False),
         Row("--console bogus", k + ["--console", "bogus"], 2, r"--console.*bogus",

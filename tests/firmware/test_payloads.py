@@ -49,6 +49,10 @@ DISPATCH_CODES = {
 }
 
 HELLO_LINE = "vmm-firmware: hello from the guest"
+# Port 0xf4 ends vmm with the byte written only with --debug-exit (guest-firmware/x86_64/lib.c
+# fw_exit): the payloads that report through it are run with it.
+DEBUG_EXIT = "--debug-exit"
+NO_DEBUG_EXIT_LINE = "vmm-firmware: debug-exit port did not end the VM"
 SIGNAL_GRACE = 5.0  # seconds vmm may take to end after SIGTERM/SIGINT
 
 
@@ -92,7 +96,7 @@ def boot_test(args, c, name, mem, initrd_size, expect_initrd=True):
     """Runs the elf64_boot or pvh_boot payload with --mem @mem and an initrd of @initrd_size
     bytes (none when 0) and checks what it reports."""
     with tempfile.TemporaryDirectory(prefix="vmm-fwtest-") as tmp:
-        argv = [args.vmm, "--kernel", payload(args, name), "--mem", mem]
+        argv = [args.vmm, "--kernel", payload(args, name), "--mem", mem, DEBUG_EXIT]
         user = f"fwtest.begin fwtest.mem={mem} fwtest.initrd_size={initrd_size}"
         if initrd_size:
             data = fwlib.pattern_bytes(initrd_size, seed=0x5A)
@@ -157,7 +161,8 @@ def need_host_memory(size):
 
 
 def dispatch(args, c):
-    run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "dispatch"), "--test-device"])
+    run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "dispatch"), "--test-device",
+                         DEBUG_EXIT])
     run.show()
     c.check(not run.timed_out, "vmm ended by itself")
     c.check(run.status == 0, f"guest dispatch checks passed: {fwlib.describe_status(run.status)}"
@@ -167,15 +172,30 @@ def dispatch(args, c):
 
 def dispatch_without_device(args, c):
     """Without --test-device the scratch device is absent: the first check must fail."""
-    run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "dispatch")])
+    run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "dispatch"), DEBUG_EXIT])
     run.show()
     c.check(not run.timed_out, "vmm ended by itself")
     c.check(run.status == 0x20, "without --test-device the port check fails (status 0x20 = 32): "
             + fwlib.describe_status(run.status))
 
 
+def debug_exit_off(args, c):
+    """Without --debug-exit port 0xf4 is not decoded: the guest cannot choose vmm's status. The
+    dispatch payload (no --test-device) writes 0x20 there and then halts; vmm keeps running
+    until --timeout gives its own 124."""
+    run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "dispatch"), "--timeout", "3"])
+    run.show()
+    c.check(not run.timed_out, "vmm ended by itself")
+    c.check(run.status == 124, "status 124 from --timeout, not the guest's 0x20: "
+            + fwlib.describe_status(run.status))
+    c.check(NO_DEBUG_EXIT_LINE in run.out.split("\n"),
+            f"the guest went on after its write to port 0xf4 ({NO_DEBUG_EXIT_LINE!r})")
+    c.check(re.search(r"^vmm: --timeout", run.err, re.M) is not None,
+            "stderr says --timeout stopped the guest")
+
+
 def triple_fault(args, c):
-    run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "triple_fault")])
+    run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "triple_fault"), DEBUG_EXIT])
     run.show()
     c.check(not run.timed_out, "vmm ended by itself")
     c.check(run.status == 1, f"status 1 for a guest crash ({fwlib.describe_status(run.status)})")
@@ -190,7 +210,7 @@ def triple_fault(args, c):
 
 
 def first_write(args, c):
-    run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "first_write")])
+    run = fwlib.run_vmm([args.vmm, "--kernel", payload(args, "first_write"), DEBUG_EXIT])
     run.show()
     c.check(not run.timed_out, "vmm ended by itself")
     c.check(run.status == 0, f"debug-exit 0 gives status 0 ({fwlib.describe_status(run.status)})")
@@ -292,8 +312,8 @@ def echo_pipe_after_ready(args, c):
 
 SCENARIOS = {f.__name__: f for f in (
     hello, hello_cpus2, elf64_boot, elf64_boot_noinitrd, elf64_boot_highmem, pvh_boot,
-    pvh_boot_noinitrd, pvh_boot_highmem, dispatch, dispatch_without_device, triple_fault,
-    first_write, sigterm, sigint, echo_pipe, echo_pipe_after_ready, disk_lock)}
+    pvh_boot_noinitrd, pvh_boot_highmem, dispatch, dispatch_without_device, debug_exit_off,
+    triple_fault, first_write, sigterm, sigint, echo_pipe, echo_pipe_after_ready, disk_lock)}
 
 
 def main():

@@ -19,6 +19,12 @@
   hvc0-pci, hvc0-mmio
          --console virtio: the shell runs on hvc0 (the kernel says so), and
          `poweroff -f` ends vmm with 0.
+  fsync-kill
+         durability: the init of an ext4 root disk made here writes 4 MiB of
+         random data, fsyncs it, prints its sha256 once fsync returned and
+         keeps writing; vmm is killed with SIGKILL at that line (status 137).
+         The file in the image (after e2fsck replayed the journal on a copy,
+         as the next mount would) must have that sha256.
 
 Runs directly on a hardware-backed KVM host, else nested under QEMU TCG (see
 harness.py). Exit status: 0 pass, 1 fail, 77 skip.
@@ -154,9 +160,8 @@ def make_ext4(path, tree, size_mib):
         raise Failure(f'mke2fs {path}: {res.stderr.strip()}')
 
 
-def setup_disk(run, transport):
-    """A root disk made here with mke2fs, whose init checks the devices and writes a file."""
-    token = secrets.token_hex(12)
+def make_root(run, init, size_mib):
+    """run.tmp/root.img: an ext4 root disk with the guest's busybox and init as /sbin/init."""
     tree = os.path.join(run.tmp, 'root')
     os.makedirs(os.path.join(tree, 'bin'))
     for d in ('sbin', 'proc', 'sys', 'dev', 'tmp', 'mnt'):
@@ -169,10 +174,17 @@ def setup_disk(run, transport):
         if a != 'busybox':
             os.symlink('busybox', os.path.join(tree, 'bin', a))
     with open(os.path.join(tree, 'sbin', 'init'), 'w') as f:
-        f.write(ROOT_INIT.replace('@TOKEN@', token))
+        f.write(init)
     os.chmod(os.path.join(tree, 'sbin', 'init'), 0o755)
     root_img = os.path.join(run.tmp, 'root.img')
-    make_ext4(root_img, tree, 32)
+    make_ext4(root_img, tree, size_mib)
+    return root_img
+
+
+def setup_disk(run, transport):
+    """A root disk made here with mke2fs, whose init checks the devices and writes a file."""
+    token = secrets.token_hex(12)
+    root_img = make_root(run, ROOT_INIT.replace('@TOKEN@', token), 32)
     data_tree = os.path.join(run.tmp, 'data')
     os.makedirs(data_tree)
     with open(os.path.join(data_tree, 'data.txt'), 'w') as f:
@@ -204,6 +216,115 @@ def scenario_disk(g, run, token):
           f'/hello.txt in the image holds {m.group(1).strip()!r}, the guest wrote {token!r}')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+
+
+FSYNC_BYTES = 4 << 20
+
+# fsync-kill's guest: 4 MiB of random data to /data.bin, fsync, its sha256 on the console once
+# fsync returned; then busy until vmm is killed: rewrites of /busy.bin that bypass the page
+# cache (so that writes are in flight at any moment) and appends to /busy.log, never synced.
+FSYNC_INIT = r"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+grep -q " /dev devtmpfs " /proc/mounts || mount -t devtmpfs devtmpfs /dev
+echo "T-ROOT=$(awk '$2 == "/" && $3 == "ext4" { print $1 }' /proc/mounts)"
+head -c @BYTES@ /dev/urandom >/data.bin
+h=$(sha256sum /data.bin | cut -d' ' -f1)
+sync /data.bin
+r=$?
+if [ $r -ne 0 ]; then
+	echo "T-FSYNC-FAILED=$r"
+	poweroff -f
+fi
+echo "T-FSYNCED=$h"
+i=0
+while :; do
+	dd if=/data.bin of=/busy.bin bs=64k oflag=direct conv=notrunc 2>/dev/null
+	i=$((i + 1))
+	echo "pass $i" >>/busy.log
+done
+"""
+
+# fsync-kill's command (L1's, or the host's in direct mode). vmm's output goes through a FIFO
+# to tee (the console, and a file to poll), so that $! is vmm. The poll ends once the guest's
+# T-FSYNCED line is whole, when vmm ended, or after about PHASE_TIMEOUT s; vmm is then killed
+# with SIGKILL (status 137 if it was still running). The image is read twice: as the kill
+# left it (the journal not replayed, so the file's metadata may be only in the journal: for
+# information) and from a copy that e2fsck -fy recovered, as the next mount would.
+FSYNC_KILL = r"""rm -f @FIFO@; mkfifo @FIFO@ && : >@OUT@ || exit 1
+tee @OUT@ <@FIFO@ &
+t=$!
+@VMM@ --cmdline "root=/dev/vda quiet" --disk @ROOT@ </dev/null >@FIFO@ 2>&1 &
+v=$!
+i=0
+until grep -q 'T-FSYNCED=[0-9a-f]\{64\}' @OUT@; do
+	kill -0 $v 2>/dev/null || break
+	i=$((i + 1))
+	[ $i -le @POLLS@ ] || break
+	sleep 0.1
+done
+kill -9 $v 2>/dev/null
+wait $v
+s=$?
+wait $t
+printf '\nT-VMM-STATUS=%d\n' $s
+@E2FSCK@ -fn @ROOT@ >/dev/null 2>&1; echo "T-E2FSCK-N=$?"
+@DEBUGFS@ -R "dump /data.bin @RAW@" @ROOT@ >/dev/null 2>&1
+echo "T-IMAGE-RAW=$(sha256sum @RAW@ 2>/dev/null | cut -d' ' -f1)"
+cp @ROOT@ @COPY@
+@E2FSCK@ -fy @COPY@ >/dev/null 2>&1; echo "T-E2FSCK-Y=$?"
+@E2FSCK@ -fn @COPY@ >/dev/null 2>&1; echo "T-E2FSCK-AFTER=$?"
+@DEBUGFS@ -R "dump /data.bin @DUMP@" @COPY@ >/dev/null 2>&1
+echo "T-IMAGE=$(sha256sum @DUMP@ 2>/dev/null | cut -d' ' -f1)"
+(exit $s)"""
+
+
+def setup_fsync_kill(run):
+    """A root disk whose init fsyncs a file and keeps writing; vmm is killed once it did."""
+    root_img = make_root(run, FSYNC_INIT.replace('@BYTES@', str(FSYNC_BYTES)), 32)
+    work = run.tmp if run.mode == 'direct' else '/tmp'
+    subst = {'@ROOT@': run.place(root_img, '/data/root.img'), '@VMM@': run.vmm_prefix(),
+             '@E2FSCK@': run.tool('e2fsck'), '@DEBUGFS@': run.tool('debugfs'),
+             '@POLLS@': str(int(PHASE_TIMEOUT * 10))}
+    for name in ('out', 'fifo', 'copy', 'raw', 'dump'):
+        subst[f'@{name.upper()}@'] = shlex.quote(os.path.join(work, 'fsync-kill.' + name))
+    command = FSYNC_KILL
+    for key, value in subst.items():
+        command = command.replace(key, value)
+    return dict(command=command, files=run.files), None
+
+
+def scenario_fsync_kill(g, run, _):
+    g.start(PHASE_TIMEOUT)
+    m = g.expect(r'T-ROOT=([^\n]*)\n', PHASE_TIMEOUT, what='T-ROOT from the guest init')
+    check(m.group(1).strip() == '/dev/vda', f'the guest root is {m.group(1).strip()!r}')
+    m = g.expect(r'T-FSYNC-FAILED=\d+|T-FSYNCED=([0-9a-f]{64})', PHASE_TIMEOUT,
+                 what='T-FSYNCED from the guest init (its fsync of /data.bin returned)')
+    check(m.group(1), f'the guest\'s fsync of /data.bin failed: {m.group(0)}')
+    fsynced = m.group(1)
+    status = g.expect(r'T-VMM-STATUS=(\d+)\n', PHASE_TIMEOUT, what='vmm killed').group(1)
+    check(status == '137', f'vmm ended with status {status}, expected 137 (killed by SIGKILL '
+                           'while the guest kept writing)')
+
+    def value(key, pattern=r'\d+'):
+        return g.expect(rf'{key}=({pattern})\n', PHASE_TIMEOUT, what=key).group(1)
+
+    # e2fsck -fn of the image as the kill left it: reported, not required (-n skips the journal
+    # that the kill left to replay, so it checks an older state).
+    fsck_n, raw = value('T-E2FSCK-N'), value('T-IMAGE-RAW', '[0-9a-f]*')
+    fsck_y, after = value('T-E2FSCK-Y'), value('T-E2FSCK-AFTER')
+    image = value('T-IMAGE', '[0-9a-f]*')
+    raw = 'matches' if raw == fsynced else 'differs' if raw else 'is not there'
+    print(f'after the kill: e2fsck -fn status {fsck_n}; /data.bin without journal replay {raw}; '
+          f'a copy recovered by e2fsck -fy (status {fsck_y}) then checks with status {after}')
+    check(fsck_y in ('0', '1'), f'e2fsck -fy could not repair the image (status {fsck_y})')
+    check(after == '0', f'e2fsck -fn after e2fsck -fy: status {after}, expected 0')
+    check(image == fsynced, f'/data.bin in the recovered image has sha256 '
+                            f'{image or "(none: no such file)"}, the guest fsynced {fsynced}')
+    # The command ends with vmm's status, checked above as T-VMM-STATUS: in nested mode
+    # wait_exit's VMM-L1-EXIT pattern can match a partly received 137 as 1.
+    g.wait_exit(PHASE_TIMEOUT)
 
 
 def setup_hvc0(run, transport):
@@ -345,6 +466,7 @@ SCENARIOS = {
     'hvc0-pci': (scenario_hvc0, lambda run: setup_hvc0(run, 'pci')),
     'hvc0-mmio': (scenario_hvc0, lambda run: setup_hvc0(run, 'mmio')),
     'net': (scenario_net, lambda run: setup_net(run, 'pci')),
+    'fsync-kill': (scenario_fsync_kill, setup_fsync_kill),
 }
 
 

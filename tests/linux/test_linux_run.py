@@ -17,7 +17,8 @@ and /tmp stay in the guest), blob (16 MiB of binary output, sha256-exact), stdin
 (piped in, EOF ends cat), mmio (--transport mmio, 2 vCPUs), panic (status 120 and
 the panic on stderr), timeout (124), no-module (125 naming virtiofs, no guest
 started), no-daemon (125 naming the missing virtiofsd), share-plain (no --run: a
-guest initramfs of the test's own mounts the share by its default tag).
+guest initramfs of the test's own mounts the share by its default tag), sandbox (while
+the guest runs, every thread of vmm shows Seccomp: 2 and CapEff 0 in /proc).
 --scenario aarch64 runs a subset (ARM64_CASES) with the cross-built vmm in an arm64
 L1. VMM_RUN_CASES=a,b runs only those cases.
 
@@ -47,7 +48,9 @@ RUN_MODULES = ('virtio_pci', 'virtio_mmio', 'virtio_console', 'virtiofs', 'overl
 PANIC_STATUS = 120
 # The arm64 run (slower: an arm64 L1 under TCG) takes the basics.
 ARM64_CASES = ('basics', 'host-files', 'write-back', 'stdin', 'panic', 'no-module',
-               'share-plain')
+               'share-plain', 'sandbox')
+# The least threads of a --run vmm with 2 vCPUs: main (event loop), 2 vCPUs, 2 output writers.
+SANDBOX_MIN_THREADS = 5
 
 
 def sha(data):
@@ -63,6 +66,27 @@ class Case:
         self.name, self.cmd, self.status, self.stdout = name, cmd, status, stdout
         self.args, self.stdin, self.stderr_has = args, stdin, stderr_has
         self.setup, self.after, self.stdout_has = setup, after, stdout_has
+
+
+def sandbox_watch(w):
+    """Shell that, once the guest says it is up, writes a line per thread of the running vmm:
+    its name, Seccomp and CapEff from /proc/PID/task/TID/status."""
+    return (f'i=0; while [ ! -e {w}/data/sandbox-up ] && [ $i -lt 300 ]; do sleep 1; '
+            'i=$((i+1)); done; pid=$(grep -lE \'^Name:[[:space:]]+vmm$\' /proc/[0-9]*/status '
+            '2>/dev/null | head -n1 | cut -d/ -f3); '
+            '[ -n "$pid" ] || echo "no running vmm"; '
+            'for t in /proc/$pid/task/*; do [ -n "$pid" ] || break; '
+            'echo "$(cat $t/comm) $(grep -E '
+            '\'^(Seccomp|CapEff):\' $t/status | tr -s \'\\t \' \' \' | tr \'\\n\' \' \')"; '
+            f'done >{w}/sandbox-status.tmp; mv {w}/sandbox-status.tmp {w}/sandbox-status')
+
+
+def sandbox_check(w):
+    """Shell that prints RUN-CHECK sandbox: ok and the thread count, or bad and the lines."""
+    return (f'f={w}/sandbox-status; if [ -s $f ] && ! grep -v '
+            '\'CapEff: 0000000000000000 Seccomp: 2 \' $f >/dev/null; then '
+            'echo "RUN-CHECK sandbox ok $(wc -l <$f)"; else '
+            'echo "RUN-CHECK sandbox bad: $(tr \'\\n\' \';\' <$f 2>/dev/null)"; fi')
 
 
 def cases(w):
@@ -106,6 +130,12 @@ def cases(w):
         # directory's name, "data"); its console is vmm's stdout.
         Case('share-plain', None, 0, args=f'--initrd {w}/plain.cpio --share {w}/data',
              stdout_has=('PLAIN: host wrote this',)),
+        # Least privilege (on by default): L1, as vmm's host, reads every thread's status
+        # while the guest sleeps; each must be filtered (Seccomp: 2) and hold no capability.
+        Case('sandbox', f'echo up >{w}/data/sandbox-up; sleep 6; echo done', 0, b'done\n',
+             args=f'--share {w}/data --cpus 2',
+             setup=f'rm -f {w}/data/sandbox-up {w}/sandbox-status; ( {sandbox_watch(w)} ) & true',
+             after=sandbox_check(w)),
     ]
 
 
@@ -182,6 +212,10 @@ def judge(c, results, checks):
         return f'the host file holds {checks.get("write-back")!r}'
     if c.name == 'read-only' and checks.get('read-only') != 'kept':
         return 'the guest created a file in the read-only share'
+    if c.name == 'sandbox':
+        m = re.fullmatch(r'ok (\d+)', checks.get('sandbox', ''))
+        if not m or int(m.group(1)) < SANDBOX_MIN_THREADS:
+            return f'vmm\'s threads while the guest ran: {checks.get("sandbox")!r}'
     return None
 
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/arch.h"
 #include "tests/unit/unit.h"
 #include "vmm/config.h"
 
@@ -183,7 +184,8 @@ START_TEST(disks_and_devices)
 	ck_assert_int_eq(cfg.transport, TRANSPORT_MMIO);
 	ck_assert_int_eq(cfg.console, CONSOLE_VIRTIO);
 	ck_assert(!cfg.rng);
-	ck_assert_str_eq(config_default_args(&cfg), "console=hvc0 panic=-1 reboot=k");
+	ck_assert_str_eq(config_default_args(&cfg),
+	                 "console=hvc0 panic=-1 reboot=k" ARCH_DEFAULT_ARGS);
 }
 END_TEST
 
@@ -310,6 +312,102 @@ START_TEST(run_mode)
 }
 END_TEST
 
+/*
+ * A sub-option given twice is an error naming it, whatever the values: "serial=ABCDEF,serial=XY"
+ * once gave "XYCDEF".
+ */
+START_TEST(repeated_sub_options)
+{
+	static const struct {
+		const char *spec, *message;
+	} disk_specs[] =
+	        {
+	                {"x,serial=ABCDEF,serial=XY", "--disk: 'serial' given twice"},
+	                {"x,serial=XY,serial=ABCDEF", "--disk: 'serial' given twice"},
+	                {"x,serial=A,ro,serial=A", "--disk: 'serial' given twice"},
+	                {"x,ro,ro", "--disk: 'ro' given twice"},
+	                {"x,cache=none,cache=writeback", "--disk: 'cache' given twice"},
+	                {"x,cache=none,ro,cache=none", "--disk: 'cache' given twice"},
+	        },
+	  net_specs[] =
+	          {
+	                  {"tap=a,tap=b", "--net: 'tap' given twice"},
+	                  {"tap=a,mac=52:54:00:12:34:56,mac=52:54:00:12:34:57",
+	                   "--net: 'mac' given twice"},
+	          },
+	  share_specs[] = {
+	          {"d,tag=a,tag=b", "--share: 'tag' given twice"},
+	          {"d:/mnt,ro,tag=a,ro", "--share: 'ro' given twice"},
+	  };
+	struct disk_config d;
+	struct net_config n;
+	struct share_config sh;
+	char err[256];
+
+	for (unsigned i = 0; i < sizeof(disk_specs) / sizeof(disk_specs[0]); i++) {
+		err[0] = '\0';
+		ck_assert_int_eq(config_parse_disk(disk_specs[i].spec, &d, err, sizeof(err)),
+		                 -EINVAL);
+		ck_assert_msg(!strcmp(err, disk_specs[i].message), "'%s': '%s'", disk_specs[i].spec,
+		              err);
+	}
+	for (unsigned i = 0; i < sizeof(net_specs) / sizeof(net_specs[0]); i++) {
+		err[0] = '\0';
+		ck_assert_int_eq(config_parse_net(net_specs[i].spec, &n, err, sizeof(err)),
+		                 -EINVAL);
+		ck_assert_msg(!strcmp(err, net_specs[i].message), "'%s': '%s'", net_specs[i].spec,
+		              err);
+	}
+	for (unsigned i = 0; i < sizeof(share_specs) / sizeof(share_specs[0]); i++) {
+		err[0] = '\0';
+		ck_assert_int_eq(config_parse_share(share_specs[i].spec, &sh, err, sizeof(err)),
+		                 -EINVAL);
+		ck_assert_msg(!strcmp(err, share_specs[i].message), "'%s': '%s'",
+		              share_specs[i].spec, err);
+	}
+	/* An unknown part is reported as unknown, also when it repeats. */
+	ck_assert_int_eq(config_parse_disk("x,frob,frob", &d, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "unknown or invalid option 'frob'"));
+	/* Different options, and options that only look alike, are fine. */
+	ck_assert_int_eq(config_parse_disk("x,ro,cache=none,serial=XY", &d, err, sizeof(err)), 0);
+	ck_assert_str_eq(d.serial, "XY");
+	ck_assert(d.read_only && d.cache == DISK_CACHE_NONE);
+	ck_assert_int_eq(config_parse_disk("ro,ro", &d, err, sizeof(err)), 0); /* a path "ro" */
+	ck_assert_str_eq(d.path, "ro");
+	ck_assert(d.read_only);
+	/* The same through the command line: a usage error. */
+	{
+		struct vm_config cfg;
+
+		ck_assert_int_eq(
+		        parse(&cfg, err, "-k", "k", "--disk", "x,serial=ABCDEF,serial=XY", NULL),
+		        CONFIG_ERROR);
+		ck_assert_str_eq(err, "--disk: 'serial' given twice");
+	}
+}
+END_TEST
+
+/* --debug-exit: opt-in, x86 only, and never with --run (whose status is the command's). */
+START_TEST(debug_exit_option)
+{
+	struct vm_config cfg;
+	char err[256] = "";
+
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", NULL), CONFIG_OK);
+	ck_assert(!cfg.debug_exit);
+	if (ARCH_HAS_TEST_DEVICE) {
+		ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--debug-exit", NULL), CONFIG_OK);
+		ck_assert(cfg.debug_exit);
+		ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--debug-exit", "--run", "true", NULL),
+		                 CONFIG_ERROR);
+		ck_assert_ptr_nonnull(strstr(err, "--run and --debug-exit"));
+	} else {
+		ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--debug-exit", NULL), CONFIG_ERROR);
+		ck_assert_ptr_nonnull(strstr(err, "--debug-exit: vmm on " ARCH_NAME));
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -324,6 +422,8 @@ int main(void)
 	tcase_add_test(tc, nets);
 	tcase_add_test(tc, shares);
 	tcase_add_test(tc, run_mode);
+	tcase_add_test(tc, repeated_sub_options);
+	tcase_add_test(tc, debug_exit_option);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }
