@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
@@ -298,20 +299,59 @@ static void uring_event(void *opaque, uint32_t events)
 		flush_submissions(u);
 }
 
-static int setup_ring(struct blk_uring *u, unsigned entries, struct event_loop *loop)
+/*
+ * io_uring_register(2) itself: Debian 12's liburing 2.3 declares io_uring_register_restrictions
+ * and io_uring_enable_rings but its library does not export them.
+ */
+static int ring_register(struct io_uring *ring, unsigned op, const void *arg, unsigned nr)
 {
-	int r = io_uring_queue_init(entries, &u->ring, 0);
+	return syscall(__NR_io_uring_register, ring->ring_fd, op, arg, nr) < 0 ? -errno : 0;
+}
 
+int blk_uring_ring_init(struct io_uring *ring, unsigned entries, int event_fd, bool *restricted)
+{
+	static const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
+	                              IORING_OP_FALLOCATE};
+	struct io_uring_restriction res[ARRAY_SIZE(ops) + 1] = {0};
+	int r = io_uring_queue_init(entries, ring, IORING_SETUP_R_DISABLED);
+
+	*restricted = r == 0;
+	if (r == -EINVAL) /* a kernel before 5.10: no disabled start, no restrictions */
+		r = io_uring_queue_init(entries, ring, 0);
 	if (r < 0)
 		return r;
+	r = io_uring_register_eventfd(ring, event_fd);
+	if (r == 0 && *restricted) {
+		for (unsigned i = 0; i < ARRAY_SIZE(ops); i++)
+			res[i] = (struct io_uring_restriction){.opcode = IORING_RESTRICTION_SQE_OP,
+			                                       .sqe_op = ops[i]};
+		res[ARRAY_SIZE(ops)] = (struct io_uring_restriction){
+		        .opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED, .sqe_flags = 0};
+		r = ring_register(ring, IORING_REGISTER_RESTRICTIONS, res, ARRAY_SIZE(res));
+		if (r == 0)
+			r = ring_register(ring, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+	}
+	if (r < 0)
+		io_uring_queue_exit(ring);
+	return r;
+}
+
+static int setup_ring(struct blk_uring *u, unsigned entries, struct event_loop *loop)
+{
+	bool restricted;
+	int r;
+
 	u->event.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (u->event.fd < 0) {
-		r = -errno;
-		io_uring_queue_exit(&u->ring);
+	if (u->event.fd < 0)
+		return -errno;
+	r = blk_uring_ring_init(&u->ring, entries, u->event.fd, &restricted);
+	if (r < 0) {
+		close(u->event.fd);
 		return r;
 	}
-	r = io_uring_register_eventfd(&u->ring, u->event.fd);
-	if (r == 0 && loop)
+	if (!restricted)
+		log_debug("blk: this kernel cannot restrict io_uring operations");
+	if (loop)
 		r = event_loop_add(loop, &u->event, EPOLLIN);
 	if (r < 0) {
 		close(u->event.fd);

@@ -20,6 +20,19 @@
 #include "vmm/util.h"
 
 struct blk_uring;
+struct io_uring;
+
+/*
+ * Initialises @ring with @entries entries, its completions signalled on @event_fd, and locked
+ * down: the ring starts disabled, takes only the operations a disk needs (READV, WRITEV,
+ * FSYNC, FALLOCATE, with no SQE flags) and no further io_uring_register call, then is enabled.
+ * io_uring operations are not syscalls, so seccomp cannot see them: without this, code that
+ * took over vmm could open files or sockets through the ring. On a kernel without ring
+ * restrictions (before 5.10) the ring is set up unrestricted and *@restricted says so.
+ * Returns 0 or the -errno of io_uring_queue_init or registration.
+ */
+int blk_uring_ring_init(struct io_uring *ring, unsigned entries, int event_fd,
+                        bool *restricted) MUST_CHECK;
 
 /*
  * Sets up a ring for @fd (not taken over: the caller closes it after blk_uring_destroy) that

@@ -8,9 +8,11 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -309,12 +311,64 @@ START_TEST(open_cache_none_block_size)
 }
 END_TEST
 
+/* Runs one SQE on @ring and returns its completion's result. */
+static int run_one(struct io_uring *ring)
+{
+	struct io_uring_cqe *cqe;
+	int res;
+
+	ck_assert_int_eq(io_uring_submit(ring), 1);
+	ck_assert_int_eq(io_uring_wait_cqe(ring, &cqe), 0);
+	res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return res;
+}
+
+/*
+ * The disk's ring takes the operations a disk needs and nothing else (io_uring operations are
+ * not syscalls: seccomp does not see them), and no further registration.
+ */
+START_TEST(ring_restricted_to_disk_operations)
+{
+	char path[] = "/tmp/vmm-uring-XXXXXX";
+	int fd = mkstemp(path), efd = eventfd(0, EFD_CLOEXEC), extra = eventfd(0, EFD_CLOEXEC);
+	char buf[16] = "restricted ring";
+	struct iovec iov = {buf, sizeof(buf)};
+	struct io_uring_sqe *sqe;
+	struct io_uring ring;
+	bool restricted;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(blk_uring_ring_init(&ring, 8, efd, &restricted), 0);
+	ck_assert_msg(restricted, "this kernel (5.10 or later) restricts io_uring rings");
+	io_uring_prep_writev(io_uring_get_sqe(&ring), fd, &iov, 1, 0);
+	ck_assert_int_eq(run_one(&ring), (int)sizeof(buf));
+	io_uring_prep_fsync(io_uring_get_sqe(&ring), fd, IORING_FSYNC_DATASYNC);
+	ck_assert_int_eq(run_one(&ring), 0);
+	io_uring_prep_openat(io_uring_get_sqe(&ring), AT_FDCWD, "/etc/passwd", O_RDONLY, 0);
+	ck_assert_int_eq(run_one(&ring), -EACCES);
+	io_uring_prep_close(io_uring_get_sqe(&ring), fd);
+	ck_assert_int_eq(run_one(&ring), -EACCES);
+	/* An allowed operation with an SQE flag (here: linked) is refused too. */
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_fsync(sqe, fd, 0);
+	io_uring_sqe_set_flags(sqe, IOSQE_IO_LINK);
+	ck_assert_int_eq(run_one(&ring), -EACCES);
+	ck_assert_int_eq(io_uring_register_eventfd(&ring, extra), -EACCES);
+	io_uring_queue_exit(&ring);
+	close(extra);
+	close(efd);
+	close(fd);
+	unlink(path);
+}
+END_TEST
 static Suite *blk_uring_suite(void)
 {
 	Suite *s = suite_create("blk_uring");
 	TCase *tc = tcase_create("uring");
 
 	tcase_add_test(tc, write_read_flush_punch);
+	tcase_add_test(tc, ring_restricted_to_disk_operations);
 	tcase_add_test(tc, short_read_at_end_of_file);
 	tcase_add_test(tc, inflight_limit);
 	suite_add_tcase(s, tc);
