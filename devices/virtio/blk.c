@@ -388,7 +388,8 @@ int blk_init(struct blk_dev *b, const struct blk_options *opts, uint64_t size_by
 static int open_image(struct blk_dev *b, const struct blk_options *opts, bool *direct, char *err,
                       size_t errlen)
 {
-	int flags = (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	/* O_NONBLOCK: a FIFO must not block the open (lock_and_size refuses it, then clears it). */
+	int flags = (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK;
 
 	if (opts->cache == BLK_CACHE_NONE) {
 		b->fd = open(b->path, flags | O_DIRECT);
@@ -422,6 +423,12 @@ static int lock_and_size(struct blk_dev *b, bool read_only, uint64_t *size, char
 	if (fstat(b->fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
 		snprintf(err, errlen, "disk '%s': not a regular file or block device", b->path);
 		return -EINVAL;
+	}
+	if (fcntl(b->fd, F_SETFL, fcntl(b->fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "disk '%s': fcntl: %s", b->path, strerror(e));
+		return -e;
 	}
 	if (flock(b->fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		int e = errno;

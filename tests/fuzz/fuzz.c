@@ -1,11 +1,14 @@
 /*
- * The input reader and the bus driver shared by the fuzz targets (see fuzz.h). Single-threaded.
+ * The input reader, the bus driver and the virtio set-up shared by the fuzz targets (see
+ * fuzz.h). Single-threaded.
  */
 #include "tests/fuzz/fuzz.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "vmm/log.h"
 
 static uint64_t take(struct fz *f, unsigned bytes)
 {
@@ -130,4 +133,17 @@ void fz_memory_clear(const struct guest_memory *mem)
 {
 	for (unsigned i = 0; i < mem->nr_regions; i++)
 		memset(mem->regions[i].host, 0, mem->regions[i].size);
+}
+
+void fz_virtio_setup(struct guest_memory *mem, uint64_t size, struct event_loop *loop)
+{
+	log_set_level(LOG_ERROR);
+	fz_memory_init(mem, 0, size, 0);
+	fz_must(event_loop_init(loop), "event_loop_init");
+}
+
+void fz_serve_doorbell(struct virtio_doorbell *db)
+{
+	if (__atomic_load_n(&db->pending, __ATOMIC_RELAXED))
+		db->src.handler(db->src.opaque, 0);
 }

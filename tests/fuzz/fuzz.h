@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/virtio/virtio.h"
 #include "vmm/bus.h"
+#include "vmm/event_loop.h"
 #include "vmm/memory.h"
 
 /* The libFuzzer entry points each target defines (the Initialize one is optional). */
@@ -85,6 +87,15 @@ void fz_must(int ret, const char *what);
  * not 0, a second one of @size bytes @gap_size past its end). Aborts when it cannot.
  */
 void fz_memory_init(struct guest_memory *mem, uint64_t gpa, uint64_t size, uint64_t gap_size);
+
+/* A virtio target's one-time set-up: errors only in the log, @size bytes of RAM at 0, a loop. */
+void fz_virtio_setup(struct guest_memory *mem, uint64_t size, struct event_loop *loop);
+
+/*
+ * The event loop's turn for a transport's doorbell: serves the queues whose doorbells reached
+ * the bus, as the loop's thread would.
+ */
+void fz_serve_doorbell(struct virtio_doorbell *db);
 /* Zeroes every region (between inputs). */
 void fz_memory_clear(const struct guest_memory *mem);
 

@@ -60,9 +60,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_set_level(LOG_ERROR);
-	fz_memory_init(&mem, 0, RAM, 0);
-	fz_must(event_loop_init(&loop), "event_loop_init");
+	fz_virtio_setup(&mem, RAM, &loop);
 	return 0;
 }
 

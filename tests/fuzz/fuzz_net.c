@@ -118,9 +118,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_set_level(LOG_ERROR);
-	fz_memory_init(&mem, 0, RAM, 0);
-	fz_must(event_loop_init(&loop), "event_loop_init");
+	fz_virtio_setup(&mem, RAM, &loop);
 	fake.be = (struct virtio_net_backend){.ops = &fake_ops, .fd = eventfd(0, EFD_NONBLOCK)};
 	fz_must(fake.be.fd < 0, "eventfd");
 	return 0;

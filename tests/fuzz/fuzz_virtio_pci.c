@@ -57,9 +57,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_set_level(LOG_ERROR);
-	fz_memory_init(&mem, 0, RAM, 0);
-	fz_must(event_loop_init(&loop), "event_loop_init");
+	fz_virtio_setup(&mem, RAM, &loop);
 	return 0;
 }
 
@@ -69,12 +67,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
  */
 static void run_loop(void *opaque, struct fz *f)
 {
-	struct virtio_doorbell *db = &t.doorbell;
-
 	(void)opaque;
 	(void)f;
-	if (__atomic_load_n(&db->pending, __ATOMIC_RELAXED))
-		db->src.handler(db->src.opaque, 0);
+	fz_serve_doorbell(&t.doorbell);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -205,6 +205,27 @@ static bool uring_works(void)
 	return r == 0;
 }
 
+/* A FIFO (no writer: a plain open would block forever) is refused at once, read-only too. */
+START_TEST(open_fifo)
+{
+	char path[] = "/tmp/vmm-fifo-XXXXXX";
+	struct blk_dev b;
+	char err[256], want[300];
+
+	ck_assert_ptr_nonnull(mkdtemp(path));
+	strcat(path, "/disk");
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	snprintf(want, sizeof(want), "disk '%s': not a regular file or block device", path);
+	for (int ro = 0; ro < 2; ro++) {
+		ck_assert_int_eq(open_disk(&b, path, ro, BLK_CACHE_WRITEBACK, err), -EINVAL);
+		ck_assert_str_eq(err, want);
+	}
+	unlink(path);
+	*strrchr(path, '/') = '\0';
+	rmdir(path);
+}
+END_TEST
+
 START_TEST(open_missing_file)
 {
 	struct blk_dev b;
@@ -374,6 +395,7 @@ static Suite *blk_uring_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("open");
 	tcase_add_test(tc, open_missing_file);
+	tcase_add_test(tc, open_fifo);
 	tcase_add_test(tc, open_locks_the_image);
 	tcase_add_test(tc, open_sizes);
 	tcase_add_test(tc, open_cache_none_block_size);
