@@ -208,7 +208,7 @@ static bool uring_works(void)
 /* A FIFO (no writer: a plain open would block forever) is refused at once, read-only too. */
 START_TEST(open_fifo)
 {
-	char path[] = "/tmp/vmm-fifo-XXXXXX";
+	char path[64] = "/tmp/vmm-fifo-XXXXXX"; /* room for "/disk" */
 	struct blk_dev b;
 	char err[256], want[300];
 
