@@ -462,6 +462,16 @@ START_TEST(buffer_too_small)
 }
 END_TEST
 
+/* How many bytes from the start of blob still hold POISON. */
+static size_t untouched_bytes(void)
+{
+	size_t i = 0;
+
+	while (i < sizeof(blob) && ((const uint8_t *)blob)[i] == POISON)
+		i++;
+	return i;
+}
+
 static void expect_invalid(const struct arm64_fdt_config *cfg)
 {
 	const char *reason = NULL;
@@ -470,8 +480,9 @@ static void expect_invalid(const struct arm64_fdt_config *cfg)
 	ck_assert_int_eq(arm64_fdt_build(cfg, fdt, sizeof(blob), &reason), -EINVAL);
 	ck_assert_ptr_nonnull(reason);
 	ck_assert_uint_gt(strlen(reason), 0);
-	for (size_t i = 0; i < sizeof(blob); i++)
-		ck_assert_uint_eq(((const uint8_t *)blob)[i], POISON);
+	/* One assertion, not one per byte: each ck_assert costs a write to Check's pipe, and a
+	 * byte-by-byte check ran past the test timeout on a loaded machine. */
+	ck_assert_uint_eq(untouched_bytes(), sizeof(blob));
 }
 
 /* One rule per case, each rejected before a byte is written. */
