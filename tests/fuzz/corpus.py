@@ -51,6 +51,19 @@ def avail(heads, idx=None, flags=0):
     return le16(flags) + le16(len(heads) if idx is None else idx) + b''.join(le16(h) for h in heads)
 
 
+def chain_ring(base, size, chains):
+    """A ring of @size entries at @base with @chains published: each a list of (addr, len, flags)
+    buffers, written as direct descriptors from 0 up (NEXT added inside a chain)."""
+    d, heads, i = b'', [], 0
+    for c in chains:
+        heads.append(i)
+        for j, (a, l, f) in enumerate(c):
+            last = j == len(c) - 1
+            d += desc(a, l, f | (0 if last else NEXT), 0 if last else i + 1)
+            i += 1
+    return ram(base, d) + ram(base + 16 * size, avail(heads))
+
+
 # ---- per target ----
 
 def virtqueue():
@@ -390,27 +403,15 @@ def net_seeds():
     # RX ring at 0x1000, TX at 0x4000, ctrl at 0x7000 (size 8 each: log2 3); data from 0x10000.
     feats = 1 << 32 | 1 << 15 | 1 << 17 | 1 << 18 | 1 << 0 | 1 << 1 | 1 << 11 | 1 << 7
     head = le64(feats) + bytes([3, 3, 3])
-
-    def ring(base, size, chains):
-        # chains: list of lists of (addr, len, flags)
-        d, heads, i = b'', [], 0
-        for c in chains:
-            heads.append(i)
-            for j, (a, l, f) in enumerate(c):
-                last = j == len(c) - 1
-                d += desc(a, l, f | (0 if last else NEXT), 0 if last else i + 1)
-                i += 1
-        return ram(base, d) + ram(base + 16 * size, avail(heads))
-
     hdr = bytes(12)
     frame = bytes(range(60))
-    tx = ring(0x4000, 8, [[(0x10000, 12, 0), (0x10100, 60, 0)]]) + ram(0x10000, hdr) + \
+    tx = chain_ring(0x4000, 8, [[(0x10000, 12, 0), (0x10100, 60, 0)]]) + ram(0x10000, hdr) + \
         ram(0x10100, frame)
-    rx = ring(0x1000, 8, [[(0x20000, 1526, WRITE)], [(0x21000, 1526, WRITE)]])
-    ctrl = ring(0x7000, 8, [[(0x30000, 2, 0), (0x30010, 1, 0), (0x30020, 1, WRITE)]]) + \
+    rx = chain_ring(0x1000, 8, [[(0x20000, 1526, WRITE)], [(0x21000, 1526, WRITE)]])
+    ctrl = chain_ring(0x7000, 8, [[(0x30000, 2, 0), (0x30010, 1, 0), (0x30020, 1, WRITE)]]) + \
         ram(0x30000, bytes([0, 0])) + ram(0x30010, bytes([1]))
     pkt = hdr + frame
-    small_rx = ring(0x1000, 8, [[(0x20000, 40, WRITE)], [(0x21000, 40, WRITE)], [(0x22000, 40, WRITE)]])
+    small_rx = chain_ring(0x1000, 8, [[(0x20000 + 0x1000 * i, 40, WRITE)] for i in range(3)])
     return {
         'transmit': head + tx + hook(0, 1),
         'receive': head + rx + hook(0, 0) + hook(1) + le16(len(pkt)) + pkt + hook(2, 1),
@@ -427,15 +428,7 @@ def console_control():
     head = le64(feats) + bytes([3] * 8)
 
     def ring(q, chains):
-        base = 0x800 * q
-        d, heads, i = b'', [], 0
-        for c in chains:
-            heads.append(i)
-            for j, (a, l, f) in enumerate(c):
-                last = j == len(c) - 1
-                d += desc(a, l, f | (0 if last else NEXT), 0 if last else i + 1)
-                i += 1
-        return ram(base, d) + ram(base + 16 * 8, avail(heads))
+        return chain_ring(0x800 * q, 8, chains)
 
     ctrl = lambda port, event, value: le32(port) + le16(event) + le16(value)
     rx_bufs = ring(2, [[(0x8000 + 0x100 * i, 0x100, WRITE)] for i in range(6)])

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/support/virtio_driver.h"
 #include "vmm/log.h"
+#include "vmm/util.h"
 
 static uint64_t take(struct fz *f, unsigned bytes)
 {
@@ -140,6 +142,27 @@ void fz_virtio_setup(struct guest_memory *mem, uint64_t size, struct event_loop 
 	log_set_level(LOG_ERROR);
 	fz_memory_init(mem, 0, size, 0);
 	fz_must(event_loop_init(loop), "event_loop_init");
+}
+
+void fz_virtio_driver_up(struct virtio_dev *dev, uint64_t features, const uint16_t *qsize,
+                         unsigned nr, uint64_t ring_base, uint64_t ring_stride)
+{
+	uint8_t st;
+
+	pthread_mutex_lock(&dev->lock);
+	virtio_write_status(dev, 0);
+	st = test_virtio_negotiate(dev, features);
+	for (unsigned q = 0; q < nr; q++) {
+		struct virtqueue *vq = &dev->queues[q];
+
+		vq->size = qsize[q];
+		vq->desc_addr = ring_base + q * ring_stride;
+		vq->avail_addr = vq->desc_addr + 16ULL * qsize[q];
+		vq->used_addr = ALIGN_UP(vq->avail_addr + 6 + 2ULL * qsize[q], 4);
+		vq->ready = true;
+	}
+	virtio_write_status(dev, st | VIRTIO_STATUS_DRIVER_OK);
+	pthread_mutex_unlock(&dev->lock);
 }
 
 void fz_serve_doorbell(struct virtio_doorbell *db)

@@ -92,6 +92,15 @@ void fz_memory_init(struct guest_memory *mem, uint64_t gpa, uint64_t size, uint6
 void fz_virtio_setup(struct guest_memory *mem, uint64_t size, struct event_loop *loop);
 
 /*
+ * What a driver does, under @dev's lock: reset, negotiate @features, place queue q's ring (q
+ * below @nr, size @qsize[q]) at @ring_base + q * @ring_stride (descriptor table, avail ring
+ * after it, used ring after that 4-aligned), mark it ready, and DRIVER_OK, which the device may
+ * refuse (a finding only if it crashes).
+ */
+void fz_virtio_driver_up(struct virtio_dev *dev, uint64_t features, const uint16_t *qsize,
+                         unsigned nr, uint64_t ring_base, uint64_t ring_stride);
+
+/*
  * The event loop's turn for a transport's doorbell: serves the queues whose doorbells reached
  * the bus, as the loop's thread would.
  */

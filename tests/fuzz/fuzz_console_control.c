@@ -64,29 +64,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* What a driver does: negotiate, place every ring (queue q's at 0x800 * q), DRIVER_OK. */
 static void driver_up(void)
 {
-	struct virtio_dev *dev = &con.vdev;
-	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
-
-	pthread_mutex_lock(&dev->lock);
-	virtio_write_status(dev, 0);
-	virtio_write_status(dev, st);
-	virtio_write_driver_features(dev, 0, (uint32_t)features);
-	virtio_write_driver_features(dev, 1, (uint32_t)(features >> 32));
-	st |= VIRTIO_STATUS_FEATURES_OK;
-	virtio_write_status(dev, st);
-	for (unsigned q = 0; q < NR_Q; q++) {
-		struct virtqueue *vq = &dev->queues[q];
-
-		vq->size = qsize[q];
-		vq->desc_addr = 0x800ULL * q;
-		vq->avail_addr = vq->desc_addr + 16ULL * qsize[q];
-		vq->used_addr = ALIGN_UP(vq->avail_addr + 6 + 2ULL * qsize[q], 4);
-		vq->ready = true;
-	}
-	virtio_write_status(dev, st | VIRTIO_STATUS_DRIVER_OK);
-	pthread_mutex_unlock(&dev->lock);
+	fz_virtio_driver_up(&con.vdev, features, qsize, NR_Q, 0, 0x800);
 }
 
 static void hook(void *opaque, struct fz *f)

@@ -24,9 +24,11 @@
 
 #define RAM     (256 * KIB)
 #define MAX_PKT (VIRTIO_NET_MAX_PACKET + 16)
+/* Queue q's ring at RING_BASE + q * RING_STRIDE: 0x1000, 0x4000, 0x7000. */
+#define RING_BASE   0x1000
+#define RING_STRIDE 0x3000
 
 static const uint8_t mac[6] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
-static const uint64_t ring_at[3] = {0x1000, 0x4000, 0x7000};
 
 static struct guest_memory mem;
 static struct event_loop loop;
@@ -127,27 +129,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* What a driver does: negotiate, place the three rings, DRIVER_OK (which may be refused). */
 static void driver_up(void)
 {
-	struct virtio_dev *dev = &net.vdev;
-	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
-
-	pthread_mutex_lock(&dev->lock);
-	virtio_write_status(dev, 0);
-	virtio_write_status(dev, st);
-	virtio_write_driver_features(dev, 0, (uint32_t)features);
-	virtio_write_driver_features(dev, 1, (uint32_t)(features >> 32));
-	st |= VIRTIO_STATUS_FEATURES_OK;
-	virtio_write_status(dev, st);
-	for (unsigned q = 0; q < 3; q++) {
-		struct virtqueue *vq = &dev->queues[q];
-
-		vq->size = qsize[q];
-		vq->desc_addr = ring_at[q];
-		vq->avail_addr = ring_at[q] + 16ULL * qsize[q];
-		vq->used_addr = ALIGN_UP(vq->avail_addr + 6 + 2ULL * qsize[q], 4);
-		vq->ready = true;
-	}
-	virtio_write_status(dev, st | VIRTIO_STATUS_DRIVER_OK);
-	pthread_mutex_unlock(&dev->lock);
+	fz_virtio_driver_up(&net.vdev, features, qsize, 3, RING_BASE, RING_STRIDE);
 }
 
 /* Queues a packet of the given length (cut to what is left of packets[]), zero-padded. */

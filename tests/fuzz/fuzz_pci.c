@@ -15,10 +15,10 @@
 #include "devices/pci/msix.h"
 #include "devices/pci/pci.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/support/pci_layout.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
 
-#define ECAM       0xe0000000ULL
 #define BAR0_SIZE  0x1000
 #define BAR2_SIZE  0x4000
 #define MSIX_TABLE 0x2000
@@ -28,16 +28,6 @@ struct tdev {
 	struct pci_device pci;
 	struct msix msix;
 	uint8_t bar0[BAR0_SIZE];
-};
-
-static const struct pci_layout layout = {
-        .ecam_base = ECAM,
-        .ecam_size = 1 * MIB,
-        .config_port = 0xcf8,
-        .mmio32_base = 0xc0000000ULL,
-        .mmio32_size = 256 * MIB,
-        .mmio64_base = 4 * GIB,
-        .mmio64_size = 16 * GIB,
 };
 
 static struct bus pio, mmio;
@@ -132,7 +122,7 @@ static void setup(void)
 
 	bus_init(&pio, "pio");
 	bus_init(&mmio, "mmio");
-	fz_must(pci_host_init(&host, &layout, &pio, &mmio), "pci_host_init");
+	fz_must(pci_host_init(&host, &test_pci_layout, &pio, &mmio), "pci_host_init");
 	memset(&dev, 0, sizeof(dev));
 	pci_device_init(&dev.pci, 0x1234, 0x5678, 0x0c0330, 0x42, 0xabcd, 0x0102, &tdev_ops, NULL);
 	pci_device_set_intx(&dev.pci, 1, 10);
@@ -163,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	setup();
 	{
-		uint64_t ecam_dev = ECAM + ((uint64_t)dev.pci.slot << 15);
+		uint64_t ecam_dev = test_pci_config_addr(dev.pci.slot);
 #ifdef FUZZ_MSIX
 		const struct fz_window win[] = {
 		        {&mmio, bar_addr(2) + MSIX_TABLE, 0x1010, 8},
@@ -172,7 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #else
 		const struct fz_window win[] = {
 		        {&pio, 0xcf8, 8, 4},
-		        {&mmio, ECAM, 1 * MIB, 8},
+		        {&mmio, TEST_PCI_ECAM, TEST_PCI_ECAM_SIZE, 8},
 		        {&mmio, ecam_dev, 4096, 8},
 		        {&mmio, bar_addr(0), BAR0_SIZE, 8},
 		        {&mmio, bar_addr(2), BAR2_SIZE, 8},

@@ -14,21 +14,11 @@
 #include "devices/virtio/virtio_pci.h"
 #include "tests/fuzz/fake_virtio.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/support/pci_layout.h"
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
 
-#define RAM  (64 * KIB)
-#define ECAM 0xe0000000ULL
-
-static const struct pci_layout layout = {
-        .ecam_base = ECAM,
-        .ecam_size = 1 * MIB,
-        .config_port = 0xcf8,
-        .mmio32_base = 0xc0000000ULL,
-        .mmio32_size = 256 * MIB,
-        .mmio64_base = 4 * GIB,
-        .mmio64_size = 16 * GIB,
-};
+#define RAM (64 * KIB)
 
 static struct guest_memory mem;
 static struct event_loop loop;
@@ -80,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_memory_clear(&mem);
 	bus_init(&pio, "pio");
 	bus_init(&mmio, "mmio");
-	fz_must(pci_host_init(&host, &layout, &pio, &mmio), "pci_host_init");
+	fz_must(pci_host_init(&host, &test_pci_layout, &pio, &mmio), "pci_host_init");
 	fake_virtio_init(&fake, &mem);
 	fz_must(virtio_pci_attach(&t, &fake.vdev, &host, -1, NULL, 11, &loop), "virtio_pci_attach");
 	virtio_pci_set_test_interrupts(&t, on_intx, on_msi, NULL);
@@ -90,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* The BAR, the device's ECAM page (slot t.pci.slot), and CF8 to CFF. */
 		const struct fz_window win[] = {
 		        {&mmio, bar, VIRTIO_PCI_BAR_SIZE, 8},
-		        {&mmio, ECAM + ((uint64_t)t.pci.slot << 15), 4096, 8},
+		        {&mmio, test_pci_config_addr(t.pci.slot), 4096, 8},
 		        {&pio, 0xcf8, 8, 4},
 		};
 		const struct fz_bus b = {

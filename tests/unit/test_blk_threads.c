@@ -36,13 +36,13 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/virtio_pci.h"
 #include "tests/support/blk_ring.h"
+#include "tests/support/pci_layout.h"
 #include "tests/unit/unit.h"
 #include "vmm/bus.h"
 #include "vmm/event_loop.h"
 #include "vmm/util.h"
 
 #define RAM             (4 * MIB)
-#define ECAM            0xe0000000ULL
 #define INTX_GSI        11
 #define CHAINS          BLK_QUEUE_SIZE
 #define REGION          16u /* sectors of the disk each chain owns */
@@ -58,16 +58,6 @@
 #define CAP_OFFSET 8
 #define CAP_LENGTH 12
 #define CAP_DATA   16
-
-static const struct pci_layout layout = {
-        .ecam_base = ECAM,
-        .ecam_size = 1 * MIB,
-        .config_port = 0xcf8,
-        .mmio32_base = 0xc0000000ULL,
-        .mmio32_size = 256 * MIB,
-        .mmio64_base = 4 * GIB,
-        .mmio64_size = 16 * GIB,
-};
 
 /* One chain: a header, up to MAX_LEN sectors of data and a status byte, via an indirect table. */
 struct chain {
@@ -163,12 +153,12 @@ static void mem_wr(struct fixture *f, uint64_t addr, unsigned size, uint64_t v)
 
 static uint64_t cfg_rd(struct fixture *f, unsigned reg, unsigned size)
 {
-	return mem_rd(f, ECAM + ((uint64_t)f->drv.slot << 15) + reg, size);
+	return mem_rd(f, test_pci_config_addr(f->drv.slot) + reg, size);
 }
 
 static void cfg_wr(struct fixture *f, unsigned reg, unsigned size, uint64_t v)
 {
-	mem_wr(f, ECAM + ((uint64_t)f->drv.slot << 15) + reg, size, v);
+	mem_wr(f, test_pci_config_addr(f->drv.slot) + reg, size, v);
 }
 
 static void cm_wr(struct fixture *f, unsigned off, unsigned size, uint64_t v)
@@ -493,7 +483,7 @@ static bool setup(struct fixture *f)
 	ck_assert_int_eq(guest_memory_add(&f->mem, 0, RAM), 0);
 	bus_init(&f->pio, "pio");
 	bus_init(&f->mmio, "mmio");
-	ck_assert_int_eq(pci_host_init(&f->host, &layout, &f->pio, &f->mmio), 0);
+	ck_assert_int_eq(pci_host_init(&f->host, &test_pci_layout, &f->pio, &f->mmio), 0);
 	ck_assert_int_eq(event_loop_init(&f->loop), 0);
 	r = blk_open(&f->blk, &opts, &f->mem, &f->loop, err, sizeof(err));
 	if (r < 0 && strstr(err, "io_uring")) {

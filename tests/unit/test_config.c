@@ -70,6 +70,7 @@ START_TEST(defaults_and_options)
 	ck_assert_uint_eq(cfg.cpus, 1);
 	ck_assert_ptr_null(cfg.initrd_path);
 	ck_assert_ptr_null(cfg.cmdline);
+	ck_assert(cfg.seccomp);
 
 	ck_assert_int_eq(parse(&cfg, err, "-k", "bz", "--initrd", "i", "--cmdline", "a b", "--mem",
 	                       "1G", "--cpus", "4", "--test-device", "--log-level", "debug",
@@ -83,6 +84,11 @@ START_TEST(defaults_and_options)
 	ck_assert(cfg.test_device);
 	ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
 	ck_assert_uint_eq(cfg.timeout_sec, 30);
+
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--seccomp", "off", NULL), CONFIG_OK);
+	ck_assert(!cfg.seccomp);
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--seccomp", "on", NULL), CONFIG_OK);
+	ck_assert(cfg.seccomp);
 
 	ck_assert_int_eq(parse(&cfg, err, "--help", NULL), CONFIG_HELP);
 	ck_assert_int_eq(parse(&cfg, err, "--version", NULL), CONFIG_VERSION);
@@ -111,6 +117,7 @@ START_TEST(usage_errors)
 	        {{"-k", "k", "--cpus", "2x"}, "--cpus: '2x'"},
 	        {{"-k", "k", "--log-level", "loud"}, "--log-level"},
 	        {{"-k", "k", "--timeout", "0"}, "--timeout"},
+	        {{"-k", "k", "--seccomp", "yes"}, "--seccomp: 'yes' is not on or off"},
 	};
 
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

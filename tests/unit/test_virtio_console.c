@@ -23,14 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "devices/virtio/console.h"
 #include "tests/support/blk_ring.h"
+#include "tests/support/loop_harness.h"
+#include "tests/support/virtio_driver.h"
 #include "tests/unit/unit.h"
 #include "vmm/event_loop.h"
 #include "vmm/out_stream.h"
@@ -74,14 +74,10 @@ static void count_interrupt(void *opaque, int q)
 static void driver_up(struct fixture *f)
 {
 	struct virtio_dev *dev = &f->con.vdev;
-	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
+	uint8_t st;
 
 	pthread_mutex_lock(&dev->lock);
-	virtio_write_status(dev, st);
-	virtio_write_driver_features(dev, 0, (uint32_t)dev->device_features);
-	virtio_write_driver_features(dev, 1, (uint32_t)(dev->device_features >> 32));
-	st |= VIRTIO_STATUS_FEATURES_OK;
-	virtio_write_status(dev, st);
+	st = test_virtio_negotiate(dev, dev->device_features);
 	test_ring_init(&f->rx, &f->mem, 0x10000, 0x40000, 64, &dev->queues[0]);
 	test_ring_init(&f->tx, &f->mem, 0x80000, 0x40000, 64, &dev->queues[1]);
 	virtio_write_status(dev, st | VIRTIO_STATUS_DRIVER_OK);
@@ -328,16 +324,12 @@ static void mp_driver_up(struct mp_fixture *f, bool multiport)
 {
 	struct virtio_dev *dev = &f->con.vdev;
 	uint64_t features = dev->device_features;
-	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
+	uint8_t st;
 
 	if (!multiport)
 		features &= ~(1ull << VIRTIO_CONSOLE_F_MULTIPORT);
 	pthread_mutex_lock(&dev->lock);
-	virtio_write_status(dev, st);
-	virtio_write_driver_features(dev, 0, (uint32_t)features);
-	virtio_write_driver_features(dev, 1, (uint32_t)(features >> 32));
-	st |= VIRTIO_STATUS_FEATURES_OK;
-	virtio_write_status(dev, st);
+	st = test_virtio_negotiate(dev, features);
 	for (unsigned q = 0; q < (multiport ? NQUEUES : 2); q++)
 		test_ring_init(&f->ring[q], &f->mem, 0x10000 + q * 0x40000ull, 0x40000, 64,
 		               &dev->queues[q]);
@@ -1030,20 +1022,6 @@ struct loop_fixture {
 	int signal_ack; /* eventfd: the loop served the signal */
 };
 
-static void lf_drain(int fd)
-{
-	uint64_t v;
-
-	ck_assert_int_eq(read(fd, &v, sizeof(v)), sizeof(v));
-}
-
-static void lf_kick(int fd)
-{
-	uint64_t one = 1;
-
-	ck_assert_int_eq(write(fd, &one, sizeof(one)), sizeof(one));
-}
-
 /* Expected byte @off of the big chain's output (its buffers all show one region). */
 static uint8_t piece_byte(uint64_t off)
 {
@@ -1058,7 +1036,7 @@ static size_t checking_write(void *opaque, const uint8_t *buf, size_t len)
 
 	if (!f->signalled) {
 		f->signalled = true;
-		lf_kick(f->signal.fd);
+		test_eventfd_kick(f->signal.fd);
 	}
 	if (f->cap) { /* one 8-byte chain per call: "%08u" of the chain's number */
 		char want[16];
@@ -1106,7 +1084,7 @@ static void lf_on_doorbell(void *opaque, uint32_t events)
 	struct loop_fixture *f = opaque;
 
 	(void)events;
-	lf_drain(f->doorbell.fd);
+	test_eventfd_drain(f->doorbell.fd);
 	f->con.vdev.ops->queue_notify(&f->con.vdev, VIRTIO_CONSOLE_TX_QUEUE);
 }
 
@@ -1115,13 +1093,13 @@ static void lf_on_signal(void *opaque, uint32_t events)
 	struct loop_fixture *f = opaque;
 
 	(void)events;
-	lf_drain(f->signal.fd);
+	test_eventfd_drain(f->signal.fd);
 	pthread_mutex_lock(&f->con.vdev.lock);
 	f->signal_at = f->bytes;
 	f->signal_seen = true;
 	pthread_mutex_unlock(&f->con.vdev.lock);
 	if (f->signal_ack >= 0)
-		lf_kick(f->signal_ack);
+		test_eventfd_kick(f->signal_ack);
 }
 
 static void lf_on_stop(void *opaque, uint32_t events)
@@ -1129,7 +1107,7 @@ static void lf_on_stop(void *opaque, uint32_t events)
 	struct loop_fixture *f = opaque;
 
 	(void)events;
-	lf_drain(f->stop.fd);
+	test_eventfd_drain(f->stop.fd);
 	event_loop_stop(&f->loop);
 }
 
@@ -1141,41 +1119,26 @@ static void lf_on_guard(void *opaque, uint32_t events)
 	ck_abort_msg("stuck after %llu bytes", (unsigned long long)f->bytes);
 }
 
-static void lf_add(struct loop_fixture *f, struct event_source *src, int fd, event_handler_fn fn)
-{
-	*src = (struct event_source){.fd = fd, .handler = fn, .opaque = f};
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(event_loop_add(&f->loop, src, EPOLLIN), 0);
-}
-
 /* DRIVER_OK without EVENT_IDX; the transmitq on a 64-entry ring with 3 MiB of data after. */
 static struct loop_fixture *lf_setup(size_t (*write)(void *, const uint8_t *, size_t))
 {
 	struct loop_fixture *f = calloc(1, sizeof(*f));
 	struct virtio_dev *dev = &f->con.vdev;
-	uint64_t features;
-	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
-	struct itimerspec later = {.it_value.tv_sec = 40};
+	uint8_t st;
 
 	ck_assert_ptr_nonnull(f);
 	ck_assert_int_eq(guest_memory_add(&f->mem, 0, LOOP_MEM), 0);
 	ck_assert_int_eq(event_loop_init(&f->loop), 0);
-	lf_add(f, &f->doorbell, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), lf_on_doorbell);
-	lf_add(f, &f->signal, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), lf_on_signal);
-	lf_add(f, &f->stop, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), lf_on_stop);
-	lf_add(f, &f->guard, timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), lf_on_guard);
-	ck_assert_int_eq(timerfd_settime(f->guard.fd, 0, &later, NULL), 0);
+	test_loop_add_eventfd(&f->loop, &f->doorbell, lf_on_doorbell, f);
+	test_loop_add_eventfd(&f->loop, &f->signal, lf_on_signal, f);
+	test_loop_add_eventfd(&f->loop, &f->stop, lf_on_stop, f);
+	test_loop_add_guard(&f->loop, &f->guard, 40, lf_on_guard, f);
 	f->signal_ack = -1;
 	virtio_console_init(&f->con, &f->mem,
 	                    &(struct virtio_console_backend){.write = write, .opaque = f});
 	virtio_console_set_loop(&f->con, &f->loop);
-	features = dev->device_features & ~(1ull << VIRTIO_F_EVENT_IDX);
 	pthread_mutex_lock(&dev->lock);
-	virtio_write_status(dev, st);
-	virtio_write_driver_features(dev, 0, (uint32_t)features);
-	virtio_write_driver_features(dev, 1, (uint32_t)(features >> 32));
-	st |= VIRTIO_STATUS_FEATURES_OK;
-	virtio_write_status(dev, st);
+	st = test_virtio_negotiate(dev, dev->device_features & ~(1ull << VIRTIO_F_EVENT_IDX));
 	test_ring_init(&f->rx, &f->mem, 0x10000, 0x10000, 64, &dev->queues[0]);
 	test_ring_init(&f->tx, &f->mem, 0x100000, 3 * MIB, 64, &dev->queues[1]);
 	virtio_write_status(dev, st | VIRTIO_STATUS_DRIVER_OK);
@@ -1365,10 +1328,10 @@ START_TEST(slow_stdout)
 		tails[i] = test_ring_add(&f->tx, &b, 1);
 	}
 	ck_assert_int_eq(pthread_create(&f->loop_thread, NULL, loop_main, f), 0);
-	lf_kick(f->doorbell.fd);
+	test_eventfd_kick(f->doorbell.fd);
 	ck_assert_msg(wait_blocked(f), "the device never held output back");
 
-	lf_kick(f->signal.fd);
+	test_eventfd_kick(f->signal.fd);
 	ck_assert_msg(readable_within(f->signal_ack, 2000), "the loop did not serve the signal");
 	t = now();
 	ck_assert_uint_eq(virtio_console_receive(&f->con, (const uint8_t *)"x", 1), 0);
@@ -1378,7 +1341,7 @@ START_TEST(slow_stdout)
 	ck_assert_msg(now() - t < 1, "calls into the device waited %.1f s", now() - t);
 
 	if (_i) { /* vmm exits: the loop ends, the vCPUs stop, the chardev flushes */
-		lf_kick(f->stop.fd);
+		test_eventfd_kick(f->stop.fd);
 		ck_assert_int_eq(pthread_join(f->loop_thread, NULL), 0);
 	}
 	d.fd = fds[0];
@@ -1392,7 +1355,7 @@ START_TEST(slow_stdout)
 	}
 	ck_assert_int_eq(pthread_join(d.thread, NULL), 0);
 	if (!_i) {
-		lf_kick(f->stop.fd);
+		test_eventfd_kick(f->stop.fd);
 		ck_assert_int_eq(pthread_join(f->loop_thread, NULL), 0);
 	}
 

@@ -17,15 +17,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
-#include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "devices/virtio/rng.h"
 #include "tests/support/blk_ring.h"
+#include "tests/support/loop_harness.h"
+#include "tests/support/virtio_driver.h"
 #include "tests/unit/unit.h"
 #include "vmm/event_loop.h"
 
@@ -52,7 +50,6 @@ static struct fixture *cur;
 static ssize_t fake_source(void *buf, size_t len, unsigned flags)
 {
 	struct fixture *f = cur;
-	uint64_t one = 1;
 
 	ck_assert_uint_eq(flags, GRND_NONBLOCK);
 	memset(buf, 0xa5, len);
@@ -63,7 +60,7 @@ static ssize_t fake_source(void *buf, size_t len, unsigned flags)
 	/* One call per chain (buffers <= VIRTIO_RNG_CHAIN_MAX): the driver puts it back at once. */
 	f->served++;
 	if (f->served == 1)
-		ck_assert_int_eq(write(f->signal.fd, &one, sizeof(one)), sizeof(one));
+		test_eventfd_kick(f->signal.fd);
 	if (f->published < f->cap) {
 		test_ring_publish(&f->ring, f->head);
 		f->published++;
@@ -97,20 +94,13 @@ static void on_interrupt(void *opaque, int q)
 		event_loop_stop(&f->loop);
 }
 
-static void drain(int fd)
-{
-	uint64_t v;
-
-	ck_assert_int_eq(read(fd, &v, sizeof(v)), sizeof(v));
-}
-
 /* The queue's ioeventfd. */
 static void on_doorbell(void *opaque, uint32_t events)
 {
 	struct fixture *f = opaque;
 
 	(void)events;
-	drain(f->doorbell.fd);
+	test_eventfd_drain(f->doorbell.fd);
 	f->notifies++;
 	f->rng.vdev.ops->queue_notify(&f->rng.vdev, 0);
 }
@@ -121,7 +111,7 @@ static void on_signal(void *opaque, uint32_t events)
 	struct fixture *f = opaque;
 
 	(void)events;
-	drain(f->signal.fd);
+	test_eventfd_drain(f->signal.fd);
 	pthread_mutex_lock(&f->rng.vdev.lock);
 	f->signal_at = f->served;
 	pthread_mutex_unlock(&f->rng.vdev.lock);
@@ -135,42 +125,27 @@ static void on_guard(void *opaque, uint32_t events)
 	ck_abort_msg("stuck: %u of %u chains served in %u runs", f->served, f->cap, f->runs);
 }
 
-static void add_source(struct fixture *f, struct event_source *src, int fd, event_handler_fn fn)
-{
-	*src = (struct event_source){.fd = fd, .handler = fn, .opaque = f};
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(event_loop_add(&f->loop, src, EPOLLIN), 0);
-}
-
 /* DRIVER_OK without EVENT_IDX, a 64-entry ring. */
 static struct fixture *setup(bool with_loop)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct virtio_dev *dev = &f->rng.vdev;
-	uint64_t features;
-	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
-	struct itimerspec later = {.it_value.tv_sec = 20};
+	uint8_t st;
 
 	ck_assert_ptr_nonnull(f);
 	cur = f;
 	ck_assert_int_eq(guest_memory_add(&f->mem, 0, 4 * MIB), 0);
 	ck_assert_int_eq(event_loop_init(&f->loop), 0);
-	add_source(f, &f->doorbell, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), on_doorbell);
-	add_source(f, &f->signal, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), on_signal);
-	add_source(f, &f->guard, timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), on_guard);
-	ck_assert_int_eq(timerfd_settime(f->guard.fd, 0, &later, NULL), 0);
+	test_loop_add_eventfd(&f->loop, &f->doorbell, on_doorbell, f);
+	test_loop_add_eventfd(&f->loop, &f->signal, on_signal, f);
+	test_loop_add_guard(&f->loop, &f->guard, 20, on_guard, f);
 	virtio_rng_init(&f->rng, &f->mem);
 	f->rng.source = fake_source;
 	if (with_loop)
 		virtio_rng_set_loop(&f->rng, &f->loop);
 	dev->transport = (struct virtio_transport){on_interrupt, f};
-	features = dev->device_features & ~(1ull << VIRTIO_F_EVENT_IDX);
 	pthread_mutex_lock(&dev->lock);
-	virtio_write_status(dev, st);
-	virtio_write_driver_features(dev, 0, (uint32_t)features);
-	virtio_write_driver_features(dev, 1, (uint32_t)(features >> 32));
-	st |= VIRTIO_STATUS_FEATURES_OK;
-	virtio_write_status(dev, st);
+	st = test_virtio_negotiate(dev, dev->device_features & ~(1ull << VIRTIO_F_EVENT_IDX));
 	test_ring_init(&f->ring, &f->mem, 0x10000, 3 * MIB, 64, &dev->queues[0]);
 	virtio_write_status(dev, st | VIRTIO_STATUS_DRIVER_OK);
 	ck_assert_uint_eq(dev->status, st | VIRTIO_STATUS_DRIVER_OK);
@@ -295,7 +270,6 @@ START_TEST(hostile_republish)
 	unsigned per_run = MIN(VIRTIO_RNG_BATCH, VIRTIO_RNG_BATCH_MAX / v->buf_len +
 	                                                 (VIRTIO_RNG_BATCH_MAX % v->buf_len != 0));
 	struct test_buf b = {test_ring_alloc(&f->ring, v->buf_len), v->buf_len, true};
-	uint64_t one = 1;
 	pthread_t vcpu;
 	uint32_t id, len;
 
@@ -307,7 +281,7 @@ START_TEST(hostile_republish)
 	if (v->vcpu_notify)
 		ck_assert_int_eq(pthread_create(&vcpu, NULL, vcpu_notify, f), 0);
 	else
-		ck_assert_int_eq(write(f->doorbell.fd, &one, sizeof(one)), sizeof(one));
+		test_eventfd_kick(f->doorbell.fd);
 	ck_assert_int_eq(event_loop_run(&f->loop), 0);
 	if (v->vcpu_notify)
 		ck_assert_int_eq(pthread_join(vcpu, NULL), 0);
