@@ -47,15 +47,7 @@ int run_create(struct vm *vm, struct run **out)
 	}
 	run->initrd_buf = c.buf;
 	run->initrd = (struct boot_image){c.buf, c.len};
-	if (cfg->console_log) {
-		run->log_fd =
-		        open(cfg->console_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (run->log_fd < 0) {
-			log_error("--console-log %s: %s", cfg->console_log, strerror(errno));
-			return -errno;
-		}
-	}
-	return 0;
+	return cfg->console_log ? run_console_log_open(run, cfg->console_log) : 0;
 }
 
 void run_destroy(struct run *run)
@@ -66,8 +58,7 @@ void run_destroy(struct run *run)
 		out_stream_close(&run->out[0]);
 		out_stream_close(&run->out[1]);
 	}
-	if (run->log_fd >= 0)
-		close(run->log_fd);
+	run_console_log_close(run);
 	if (run->drain.fd >= 0)
 		close(run->drain.fd);
 	free(run->initrd_buf);
@@ -100,11 +91,8 @@ size_t run_console_write(void *opaque, const uint8_t *buf, size_t len)
 	struct run *run = opaque;
 
 	pthread_mutex_lock(&run->log_lock);
-	if (run->log_fd >= 0 && write(run->log_fd, buf, len) < 0) {
-		log_warn("--console-log: %s; not written further", strerror(errno));
-		close(run->log_fd);
-		run->log_fd = -1;
-	}
+	if (run->log_started)
+		run->log_dropped += len - out_stream_take(&run->log, buf, len);
 	for (size_t i = 0; i < len; i++) {
 		run->tail[run->tail_pos++] = (char)buf[i];
 		if (run->tail_pos == sizeof(run->tail)) {
@@ -115,6 +103,85 @@ size_t run_console_write(void *opaque, const uint8_t *buf, size_t len)
 	}
 	pthread_mutex_unlock(&run->log_lock);
 	return len;
+}
+
+int run_console_log_open(struct run *run, const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
+	struct stat st;
+	int err;
+
+	if (fd < 0) {
+		err = errno;
+		/* Non-blocking, open() of a FIFO nobody reads fails at once instead of waiting. */
+		if (err == ENXIO && stat(path, &st) == 0 && S_ISFIFO(st.st_mode))
+			log_error(
+			        "--console-log %s: a FIFO with no reader (ENXIO); start its reader "
+			        "first",
+			        path);
+		else
+			log_error("--console-log %s: %s", path, strerror(err));
+		return -err;
+	}
+	err = fstat(fd, &st) < 0 ? errno : 0;
+	if (!err && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode))
+		err = EINVAL;
+	if (err) {
+		log_error("--console-log %s: %s", path,
+		          err == EINVAL ? "not a regular file, FIFO or character device"
+		                        : strerror(err));
+		close(fd);
+		return -err;
+	}
+	run->log_fd = fd;
+	return 0;
+}
+
+/* The log's buffer has room again after a refusal (on the loop): what did not fit is lost. */
+static void log_space(void *opaque)
+{
+	struct run *run = opaque;
+	uint64_t dropped;
+
+	pthread_mutex_lock(&run->log_lock);
+	dropped = run->log_dropped;
+	pthread_mutex_unlock(&run->log_lock);
+	log_debug("--console-log: the reader caught up; %llu bytes dropped so far",
+	          (unsigned long long)dropped);
+}
+
+int run_console_log_start(struct run *run, struct event_loop *loop)
+{
+	int ret;
+
+	if (run->log_fd < 0)
+		return 0;
+	ret = out_stream_init(&run->log, run->log_fd, loop, log_space, run);
+	pthread_mutex_lock(&run->log_lock);
+	run->log_started = ret == 0;
+	pthread_mutex_unlock(&run->log_lock);
+	return ret;
+}
+
+void run_console_log_close(struct run *run)
+{
+	uint64_t dropped;
+
+	if (run->log_fd < 0)
+		return;
+	pthread_mutex_lock(&run->log_lock);
+	run->log_started = false;
+	dropped = run->log_dropped;
+	pthread_mutex_unlock(&run->log_lock);
+	out_stream_close(&run->log);
+	close(run->log_fd);
+	run->log_fd = -1;
+	if (dropped)
+		log_warn("--console-log: %llu bytes dropped (the reader was too slow)",
+		         (unsigned long long)dropped);
+	if (run->log.broken)
+		log_warn("--console-log: a write failed or the reader went away; the rest of the "
+		         "log was dropped");
 }
 
 /* Prints the console's last RUN_TAIL_SHOW lines to stderr. */
@@ -324,6 +391,8 @@ int run_start(struct run *run)
 		ret = out_stream_init(&run->out[1], STDERR_FILENO, &run->vm->loop, stderr_space,
 		                      run);
 	run->streams_started = true;
+	if (!ret)
+		ret = run_console_log_start(run, &run->vm->loop);
 	return ret;
 }
 

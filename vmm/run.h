@@ -8,8 +8,9 @@
  * can report a status, or make vmm report 124 or 125.
  *
  * Threads: run_create and run_destroy on the main thread; the console log from any vCPU thread
- * (under its lock); ports and stdin on the event loop's thread; the output streams' writer
- * threads are out_stream's.
+ * (under its lock), which only hands --console-log's bytes to its out_stream (never a write(),
+ * so a slow file or FIFO cannot stall a vCPU); ports and stdin on the event loop's thread; the
+ * output streams' writer threads are out_stream's.
  */
 #ifndef VMM_VMM_RUN_H
 #define VMM_VMM_RUN_H
@@ -43,7 +44,10 @@ struct run {
 
 	pthread_mutex_t log_lock; /* guards the console log */
 	int log_fd;               /* --console-log, or -1 */
-	char tail[RUN_LOG_TAIL];  /* ring of the console's last bytes */
+	struct out_stream log;    /* its writer; takes bytes once log_started */
+	bool log_started;
+	uint64_t log_dropped;    /* bytes the log's buffer had no room for, dropped from the log */
+	char tail[RUN_LOG_TAIL]; /* ring of the console's last bytes */
 	size_t tail_pos;
 	bool tail_wrapped;
 	char line[160]; /* the console line being assembled, for the panic check */
@@ -81,8 +85,30 @@ void run_console_ports(struct run *run, struct virtio_console *console,
 /* Starts the stdout/stderr writer threads (event loop running). */
 int run_start(struct run *run) MUST_CHECK;
 
-/* The kernel console's backend (the UART): kept in memory and --console-log. Any thread. */
+/*
+ * The kernel console's backend (the UART): kept in memory and handed to --console-log, never
+ * blocking (what the log's buffer has no room for is dropped from the log only). Any thread.
+ */
 size_t run_console_write(void *run, const uint8_t *buf, size_t len);
+
+/*
+ * Opens @path as the console log (run_create does): a regular file (created or truncated), a
+ * FIFO that has a reader or a character device, non-blocking. Refuses at once a FIFO without a
+ * reader (-ENXIO) and any other kind of file (-EINVAL, or open()'s error). One line logged on
+ * failure; -errno.
+ */
+int run_console_log_open(struct run *run, const char *path) MUST_CHECK;
+/*
+ * Starts the log's writer thread with @loop (run_start does, before the vCPUs run). Nothing to
+ * do without a log. Returns 0 or -errno.
+ */
+int run_console_log_start(struct run *run, struct event_loop *loop) MUST_CHECK;
+/*
+ * Once the vCPUs stopped: writes out what the log's buffer holds (waiting for the reader, as for
+ * vmm's stdout), closes the log and warns once about bytes dropped or a failed write
+ * (run_destroy does). Safe without a log and twice.
+ */
+void run_console_log_close(struct run *run);
 
 /* vmm's stdin, for the command: returns the bytes the port took; eof closes the port. */
 size_t run_stdin(struct run *run, const uint8_t *buf, size_t len);

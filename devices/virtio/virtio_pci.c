@@ -3,6 +3,9 @@
  * (the 64-bit ring addresses also as two 32-bit halves); anything else reads as zeros and
  * writes are dropped. Queue fields act on queue_select; a selector >= num_queues selects none
  * (queue_size reads 0). Queue fields are frozen once DRIVER_OK is set, until a reset.
+ *
+ * Threads (see virtio_pci.h): register accesses on vCPU threads; the doorbell ioeventfds and
+ * their watches only on the event-loop thread (place_doorbells), or once it stopped (detach).
  */
 #include "devices/virtio/virtio_pci.h"
 
@@ -349,6 +352,7 @@ static void pci_interrupt(void *opaque, int q)
 
 /* ---- doorbells ---- */
 
+/* An ioeventfd doorbell fired. Event-loop thread (as everything about the ioeventfds). */
 static void notify_event(void *opaque, uint32_t events)
 {
 	struct virtio_pci_notify *n = opaque;
@@ -360,7 +364,14 @@ static void notify_event(void *opaque, uint32_t events)
 	virtio_notify_queue(n->t->dev, n->q);
 }
 
-static void remove_doorbells(struct virtio_pci *t)
+/*
+ * Unwatches and releases the ioeventfds. With @serve (the BAR moved), each queue is served once
+ * more: a ring KVM signalled until the deassign may be in the eventfd just closed, and must not
+ * be lost (a spurious notification at worst, which devices take). Event-loop thread, or the loop
+ * stopped. An event epoll already reported for one of them in this round is still dispatched:
+ * its struct stays valid and its fd is -1 or a fresh eventfd of the same queue.
+ */
+static void remove_doorbells(struct virtio_pci *t, bool serve)
 {
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		struct virtio_pci_notify *n = &t->notify[q];
@@ -370,18 +381,30 @@ static void remove_doorbells(struct virtio_pci *t)
 		event_loop_del(t->loop, &n->src);
 		ioeventfd_remove(&n->ev);
 		n->registered = false;
+		if (serve)
+			virtio_notify_queue(t->dev, q);
 	}
 }
 
 /*
- * Doorbells at the BAR's new address (0: none). Host lock held. The event loop may still be in
- * notify_event for a doorbell removed here: its struct stays valid, and reading a closed or
- * fresh (non-blocking) eventfd just fails, so at worst one spurious notify is served.
+ * t->place_work, on the event-loop thread: puts the doorbells where the BAR decodes now (none
+ * when it decodes nowhere). Until this ran, a doorbell write at the new address exits to its
+ * vCPU and reaches bar_write (virtio_doorbell_ring), and the old address's ioeventfds still
+ * serve this device.
  */
-static void place_doorbells(struct virtio_pci *t, uint64_t bar_addr)
+static void place_doorbells(void *opaque)
 {
-	remove_doorbells(t);
-	if (!bar_addr || t->vm_fd < 0)
+	struct virtio_pci *t = opaque;
+	uint64_t bar_addr;
+
+	pthread_mutex_lock(&t->dev->lock);
+	bar_addr = t->bar_addr;
+	pthread_mutex_unlock(&t->dev->lock);
+	if (bar_addr == t->placed_addr)
+		return;
+	remove_doorbells(t, true);
+	t->placed_addr = bar_addr;
+	if (!bar_addr)
 		return;
 	for (unsigned q = 0; q < t->dev->ops->num_queues; q++) {
 		struct virtio_pci_notify *n = &t->notify[q];
@@ -465,10 +488,20 @@ static void config_written(struct pci_device *d, unsigned offset, unsigned size)
 	bar_write(t, bar_offset, d->config + t->cfg_cap + CAP_DATA, len);
 }
 
+/*
+ * The BAR decodes at @addr now (0: nowhere). Host lock held, on a vCPU thread (or at set-up):
+ * the event loop, which owns the ioeventfds, moves them (place_doorbells).
+ */
 static void bar_moved(struct pci_device *d, unsigned bar, uint64_t addr)
 {
-	if (bar == VIRTIO_PCI_BAR)
-		place_doorbells(d->opaque, addr);
+	struct virtio_pci *t = d->opaque;
+
+	if (bar != VIRTIO_PCI_BAR || t->vm_fd < 0)
+		return;
+	pthread_mutex_lock(&t->dev->lock);
+	t->bar_addr = addr;
+	pthread_mutex_unlock(&t->dev->lock);
+	event_loop_post(t->loop, &t->place_work);
 }
 
 static const struct pci_device_ops virtio_pci_device_ops = {
@@ -548,6 +581,7 @@ int virtio_pci_attach(struct virtio_pci *t, struct virtio_dev *dev, struct pci_h
 	t->dev = dev;
 	t->vm_fd = vm_fd;
 	t->loop = loop;
+	event_work_init(&t->place_work, place_doorbells, t);
 	t->intx = (struct irq_line){.vm_fd = vm_fd, .gsi = intx_gsi, .irqfd = -1};
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		t->notify[q] = (struct virtio_pci_notify){.t = t, .q = q, .ev.fd = -1};
@@ -582,7 +616,10 @@ void virtio_pci_detach(struct virtio_pci *t)
 {
 	struct virtio_dev *dev = t->dev;
 
-	remove_doorbells(t);
+	/* The loop is not running: a re-placement still queued is dropped, not raced. */
+	if (t->loop)
+		event_loop_cancel(t->loop, &t->place_work);
+	remove_doorbells(t, false);
 	virtio_doorbell_destroy(&t->doorbell);
 	msix_destroy(&t->msix);
 	if (!dev)

@@ -9,11 +9,15 @@
  * Threads: ops->queue_notify runs on the event-loop thread only, without dev->lock. A doorbell
  * write no ioeventfd caught (another width, no ioeventfd registered, the configuration access
  * window) reaches the BAR handler on a vCPU thread, which only hands it to the loop
- * (virtio_doorbell_ring).
+ * (virtio_doorbell_ring). The doorbell ioeventfds and their event-loop watches belong to the
+ * event-loop thread: when the guest moves the BAR (a config write, on a vCPU thread) the new
+ * address is recorded under dev->lock and the loop re-places them (t->place_work); doorbell
+ * writes at the new address before it did exit to the vCPU and are handed over as above.
  *
  * Locking: BAR accesses take dev->lock (and the MSI-X lock inside it). Config space hooks run
  * under the PCI host's lock and may take dev->lock (the configuration access window) inside
- * it. Order: host lock, dev->lock, MSI-X lock, router lock; intx_lock is a leaf.
+ * it. Order: host lock, dev->lock, MSI-X lock, router lock; intx_lock is a leaf. A BAR move
+ * posts to the event loop (its lock) under the host's lock, dev->lock released.
  */
 #ifndef VMM_DEVICES_VIRTIO_VIRTIO_PCI_H
 #define VMM_DEVICES_VIRTIO_VIRTIO_PCI_H
@@ -107,7 +111,14 @@ struct virtio_pci {
 	uint16_t queue_sel;
 	uint16_t config_vector;
 	uint16_t queue_vector[VIRTIO_MAX_QUEUES];
-	/* ioeventfd doorbells, under the PCI host's lock (moved with the BAR). */
+	/* Where the BAR decodes (0: nowhere), under dev->lock: set on a move, for place_work. */
+	uint64_t bar_addr;
+	/*
+	 * The ioeventfd doorbells (with a VM), the event-loop thread's: place_work, posted on each
+	 * BAR move, puts them at bar_addr; placed_addr is where they are (0: none).
+	 */
+	struct event_work place_work;
+	uint64_t placed_addr;
 	struct virtio_pci_notify notify[VIRTIO_MAX_QUEUES];
 	/* Doorbells that reached the BAR handler, handed to the event loop. */
 	struct virtio_doorbell doorbell;
@@ -127,7 +138,10 @@ struct virtio_pci {
 int virtio_pci_attach(struct virtio_pci *t, struct virtio_dev *dev, struct pci_host *host,
                       int vm_fd, struct msi_router *router, unsigned intx_gsi,
                       struct event_loop *loop) MUST_CHECK;
-/* Releases the doorbells, vectors and line; call once the vCPUs and event loop stopped. */
+/*
+ * Releases the doorbells, vectors and line, and drops a doorbell re-placement still posted to
+ * the loop; call once the vCPUs and event loop stopped (before event_loop_free).
+ */
 void virtio_pci_detach(struct virtio_pci *t);
 
 /*

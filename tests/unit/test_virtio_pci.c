@@ -13,11 +13,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 
 #include "devices/pci/msix.h"
 #include "devices/pci/pci.h"
 #include "devices/virtio/virtio_pci.h"
+#include "tests/support/loop_harness.h"
 #include "tests/support/vring_builder.h"
 #include "tests/unit/unit.h"
 #include "vmm/bus.h"
@@ -142,25 +142,10 @@ static void record_intx(void *opaque, int level)
 	intx_changes++;
 }
 
-/*
- * Serves what the event loop has ready, as the loop's thread would (its sources are registered
- * with their struct event_source as the epoll data), until nothing is left.
- */
+/* Serves what the event loop has ready, as its thread would, until nothing is left. */
 static void run_loop(void)
 {
-	struct epoll_event ev[8];
-	int n;
-
-	in_loop = true;
-	while ((n = epoll_wait(loop.epoll_fd, ev, ARRAY_SIZE(ev), 0)) > 0) {
-		for (int i = 0; i < n; i++) {
-			struct event_source *src = ev[i].data.ptr;
-
-			src->handler(src->opaque, ev[i].events);
-		}
-	}
-	ck_assert_int_eq(n, 0);
-	in_loop = false;
+	test_loop_serve(&loop, &in_loop);
 }
 
 /* ---- guest-side accessors ---- */
