@@ -54,7 +54,7 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_
 	if (bus->nr_ranges == bus->capacity) {
 		unsigned cap = bus->capacity ? bus->capacity * 2 : 16;
 		struct bus_range *grown = realloc(bus->ranges, cap * sizeof(*grown));
-		uint64_t *hits;
+		struct bus_hits *hits;
 
 		if (!grown)
 			return -ENOMEM;
@@ -85,22 +85,30 @@ const struct bus_range *bus_find(const struct bus *bus, uint64_t addr)
 	return addr - r->base < r->len ? r : NULL;
 }
 
-/* vCPU threads count concurrently; the total is read once they stopped. */
-static void count_hit(const struct bus *bus, const struct bus_range *r)
+/* vCPU threads count concurrently; the totals are read once they stopped. */
+static void count_hit(const struct bus *bus, const struct bus_range *r, uint64_t addr,
+                      bool is_write)
 {
-	if (bus->hits)
-		__atomic_fetch_add(&bus->hits[r ? (unsigned)(r - bus->ranges) : bus->nr_ranges], 1,
-		                   __ATOMIC_RELAXED);
+	struct bus_hits *h;
+
+	if (!bus->hits)
+		return;
+	h = &bus->hits[r ? (unsigned)(r - bus->ranges) : bus->nr_ranges];
+	__atomic_fetch_add(&h->total, 1, __ATOMIC_RELAXED);
+	if (r && r->len <= BUS_HITS_REGS)
+		__atomic_fetch_add(&h->regs[is_write][addr - r->base], 1, __ATOMIC_RELAXED);
 }
 
-int bus_access(const struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write)
+static int dispatch(const struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write,
+                    bool count)
 {
 	const struct bus_range *r = bus_find(bus, addr);
 	uint64_t offset;
 
 	if (r && size > r->len - (addr - r->base))
 		r = NULL;
-	count_hit(bus, r);
+	if (count)
+		count_hit(bus, r, addr, is_write);
 	if (!r)
 		return -ENOENT;
 	offset = addr - r->base;
@@ -113,6 +121,43 @@ int bus_access(const struct bus *bus, uint64_t addr, void *data, unsigned size, 
 	return r->ops->read(r->opaque, offset, data, size);
 }
 
+int bus_access(const struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write)
+{
+	return dispatch(bus, addr, data, size, is_write, true);
+}
+
+int bus_replay_write(const struct bus *bus, uint64_t addr, const void *data, unsigned size)
+{
+	/* A write handler never changes its data; dispatch takes one pointer for both ways. */
+	return dispatch(bus, addr, (void *)data, size, true, false);
+}
+
+/* One line per register of a short range, most accessed first. */
+static void print_register_hits(const struct bus_range *r, const struct bus_hits *h,
+                                const char *what)
+{
+	bool shown[2][BUS_HITS_REGS] = {{false}};
+
+	for (;;) {
+		unsigned best_dir = 0, best_reg = 0;
+		uint64_t best = 0;
+
+		for (unsigned dir = 0; dir < 2; dir++)
+			for (unsigned reg = 0; reg < r->len; reg++)
+				if (!shown[dir][reg] && h->regs[dir][reg] > best) {
+					best = h->regs[dir][reg];
+					best_dir = dir;
+					best_reg = reg;
+				}
+		if (!best)
+			return;
+		shown[best_dir][best_reg] = true;
+		fprintf(stderr, "vmm: stats:     %-5s %-14s %#llx+%u %-5s %llu\n", what,
+		        r->name ? r->name : "?", (unsigned long long)r->base, best_reg,
+		        best_dir ? "write" : "read", (unsigned long long)best);
+	}
+}
+
 void bus_print_hits(const struct bus *bus, const char *what, unsigned max)
 {
 	bool shown[bus->nr_ranges + 1];
@@ -123,8 +168,8 @@ void bus_print_hits(const struct bus *bus, const char *what, unsigned max)
 		bool found = false;
 
 		for (unsigned i = 0; i <= bus->nr_ranges; i++) {
-			if (!shown[i] && bus->hits[i] &&
-			    (!found || bus->hits[i] > bus->hits[best])) {
+			if (!shown[i] && bus->hits[i].total &&
+			    (!found || bus->hits[i].total > bus->hits[best].total)) {
 				best = i;
 				found = true;
 			}
@@ -132,13 +177,16 @@ void bus_print_hits(const struct bus *bus, const char *what, unsigned max)
 		if (!found)
 			return;
 		shown[best] = true;
-		if (best == bus->nr_ranges)
+		if (best == bus->nr_ranges) {
 			fprintf(stderr, "vmm: stats:     %-5s %-24s %llu\n", what, "(no device)",
-			        (unsigned long long)bus->hits[best]);
-		else
-			fprintf(stderr, "vmm: stats:     %-5s %-14s %#-9llx %llu\n", what,
-			        bus->ranges[best].name ? bus->ranges[best].name : "?",
-			        (unsigned long long)bus->ranges[best].base,
-			        (unsigned long long)bus->hits[best]);
+			        (unsigned long long)bus->hits[best].total);
+			continue;
+		}
+		fprintf(stderr, "vmm: stats:     %-5s %-14s %#-9llx %llu\n", what,
+		        bus->ranges[best].name ? bus->ranges[best].name : "?",
+		        (unsigned long long)bus->ranges[best].base,
+		        (unsigned long long)bus->hits[best].total);
+		if (bus->ranges[best].len <= BUS_HITS_REGS)
+			print_register_hits(&bus->ranges[best], &bus->hits[best], what);
 	}
 }

@@ -26,10 +26,18 @@ struct bus_range {
 	const char *name;
 };
 
+/* Ranges up to this long are also counted per register (offset) and direction. */
+#define BUS_HITS_REGS 8
+
+struct bus_hits {
+	uint64_t total;
+	uint64_t regs[2][BUS_HITS_REGS]; /* [is_write][offset], for short ranges */
+};
+
 struct bus {
 	const char *name;
 	struct bus_range *ranges; /* sorted by base, never overlapping */
-	uint64_t *hits;           /* accesses per range (same index); hits[nr_ranges]: unclaimed */
+	struct bus_hits *hits;    /* per range (same index); hits[nr_ranges]: unclaimed */
 	unsigned nr_ranges;
 	unsigned capacity;
 };
@@ -55,8 +63,15 @@ const struct bus_range *bus_find(const struct bus *bus, uint64_t addr);
 int bus_access(const struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write);
 
 /*
+ * A write that reached vmm without an exit (coalesced I/O): dispatched as bus_access would,
+ * not counted among the exits of --stats.
+ */
+int bus_replay_write(const struct bus *bus, uint64_t addr, const void *data, unsigned size);
+
+/*
  * Prints to stderr, most first, the ranges that were accessed and how often (vmm --stats:
- * where the guest's exits to vmm went), under the heading @what; at most @max lines.
+ * where the guest's exits to vmm went), under the heading @what; at most @max ranges. A range
+ * of up to BUS_HITS_REGS bytes is followed by its registers' reads and writes, most first.
  */
 void bus_print_hits(const struct bus *bus, const char *what, unsigned max);
 

@@ -95,6 +95,9 @@ static int create_pci_host(struct vm *vm)
 	}
 	ret = pci_host_init(&d->pci, &layout, &vm->pio, &vm->mmio);
 	d->has_pci = true;
+	/* CONFIG_ADDRESS only latches; the CONFIG_DATA access after it exits and replays it. */
+	if (!ret && layout.config_port)
+		ret = coalesced_io_add_pio(&vm->coalesced, layout.config_port, 4);
 	if (ret)
 		log_error("cannot set up the PCI host bridge: %s", strerror(-ret));
 	return ret;

@@ -210,6 +210,8 @@ static void *vcpu_thread(void *opaque)
 			vm_request_stop(vm, 1, why);
 			break;
 		}
+		/* An exit may read what coalesced writes (of any vCPU) set: replay them first. */
+		coalesced_io_flush(&vm->coalesced);
 		ret = dispatch_exit(vcpu);
 		if (ret != VCPU_CONTINUE)
 			break;

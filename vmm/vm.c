@@ -243,6 +243,12 @@ static int vm_build(struct vm *vm)
 		ret = devices_create(vm);
 	if (!ret)
 		ret = arch_vm_load(vm);
+	if (ret)
+		return ret;
+	ret = coalesced_io_start(&vm->coalesced, vm->kvm_fd, vm->vm_fd, vm->vcpus[0].run,
+	                         vm->vcpu_mmap_size);
+	if (ret)
+		log_error("KVM_REGISTER_COALESCED_MMIO: %s", strerror(-ret));
 	return ret;
 }
 
@@ -264,6 +270,7 @@ int vm_create(const struct vm_config *config, struct vm **out)
 	pthread_mutex_init(&vm->stop_lock, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
+	coalesced_io_init(&vm->coalesced, &vm->pio);
 	ret = vm_build(vm);
 	if (ret) {
 		vm_destroy(vm);
@@ -438,6 +445,9 @@ int vm_run(struct vm *vm)
 		vcpu_print_exit_stats(vm);
 		bus_print_hits(&vm->pio, "pio", 12);
 		bus_print_hits(&vm->mmio, "mmio", 12);
+		if (vm->coalesced.replayed)
+			fprintf(stderr, "vmm: stats: %llu coalesced index-port writes (no exit)\n",
+			        (unsigned long long)vm->coalesced.replayed);
 		if (vm->mem.huge_pages_off)
 			fprintf(stderr, "vmm: stats: guest RAM in 4 KiB pages: %s\n",
 			        vm->mem.huge_pages_off);
@@ -475,6 +485,7 @@ void vm_destroy(struct vm *vm)
 	event_loop_free(&vm->loop);
 	bus_free(&vm->pio);
 	bus_free(&vm->mmio);
+	coalesced_io_destroy(&vm->coalesced);
 	guest_memory_free(&vm->mem);
 	close_fd(vm->vm_fd);
 	close_fd(vm->kvm_fd);

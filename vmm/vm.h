@@ -8,6 +8,7 @@
 
 #include "vmm/bus.h"
 #include "vmm/chardev.h"
+#include "vmm/coalesced_io.h"
 #include "vmm/config.h"
 #include "vmm/devices.h"
 #include "vmm/event_loop.h"
@@ -24,6 +25,7 @@ struct vm {
 	size_t vcpu_mmap_size;
 	struct guest_memory mem;
 	struct bus pio, mmio;
+	struct coalesced_io coalesced; /* index-port writes that skip the exit to vmm */
 	struct vcpu *vcpus;
 	unsigned nr_vcpus;
 	struct arch_vm *arch;

@@ -159,6 +159,9 @@ static int register_devices(struct vm *vm)
 		                   "i8042");
 	if (!ret)
 		ret = bus_register(&vm->pio, X86_CMOS_PORT, 2, &cmos_bus_ops, &a->cmos, "cmos");
+	/* The index port only latches; the data port access after it exits and replays it. */
+	if (!ret)
+		ret = coalesced_io_add_pio(&vm->coalesced, X86_CMOS_PORT, 1);
 	/*
 	 * Only when asked (--debug-exit, which config refuses with --run): otherwise any guest
 	 * could choose vmm's exit status, 124 reading as --timeout or 2 as a usage error.

@@ -126,9 +126,13 @@ START_TEST(hits_per_range)
 	ck_assert_int_eq(bus_access(&bus, 0x3fd, data, 1, false), 0);
 	ck_assert_int_eq(bus_access(&bus, 0x80, data, 1, true), -ENOENT);
 	ck_assert_int_eq(bus_access(&bus, 0xcfa, data, 4, false), -ENOENT); /* straddles */
-	ck_assert_uint_eq(bus.hits[0], 1); /* uart, the lower base */
-	ck_assert_uint_eq(bus.hits[1], 3);
-	ck_assert_uint_eq(bus.hits[2], 2);
+	ck_assert_uint_eq(bus.hits[0].total, 1); /* uart, the lower base */
+	ck_assert_uint_eq(bus.hits[1].total, 3);
+	ck_assert_uint_eq(bus.hits[2].total, 2);
+	/* Short ranges per register and direction; the straddling read counts nowhere there. */
+	ck_assert_uint_eq(bus.hits[0].regs[0][5], 1);
+	ck_assert_uint_eq(bus.hits[1].regs[1][0], 3);
+	ck_assert_uint_eq(bus.hits[1].regs[0][2], 0);
 	bus_print_hits(&bus, "pio", 8);
 	bus_free(&bus);
 }

@@ -1,0 +1,59 @@
+/*
+ * KVM's coalesced I/O: a write to a registered zone does not exit to vmm. KVM appends it to a
+ * ring it shares with vmm (one per VM, one page of every vCPU's kvm_run mapping) and resumes
+ * the guest; vmm replays the ring onto its buses, in order, before it handles any exit.
+ *
+ * Only for registers whose writes do nothing by themselves until a later access that exits:
+ * index and address latches such as PCI CONFIG_ADDRESS (0xCF8) or the CMOS index port (0x70),
+ * as QEMU does. Each such pair then costs the guest one exit to vmm instead of two.
+ *
+ * Threads: zones are added during set-up; any vCPU thread flushes, under the lock, so that
+ * replays happen one at a time and in the ring's order.
+ */
+#ifndef VMM_VMM_COALESCED_IO_H
+#define VMM_VMM_COALESCED_IO_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "vmm/bus.h"
+#include "vmm/util.h"
+
+#define COALESCED_IO_MAX_ZONES 4
+
+struct coalesced_io {
+	const struct bus *pio;
+	struct kvm_coalesced_mmio_zone zones[COALESCED_IO_MAX_ZONES];
+	unsigned nr_zones;
+	/* KVM's ring, NULL until coalesced_io_start found the capability (then: writes exit). */
+	struct kvm_coalesced_mmio_ring *ring;
+	uint32_t ring_entries;
+	pthread_mutex_t lock;
+	uint64_t replayed; /* writes that reached vmm through the ring (--stats), under lock */
+};
+
+void coalesced_io_init(struct coalesced_io *c, const struct bus *pio);
+void coalesced_io_destroy(struct coalesced_io *c);
+
+/*
+ * Asks for writes to ports [@port, @port + @len) to be coalesced once started (set-up only).
+ * The device on the bus must accept them late: see the top of this file. Returns 0 or -ENOSPC.
+ */
+int coalesced_io_add_pio(struct coalesced_io *c, uint16_t port, uint32_t len) MUST_CHECK;
+
+/*
+ * Registers the zones with KVM and finds the ring in a vCPU's kvm_run mapping (@run, of
+ * @mmap_size bytes). Without KVM_CAP_COALESCED_PIO nothing is registered and the writes keep
+ * exiting; that is not an error. Returns 0 or -errno from KVM_REGISTER_COALESCED_MMIO.
+ */
+int coalesced_io_start(struct coalesced_io *c, int kvm_fd, int vm_fd, void *run,
+                       size_t mmap_size) MUST_CHECK;
+
+/*
+ * Replays every write in the ring onto the port bus, oldest first (any vCPU thread, before it
+ * handles an exit). The ring's indices and lengths are checked before use.
+ */
+void coalesced_io_flush(struct coalesced_io *c);
+
+#endif
