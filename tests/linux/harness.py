@@ -127,8 +127,11 @@ export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts
-# Keep L1's kernel messages (bar emergencies) off the console the guest uses.
+# Keep L1's kernel messages (bar emergencies) off the console the guest uses,
 dmesg -n 1
+# except L1's reports of its own lockups and stalls, stack traces included, marked as L1's.
+(awk '/soft lockup|self-detected stall|blocked for more than|Call Trace/ { n = 100 }
+      n && n-- { sub(/^[^;]*;/, ""); print "VMM-L1-KMSG: " $0 }' </dev/kmsg >/dev/console) &
 # Shared guest RAM (vmm --run and --share use memfds) may get 2 MiB pages too.
 echo advise >/sys/kernel/mm/transparent_hugepage/shmem_enabled
 fail() { echo "VMM-L1-ERROR: $*"; poweroff -f; }
@@ -168,6 +171,36 @@ L1_STALL_WATCH = r'''(
 ) &'''
 
 
+# Where L1's kernel text and modules are (KASLR): lets a CPU state read from QEMU's monitor
+# say whether a RIP is L1's own (and where) or the L2 guest's.
+L1_TEXT_REPORT = (r'''echo "VMM-L1-TEXT: $(awk '$3 == "_stext" || $3 == "_etext" '''
+                  r'''{ printf "%s=%s ", $3, $1 }' /proc/kallsyms)'''
+                  r'''$(awk '{ printf "%s=%s+%s ", $1, $6, $2 }' /proc/modules)"''')
+L1_TEXT_RE = re.compile(r'VMM-L1-TEXT: ([^\n]*)\n')
+
+
+def l1_where(rip, report):
+    """Names the L1 code at rip (hex string) from an L1_TEXT_REPORT line, or says it is
+    outside L1's kernel text and modules (the L2 guest's, when L1 runs it)."""
+    fields = dict(f.split('=', 1) for f in report.split() if '=' in f)
+    try:
+        addr = int(rip, 16)
+        start, end = int(fields.pop('_stext'), 16), int(fields.pop('_etext'), 16)
+    except (KeyError, ValueError):
+        return '?'
+    if start <= addr < end:
+        return f'L1 _stext+{addr - start:#x}'
+    for name, span in fields.items():
+        base, _, size = span.partition('+')
+        try:
+            base, size = int(base, 16), int(size)
+        except ValueError:
+            continue
+        if base <= addr < base + size:
+            return f'L1 {name}+{addr - base:#x}'
+    return 'not L1 text'
+
+
 def l1_init(arch):
     """The text of L1's /init for an Arch."""
     mods = ' '.join(os.path.basename(m)[:-len('.ko')] for m in arch.l1_modules)
@@ -185,9 +218,9 @@ class HarnessError(Exception):
 # with vmm and with QEMU alike as the L2 VMM). Waiting on is pointless once it shows.
 # L1 runs with printk.time=0, so its messages start a line with no "[  12.345678] " stamp and
 # an L2 kernel's (stamped, and passing through vmm to the same console) cannot match: an L2
-# stuck for a while under a slow VMM is the test's business, not an L1 failure. L1 also
-# panics on a soft lockup (softlockup_panic=1), so one this pattern misses (say, printed
-# after a partial line of L2 output) still ends L1 without VMM-L1-EXIT, an L1 reset below.
+# stuck for a while under a slow VMM is the test's business, not an L1 failure. L1 does not
+# panic on a soft lockup, so that its report (every CPU's stack: softlockup_all_cpu_backtrace)
+# reaches the console through L1_KMSG_REPORT, prefixed VMM-L1-KMSG.
 L1_LOCKUP_RE = re.compile(r'(?m)^watchdog: BUG: soft lockup - CPU#\d+ stuck for \d+s! '
                           r'\[([^\]]*)\]')
 # L1's own panic (unstamped, as above; an L2 kernel's panic line carries its time stamp).
@@ -627,7 +660,7 @@ class Guest:
                 '-m', '2048', '-nodefaults', '-no-user-config', '-display', 'none',
                 '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
                 '-kernel', os.path.join(self.guest_dir, a.kernel), '-initrd', initrd,
-                '-append', f'console={a.console} quiet panic=-1 printk.time=0 softlockup_panic=1',
+                '-append', f'console={a.console} quiet panic=-1 printk.time=0 softlockup_all_cpu_backtrace=1',
                 '-no-reboot'] + (
                     # a second console device carries vmm's status
                     [arg.format(path=status_file) for arg in a.status_qemu]
@@ -728,6 +761,7 @@ class Guest:
             lines.append('export LD_LIBRARY_PATH=' + ':'.join(libdirs))
         if not interactive:
             lines.append(L1_STALL_WATCH.replace('@STALL@', str(L1_STALL_SECONDS)))
+            lines.append(L1_TEXT_REPORT)
             lines.append(f'echo {L1_READY}')
         lines += [self._l1_shell_command(), 'status=$?',
                   "grep -v '^#' /sys/kernel/tracing/trace 2>/dev/null | tail -4 | "
@@ -822,6 +856,7 @@ class Guest:
                 if self.mode == 'nested':
                     lockup = L1_LOCKUP_RE.search(self._text, self._pos)
                     if lockup:
+                        self._await_l1_report()
                         self._raise_l1_failure(what, f'the L1 kernel reported a soft lockup in '
                                                      f'{lockup.group(1)}', lockup.start())
                 if self._eof:
@@ -844,6 +879,17 @@ class Guest:
                         self.mode == 'nested' and self._diag_dir) else ''
                     raise GuestTimeout(f'timed out after {timeout:g} s waiting for {what}{where}')
                 self._cond.wait(left)
+
+    def _await_l1_report(self, quiet=3.0, limit=20.0):
+        """Lets L1's own report of a lockup (VMM-L1-KMSG lines) reach the console and its
+        log: returns once the output has been still for quiet s, or after limit s. Caller
+        holds _cond."""
+        end = time.monotonic() + limit
+        while not self._eof and time.monotonic() < end:
+            size = len(self._text)
+            self._cond.wait(quiet)
+            if len(self._text) == size:
+                return
 
     def _l1_froze(self):
         """True when L1's userspace has provably not run for a while (nested mode): vmm
@@ -912,8 +958,11 @@ class Guest:
             text = data.decode(errors='replace')
             cpus = re.findall(r'[ER]IP=([0-9a-f]+) [ER]FL=([0-9a-f]+).*?HLT=(\d).*?CR3=([0-9a-f]+)',
                               text, re.S)
+            text_report = L1_TEXT_RE.search(self._text)
             lines.append(f'sample {i + 1}: ' + '; '.join(
-                f'CPU{n} RIP={rip} IF={int(rfl, 16) >> 9 & 1} HLT={hlt} CR3={cr3}'
+                f'CPU{n} RIP={rip}'
+                f'{f" ({l1_where(rip, text_report.group(1))})" if text_report else ""}'
+                f' IF={int(rfl, 16) >> 9 & 1} HLT={hlt} CR3={cr3}'
                 for n, (rip, rfl, hlt, cr3) in enumerate(cpus)))
         return 'L1 CPUs (QEMU monitor): ' + ' | '.join(lines)
 
