@@ -461,12 +461,28 @@ def initramfs():
     }
 
 
+def coalesced_io():
+    # Ring indices (first, last), then entries: address le64, length le32, pio le32, data[8].
+    def ent(addr, length, value, pio=1):
+        return struct.pack('<QII', addr, length, pio) + value.to_bytes(8, 'little')
+    cf8 = [ent(0xcf8, 4, 0x80000000 | reg) for reg in (0, 4, 8, 0x10)]
+    cmos = [ent(0x70, 1, reg) for reg in (0x0a, 0x0b, 0x32)]
+    return {
+        'pci_addresses': struct.pack('<II', 0, 4) + b''.join(cf8),
+        'wrapped': struct.pack('<II', 168, 2) + b''.join(cf8 * 43)[:170 * 24],
+        'cmos_and_odd': struct.pack('<II', 0, 5) + b''.join(cmos) + ent(0xcfb, 1, 1) +
+        ent(0x70, 9, 0),
+        'bad_indices': struct.pack('<II', 500, 3) + b''.join(cf8),
+    }
+
+
 TARGETS = {
     'virtqueue': virtqueue, 'blk_request': blk_request, 'uart': uart, 'i8042': i8042,
     'cmos': cmos, 'acpi_pm': acpi_pm, 'arm64_image': arm64_image, 'bzimage': bzimage, 'elf': elf,
     'virtio_mmio': virtio_mmio, 'virtio_pci': virtio_pci, 'pci': pci, 'msix': msix,
     'config': config, 'kmod': kmod, 'init_config': init_config, 'vhost_user': vhost_user,
     'net': net_seeds, 'console_control': console_control, 'initramfs': initramfs,
+    'coalesced_io': coalesced_io,
 }
 
 
