@@ -268,6 +268,18 @@ void child_describe(struct child *c, char *buf, size_t len)
 	snprintf(buf, len, "%s %s%s%s", c->name, state, line[0] ? ": " : "", line);
 }
 
+/*
+ * Through the pidfd, which can only ever reach this child (the sandbox allows no kill(2)); by
+ * pid only when spawning failed before the pidfd existed, which is still before the sandbox.
+ */
+static void signal_child(const struct child *c, int sig)
+{
+	if (c->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, c->pidfd, sig, NULL, 0);
+	else
+		kill(c->pid, sig);
+}
+
 void child_stop(struct child *c, struct event_loop *loop, unsigned grace_ms)
 {
 	if (!c->spawned)
@@ -281,13 +293,13 @@ void child_stop(struct child *c, struct event_loop *loop, unsigned grace_ms)
 		struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
 		int r = -1;
 
-		kill(c->pid, SIGTERM);
+		signal_child(c, SIGTERM);
 		if (c->pidfd >= 0) {
 			while ((r = poll(&p, 1, (int)grace_ms)) < 0 && errno == EINTR)
 				;
 		}
 		if (r <= 0)
-			kill(c->pid, SIGKILL);
+			signal_child(c, SIGKILL);
 		while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
 			;
 		c->pid = 0;

@@ -9,7 +9,8 @@
  *   submission, eventfds, epoll_ctl, timerfd_settime, vhost-user messages, getrandom, and the
  *   KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING and TUNSETOFFLOAD ioctls;
  * - vCPU threads: KVM_RUN, and the register reads that describe a crash;
- * - the event-loop thread: epoll_wait, signals to vCPU threads and helper processes, reaping
+ * - the event-loop thread: epoll_wait, signals to vCPU threads (tgkill, own process only) and
+ *   to helper processes (pidfd_send_signal: only children vmm holds a pidfd of), reaping
  *   them, the terminal (TCGETS/TCSETS*), and the teardown (rmdir of virtiofsd's socket dir);
  * - output writers: write and poll on their fd.
  * Nothing may open a file, create a socket, map executable memory, fork or exec.
@@ -103,7 +104,7 @@ static const struct allow main_syscalls[] = {
         ALLOW("epoll_pwait"),
         ALLOW("poll"),
         ALLOW("ppoll"),
-        ALLOW("kill"), /* stopping virtiofsd */
+        ALLOW("pidfd_send_signal"), /* stopping virtiofsd: only a child vmm holds a pidfd of */
         ALLOW("wait4"),
         ALLOW("waitid"),
         ALLOW("lseek"), /* a helper's output, for its last line */

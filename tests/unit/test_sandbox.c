@@ -287,13 +287,14 @@ static void main_allowed_child(void)
 	struct epoll_event ev;
 	struct termios t;
 	struct pollfd p = {.fd = ep, .events = POLLIN};
+	int self = (int)syscall(SYS_pidfd_open, getpid(), 0);
 
-	EXPECT(ep >= 0, "epoll_create1");
+	EXPECT(ep >= 0 && self >= 0, "epoll_create1, pidfd_open");
 	enter_kind(SANDBOX_MAIN);
 	EXPECT(field_is(status, "Seccomp", "2"), "Seccomp 2");
 	EXPECT(epoll_wait(ep, &ev, 1, 0) == 0, "epoll_wait");
 	EXPECT(poll(&p, 1, 0) == 0, "poll");
-	EXPECT(kill(getpid(), 0) == 0, "kill");
+	EXPECT(syscall(SYS_pidfd_send_signal, self, 0, NULL, 0) == 0, "pidfd_send_signal");
 	EXPECT(pthread_kill(pthread_self(), 0) == 0, "tgkill to its own threads");
 	EXPECT(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD, "waitpid");
 	EXPECT(tcgetattr(ep, &t) < 0, "TCGETS reaches the kernel");
@@ -322,6 +323,15 @@ static void main_tgkill_child(void)
 	syscall(SYS_tgkill, parent, parent, 0);
 }
 
+/* kill(2) reaches any process of the user; virtiofsd is stopped through its pidfd instead. */
+static void main_kill_child(void)
+{
+	pid_t parent = getppid();
+
+	enter_kind(SANDBOX_MAIN);
+	kill(parent, 0);
+}
+
 static void main_kvm_run_child(void)
 {
 	enter_kind(SANDBOX_MAIN);
@@ -333,6 +343,7 @@ START_TEST(main_forbidden_named)
 	expect_forbidden(main_socket_child, "event-loop", "socket");
 	expect_forbidden(main_kvm_run_child, "event-loop", "ioctl");
 	expect_forbidden(main_tgkill_child, "event-loop", "tgkill");
+	expect_forbidden(main_kill_child, "event-loop", "kill");
 }
 END_TEST
 
