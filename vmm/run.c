@@ -91,7 +91,9 @@ size_t run_console_write(void *opaque, const uint8_t *buf, size_t len)
 	struct run *run = opaque;
 
 	pthread_mutex_lock(&run->log_lock);
-	if (run->log_started)
+	if (run->log_started && run->log_is_file)
+		out_stream_take_all(&run->log, buf, len);
+	else if (run->log_started)
 		run->log_dropped += len - out_stream_take(&run->log, buf, len);
 	for (size_t i = 0; i < len; i++) {
 		run->tail[run->tail_pos++] = (char)buf[i];
@@ -134,6 +136,7 @@ int run_console_log_open(struct run *run, const char *path)
 		return -err;
 	}
 	run->log_fd = fd;
+	run->log_is_file = S_ISREG(st.st_mode);
 	return 0;
 }
 

@@ -46,7 +46,8 @@ struct run {
 	int log_fd;               /* --console-log, or -1 */
 	struct out_stream log;    /* its writer; takes bytes once log_started */
 	bool log_started;
-	uint64_t log_dropped;    /* bytes the log's buffer had no room for, dropped from the log */
+	bool log_is_file;     /* a regular file always takes the bytes: wait for room, never drop */
+	uint64_t log_dropped; /* bytes the log's buffer had no room for, dropped from the log */
 	char tail[RUN_LOG_TAIL]; /* ring of the console's last bytes */
 	size_t tail_pos;
 	bool tail_wrapped;
