@@ -6,26 +6,33 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
 #include "vmm/sandbox.h"
 
+/* How often a writer waiting for its reader looks whether it was abandoned. */
+#define ABANDON_POLL_MS 50
+
 /*
- * Writes @len bytes; false when the reader went away (the rest is dropped). An fd another
- * process made non-blocking (a shared pipe or terminal) is waited on, not taken as broken.
+ * Writes @len bytes; false when the reader went away or the stream was abandoned (the rest is
+ * dropped). An fd another process made non-blocking (a shared pipe or terminal) is waited on,
+ * not taken as broken.
  */
-static bool write_all(int fd, const uint8_t *buf, size_t len)
+static bool write_all(struct out_stream *s, const uint8_t *buf, size_t len)
 {
 	while (len) {
-		ssize_t n = write(fd, buf, len);
+		ssize_t n = write(s->fd, buf, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			struct pollfd p = {.fd = s->fd, .events = POLLOUT};
 
-			if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			if (__atomic_load_n(&s->abandoned, __ATOMIC_ACQUIRE))
+				return false;
+			if (poll(&p, 1, ABANDON_POLL_MS) < 0 && errno != EINTR)
 				return false;
 			continue;
 		}
@@ -54,13 +61,13 @@ static void *writer(void *opaque)
 
 		while (!s->len && !s->closing)
 			pthread_cond_wait(&s->changed, &s->lock);
-		if (!s->len)
+		if (!s->len || s->abandoned)
 			break;
 		n = MIN(MIN(s->len, sizeof(chunk)), OUT_STREAM_BUFFER - s->head);
 		memcpy(chunk, s->buf + s->head, n);
 		pthread_mutex_unlock(&s->lock);
 		if (!broken)
-			broken = !write_all(s->fd, chunk, n);
+			broken = !write_all(s, chunk, n);
 		pthread_mutex_lock(&s->lock);
 		s->broken = broken;
 		s->written += broken ? 0 : n;
@@ -161,6 +168,37 @@ void out_stream_set_blocking(struct out_stream *s)
 	pthread_mutex_lock(&s->lock);
 	s->blocking = true;
 	pthread_mutex_unlock(&s->lock);
+}
+
+uint64_t out_stream_close_within(struct out_stream *s, unsigned ms)
+{
+	struct timespec deadline;
+	uint64_t dropped = 0;
+
+	if (!s->inited || !s->started) {
+		out_stream_close(s);
+		return 0;
+	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->closing = true;
+	pthread_cond_broadcast(&s->changed);
+	while (s->len && !s->broken &&
+	       pthread_cond_timedwait(&s->changed, &s->lock, &deadline) != ETIMEDOUT)
+		;
+	if (s->len && !s->broken) {
+		dropped = s->len;
+		__atomic_store_n(&s->abandoned, true, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&s->lock);
+	out_stream_close(s);
+	return dropped;
 }
 
 void out_stream_close(struct out_stream *s)

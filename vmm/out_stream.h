@@ -41,6 +41,7 @@ struct out_stream {
 	bool blocking;    /* take waits for room instead of refusing (final flush) */
 	bool closing;     /* write what is pending, then end the thread */
 	bool broken;      /* the reader went away (EPIPE, ...): output is dropped from now on */
+	bool abandoned;   /* out_stream_close_within gave up on the reader: stop writing */
 	uint64_t written; /* bytes written to fd (not those dropped) */
 };
 
@@ -66,5 +67,11 @@ void out_stream_set_blocking(struct out_stream *s);
  * and frees the stream. Safe on a zeroed stream and twice.
  */
 void out_stream_close(struct out_stream *s);
+/*
+ * As out_stream_close, but waits at most @ms for the reader to take what is pending; the rest
+ * is dropped. Returns how many bytes were dropped that way (0 when all was written). For
+ * output a stalled reader must not hold vmm's exit for (a log on a FIFO).
+ */
+uint64_t out_stream_close_within(struct out_stream *s, unsigned ms);
 
 #endif

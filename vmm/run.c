@@ -18,6 +18,8 @@
 
 #define PANIC_MARK    "Kernel panic - not syncing"
 #define DRAIN_POLL_NS 2000000 /* how often the drain after the exit status looks */
+/* How long a FIFO or device --console-log's reader gets, at exit, to take the rest. */
+#define RUN_LOG_CLOSE_MS 2000
 
 static const char *const port_names[RUN_NR_PORTS] = {
         [RUN_PORT_STATUS] = "vmm.status",
@@ -176,13 +178,17 @@ void run_console_log_close(struct run *run)
 	run->log_started = false;
 	dropped = run->log_dropped;
 	pthread_mutex_unlock(&run->log_lock);
-	out_stream_close(&run->log);
+	/* A file drains; a FIFO's reader that stopped reading must not hold vmm's exit. */
+	if (run->log_is_file)
+		out_stream_close(&run->log);
+	else
+		dropped += out_stream_close_within(&run->log, RUN_LOG_CLOSE_MS);
 	close(run->log_fd);
 	run->log_fd = -1;
 	if (dropped)
 		log_warn("--console-log: %llu bytes dropped (the reader was too slow)",
 		         (unsigned long long)dropped);
-	if (run->log.broken)
+	if (run->log.broken && !run->log.abandoned)
 		log_warn("--console-log: a write failed or the reader went away; the rest of the "
 		         "log was dropped");
 }
