@@ -406,10 +406,10 @@ def setup_net(run, transport):
 # QEMU as the L2 VMM for linux-net's load, for comparing failure rates under the emulated L1
 # (tests/soak --net-vmm qemu; not a CI test): microvm with PCIe, the same kernel, initramfs,
 # 512 MiB (QEMU backs it with 2 MiB pages too), one vCPU and two virtio-net-pci NICs (MSI-X)
-# on TAPs it creates with the names vmm's would have.
+# on TAPs it creates with the names vmm's would have (no option ROM: direct kernel boot).
 L1_QEMU = '/usr/local/bin/qemu-system-x86_64'
 QEMU_DATA = '/usr/share/qemu'
-QEMU_FIRMWARE = ('bios-microvm.bin', 'linuxboot_dma.bin', 'kvmvapic.bin', 'efi-virtio.rom')
+QEMU_FIRMWARE = ('bios-microvm.bin', 'linuxboot_dma.bin', 'kvmvapic.bin')
 
 
 def setup_net_qemu(run):
@@ -425,7 +425,7 @@ def setup_net_qemu(run):
         if os.path.isfile(os.path.join(QEMU_DATA, fw)):
             run.place(os.path.join(QEMU_DATA, fw), f'{QEMU_DATA}/{fw}')
     nics = ' '.join(f'-netdev tap,id=n{i},ifname=tap{i},script=no,downscript=no '
-                    f'-device virtio-net-pci,netdev=n{i}{",mac=" + NET_MAC if i == 0 else ""}'
+                    f'-device virtio-net-pci,netdev=n{i},romfile={",mac=" + NET_MAC if i == 0 else ""}'
                     for i in range(2))
     command = (f'{host}\n{L1_QEMU} -L {QEMU_DATA} -M microvm,pcie=on -enable-kvm -cpu host '
                f'-m 512M -smp 1 -nodefaults -no-user-config -display none -serial stdio '
