@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "guest-firmware/init/init.h"
@@ -172,8 +174,73 @@ static void __attribute__((noreturn)) fail(struct init *in)
 	power_off();
 }
 
+/* Appends "@label0x@value" in hex to @buf at @len (async-signal-safe). */
+static size_t put_hex(char *buf, size_t len, const char *label, unsigned long long value)
+{
+	char digits[16];
+	int n = 0;
+
+	while (*label)
+		buf[len++] = *label++;
+	buf[len++] = '0';
+	buf[len++] = 'x';
+	do {
+		digits[n++] = "0123456789abcdef"[value & 0xf];
+		value >>= 4;
+	} while (value);
+	while (n)
+		buf[len++] = digits[--n];
+	return len;
+}
+
+/*
+ * pid 1 crashing panics the kernel with no word of where: first say it on kmsg at KERN_CRIT
+ * (shown with quiet, so it is among the kernel's last messages vmm prints), then die of the
+ * signal as before (SA_RESETHAND). Only async-signal-safe calls.
+ */
+int main(void);
+
+static void crashed(int sig, siginfo_t *si, void *ctx)
+{
+	const ucontext_t *uc = ctx;
+	unsigned long long pc = 0;
+	char line[160] = "<2>vmm-init: crashed";
+	size_t len = strlen(line);
+	int fd;
+
+#if defined(__x86_64__)
+	pc = (unsigned long long)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+	pc = uc->uc_mcontext.pc;
+#endif
+	len = put_hex(line, len, ": signal ", (unsigned long long)sig);
+	len = put_hex(line, len, " code ", (unsigned long long)(unsigned)si->si_code);
+	len = put_hex(line, len, " address ", (unsigned long long)(uintptr_t)si->si_addr);
+	len = put_hex(line, len, " pc ", pc);
+	len = put_hex(line, len, " (main at ", (unsigned long long)(uintptr_t)main);
+	line[len++] = ')';
+	line[len++] = '\n';
+	fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = write(fd, line, len);
+
+		(void)n; /* nothing else to tell it to */
+		close(fd);
+	}
+	raise(sig);
+}
+
+static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+
 static int ignore_signals(struct init *in)
 {
+	struct sigaction crash = {.sa_sigaction = crashed,
+	                          .sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER};
+
+	for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++) {
+		if (sigaction(crash_signals[i], &crash, NULL) < 0)
+			return init_syserr(in, "sigaction %d", crash_signals[i]);
+	}
 	struct sigaction sa = {.sa_handler = SIG_IGN};
 
 	for (size_t i = 0; i < sizeof(ignored_signals) / sizeof(ignored_signals[0]); i++) {
@@ -476,7 +543,7 @@ static int report_exit(struct init *in)
  * modules load, before anything is mounted, so that every later failure is reported on it.
  */
 static int (*const steps[])(struct init *) = {
-        ignore_signals,   /* SIGINT, SIGTERM, SIGHUP, SIGPIPE */
+        ignore_signals,   /* SIGINT, SIGTERM, SIGHUP, SIGPIPE; a crash says where */
         mnt_early,        /* proc, sysfs, devtmpfs in the initramfs */
         std_fds,          /* fds 0-2 open */
         read_modules,     /* /vmm/modules */
