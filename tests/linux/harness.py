@@ -609,6 +609,7 @@ class Guest:
         self._cond = threading.Condition()
         self._decoder = codecs.getincrementaldecoder('utf-8')(errors='replace')
         self._text = ''
+        self._last_output = time.monotonic()
         self._pos = 0
         self._eof = False
         if self.command is None and not self.vmm:
@@ -826,6 +827,7 @@ class Guest:
             with self._cond:
                 if data:
                     self._text += self._decoder.decode(data).replace('\r', '')
+                    self._last_output = time.monotonic()
                 else:
                     self._text += self._decoder.decode(b'', final=True)
                     self._eof = True
@@ -868,6 +870,12 @@ class Guest:
                     raise GuestError(f'waiting for {what}: output ended '
                                      f'({self._who()} exited, status {self._rc()})')
                 left = deadline - time.monotonic()
+                if left > 0 and self._l1_froze():
+                    self._raise_l1_failure(
+                        what, f'L1 froze: no output for {L1_STALL_SECONDS + 40} s, not even '
+                        f'from L1\'s own stall watchdog, which speaks once a vmm has run '
+                        f'{L1_STALL_SECONDS} s: L1\'s kernel scheduled none of its processes. '
+                        f'{self._l1_cpu_state()}', len(self._text))
                 if left <= 0:
                     if self._l1_froze():
                         self._raise_l1_failure(
@@ -878,7 +886,8 @@ class Guest:
                     where = f'; {self._l1_cpu_state(samples=3, gap=1.0)}' if (
                         self.mode == 'nested' and self._diag_dir) else ''
                     raise GuestTimeout(f'timed out after {timeout:g} s waiting for {what}{where}')
-                self._cond.wait(left)
+                # Wake now and then to look for a frozen L1 before the deadline.
+                self._cond.wait(min(left, 10) if self.mode == 'nested' else left)
 
     def _await_l1_report(self, quiet=3.0, limit=20.0):
         """Lets L1's own report of a lockup (VMM-L1-KMSG lines) reach the console and its
@@ -892,13 +901,19 @@ class Guest:
                 return
 
     def _l1_froze(self):
-        """True when L1's userspace has provably not run for a while (nested mode): vmm
-        did not end and the stall watchdog (L1_STALL_WATCH) stayed silent although the
-        time since L1 was ready is well past when it speaks. Caller holds _cond."""
+        """True when L1's userspace has provably not run for a while (nested mode): since
+        its last output (and since it was ready) longer has passed than the stall watchdog
+        (L1_STALL_WATCH) takes to speak about a vmm that lives that long, yet the console
+        stayed silent, and vmm did not end. Measured from the last output, not from L1
+        being ready: one L1 may run many short vmm processes (linux-run) for longer than
+        that. Caller holds _cond."""
         ready = self.timings.get('l1_ready')
+        now = time.monotonic()
         return (self.mode == 'nested' and ready is not None and
-                time.monotonic() - ready > L1_STALL_SECONDS + 40 and
-                'VMM-L1-STALL' not in self._text and not L1_EXIT_RE.search(self._text))
+                now - max(ready, self._last_output) > L1_STALL_SECONDS + 40 and
+                # A watchdog report means L1 ran and vmm hung: vmm's failure, never L1's.
+                'VMM-L1-STALL' not in self._text and
+                not L1_EXIT_RE.search(self._text))
 
     def _raise_l1_failure(self, what, failure, where):
         """Raises L1Lockup for an L1 failure seen at offset where of the output, or
