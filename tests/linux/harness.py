@@ -117,6 +117,16 @@ L1_EXIT_RE = re.compile(r'VMM-L1-EXIT=(\d+)\n')  # whole line: output may arrive
 L1_ERROR_RE = re.compile(r'VMM-L1-ERROR: ([^\n]*)')
 L1_CACHE_KEEP = 4  # cached L1 base archives kept per build dir
 
+# Debian's qemu-system-data, and the firmware QEMU's microvm machine loads from it, for a QEMU
+# run inside L1 (bench/boot's peer, tests/soak's net-qemu).
+QEMU_DATA = '/usr/share/qemu'
+QEMU_MICROVM_FIRMWARE = ('bios-microvm.bin', 'linuxboot_dma.bin', 'kvmvapic.bin')
+
+
+def qemu_microvm_files():
+    """(path in L1, host path) of that firmware: the same path on both sides."""
+    return [(os.path.join(QEMU_DATA, fw),) * 2 for fw in QEMU_MICROVM_FIRMWARE]
+
 # L1's /init (for an architecture: see l1_init). The per-run /scenario.sh
 # (appended as a second cpio archive) prints VMM-L1-READY, runs the command and
 # reports its status.

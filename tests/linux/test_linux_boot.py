@@ -408,8 +408,6 @@ def setup_net(run, transport):
 # 512 MiB (QEMU backs it with 2 MiB pages too), one vCPU and two virtio-net-pci NICs (MSI-X)
 # on TAPs it creates with the names vmm's would have (no option ROM: direct kernel boot).
 L1_QEMU = '/usr/local/bin/qemu-system-x86_64'
-QEMU_DATA = '/usr/share/qemu'
-QEMU_FIRMWARE = ('bios-microvm.bin', 'linuxboot_dma.bin', 'kvmvapic.bin')
 
 
 def setup_net_qemu(run):
@@ -421,13 +419,11 @@ def setup_net_qemu(run):
     if not qemu:
         raise Failure('qemu-system-x86_64 not found')
     run.place(qemu, L1_QEMU)
-    for fw in QEMU_FIRMWARE:
-        if os.path.isfile(os.path.join(QEMU_DATA, fw)):
-            run.place(os.path.join(QEMU_DATA, fw), f'{QEMU_DATA}/{fw}')
+    run.files += harness.qemu_microvm_files()
     nics = ' '.join(f'-netdev tap,id=n{i},ifname=tap{i},script=no,downscript=no '
                     f'-device virtio-net-pci,netdev=n{i},romfile={",mac=" + NET_MAC if i == 0 else ""}'
                     for i in range(2))
-    command = (f'{host}\n{L1_QEMU} -L {QEMU_DATA} -M microvm,pcie=on -enable-kvm -cpu host '
+    command = (f'{host}\n{L1_QEMU} -L {harness.QEMU_DATA} -M microvm,pcie=on -enable-kvm -cpu host '
                f'-m 512M -smp 1 -nodefaults -no-user-config -display none -serial stdio '
                f'-kernel {harness.Guest.L1_KERNEL} -initrd {harness.Guest.L1_INITRD} '
                f'-append "console=ttyS0 quiet panic=-1 reboot=t" -no-reboot {nics}')
