@@ -30,12 +30,13 @@ int coalesced_io_add_pio(struct coalesced_io *c, uint16_t port, uint32_t len)
 
 int coalesced_io_start(struct coalesced_io *c, int kvm_fd, int vm_fd, void *run, size_t mmap_size)
 {
-	/* The capability's value is the ring's page in the vCPU mapping. */
-	int ring_page = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
 	size_t page_size = (size_t)sysconf(_SC_PAGESIZE);
+	int ring_page;
 
 	if (!c->nr_zones)
 		return 0;
+	/* The capability's value is the ring's page in the vCPU mapping. */
+	ring_page = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
 	if (ring_page <= 0 || ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0 ||
 	    (size_t)ring_page * page_size + page_size > mmap_size) {
 		log_debug("no coalesced port I/O in this KVM: index port writes exit");
