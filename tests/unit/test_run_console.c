@@ -111,6 +111,19 @@ START_TEST(fifo_without_reader_refused)
 }
 END_TEST
 
+/* A log on a FIFO whose reader, returned, keeps it open and never reads. */
+static int log_to_fifo_never_read(void)
+{
+	int reader;
+
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	ck_assert_int_ge(reader, 0);
+	ck_assert_int_eq(run_console_log_open(run, path), 0);
+	ck_assert_int_eq(run_console_log_start(run, &loop), 0);
+	return reader;
+}
+
 /*
  * The reader keeps the FIFO open and never reads: the vCPU's writes all return at once, the
  * log drops what neither its buffer nor the pipe holds, the panic scan still sees the last line.
@@ -123,11 +136,7 @@ START_TEST(fifo_reader_never_reads)
 	int reader;
 	double start;
 
-	ck_assert_int_eq(mkfifo(path, 0600), 0);
-	reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	ck_assert_int_ge(reader, 0);
-	ck_assert_int_eq(run_console_log_open(run, path), 0);
-	ck_assert_int_eq(run_console_log_start(run, &loop), 0);
+	reader = log_to_fifo_never_read();
 	memset(chunk, 'x', sizeof(chunk));
 	chunk[sizeof(chunk) - 1] = '\n';
 	alarm(30); /* a write() to the FIFO would block here for good */
@@ -163,11 +172,7 @@ START_TEST(close_with_stalled_reader)
 	int reader;
 	double start;
 
-	ck_assert_int_eq(mkfifo(path, 0600), 0);
-	reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	ck_assert_int_ge(reader, 0);
-	ck_assert_int_eq(run_console_log_open(run, path), 0);
-	ck_assert_int_eq(run_console_log_start(run, &loop), 0);
+	reader = log_to_fifo_never_read();
 	memset(chunk, 'y', sizeof(chunk));
 	for (size_t done = 0; done < 4 * OUT_STREAM_BUFFER; done += CHUNK)
 		run_console_write(run, chunk, CHUNK);
