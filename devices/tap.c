@@ -156,7 +156,18 @@ static const struct virtio_net_backend_ops tap_net_ops = {
 
 void tap_net_backend(struct virtio_net_backend *be, int *fd)
 {
-	*be = (struct virtio_net_backend){.ops = &tap_net_ops, .opaque = fd, .fd = *fd};
+	*be = (struct virtio_net_backend){
+	        .ops = &tap_net_ops, .opaque = fd, .fd = *fd, .offloads = true};
+}
+
+static const struct virtio_net_backend_ops packet_socket_ops = {
+        .send = tap_send,
+        .recv = tap_recv,
+};
+
+void packet_socket_backend(struct virtio_net_backend *be, int *fd)
+{
+	*be = (struct virtio_net_backend){.ops = &packet_socket_ops, .opaque = fd, .fd = *fd};
 }
 
 /* FNV-1a over @len bytes, continuing from @h. */

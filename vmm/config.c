@@ -91,8 +91,15 @@ ARCH_HELP_INTRO
 "      --no-rng          no virtio-rng (by default the guest gets entropy from getrandom)\n"
 "      --net tap=NAME[,mac=MAC]\n"
 "                        a virtio-net NIC on TAP device NAME (created when missing,\n"
-"                        which needs CAP_NET_ADMIN); up to %d. Without mac= a locally\n"
+"                        which needs CAP_NET_ADMIN); up to %d NICs. Without mac= a locally\n"
 "                        administered MAC derived from NAME and the NIC's index.\n"
+"      --net user[,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,mac=MAC]\n"
+"                        a virtio-net NIC on a network inside vmm (libslirp; no root, no\n"
+"                        TAP), as QEMU's -netdev user: the guest gets 10.0.2.15 by DHCP,\n"
+"                        10.0.2.2 is the host (its loopback too), 10.0.2.3 DNS; TCP and UDP\n"
+"                        go out through vmm's sockets. hostfwd (up to %d) forwards a host\n"
+"                        port into the guest (HOSTADDR default 0.0.0.0, GUESTADDR\n"
+"                        10.0.2.15); a taken host port is an error.\n"
 "      --share HOSTDIR[:GUESTDIR][,ro][,tag=TAG]\n"
 "                        a host directory over virtio-fs (vmm starts virtiofsd); up to\n"
 "                        %d. With --run it is mounted at GUESTDIR (default: HOSTDIR);\n"
@@ -140,7 +147,7 @@ ARCH_HELP_INTRO
 		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS,
 		ARCH_HAS_PCI ? "      --transport pci|mmio  virtio transport (default pci)\n"
 		             : "      --transport mmio  virtio transport (the only one: no PCI here)\n",
-		CONFIG_MAX_NETS, CONFIG_MAX_SHARES,
+		CONFIG_MAX_NETS, USER_NET_MAX_FORWARDS, CONFIG_MAX_SHARES,
 		ARCH_HAS_TEST_DEVICE
 		        ? "      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
 		          "      --debug-exit      a byte the guest writes to I/O port 0xf4 ends vmm with\n"
@@ -416,189 +423,6 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
 	return check_config(out, err, errlen);
-}
-
-/* The key of the sub-option @opt of @len bytes: "serial" of "serial=ID", "ro" of "ro". */
-static size_t key_len(const char *opt, size_t len)
-{
-	const char *eq = memchr(opt, '=', len);
-
-	return eq ? (size_t)(eq - opt) : len;
-}
-
-/*
- * True when the sub-option @opt (@len bytes) repeats the key of one of the comma-separated parts
- * from @first up to @opt. A repeat is an error for every sub-option, whatever its values, so a
- * second value never half-replaces the first. The parsers stop at the first unknown part, so an
- * earlier part with the same key was a valid one.
- */
-static bool repeated(const char *first, const char *opt, size_t len)
-{
-	size_t klen = key_len(opt, len);
-
-	for (const char *p = first; p < opt; p += strcspn(p, ",") + 1) {
-		if (key_len(p, strcspn(p, ",")) == klen && !strncmp(p, opt, klen))
-			return true;
-	}
-	return false;
-}
-
-int config_parse_net(const char *spec, struct net_config *out, char *err, size_t errlen)
-{
-	const char *p = spec;
-	char mac[NET_MAC_STRLEN];
-
-	memset(out, 0, sizeof(*out));
-	for (;;) {
-		size_t len = strcspn(p, ",");
-
-		if (repeated(spec, p, len)) {
-			fail(err, errlen, "--net: '%.*s' given twice", (int)key_len(p, len), p);
-			return -EINVAL;
-		}
-		if (len > 4 && strncmp(p, "tap=", 4) == 0 && len - 4 <= CONFIG_TAP_NAME_MAX) {
-			memcpy(out->tap, p + 4, len - 4);
-		} else if (len > 4 && strncmp(p, "mac=", 4) == 0 && len - 4 < sizeof(mac)) {
-			memcpy(mac, p + 4, len - 4);
-			mac[len - 4] = 0;
-			if (net_mac_parse(mac, out->mac)) {
-				fail(err, errlen,
-				     "--net: '%s' is not a unicast MAC like 52:54:00:12:34:56",
-				     mac);
-				return -EINVAL;
-			}
-			out->has_mac = true;
-		} else {
-			fail(err, errlen,
-			     "--net: unknown or invalid part '%.*s' (tap=NAME of at most %d "
-			     "characters, mac=MAC)",
-			     (int)len, p, CONFIG_TAP_NAME_MAX);
-			return -EINVAL;
-		}
-		if (!p[len])
-			break;
-		p += len + 1;
-	}
-	if (!out->tap[0]) {
-		fail(err, errlen, "--net: expected tap=NAME[,mac=MAC]");
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* An absolute path without empty, "." or ".." components and without a trailing '/'. */
-static bool canonical_path(const char *path, size_t len)
-{
-	size_t i = 0;
-
-	if (len < 2 || path[0] != '/' || path[len - 1] == '/')
-		return false;
-	while (i < len) {
-		size_t part = 0;
-
-		i++; /* the '/' */
-		while (i + part < len && path[i + part] != '/')
-			part++;
-		if (part == 0 || (part == 1 && path[i] == '.') ||
-		    (part == 2 && path[i] == '.' && path[i + 1] == '.'))
-			return false;
-		i += part;
-	}
-	return true;
-}
-
-int config_parse_share(const char *spec, struct share_config *out, char *err, size_t errlen)
-{
-	size_t path_len = strcspn(spec, ",");
-	size_t host_len = strcspn(spec, ":,");
-	const char *p = spec + path_len;
-
-	memset(out, 0, sizeof(*out));
-	if (host_len == 0 || host_len >= sizeof(out->host)) {
-		fail(err, errlen, "--share: expected HOSTDIR[:GUESTDIR][,ro][,tag=TAG]");
-		return -EINVAL;
-	}
-	memcpy(out->host, spec, host_len);
-	if (host_len < path_len) {
-		size_t guest_len = path_len - host_len - 1;
-
-		if (guest_len >= sizeof(out->guest) ||
-		    !canonical_path(spec + host_len + 1, guest_len)) {
-			fail(err, errlen,
-			     "--share %s: GUESTDIR must be an absolute path other than / (no '.', "
-			     "'..', '//' or trailing '/')",
-			     spec);
-			return -EINVAL;
-		}
-		memcpy(out->guest, spec + host_len + 1, guest_len);
-	}
-	while (*p == ',') {
-		size_t len = strcspn(++p, ",");
-
-		if (repeated(spec + path_len + 1, p, len)) {
-			fail(err, errlen, "--share: '%.*s' given twice", (int)key_len(p, len), p);
-			return -EINVAL;
-		}
-		if (len == 2 && strncmp(p, "ro", 2) == 0) {
-			out->read_only = true;
-		} else if (len > 4 && strncmp(p, "tag=", 4) == 0 && len - 4 <= CONFIG_TAG_MAX) {
-			memcpy(out->tag, p + 4, len - 4);
-			out->tag[len - 4] = '\0';
-		} else {
-			fail(err, errlen,
-			     "--share: unknown or invalid option '%.*s' (ro, tag=TAG of 1 to %d "
-			     "bytes)",
-			     (int)len, p, CONFIG_TAG_MAX);
-			return -EINVAL;
-		}
-		p += len;
-	}
-	return 0;
-}
-
-static int disk_option(const char *opt, size_t len, struct disk_config *out)
-{
-	if (len == 2 && strncmp(opt, "ro", 2) == 0)
-		out->read_only = true;
-	else if (len == 10 && strncmp(opt, "cache=none", 10) == 0)
-		out->cache = DISK_CACHE_NONE;
-	else if (len == 15 && strncmp(opt, "cache=writeback", 15) == 0)
-		out->cache = DISK_CACHE_WRITEBACK;
-	else if (len >= 7 && strncmp(opt, "serial=", 7) == 0 && len - 7 <= CONFIG_SERIAL_MAX)
-		snprintf(out->serial, sizeof(out->serial), "%.*s", (int)(len - 7), opt + 7);
-	else
-		return -EINVAL;
-	return 0;
-}
-
-int config_parse_disk(const char *spec, struct disk_config *out, char *err, size_t errlen)
-{
-	size_t path_len = strcspn(spec, ",");
-	const char *p = spec + path_len;
-
-	memset(out, 0, sizeof(*out));
-	if (path_len == 0 || path_len >= sizeof(out->path)) {
-		fail(err, errlen, "--disk: expected PATH[,ro][,cache=none|writeback][,serial=ID]");
-		return -EINVAL;
-	}
-	memcpy(out->path, spec, path_len);
-	while (*p == ',') {
-		size_t len = strcspn(++p, ",");
-
-		if (repeated(spec + path_len + 1, p, len)) {
-			fail(err, errlen, "--disk: '%.*s' given twice", (int)key_len(p, len), p);
-			return -EINVAL;
-		}
-		if (disk_option(p, len, out)) {
-			fail(err, errlen,
-			     "--disk: unknown or invalid option '%.*s' (ro, cache=none|writeback, "
-			     "serial=ID of at most %d bytes)",
-			     (int)len, p, CONFIG_SERIAL_MAX);
-			return -EINVAL;
-		}
-		p += len;
-	}
-	return 0;
 }
 
 const char *config_default_args(const struct vm_config *cfg)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "devices/user_net.h"
 #include "vmm/log.h"
 
 #define CONFIG_DEFAULT_MEM  (512 * MIB)
@@ -37,8 +38,10 @@ struct disk_config {
 };
 
 struct net_config {
-	char tap[CONFIG_TAP_NAME_MAX + 1];
-	bool has_mac; /* else vmm generates one from the TAP's name and the NIC's index */
+	char tap[CONFIG_TAP_NAME_MAX + 1]; /* "" with user networking */
+	bool user;                         /* --net user: libslirp (devices/user_net.h) */
+	struct user_net_config user_cfg;   /* its port forwards */
+	bool has_mac; /* else vmm generates one from the TAP's name ("user") and the NIC's index */
 	uint8_t mac[6];
 };
 
@@ -112,8 +115,9 @@ int config_parse_size(const char *text, uint64_t *out);
 int config_parse_disk(const char *spec, struct disk_config *out, char *err, size_t errlen);
 
 /*
- * Parses a --net value: tap=NAME[,mac=MAC], each part at most once. Returns 0, or -EINVAL with
- * a one-line message in @err.
+ * Parses a --net value: tap=NAME[,mac=MAC] or user[,hostfwd=RULE]...[,mac=MAC] (RULE as
+ * user_net_parse_forward), each part but hostfwd at most once. Returns 0, or -EINVAL with a
+ * one-line message in @err.
  */
 int config_parse_net(const char *spec, struct net_config *out, char *err, size_t errlen);
 

@@ -133,6 +133,27 @@ static int create_disks(struct vm *vm)
 	return 0;
 }
 
+/* NIC @i's device, on its TAP or on a user network (whose thread devices_start starts). */
+static int open_net(struct vm *vm, unsigned i, const uint8_t mac[NET_MAC_LEN], char *err,
+                    size_t errlen)
+{
+	const struct net_config *nc = &vm->config->nets[i];
+	struct vm_devices *d = &vm->devices;
+	struct virtio_net_backend be;
+	int ret;
+
+	if (!nc->user)
+		return virtio_net_open(&d->nets[i], nc->tap, mac, &vm->mem, &vm->loop, err, errlen);
+	d->user_nets[i] = user_net_open(&nc->user_cfg, err, errlen);
+	if (!d->user_nets[i])
+		return -EINVAL;
+	packet_socket_backend(&be, user_net_guest_fd(d->user_nets[i]));
+	ret = virtio_net_init(&d->nets[i], "user", mac, &vm->mem, &vm->loop, &be);
+	if (ret)
+		snprintf(err, errlen, "--net user: %s", strerror(-ret));
+	return ret;
+}
+
 static int create_nets(struct vm *vm)
 {
 	struct vm_devices *d = &vm->devices;
@@ -142,19 +163,22 @@ static int create_nets(struct vm *vm)
 
 	for (unsigned i = 0; i < vm->config->nr_nets; i++) {
 		const struct net_config *nc = &vm->config->nets[i];
+		const char *name = nc->user ? "user" : nc->tap;
 
 		if (nc->has_mac)
 			memcpy(mac, nc->mac, sizeof(mac));
 		else
-			net_mac_generate(nc->tap, i, mac);
-		ret = virtio_net_open(&d->nets[i], nc->tap, mac, &vm->mem, &vm->loop, err,
-		                      sizeof(err));
+			net_mac_generate(name, i, mac);
+		ret = open_net(vm, i, mac, err, sizeof(err));
 		if (ret) {
 			log_error("%s", err);
 			return ret;
 		}
 		d->nr_nets++;
-		snprintf(what, sizeof(what), "NIC %u (TAP %s)", i, nc->tap);
+		if (nc->user)
+			snprintf(what, sizeof(what), "NIC %u (user network)", i);
+		else
+			snprintf(what, sizeof(what), "NIC %u (TAP %s)", i, nc->tap);
 		ret = attach(vm, &d->nets[i].vdev, what);
 		if (ret)
 			return ret;
@@ -271,6 +295,8 @@ void devices_destroy(struct vm *vm)
 		blk_close(&d->disks[i]);
 	for (unsigned i = 0; i < d->nr_nets; i++)
 		virtio_net_close(&d->nets[i]);
+	for (unsigned i = 0; i < CONFIG_MAX_NETS; i++)
+		user_net_close(d->user_nets[i]);
 	for (unsigned i = 0; i < d->nr_fs; i++)
 		virtio_fs_destroy(&d->fs[i]);
 	if (d->has_rng)
@@ -282,6 +308,21 @@ void devices_destroy(struct vm *vm)
 		msi_router_destroy(&d->msi);
 	}
 	memset(d, 0, sizeof(*d));
+}
+
+int devices_start(struct vm *vm)
+{
+	struct vm_devices *d = &vm->devices;
+
+	for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
+		int ret = d->user_nets[i] ? user_net_start(d->user_nets[i]) : 0;
+
+		if (ret) {
+			log_error("--net user: cannot start its thread: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
 }
 
 size_t devices_console_input(struct vm *vm, const uint8_t *buf, size_t len)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "devices/pci/pci.h"
+#include "devices/user_net.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/fs.h"
@@ -51,7 +52,8 @@ struct vm_devices {
 	struct blk_dev disks[CONFIG_MAX_DISKS];
 	unsigned nr_disks; /* opened, to close */
 	struct virtio_net nets[CONFIG_MAX_NETS];
-	unsigned nr_nets; /* opened, to close */
+	unsigned nr_nets;                            /* opened, to close */
+	struct user_net *user_nets[CONFIG_MAX_NETS]; /* the host side of a --net user NIC */
 	struct virtio_rng rng;
 	bool has_rng;
 	struct virtio_fs fs[SHARES_MAX];
@@ -70,6 +72,12 @@ struct vm_devices {
  * and returns -errno on failure (what was made is released by devices_destroy).
  */
 int devices_create(struct vm *vm) MUST_CHECK;
+
+/*
+ * Starts the devices' own threads (user networking's): after sandbox_enter, as each installs
+ * its seccomp filter. Prints one error line and returns -errno on failure.
+ */
+int devices_start(struct vm *vm) MUST_CHECK;
 
 /* Detaches and frees every device; call after the vCPUs and the event loop have stopped. */
 void devices_destroy(struct vm *vm);

@@ -12,8 +12,12 @@
  * - the event-loop thread: epoll_wait, signals to vCPU threads (tgkill, own process only) and
  *   to helper processes (pidfd_send_signal: only children vmm holds a pidfd of), reaping
  *   them, the terminal (TCGETS/TCSETS*), and the teardown (rmdir of virtiofsd's socket dir);
- * - output writers: write and poll on their fd.
- * Nothing may open a file, create a socket, map executable memory, fork or exec.
+ * - output writers: write and poll on their fd;
+ * - the user-net thread (--net user): libslirp's life, which is a host's network stack seen
+ *   from userspace: sockets of its own (create, connect, accept, options, send, receive), poll,
+ *   and opening files read-only (libslirp reads /etc/resolv.conf for the host's DNS server).
+ * Nothing else may open a file or create a socket; nothing may map executable memory, fork or
+ * exec.
  *
  * Filters are compiled once (sandbox_enter, main thread) into BPF programs kept in memory, so
  * that a thread installs its own with one prctl and nothing can fail half-way there. The
@@ -117,6 +121,40 @@ static const struct allow writer_syscalls[] = {
         ALLOW("ppoll"),
 };
 
+/* Read-only opens: no write access, creation, truncation or O_PATH handles. */
+#define OPEN_WRITE_FLAGS (O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND | O_PATH | O_TMPFILE)
+
+static const struct allow user_net_syscalls[] = {
+        ALLOW("poll"),
+        ALLOW("ppoll"),
+        ALLOW("read"),
+        ALLOW("readv"),
+        ALLOW("writev"),
+        ALLOW("close"),
+        ALLOW("socket"),
+        ALLOW("connect"),
+        ALLOW("bind"),
+        ALLOW("listen"),
+        ALLOW("accept"),
+        ALLOW("accept4"),
+        ALLOW("shutdown"),
+        ALLOW("getsockname"),
+        ALLOW("getpeername"),
+        ALLOW("setsockopt"),
+        ALLOW("getsockopt"),
+        ALLOW("sendto"),
+        ALLOW("recvfrom"),
+        ALLOW("sendmsg"),
+        ALLOW("recvmsg"),
+        ALLOW("fcntl"),
+        ALLOW("lseek"),
+        ALLOW("stat"),
+        ALLOW("newfstatat"),
+        ALLOW("statx"),
+        ALLOW_IF("openat", 2, OPEN_WRITE_FLAGS, 0),
+        ALLOW_IF("open", 1, OPEN_WRITE_FLAGS, 0),
+};
+
 /* ioctl requests, besides TCSETS and TCGETS which every thread may make. */
 static const unsigned long device_ioctls[] = {
         KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING, TUNSETOFFLOAD,
@@ -132,6 +170,9 @@ static const unsigned long vcpu_ioctls[] = {
 
 static const unsigned long main_ioctls[] = {TCSETSW, TCSETSF};
 
+/* libslirp asks a socket how much it may read, and may make one non-blocking. */
+static const unsigned long user_net_ioctls[] = {FIONREAD, FIONBIO};
+
 #define LIST(a) a, ARRAY_SIZE(a)
 
 static const struct kind {
@@ -146,6 +187,8 @@ static const struct kind {
         [SANDBOX_MAIN] = {"event-loop", true, true, LIST(main_syscalls), LIST(main_ioctls)},
         [SANDBOX_VCPU] = {"vcpu", true, false, NULL, 0, LIST(vcpu_ioctls)},
         [SANDBOX_WRITER] = {"output writer", false, false, LIST(writer_syscalls), NULL, 0},
+        [SANDBOX_USER_NET] = {"user-net", false, false, LIST(user_net_syscalls),
+                              LIST(user_net_ioctls)},
 };
 
 /* Process-wide: filled by sandbox_enter before other threads exist, then only read. */

@@ -426,10 +426,11 @@ int vm_run(struct vm *vm)
 		log_error("cannot set up the event loop: %s", strerror(-ret));
 		return 1;
 	}
+	ret = devices_start(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus && !ret; i++)
 		ret = vcpu_start(&vm->vcpus[i]);
 	if (ret)
-		vm_request_stop(vm, 1, "cannot start the vCPU threads");
+		vm_request_stop(vm, 1, "cannot start the device and vCPU threads");
 	/* Only now: a filter is inherited by the threads created after it (see sandbox.h). */
 	else if (sandbox_thread_enter(SANDBOX_MAIN))
 		vm_request_stop(vm, 1, "seccomp: cannot filter the event-loop thread");
@@ -448,6 +449,16 @@ int vm_run(struct vm *vm)
 		if (vm->coalesced.replayed)
 			fprintf(stderr, "vmm: stats: %llu coalesced index-port writes (no exit)\n",
 			        (unsigned long long)vm->coalesced.replayed);
+		for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
+			if (vm->devices.user_nets[i])
+				fprintf(stderr,
+				        "vmm: stats: NIC %u (user network): %llu frames for the "
+				        "guest "
+				        "dropped\n",
+				        i,
+				        (unsigned long long)user_net_dropped(
+				                vm->devices.user_nets[i]));
+		}
 		if (vm->mem.huge_pages_off)
 			fprintf(stderr, "vmm: stats: guest RAM in 4 KiB pages: %s\n",
 			        vm->mem.huge_pages_off);

@@ -545,7 +545,7 @@ static int net_activate(struct virtio_dev *dev)
 	n->guest_csum = virtio_has_feature(dev, VIRTIO_NET_F_GUEST_CSUM);
 	n->guest_tso4 = n->guest_csum && virtio_has_feature(dev, VIRTIO_NET_F_GUEST_TSO4);
 	n->guest_tso6 = n->guest_csum && virtio_has_feature(dev, VIRTIO_NET_F_GUEST_TSO6);
-	if (!n->backend_failed) {
+	if (n->be.offloads && !n->backend_failed) {
 		r = n->be.ops->set_offload(n->be.opaque, n->guest_csum, n->guest_tso4,
 		                           n->guest_tso6);
 		if (r < 0) {
@@ -586,13 +586,16 @@ static const struct virtio_device_ops net_ops = {
         .queue_notify = net_queue_notify,
 };
 
-static const uint64_t net_features =
-        1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_GUEST_CSUM | 1ULL << VIRTIO_NET_F_MAC |
+static const uint64_t net_features = 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_MRG_RXBUF |
+                                     1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_CTRL_VQ |
+                                     1ULL << VIRTIO_NET_F_CTRL_RX | 1ULL << VIRTIO_F_INDIRECT_DESC |
+                                     1ULL << VIRTIO_F_EVENT_IDX;
+
+/* Only over a backend that passes partial checksums and TSO frames (a TAP). */
+static const uint64_t offload_features =
+        1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
         1ULL << VIRTIO_NET_F_GUEST_TSO4 | 1ULL << VIRTIO_NET_F_GUEST_TSO6 |
-        1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_HOST_TSO6 |
-        1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_NET_F_STATUS |
-        1ULL << VIRTIO_NET_F_CTRL_VQ | 1ULL << VIRTIO_NET_F_CTRL_RX |
-        1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << VIRTIO_F_EVENT_IDX;
+        1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_HOST_TSO6;
 
 /* The device part shared by open and init; @n is zeroed. */
 static int setup(struct virtio_net *n, const char *name, const uint8_t mac[6],
@@ -607,7 +610,9 @@ static int setup(struct virtio_net *n, const char *name, const uint8_t mac[6],
 	memcpy(n->config.mac, mac, sizeof(n->config.mac));
 	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
 	n->config.max_virtqueue_pairs = htole16(1);
-	virtio_dev_init(&n->vdev, &net_ops, mem, net_features, &n->config, sizeof(n->config));
+	virtio_dev_init(&n->vdev, &net_ops, mem,
+	                net_features | (be->offloads ? offload_features : 0), &n->config,
+	                sizeof(n->config));
 	n->bounce = malloc(BOUNCE_LEN);
 	if (!n->bounce)
 		return -ENOMEM;

@@ -1,8 +1,9 @@
 /*
  * virtio-net (virtio 1.x, section 5.1) with one queue pair and a control queue, over a packet
- * backend: a TAP device (virtio_net_open) or one the caller provides (virtio_net_init; the
- * tests' fake). Offered: MAC, STATUS (link up), MRG_RXBUF, CSUM, GUEST_CSUM, HOST_TSO4/6,
- * GUEST_TSO4/6, CTRL_VQ, CTRL_RX, INDIRECT_DESC and EVENT_IDX. Every packet carries the 12-byte
+ * backend: a TAP device (virtio_net_open) or one the caller provides (virtio_net_init: user
+ * networking's socket pair, the tests' fake). Offered: MAC, STATUS (link up), MRG_RXBUF, CTRL_VQ,
+ * CTRL_RX, INDIRECT_DESC and EVENT_IDX, and with a backend that takes offloads CSUM, GUEST_CSUM,
+ * HOST_TSO4/6 and GUEST_TSO4/6. Every packet carries the 12-byte
  * struct virtio_net_hdr_mrg_rxbuf, which the TAP reads and writes as is (IFF_VNET_HDR), so
  * checksum and segmentation offloads pass straight through.
  *
@@ -94,6 +95,12 @@ struct virtio_net_backend {
 	const struct virtio_net_backend_ops *ops;
 	void *opaque;
 	int fd; /* pollable: readable when recv has a packet, writable when send would take one */
+	/*
+	 * Packets may carry partial checksums and TSO frames both ways (a TAP with IFF_VNET_HDR):
+	 * the device offers CSUM, GUEST_CSUM and the TSO features, and calls set_offload. Without,
+	 * it offers none of them, so every packet is a whole checked frame (flags and gso_type 0).
+	 */
+	bool offloads;
 };
 
 /* Counters, under vdev.lock; bytes count frames without the header. */

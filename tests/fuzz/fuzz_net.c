@@ -121,7 +121,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	fz_virtio_setup(&mem, RAM, &loop);
-	fake.be = (struct virtio_net_backend){.ops = &fake_ops, .fd = eventfd(0, EFD_NONBLOCK)};
+	fake.be = (struct virtio_net_backend){
+	        .ops = &fake_ops, .fd = eventfd(0, EFD_NONBLOCK), .offloads = true};
 	fz_must(fake.be.fd < 0, "eventfd");
 	return 0;
 }

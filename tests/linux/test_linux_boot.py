@@ -489,6 +489,117 @@ def scenario_net(g, run, _):
     check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
 
 
+USER_BYTES = 32 << 20  # each way between the guest and the host's loopback (10.0.2.2)
+USER_FWD_BYTES = 8 << 20  # each way through the port forwards
+USER_FWDS = 'hostfwd=tcp:127.0.0.1:6001-:5001,hostfwd=tcp:127.0.0.1:6002-:5002'
+
+# linux-net-user's host side (L1 or a network namespace), in the background: TCP servers on
+# the host's loopback for the guest to reach through 10.0.2.2 (one sends, one receives), then,
+# once the guest's file has arrived (so its forward listeners are up), a second vmm asking for
+# a host port the first holds, and the transfers through the forwards. Lines start with a
+# newline, as NET_HOST's.
+USER_HOST = r"""
+N=@BYTES@ F=@FWD@
+ip link set lo up
+head -c $N /dev/urandom >/tmp/h2g
+echo "T-H2G-SENT=$(sha256sum /tmp/h2g | cut -d' ' -f1)"
+head -c $F /dev/urandom >/tmp/fwd_h2g
+echo "T-FWD-H2G-SENT=$(sha256sum /tmp/fwd_h2g | cut -d' ' -f1)"
+(
+	(nc -l -p 5003 </tmp/h2g >/dev/null) &
+	(sleep 900 | nc -l -p 5004 >/tmp/g2h) &
+	while [ "$(stat -c %s /tmp/g2h 2>/dev/null)" != "$N" ]; do sleep 0.2; done
+	printf '\nT-G2H-GOT=%s\n' "$(sha256sum /tmp/g2h | cut -d' ' -f1)"
+	out=$(@VMM@ --net user,hostfwd=tcp:127.0.0.1:6001-:22 </dev/null 2>&1)
+	printf '\nT-TAKEN=%s %s\n' "$?" "$(echo "$out" | head -n 1)"
+	(nc 127.0.0.1 6001 </tmp/fwd_h2g >/dev/null) &
+	(sleep 900 | nc 127.0.0.1 6002 >/tmp/fwd_g2h) &
+	while [ "$(stat -c %s /tmp/fwd_g2h 2>/dev/null)" != "$F" ]; do sleep 0.2; done
+	printf '\nT-FWD-G2H-GOT=%s\n' "$(sha256sum /tmp/fwd_g2h | cut -d' ' -f1)"
+) &
+"""
+
+# The guest's side: DHCP (busybox udhcpc), listeners behind the forwards, 32 MiB from and to
+# the host's loopback, then the forwarded file.
+USER_GUEST = [
+    "printf '#!/bin/sh\\n[ \"$1\" = bound ] || exit 0\\nip addr add $ip/$mask dev $interface\\n"
+    "ip route add default via $router\\necho $dns >/tmp/dns\\n' >/tmp/dhcp.sh; chmod +x /tmp/dhcp.sh; "
+    "ip link set eth0 up; udhcpc -i eth0 -n -q -s /tmp/dhcp.sh >/dev/null 2>&1; echo T-DHCP=$?",
+    'echo "T-LEASE=$(ip -4 -o addr show eth0 | awk \'{print $4}\'),'
+    '$(ip route | awk \'/^default/ {print $3}\'),$(cat /tmp/dns)"',
+    'head -c @FWD@ /dev/urandom >/tmp/fwd_g2h; (nc -l -p 5002 </tmp/fwd_g2h >/dev/null) & '
+    '(sleep 900 | nc -l -p 5001 >/tmp/fwd_h2g) & '
+    'echo "T-FWD-G2H-SENT=$(sha256sum /tmp/fwd_g2h | cut -d\' \' -f1)"',
+    '(nc 10.0.2.2 5003 >/tmp/h2g) & '
+    'while [ "$(stat -c %s /tmp/h2g 2>/dev/null)" != "@BYTES@" ]; do sleep 0.2; done; '
+    'echo "T-H2G-GOT=$(sha256sum /tmp/h2g | cut -d\' \' -f1)"',
+    'head -c @BYTES@ /dev/urandom >/tmp/g2h; echo "T-G2H-SENT=$(sha256sum /tmp/g2h | cut -d\' \' -f1)"; '
+    '(nc 10.0.2.2 5004 </tmp/g2h) &',
+    'while [ "$(stat -c %s /tmp/fwd_h2g 2>/dev/null)" != "@FWD@" ]; do sleep 0.2; done; '
+    'echo "T-FWD-H2G-GOT=$(sha256sum /tmp/fwd_h2g | cut -d\' \' -f1)"',
+]
+
+
+def setup_net_user(run):
+    """vmm --net user with two port forwards, no TAP: in L1 (nested) or a network namespace
+    (direct) whose loopback is the host's the guest reaches."""
+    host = (USER_HOST.replace('@BYTES@', str(USER_BYTES)).replace('@FWD@', str(USER_FWD_BYTES))
+            .replace('@VMM@', run.vmm_prefix()))
+    command = f'{host}\n{run.vmm_prefix()} --cmdline quiet --net user,{USER_FWDS}'
+    if run.mode == 'direct':
+        if not shutil.which('unshare'):
+            raise Failure('direct mode needs unshare (util-linux) for a network namespace')
+        command = f'unshare -rn sh -c {shlex.quote(command)}'
+    return dict(command=command, files=run.files), None
+
+
+def scenario_net_user(g, run, _):
+    g.start(PHASE_TIMEOUT)
+    sha = r'[0-9a-f]{64}'
+    h2g_sent = g.expect(rf'T-H2G-SENT=({sha})\n', PHASE_TIMEOUT, what='the host file checksum').group(1)
+    fwd_sent = g.expect(rf'T-FWD-H2G-SENT=({sha})\n', PHASE_TIMEOUT,
+                        what='the forwarded file checksum').group(1)
+    g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
+
+    def step(i, key, value=r'\d+'):
+        line = USER_GUEST[i].replace('@BYTES@', str(USER_BYTES)).replace('@FWD@', str(USER_FWD_BYTES))
+        g.send(line + '\n')
+        return g.expect(rf'{key}=({value})\n', PHASE_TIMEOUT, what=key).group(1) if key else None
+
+    check(step(0, 'T-DHCP') == '0', 'udhcpc got no lease on eth0')
+    lease = step(1, 'T-LEASE', r'[0-9./,]+')
+    check(lease == '10.0.2.15/24,10.0.2.2,10.0.2.3',
+          f'DHCP lease (address, gateway, DNS) {lease}, expected 10.0.2.15/24,10.0.2.2,10.0.2.3')
+    fwd_g2h_sent = step(2, 'T-FWD-G2H-SENT', sha)
+    begin = time.monotonic()
+    got = step(3, 'T-H2G-GOT', sha)
+    h2g_s = time.monotonic() - begin
+    check(got == h2g_sent, f'{USER_BYTES >> 20} MiB from the host loopback: sha256 {got} in the '
+                           f'guest, {h2g_sent} sent')
+    g2h_sent = step(4, 'T-G2H-SENT', sha)
+    begin = time.monotonic()
+    g2h_got = g.expect(rf'T-G2H-GOT=({sha})\n', PHASE_TIMEOUT, what='the host receiving').group(1)
+    # Timings for the eye (the figures that count are bench/net's), file writes included.
+    print(f'net-user: {USER_BYTES >> 20} MiB host loopback to guest in {h2g_s:.1f} s, '
+          f'guest to host loopback in {time.monotonic() - begin:.1f} s')
+    check(g2h_got == g2h_sent, f'{USER_BYTES >> 20} MiB to the host loopback: sha256 {g2h_got} on '
+                               f'the host, {g2h_sent} sent')
+    taken = g.expect(r'T-TAKEN=(\d+) ([^\n]*)\n', PHASE_TIMEOUT, what='a second vmm on a taken port')
+    check(taken.group(1) == '1' and 'cannot forward tcp:127.0.0.1:6001' in taken.group(2)
+          and 'in use' in taken.group(2),
+          f'a forward of a taken host port: status {taken.group(1)}, {taken.group(2)!r}; expected '
+          'status 1 and "cannot forward tcp:127.0.0.1:6001...: Address already in use"')
+    fwd_got = step(5, 'T-FWD-H2G-GOT', sha)
+    check(fwd_got == fwd_sent, f'{USER_FWD_BYTES >> 20} MiB host to guest through hostfwd: sha256 '
+                               f'{fwd_got} in the guest, {fwd_sent} sent')
+    back = g.expect(rf'T-FWD-G2H-GOT=({sha})\n', PHASE_TIMEOUT, what='the host receiving through hostfwd').group(1)
+    check(back == fwd_g2h_sent, f'{USER_FWD_BYTES >> 20} MiB guest to host through hostfwd: sha256 '
+                                f'{back} on the host, {fwd_g2h_sent} sent')
+    g.send('poweroff -f\n')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+
+
 def simple(run_fn, cmdline, cpus):
     """A scenario on the default guest: (run(g, release), setup giving the command line)."""
     return (lambda g, run, _: run_fn(g, run.release),
@@ -508,6 +619,7 @@ SCENARIOS = {
     'hvc0-mmio': (scenario_hvc0, lambda run: setup_hvc0(run, 'mmio')),
     'net': (scenario_net, lambda run: setup_net(run, 'pci')),
     'net-qemu': (scenario_net, setup_net_qemu),
+    'net-user': (scenario_net_user, setup_net_user),
     'fsync-kill': (scenario_fsync_kill, setup_fsync_kill),
 }
 

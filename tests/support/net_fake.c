@@ -77,7 +77,8 @@ static const struct virtio_net_backend_ops fake_ops = {
 void net_fake_init(struct net_fake *f)
 {
 	memset(f, 0, sizeof(*f));
-	f->be = (struct virtio_net_backend){.ops = &fake_ops, .opaque = f, .fd = -1};
+	f->be = (struct virtio_net_backend){
+	        .ops = &fake_ops, .opaque = f, .fd = -1, .offloads = true};
 	f->be.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ck_assert_int_ge(f->be.fd, 0);
 }

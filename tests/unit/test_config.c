@@ -232,7 +232,16 @@ START_TEST(nets)
 	                                  "tap=a,mac=01:00:5e:00:00:01",
 	                                  "tap=a,mac=52:54:00",
 	                                  "tap=a,frob",
-	                                  "tap=a,"};
+	                                  "tap=a,",
+	                                  "user,tap=a",
+	                                  "user,user",
+	                                  "tap=a,hostfwd=tcp::1-:2",
+	                                  "user,hostfwd=tcp::0-:22",
+	                                  "user,hostfwd=tcp::22-10.0.3.15:22",
+	                                  "user,hostfwd=sctp::1-:2",
+	                                  "user,hostfwd=tcp::1-:1,hostfwd=tcp::2-:2,hostfwd=tcp::3-:3,"
+	                                  "hostfwd=tcp::4-:4,hostfwd=tcp::5-:5,hostfwd=tcp::6-:6,"
+	                                  "hostfwd=tcp::7-:7,hostfwd=tcp::8-:8,hostfwd=tcp::9-:9"};
 	struct net_config n;
 	char err[256];
 
@@ -243,6 +252,17 @@ START_TEST(nets)
 	ck_assert(n.has_mac);
 	ck_assert_uint_eq(n.mac[0], 0x52);
 	ck_assert_uint_eq(n.mac[5], 0x56);
+	ck_assert_int_eq(config_parse_net("user", &n, err, sizeof(err)), 0);
+	ck_assert(n.user && !n.tap[0] && !n.user_cfg.nr_forwards);
+	ck_assert_int_eq(config_parse_net("user,hostfwd=tcp::2222-:22,hostfwd=udp:127.0.0.1:53-"
+	                                  "10.0.2.20:5353,mac=52:54:00:12:34:57",
+	                                  &n, err, sizeof(err)),
+	                 0);
+	ck_assert_uint_eq(n.user_cfg.nr_forwards, 2);
+	ck_assert(!n.user_cfg.forwards[0].udp && n.user_cfg.forwards[1].udp);
+	ck_assert_uint_eq(n.user_cfg.forwards[0].host_port, 2222);
+	ck_assert_uint_eq(n.user_cfg.forwards[1].guest_port, 5353);
+	ck_assert_uint_eq(n.mac[5], 0x57);
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ck_assert_msg(config_parse_net(bad[i], &n, err, sizeof(err)) == -EINVAL, "'%s'",
 		              bad[i]);
