@@ -160,16 +160,6 @@ void tap_net_backend(struct virtio_net_backend *be, int *fd)
 	        .ops = &tap_net_ops, .opaque = fd, .fd = *fd, .offloads = true};
 }
 
-static const struct virtio_net_backend_ops packet_socket_ops = {
-        .send = tap_send,
-        .recv = tap_recv,
-};
-
-void packet_socket_backend(struct virtio_net_backend *be, int *fd)
-{
-	*be = (struct virtio_net_backend){.ops = &packet_socket_ops, .opaque = fd, .fd = *fd};
-}
-
 /* FNV-1a over @len bytes, continuing from @h. */
 static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
 {

@@ -46,12 +46,6 @@ int tap_set_offload(int fd, bool csum, bool tso4, bool tso6) MUST_CHECK;
 void tap_net_backend(struct virtio_net_backend *be, int *fd);
 
 /*
- * The same over a SOCK_SEQPACKET socket *@fd carrying one packet per message in the same format
- * (user networking's socket pair), without offloads: no set_offload, packets are whole frames.
- */
-void packet_socket_backend(struct virtio_net_backend *be, int *fd);
-
-/*
  * A locally administered unicast MAC (first byte: bit 1 set, bit 0 clear) derived from @seed
  * (the VM's name) and @index (the interface's number): the same inputs give the same address,
  * so a guest keeps its address across boots.

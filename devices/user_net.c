@@ -10,15 +10,13 @@
 #include "vmm/log.h"
 
 /* The network QEMU's -netdev user plays, which guests and scripts already expect. */
-#define NET_PREFIX   0x0a000200u /* 10.0.2.0/24 */
-#define NET_MASK     0xffffff00u
-#define NET_HOST     0x0a000202u /* gateway; the host's loopback */
-#define NET_DNS      0x0a000203u
-#define NET_GUEST    0x0a00020fu /* the first DHCP address */
-#define NET_HDR_LEN  12          /* struct virtio_net_hdr_mrg_rxbuf, all zero here */
-#define FRAME_MAX    65550       /* a hostile guest's longest frame; slirp's are <= 1518 */
-#define GUEST_BATCH  64          /* guest packets per poll round, so slirp's sockets get a turn */
-#define SOCKET_BYTES (1 << 20)   /* asked of each end of the pair (the kernel caps it) */
+#define NET_PREFIX  0x0a000200u /* 10.0.2.0/24 */
+#define NET_MASK    0xffffff00u
+#define NET_HOST    0x0a000202u /* gateway; the host's loopback */
+#define NET_DNS     0x0a000203u
+#define NET_GUEST   0x0a00020fu /* the first DHCP address */
+#define NET_HDR_LEN 12          /* struct virtio_net_hdr_mrg_rxbuf, all zero here */
+#define FRAME_MAX   65550       /* a hostile guest's longest frame; slirp's are <= 1518 */
 
 /* ---- hostfwd syntax (always built: --net is parsed even without libslirp) --------------- */
 
@@ -104,23 +102,22 @@ void user_net_format_forward(const struct user_net_forward *f, char *out, size_t
 
 #if VMM_HAVE_SLIRP
 
-#include <limits.h>
 #include <poll.h>
-#include <pthread.h>
 #include <slirp/libslirp.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/sandbox.h"
+#include "devices/virtio/iov.h"
+#include "devices/virtio/net.h"
 
-/* A frame for the guest that did not fit the socket pair yet. */
-struct pending {
-	struct pending *next;
+/* A frame for the guest that virtio-net has not taken yet. */
+struct frame {
+	struct frame *next;
 	size_t len;
-	uint8_t frame[];
+	uint8_t data[];
 };
 
 /* A libslirp timer (it asks for one, for IPv6 router advertisements). */
@@ -131,128 +128,263 @@ struct user_timer {
 	int64_t expire_ms; /* -1: not armed */
 };
 
-struct user_net {
-	int guest_fd;  /* the NIC's end: the event-loop thread reads and writes it */
-	int slirp_fd;  /* ours */
-	int wake_fd;   /* eventfd: user_net_close asks the thread to stop */
-	bool stopping; /* atomic */
-	pthread_t thread;
-	bool started;
-	uint64_t dropped; /* atomic: written by the thread, read by anyone */
+/* One of libslirp's sockets on the event loop. */
+struct slirp_fd {
+	struct event_source src;
+	struct user_net *u;
+	uint32_t watching; /* the epoll events registered (0: not on the loop) */
+	uint32_t wanted;   /* what libslirp asked for in the latest fill */
+	uint32_t revents;  /* what epoll reported, until libslirp has seen it */
+};
 
-	/* The user-net thread's once it runs (set-up before, teardown after): */
+struct user_net {
 	Slirp *slirp;
-	struct pollfd *fds;
-	unsigned nr_fds, cap_fds;
+	struct event_loop *loop;
+	struct event_source frames_ready; /* eventfd: readable while frames wait (backend fd) */
+	struct event_source timer;        /* timerfd: libslirp's next timeout */
+	struct slirp_fd **fds;            /* by fd number */
+	unsigned nr_fds;
+	int *polled; /* fd of each index libslirp got from the latest fill */
+	unsigned nr_polled, cap_polled;
 	struct user_timer *timers;
-	struct pending *queue, **queue_tail;
+	struct frame *queue, **queue_tail;
 	size_t queued_bytes;
+	uint64_t dropped;
 	uint8_t buf[NET_HDR_LEN + FRAME_MAX];
 };
 
-static const uint8_t zero_header[NET_HDR_LEN];
-
-static int64_t now_ns(void)
+static int64_t now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void count_drop(struct user_net *u, const char *why)
+/* ---- frames to the guest: libslirp's send_packet, virtio-net's recv ---------------------------
+ */
+
+static void signal_frames(struct user_net *u, bool ready)
 {
-	__atomic_add_fetch(&u->dropped, 1, __ATOMIC_RELAXED);
-	log_ratelimited(LOG_WARN, "net user: frame for the guest dropped: %s", why);
+	uint64_t v = 1;
+
+	if (ready ? write(u->frames_ready.fd, &v, sizeof(v)) < 0
+	          : read(u->frames_ready.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_ratelimited(LOG_ERROR, "net user: eventfd: %s", strerror(errno));
 }
 
-/* ---- frames to the guest ---------------------------------------------------------------- */
-
-static bool write_frame(struct user_net *u, const void *frame, size_t len)
-{
-	struct iovec iov[2] = {{(void *)zero_header, NET_HDR_LEN}, {(void *)frame, len}};
-
-	return writev(u->slirp_fd, iov, 2) >= 0;
-}
-
-/* Hands queued frames to the NIC until the socket is full again. */
-static void flush_queue(struct user_net *u)
-{
-	while (u->queue) {
-		struct pending *p = u->queue;
-
-		if (!write_frame(u, p->frame, p->len)) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			count_drop(u, strerror(errno));
-		}
-		u->queue = p->next;
-		u->queued_bytes -= p->len;
-		free(p);
-	}
-	u->queue_tail = &u->queue;
-}
-
-/* libslirp's send_packet: a frame for the guest. */
-static ssize_t slirp_send(const void *frame, size_t len, void *opaque)
+static ssize_t slirp_send(const void *data, size_t len, void *opaque)
 {
 	struct user_net *u = opaque;
-	struct pending *p;
+	struct frame *f;
 
-	if (!u->queue) {
-		if (write_frame(u, frame, len))
-			return (ssize_t)len;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			count_drop(u, strerror(errno));
-			return (ssize_t)len;
-		}
-	}
-	if (u->queued_bytes + len > USER_NET_QUEUE_BYTES) {
-		count_drop(u, "the guest is not reading (queue full)");
+	if (u->queued_bytes + len > USER_NET_QUEUE_BYTES || !(f = malloc(sizeof(*f) + len))) {
+		u->dropped++;
+		log_ratelimited(LOG_WARN, "net user: frame for the guest dropped: %s",
+		                u->queued_bytes + len > USER_NET_QUEUE_BYTES
+		                        ? "the guest is not reading"
+		                        : "out of memory");
 		return (ssize_t)len;
 	}
-	p = malloc(sizeof(*p) + len);
-	if (!p) {
-		count_drop(u, "out of memory");
-		return (ssize_t)len;
-	}
-	p->next = NULL;
-	p->len = len;
-	memcpy(p->frame, frame, len);
-	*u->queue_tail = p;
-	u->queue_tail = &p->next;
+	f->next = NULL;
+	f->len = len;
+	memcpy(f->data, data, len);
+	if (!u->queue)
+		signal_frames(u, true);
+	*u->queue_tail = f;
+	u->queue_tail = &f->next;
 	u->queued_bytes += len;
 	return (ssize_t)len;
 }
 
-/* Up to GUEST_BATCH packets from the NIC into slirp. */
-static void from_guest(struct user_net *u)
+/* virtio-net's recv: the oldest frame behind a zero header (libslirp's are whole and checked). */
+static ssize_t backend_recv(void *opaque, const struct iovec *iov, int iovcnt)
 {
-	for (unsigned i = 0; i < GUEST_BATCH; i++) {
-		ssize_t n = recv(u->slirp_fd, u->buf, sizeof(u->buf), MSG_DONTWAIT | MSG_TRUNC);
+	static const uint8_t header[NET_HDR_LEN];
+	struct user_net *u = opaque;
+	struct frame *f = u->queue;
+	uint64_t n;
 
-		if (n < 0)
-			return;
-		if ((size_t)n > sizeof(u->buf) || n <= NET_HDR_LEN) {
-			log_ratelimited(LOG_WARN, "net user: guest frame of %zd bytes ignored", n);
-			continue;
-		}
-		slirp_input(u->slirp, u->buf + NET_HDR_LEN, (int)(n - NET_HDR_LEN));
+	if (!f) {
+		signal_frames(u, false);
+		return -EAGAIN;
+	}
+	n = iov_from_buf(iov, (unsigned)iovcnt, 0, header, NET_HDR_LEN);
+	n += iov_from_buf(iov, (unsigned)iovcnt, NET_HDR_LEN, f->data, f->len);
+	u->queue = f->next;
+	if (!u->queue)
+		u->queue_tail = &u->queue;
+	u->queued_bytes -= f->len;
+	free(f);
+	return (ssize_t)n;
+}
+
+/* ---- libslirp's sockets and timers on the event loop ------------------------------------------
+ */
+
+static void slirp_fd_event(void *opaque, uint32_t events);
+
+static struct slirp_fd *fd_slot(struct user_net *u, int fd)
+{
+	if ((unsigned)fd >= u->nr_fds) {
+		unsigned n = MAX((unsigned)fd + 1, 2 * u->nr_fds);
+		struct slirp_fd **fds = realloc(u->fds, n * sizeof(*fds));
+
+		if (!fds)
+			return NULL;
+		memset(fds + u->nr_fds, 0, (n - u->nr_fds) * sizeof(*fds));
+		u->fds = fds;
+		u->nr_fds = n;
+	}
+	if (!u->fds[fd]) {
+		u->fds[fd] = calloc(1, sizeof(**u->fds));
+		if (!u->fds[fd])
+			return NULL;
+		u->fds[fd]->src = (struct event_source){
+		        .fd = fd, .handler = slirp_fd_event, .opaque = u->fds[fd]};
+		u->fds[fd]->u = u;
+	}
+	return u->fds[fd];
+}
+
+static int slirp_add_poll(int fd, int events, void *opaque)
+{
+	struct user_net *u = opaque;
+	struct slirp_fd *s = fd >= 0 ? fd_slot(u, fd) : NULL;
+
+	if (!s || (u->nr_polled == u->cap_polled &&
+	           !(u->polled = reallocarray(u->polled, u->cap_polled = 2 * u->cap_polled + 16,
+	                                      sizeof(*u->polled))))) {
+		log_ratelimited(LOG_ERROR, "net user: out of memory");
+		return -1;
+	}
+	s->wanted |= (events & SLIRP_POLL_IN ? EPOLLIN : 0) |
+	             (events & SLIRP_POLL_OUT ? EPOLLOUT : 0) |
+	             (events & SLIRP_POLL_PRI ? EPOLLPRI : 0);
+	u->polled[u->nr_polled] = fd;
+	return (int)u->nr_polled++;
+}
+
+static int slirp_get_revents(int idx, void *opaque)
+{
+	struct user_net *u = opaque;
+	uint32_t ev;
+
+	if (idx < 0 || (unsigned)idx >= u->nr_polled || !u->fds[u->polled[idx]])
+		return 0;
+	ev = u->fds[u->polled[idx]]->revents;
+	return (ev & EPOLLIN ? SLIRP_POLL_IN : 0) | (ev & EPOLLOUT ? SLIRP_POLL_OUT : 0) |
+	       (ev & EPOLLPRI ? SLIRP_POLL_PRI : 0) | (ev & EPOLLERR ? SLIRP_POLL_ERR : 0) |
+	       (ev & EPOLLHUP ? SLIRP_POLL_HUP : 0);
+}
+
+/* Puts @s on the loop for @events (none: off it). A number libslirp closed and reused is
+ * registered afresh: the kernel dropped the old file from the epoll set when it closed. */
+static void watch_fd(struct user_net *u, struct slirp_fd *s, uint32_t events)
+{
+	int r = 0;
+
+	if (events == s->watching)
+		return;
+	if (!events)
+		event_loop_del(u->loop, &s->src);
+	else if (s->watching && (r = event_loop_modify(u->loop, &s->src, events)) == -ENOENT)
+		r = event_loop_add(u->loop, &s->src, events);
+	else if (!s->watching && (r = event_loop_add(u->loop, &s->src, events)) == -EEXIST)
+		r = event_loop_modify(u->loop, &s->src, events);
+	if (r)
+		log_ratelimited(LOG_ERROR, "net user: epoll: %s", strerror(-r));
+	s->watching = r ? 0 : events;
+}
+
+/* libslirp closes a socket: off the loop before its number is reused. */
+static void slirp_unregister_fd(int fd, void *opaque)
+{
+	struct user_net *u = opaque;
+
+	if (fd >= 0 && (unsigned)fd < u->nr_fds && u->fds[fd]) {
+		watch_fd(u, u->fds[fd], 0);
+		u->fds[fd]->revents = 0;
 	}
 }
 
-/* ---- libslirp's callbacks ---------------------------------------------------------------- */
-
-static void slirp_guest_error(const char *msg, void *opaque)
+static void slirp_register_fd(int fd, void *opaque)
 {
+	(void)fd;
 	(void)opaque;
-	log_ratelimited(LOG_WARN, "net user: guest error: %s", msg);
 }
 
-static int64_t slirp_clock_ns(void *opaque)
+/*
+ * After libslirp ran: asks it which sockets it wants polled and for what (it may have opened
+ * or closed some), brings the loop's registrations in line, and arms the timer for its next
+ * timeout or ours, whichever comes first.
+ */
+static void sync_loop(struct user_net *u)
 {
-	(void)opaque;
-	return now_ns();
+	uint32_t timeout = UINT32_MAX;
+	int64_t now = now_ms();
+	struct itimerspec when = {0};
+
+	for (unsigned fd = 0; fd < u->nr_fds; fd++) {
+		if (u->fds[fd])
+			u->fds[fd]->wanted = u->fds[fd]->revents = 0;
+	}
+	u->nr_polled = 0;
+	slirp_pollfds_fill(u->slirp, &timeout, slirp_add_poll, u);
+	for (unsigned fd = 0; fd < u->nr_fds; fd++) {
+		if (u->fds[fd])
+			watch_fd(u, u->fds[fd], u->fds[fd]->wanted);
+	}
+	for (const struct user_timer *t = u->timers; t; t = t->next) {
+		if (t->expire_ms >= 0)
+			timeout = (uint32_t)MIN((int64_t)timeout, MAX(t->expire_ms - now, 0));
+	}
+	if (timeout != UINT32_MAX) {
+		when.it_value.tv_sec = timeout / 1000;
+		when.it_value.tv_nsec = (long)(timeout % 1000) * 1000000 + 1; /* 0 would disarm */
+	}
+	if (timerfd_settime(u->timer.fd, 0, &when, NULL) < 0)
+		log_ratelimited(LOG_ERROR, "net user: timerfd: %s", strerror(errno));
+}
+
+/* libslirp's turn: it reads what the sockets reported, runs its TCP timers, then re-sync. */
+static void run_slirp(struct user_net *u)
+{
+	slirp_pollfds_poll(u->slirp, 0, slirp_get_revents, u);
+	sync_loop(u);
+}
+
+static void slirp_fd_event(void *opaque, uint32_t events)
+{
+	struct slirp_fd *s = opaque;
+
+	s->revents = events;
+	run_slirp(s->u);
+}
+
+static void timer_event(void *opaque, uint32_t events)
+{
+	struct user_net *u = opaque;
+	int64_t now = now_ms();
+	uint64_t expirations;
+	bool fired;
+
+	(void)events;
+	if (read(u->timer.fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		log_ratelimited(LOG_ERROR, "net user: timerfd: %s", strerror(errno));
+	/* A callback may free or re-arm timers: restart the walk after each. */
+	do {
+		fired = false;
+		for (struct user_timer *t = u->timers; t; t = t->next) {
+			if (t->expire_ms >= 0 && t->expire_ms <= now) {
+				t->expire_ms = -1;
+				slirp_handle_timer(u->slirp, t->id, t->cb_opaque);
+				fired = true;
+				break;
+			}
+		}
+	} while (fired);
+	run_slirp(u);
 }
 
 static void *slirp_timer_new(SlirpTimerId id, void *cb_opaque, void *opaque)
@@ -281,20 +413,29 @@ static void slirp_timer_free(void *timer, void *opaque)
 	}
 }
 
+/* Takes effect at the next sync_loop, which follows every entry into libslirp. */
 static void slirp_timer_mod(void *timer, int64_t expire_ms, void *opaque)
 {
 	(void)opaque;
 	((struct user_timer *)timer)->expire_ms = expire_ms;
 }
 
-/* Sockets are polled afresh each round (slirp_pollfds_fill), not registered. */
-static void slirp_poll_fd(int fd, void *opaque)
+static int64_t slirp_clock_ns(void *opaque)
 {
-	(void)fd;
+	struct timespec ts;
+
 	(void)opaque;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* slirp calls this from its own thread only: the loop goes round anyway. */
+static void slirp_guest_error(const char *msg, void *opaque)
+{
+	(void)opaque;
+	log_ratelimited(LOG_WARN, "net user: guest error: %s", msg);
+}
+
+/* libslirp runs only on the loop's thread, which syncs after each entry: nothing to wake. */
 static void slirp_notify(void *opaque)
 {
 	(void)opaque;
@@ -306,144 +447,41 @@ static const SlirpCb slirp_callbacks = {
         .clock_get_ns = slirp_clock_ns,
         .timer_free = slirp_timer_free,
         .timer_mod = slirp_timer_mod,
-        .register_poll_fd = slirp_poll_fd,
-        .unregister_poll_fd = slirp_poll_fd,
+        .register_poll_fd = slirp_register_fd,
+        .unregister_poll_fd = slirp_unregister_fd,
         .notify = slirp_notify,
         .timer_new_opaque = slirp_timer_new,
 };
 
-static int add_fd(struct user_net *u, int fd, short events)
-{
-	if (u->nr_fds == u->cap_fds) {
-		unsigned cap = u->cap_fds ? 2 * u->cap_fds : 16;
-		struct pollfd *fds = realloc(u->fds, cap * sizeof(*fds));
+/* ---- frames from the guest: virtio-net's send -------------------------------------------------
+ */
 
-		if (!fds)
-			return -1;
-		u->fds = fds;
-		u->cap_fds = cap;
-	}
-	u->fds[u->nr_fds] = (struct pollfd){.fd = fd, .events = events};
-	return (int)u->nr_fds++;
-}
-
-static int slirp_add_poll(int fd, int events, void *opaque)
-{
-	short ev = 0;
-
-	if (events & SLIRP_POLL_IN)
-		ev |= POLLIN;
-	if (events & SLIRP_POLL_OUT)
-		ev |= POLLOUT;
-	if (events & SLIRP_POLL_PRI)
-		ev |= POLLPRI;
-	return add_fd(opaque, fd, ev);
-}
-
-static int slirp_get_revents(int idx, void *opaque)
+static ssize_t backend_send(void *opaque, const struct iovec *iov, int iovcnt)
 {
 	struct user_net *u = opaque;
-	short rev;
-	int events = 0;
+	uint64_t len = iov_to_buf(iov, (unsigned)iovcnt, 0, u->buf, sizeof(u->buf));
 
-	if (idx < 0 || (unsigned)idx >= u->nr_fds)
-		return 0;
-	rev = u->fds[idx].revents;
-	if (rev & POLLIN)
-		events |= SLIRP_POLL_IN;
-	if (rev & POLLOUT)
-		events |= SLIRP_POLL_OUT;
-	if (rev & POLLPRI)
-		events |= SLIRP_POLL_PRI;
-	if (rev & POLLERR)
-		events |= SLIRP_POLL_ERR;
-	if (rev & POLLHUP)
-		events |= SLIRP_POLL_HUP;
-	return events;
-}
-
-/* ---- the thread -------------------------------------------------------------------------- */
-
-/* @timeout (ms, UINT32_MAX: none) shortened to the next armed timer. */
-static uint32_t timers_timeout(const struct user_net *u, uint32_t timeout)
-{
-	int64_t now = now_ns() / 1000000;
-
-	for (const struct user_timer *t = u->timers; t; t = t->next) {
-		if (t->expire_ms < 0)
-			continue;
-		if (t->expire_ms <= now)
-			return 0;
-		timeout = (uint32_t)MIN((int64_t)timeout, t->expire_ms - now);
+	/* The header says nothing without offloads; a frame past FRAME_MAX is cut (and bad). */
+	if (len > NET_HDR_LEN) {
+		slirp_input(u->slirp, u->buf + NET_HDR_LEN, (int)(len - NET_HDR_LEN));
+		sync_loop(u);
 	}
-	return timeout;
+	return (ssize_t)len;
 }
 
-static void run_timers(struct user_net *u)
+static const struct virtio_net_backend_ops backend_ops = {
+        .send = backend_send,
+        .recv = backend_recv,
+};
+
+void user_net_backend(struct user_net *u, struct virtio_net_backend *be)
 {
-	int64_t now = now_ns() / 1000000;
-	bool fired;
-
-	/* A callback may free or re-arm timers: restart the walk after each. */
-	do {
-		fired = false;
-		for (struct user_timer *t = u->timers; t; t = t->next) {
-			if (t->expire_ms >= 0 && t->expire_ms <= now) {
-				t->expire_ms = -1;
-				slirp_handle_timer(u->slirp, t->id, t->cb_opaque);
-				fired = true;
-				break;
-			}
-		}
-	} while (fired);
+	*be = (struct virtio_net_backend){
+	        .ops = &backend_ops, .opaque = u, .fd = u->frames_ready.fd};
 }
 
-static void *user_net_thread(void *opaque)
-{
-	struct user_net *u = opaque;
-
-	if (sandbox_thread_enter(SANDBOX_USER_NET)) {
-		log_error("seccomp: cannot filter the user-net thread; its NIC gets no traffic");
-		return NULL;
-	}
-	while (!__atomic_load_n(&u->stopping, __ATOMIC_ACQUIRE)) {
-		uint32_t timeout = UINT32_MAX;
-		int n;
-
-		u->nr_fds = 0;
-		if (add_fd(u, u->wake_fd, POLLIN) < 0 ||
-		    add_fd(u, u->slirp_fd, POLLIN | (u->queue ? POLLOUT : 0)) < 0) {
-			log_error("net user: out of memory");
-			break;
-		}
-		slirp_pollfds_fill(u->slirp, &timeout, slirp_add_poll, u);
-		timeout = timers_timeout(u, timeout);
-		n = poll(u->fds, u->nr_fds,
-		         timeout == UINT32_MAX ? -1 : (int)MIN(timeout, INT_MAX));
-		if (n < 0 && errno != EINTR) {
-			log_error("net user: poll: %s", strerror(errno));
-			break;
-		}
-		slirp_pollfds_poll(u->slirp, n < 0, slirp_get_revents, u);
-		if (n > 0 && (u->fds[1].revents & POLLOUT))
-			flush_queue(u);
-		if (n > 0 && (u->fds[1].revents & POLLIN))
-			from_guest(u);
-		run_timers(u);
-	}
-	return NULL;
-}
-
-/* ---- set-up and teardown ----------------------------------------------------------------- */
-
-static void set_buffers(int fd)
-{
-	int bytes = SOCKET_BYTES;
-
-	/* Best effort: the kernel caps both at net.core.{w,r}mem_max. */
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
-}
+/* ---- set-up and teardown ----------------------------------------------------------------------
+ */
 
 static Slirp *new_slirp(struct user_net *u)
 {
@@ -466,34 +504,9 @@ static Slirp *new_slirp(struct user_net *u)
 	return slirp_new(&cfg, &slirp_callbacks, u);
 }
 
-struct user_net *user_net_open(const struct user_net_config *cfg, char *err, size_t errlen)
+static int add_forwards(struct user_net *u, const struct user_net_config *cfg, char *err,
+                        size_t errlen)
 {
-	struct user_net *u = calloc(1, sizeof(*u));
-	int pair[2];
-
-	if (!u) {
-		snprintf(err, errlen, "--net user: out of memory");
-		return NULL;
-	}
-	u->guest_fd = u->slirp_fd = -1;
-	u->queue_tail = &u->queue;
-	u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (u->wake_fd < 0 ||
-	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) < 0) {
-		snprintf(err, errlen, "--net user: %s", strerror(errno));
-		user_net_close(u);
-		return NULL;
-	}
-	u->guest_fd = pair[0];
-	u->slirp_fd = pair[1];
-	set_buffers(u->guest_fd);
-	set_buffers(u->slirp_fd);
-	u->slirp = new_slirp(u);
-	if (!u->slirp) {
-		snprintf(err, errlen, "--net user: libslirp could not set up the network");
-		user_net_close(u);
-		return NULL;
-	}
 	for (unsigned i = 0; i < cfg->nr_forwards; i++) {
 		const struct user_net_forward *f = &cfg->forwards[i];
 		char text[64];
@@ -504,82 +517,100 @@ struct user_net *user_net_open(const struct user_net_config *cfg, char *err, siz
 			user_net_format_forward(f, text, sizeof(text));
 			snprintf(err, errlen, "--net user: cannot forward %s: %s", text,
 			         errno ? strerror(errno) : "libslirp refused it");
-			user_net_close(u);
-			return NULL;
+			return -EADDRINUSE;
 		}
 	}
+	return 0;
+}
+
+struct user_net *user_net_open(const struct user_net_config *cfg, struct event_loop *loop,
+                               char *err, size_t errlen)
+{
+	struct user_net *u = calloc(1, sizeof(*u));
+	int r;
+
+	if (!u) {
+		snprintf(err, errlen, "--net user: out of memory");
+		return NULL;
+	}
+	u->loop = loop;
+	u->queue_tail = &u->queue;
+	u->frames_ready = (struct event_source){.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+	u->timer = (struct event_source){
+	        .fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
+	        .handler = timer_event,
+	        .opaque = u};
+	r = u->frames_ready.fd < 0 || u->timer.fd < 0 ? -errno
+	                                              : event_loop_add(loop, &u->timer, EPOLLIN);
+	if (r) {
+		snprintf(err, errlen, "--net user: %s", strerror(-r));
+		user_net_close(u);
+		return NULL;
+	}
+	u->slirp = new_slirp(u);
+	if (!u->slirp) {
+		snprintf(err, errlen, "--net user: libslirp could not set up the network");
+		user_net_close(u);
+		return NULL;
+	}
+	if (add_forwards(u, cfg, err, errlen)) {
+		user_net_close(u);
+		return NULL;
+	}
+	sync_loop(u);
 	return u;
-}
-
-int *user_net_guest_fd(struct user_net *u)
-{
-	return &u->guest_fd;
-}
-
-int user_net_start(struct user_net *u)
-{
-	int ret = -pthread_create(&u->thread, NULL, user_net_thread, u);
-
-	u->started = ret == 0;
-	return ret;
 }
 
 uint64_t user_net_dropped(const struct user_net *u)
 {
-	return __atomic_load_n(&u->dropped, __ATOMIC_RELAXED);
+	return u->dropped;
 }
 
 void user_net_close(struct user_net *u)
 {
 	if (!u)
 		return;
-	if (u->started) {
-		uint64_t one = 1;
-
-		__atomic_store_n(&u->stopping, true, __ATOMIC_RELEASE);
-		if (write(u->wake_fd, &one, sizeof(one)) < 0)
-			log_debug("net user: eventfd: %s", strerror(errno));
-		pthread_join(u->thread, NULL);
-	}
 	if (u->slirp)
-		slirp_cleanup(u->slirp);
+		slirp_cleanup(u->slirp); /* unregisters and closes its sockets */
+	for (unsigned fd = 0; fd < u->nr_fds; fd++) {
+		if (u->fds[fd])
+			watch_fd(u, u->fds[fd], 0);
+		free(u->fds[fd]);
+	}
+	free(u->fds);
+	free(u->polled);
 	while (u->timers)
 		slirp_timer_free(u->timers, u);
 	while (u->queue) {
-		struct pending *p = u->queue;
+		struct frame *f = u->queue;
 
-		u->queue = p->next;
-		free(p);
+		u->queue = f->next;
+		free(f);
 	}
-	free(u->fds);
-	if (u->guest_fd >= 0)
-		close(u->guest_fd);
-	if (u->slirp_fd >= 0)
-		close(u->slirp_fd);
-	if (u->wake_fd >= 0)
-		close(u->wake_fd);
+	if (u->timer.fd >= 0) {
+		event_loop_del(u->loop, &u->timer);
+		close(u->timer.fd);
+	}
+	if (u->frames_ready.fd >= 0)
+		close(u->frames_ready.fd);
 	free(u);
 }
 
 #else /* !VMM_HAVE_SLIRP: a build without libslirp (the static aarch64 cross build) */
 
-struct user_net *user_net_open(const struct user_net_config *cfg, char *err, size_t errlen)
+struct user_net *user_net_open(const struct user_net_config *cfg, struct event_loop *loop,
+                               char *err, size_t errlen)
 {
 	(void)cfg;
+	(void)loop;
 	snprintf(err, errlen, "--net user: this vmm was built without libslirp");
 	return NULL;
 }
 
-int *user_net_guest_fd(struct user_net *u)
+void user_net_backend(struct user_net *u, struct virtio_net_backend *be)
 {
 	(void)u;
-	return NULL;
-}
-
-int user_net_start(struct user_net *u)
-{
-	(void)u;
-	return -ENOSYS;
+	(void)be;
 }
 
 uint64_t user_net_dropped(const struct user_net *u)

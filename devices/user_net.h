@@ -5,12 +5,11 @@
  * to the host's resolver); the guest's TCP and UDP flows become sockets of this process, and
  * host port forwards accept on host sockets and connect into the guest.
  *
- * Threads: the Slirp instance and every socket it opens belong to the user-net thread
- * (user_net_start), which polls them. The NIC reaches it only through a SOCK_SEQPACKET socket
- * pair, one message per packet each way (the 12-byte virtio-net header, then the frame), so
- * virtio-net reads and writes its end like a TAP without offloads (packet_socket_backend).
- * Frames for the guest that do not fit the socket wait in a queue of the thread's (at most
- * USER_NET_QUEUE_BYTES; beyond that they are dropped and counted, as a full TAP would).
+ * Threads: everything runs on the event-loop thread: libslirp's sockets and its timer are on
+ * the loop (re-synced after every entry into libslirp), and virtio-net's backend calls, which
+ * hand guest frames straight to libslirp and take the frames it made for the guest from a queue
+ * (at most USER_NET_QUEUE_BYTES; beyond that they are dropped and counted, as a full TAP's
+ * would be), come from the loop's thread too. No other thread touches it.
  */
 #ifndef VMM_DEVICES_USER_NET_H
 #define VMM_DEVICES_USER_NET_H
@@ -50,29 +49,30 @@ int user_net_parse_forward(const char *text, struct user_net_forward *out, char 
 void user_net_format_forward(const struct user_net_forward *f, char *out, size_t outlen);
 
 struct user_net;
+struct event_loop;
+struct virtio_net_backend;
 
 /*
- * Sets up the network of @cfg: the Slirp instance, its socket pair and every port forward's
- * host socket (bound and listening now, so a taken port fails here). The thread starts with
- * user_net_start. Returns the instance, or NULL with one line in @err such as "--net user:
- * cannot forward tcp:0.0.0.0:8022-10.0.2.15:22: Address already in use". A vmm built without
- * libslirp (the static aarch64 cross build: Debian ships no static libslirp) fails here, saying so.
+ * Sets up the network of @cfg on @loop: the Slirp instance and every port forward's host
+ * socket (bound and listening now, so a taken port fails here). Returns the instance, or NULL
+ * with one line in @err such as "--net user: cannot forward tcp:0.0.0.0:8022-10.0.2.15:22:
+ * Address already in use". A vmm built without libslirp (the static aarch64 cross build:
+ * Debian ships no static libslirp) fails here, saying so. Set-up time (main thread).
  */
-struct user_net *user_net_open(const struct user_net_config *cfg, char *err, size_t errlen);
-
-/* The NIC's end of the socket pair (virtio-net's backend fd): non-blocking, close-on-exec. */
-int *user_net_guest_fd(struct user_net *u);
+struct user_net *user_net_open(const struct user_net_config *cfg, struct event_loop *loop,
+                               char *err, size_t errlen);
 
 /*
- * Starts the user-net thread (it installs its own seccomp filter first: call after
- * sandbox_enter). Returns 0 or -errno.
+ * virtio-net's packet backend on @u: send hands a frame to libslirp, recv takes the oldest
+ * frame for the guest (12-byte zero header, then the frame), be->fd is an eventfd readable
+ * while frames wait; no offloads.
  */
-int user_net_start(struct user_net *u) MUST_CHECK;
+void user_net_backend(struct user_net *u, struct virtio_net_backend *be);
 
 /* Frames for the guest dropped because the NIC fell USER_NET_QUEUE_BYTES behind. */
 uint64_t user_net_dropped(const struct user_net *u);
 
-/* Stops the thread, closes every socket and frees @u. NULL is allowed. */
+/* Closes every socket libslirp opened and frees @u; after the loop stopped. NULL is allowed. */
 void user_net_close(struct user_net *u);
 
 #endif

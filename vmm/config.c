@@ -34,6 +34,7 @@ enum {
 	OPT_CONSOLE_LOG,
 	OPT_SAVE_INITRAMFS,
 	OPT_SECCOMP,
+	OPT_VSOCK,
 };
 
 static const struct option long_options[] = {
@@ -61,6 +62,7 @@ static const struct option long_options[] = {
         {"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
         {"save-initramfs", required_argument, NULL, OPT_SAVE_INITRAMFS},
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
+        {"vsock", required_argument, NULL, OPT_VSOCK},
         {NULL, 0, NULL, 0},
 };
 
@@ -100,6 +102,11 @@ ARCH_HELP_INTRO
 "                        go out through vmm's sockets. hostfwd (up to %d) forwards a host\n"
 "                        port into the guest (HOSTADDR default 0.0.0.0, GUESTADDR\n"
 "                        10.0.2.15); a taken host port is an error.\n"
+"      --vsock PATH[,cid=N]\n"
+"                        virtio-vsock (guest CID N, default 3) relayed to Unix sockets:\n"
+"                        a host program connects to PATH and writes \"CONNECT <port>\\n\"\n"
+"                        to reach a guest listener (vmm answers \"OK <hostport>\\n\"); a\n"
+"                        guest connect to CID 2 port P reaches the socket PATH_P\n"
 "      --share HOSTDIR[:GUESTDIR][,ro][,tag=TAG]\n"
 "                        a host directory over virtio-fs (vmm starts virtiofsd); up to\n"
 "                        %d. With --run it is mounted at GUESTDIR (default: HOSTDIR);\n"
@@ -355,6 +362,12 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 		if (config_parse_net(arg, &cfg->nets[cfg->nr_nets], err, errlen))
 			return CONFIG_ERROR;
 		cfg->nr_nets++;
+		break;
+	case OPT_VSOCK:
+		if (cfg->vsock.path[0])
+			return fail(err, errlen, "--vsock: given twice (one device per VM)");
+		if (config_parse_vsock(arg, &cfg->vsock, err, errlen))
+			return CONFIG_ERROR;
 		break;
 	case OPT_RUN:
 		if (!*arg)

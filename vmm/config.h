@@ -53,6 +53,12 @@ struct share_config {
 	bool read_only;
 };
 
+/* --vsock PATH[,cid=N]: virtio-vsock relayed to Unix sockets (devices/virtio/vsock.h). */
+struct vsock_config {
+	char path[108]; /* "" when not given; at most sun_path less room for "_<port>" */
+	uint64_t cid;
+};
+
 enum virtio_transport_kind { TRANSPORT_PCI, TRANSPORT_MMIO };
 enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
@@ -75,6 +81,7 @@ struct vm_config {
 	enum console_kind console;
 	bool rng;     /* virtio-rng, on by default */
 	bool seccomp; /* per-thread seccomp filters after set-up, on by default (--seccomp) */
+	struct vsock_config vsock;
 	struct share_config shares[CONFIG_MAX_SHARES];
 	unsigned nr_shares;
 	/* Test-run mode (--run): the command, and where its kernel modules and virtiofsd are. */
@@ -126,6 +133,12 @@ int config_parse_net(const char *spec, struct net_config *out, char *err, size_t
  * 36 bytes; each option at most once. Returns 0, or -EINVAL with a one-line message in @err.
  */
 int config_parse_share(const char *spec, struct share_config *out, char *err, size_t errlen);
+
+/*
+ * Parses a --vsock value: PATH[,cid=N] (N from 3 to 4294967294, default 3; PATH short enough
+ * for a Unix socket with "_<port>" appended). Returns 0, or -EINVAL with a one-line message.
+ */
+int config_parse_vsock(const char *spec, struct vsock_config *out, char *err, size_t errlen);
 
 /* The default kernel parameters for @cfg (the console follows --console). */
 const char *config_default_args(const struct vm_config *cfg);

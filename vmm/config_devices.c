@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "devices/tap.h"
@@ -225,6 +226,37 @@ int config_parse_disk(const char *spec, struct disk_config *out, char *err, size
 			                  (int)len, p, CONFIG_SERIAL_MAX);
 		}
 		p += len;
+	}
+	return 0;
+}
+
+int config_parse_vsock(const char *spec, struct vsock_config *out, char *err, size_t errlen)
+{
+	size_t path_len = strcspn(spec, ",");
+	const char *opt = spec + path_len;
+	/* "_4294967295" goes after PATH for guest-initiated streams. */
+	const size_t path_max = sizeof(out->path) - 12;
+
+	memset(out, 0, sizeof(*out));
+	out->cid = 3;
+	if (path_len == 0 || path_len > path_max)
+		return spec_error(err, errlen,
+		                  "--vsock: expected PATH[,cid=N] with a PATH of 1 to %zu bytes",
+		                  path_max);
+	memcpy(out->path, spec, path_len);
+	if (*opt) {
+		unsigned long long cid;
+		char *end;
+
+		errno = 0;
+		cid = strncmp(opt, ",cid=", 5) || opt[5] < '0' || opt[5] > '9'
+		              ? 0
+		              : strtoull(opt + 5, &end, 10);
+		if (!cid || errno || *end || cid < 3 || cid > 0xfffffffeULL)
+			return spec_error(err, errlen,
+			                  "--vsock: '%s' is not cid=N with N from 3 to 4294967294",
+			                  opt + 1);
+		out->cid = cid;
 	}
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include "devices/tap.h"
 #include "vmm/log.h"
 #include "vmm/run.h"
+#include "vmm/sandbox.h"
 #include "vmm/vm.h"
 
 static const unsigned device_gsis[] = ARCH_DEVICE_GSIS;
@@ -133,7 +134,7 @@ static int create_disks(struct vm *vm)
 	return 0;
 }
 
-/* NIC @i's device, on its TAP or on a user network (whose thread devices_start starts). */
+/* NIC @i's device, on its TAP or on a user network. */
 static int open_net(struct vm *vm, unsigned i, const uint8_t mac[NET_MAC_LEN], char *err,
                     size_t errlen)
 {
@@ -144,10 +145,11 @@ static int open_net(struct vm *vm, unsigned i, const uint8_t mac[NET_MAC_LEN], c
 
 	if (!nc->user)
 		return virtio_net_open(&d->nets[i], nc->tap, mac, &vm->mem, &vm->loop, err, errlen);
-	d->user_nets[i] = user_net_open(&nc->user_cfg, err, errlen);
+	d->user_nets[i] = user_net_open(&nc->user_cfg, &vm->loop, err, errlen);
 	if (!d->user_nets[i])
 		return -EINVAL;
-	packet_socket_backend(&be, user_net_guest_fd(d->user_nets[i]));
+	sandbox_allow_user_net();
+	user_net_backend(d->user_nets[i], &be);
 	ret = virtio_net_init(&d->nets[i], "user", mac, &vm->mem, &vm->loop, &be);
 	if (ret)
 		snprintf(err, errlen, "--net user: %s", strerror(-ret));
@@ -259,6 +261,27 @@ static int create_console(struct vm *vm)
 	return attach(vm, &d->console.vdev, "virtio-console");
 }
 
+/* virtio-vsock on its Unix socket, when --vsock asked for it. */
+static int create_vsock(struct vm *vm)
+{
+	const struct vsock_config *vc = &vm->config->vsock;
+	struct vm_devices *d = &vm->devices;
+	char err[256];
+	int ret;
+
+	if (!vc->path[0])
+		return 0;
+	ret = virtio_vsock_init(&d->vsock, vc->path, vc->cid, &vm->mem, &vm->loop, err,
+	                        sizeof(err));
+	if (ret) {
+		log_error("%s", err);
+		return ret;
+	}
+	d->has_vsock = true;
+	sandbox_allow_unix_sockets();
+	return attach(vm, &d->vsock.vdev, "virtio-vsock");
+}
+
 int devices_create(struct vm *vm)
 {
 	struct vm_devices *d = &vm->devices;
@@ -270,6 +293,8 @@ int devices_create(struct vm *vm)
 		ret = create_nets(vm);
 	if (!ret)
 		ret = create_shares(vm);
+	if (!ret)
+		ret = create_vsock(vm);
 	if (ret)
 		return ret;
 	if (vm->config->rng) {
@@ -301,6 +326,8 @@ void devices_destroy(struct vm *vm)
 		virtio_fs_destroy(&d->fs[i]);
 	if (d->has_rng)
 		virtio_rng_destroy(&d->rng);
+	if (d->has_vsock)
+		virtio_vsock_destroy(&d->vsock);
 	if (d->has_console)
 		virtio_console_destroy(&d->console);
 	if (d->has_pci) {
@@ -308,21 +335,6 @@ void devices_destroy(struct vm *vm)
 		msi_router_destroy(&d->msi);
 	}
 	memset(d, 0, sizeof(*d));
-}
-
-int devices_start(struct vm *vm)
-{
-	struct vm_devices *d = &vm->devices;
-
-	for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
-		int ret = d->user_nets[i] ? user_net_start(d->user_nets[i]) : 0;
-
-		if (ret) {
-			log_error("--net user: cannot start its thread: %s", strerror(-ret));
-			return ret;
-		}
-	}
-	return 0;
 }
 
 size_t devices_console_input(struct vm *vm, const uint8_t *buf, size_t len)

@@ -21,13 +21,14 @@
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_mmio.h"
 #include "devices/virtio/virtio_pci.h"
+#include "devices/virtio/vsock.h"
 #include "vmm/config.h"
 #include "vmm/msi.h"
 #include "vmm/shares.h"
 #include "vmm/util.h"
 
-/* disks, NICs, shares, rng, console */
-#define DEVICES_MAX (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + SHARES_MAX + 2)
+/* disks, NICs, shares, rng, console, vsock */
+#define DEVICES_MAX (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + SHARES_MAX + 3)
 
 struct vm;
 
@@ -60,6 +61,8 @@ struct vm_devices {
 	unsigned nr_fs; /* set up, to destroy */
 	struct virtio_console console;
 	bool has_console;
+	struct virtio_vsock vsock;
+	bool has_vsock;
 	struct mmio_device mmio[DEVICES_MAX];
 	unsigned nr_mmio;
 	struct pci_virtio_device pci_devices[DEVICES_MAX];
@@ -72,12 +75,6 @@ struct vm_devices {
  * and returns -errno on failure (what was made is released by devices_destroy).
  */
 int devices_create(struct vm *vm) MUST_CHECK;
-
-/*
- * Starts the devices' own threads (user networking's): after sandbox_enter, as each installs
- * its seccomp filter. Prints one error line and returns -errno on failure.
- */
-int devices_start(struct vm *vm) MUST_CHECK;
 
 /* Detaches and frees every device; call after the vCPUs and the event loop have stopped. */
 void devices_destroy(struct vm *vm);

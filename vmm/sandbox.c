@@ -13,9 +13,10 @@
  *   to helper processes (pidfd_send_signal: only children vmm holds a pidfd of), reaping
  *   them, the terminal (TCGETS/TCSETS*), and the teardown (rmdir of virtiofsd's socket dir);
  * - output writers: write and poll on their fd;
- * - the user-net thread (--net user): libslirp's life, which is a host's network stack seen
- *   from userspace: sockets of its own (create, connect, accept, options, send, receive), poll,
- *   and opening files read-only (libslirp reads /etc/resolv.conf for the host's DNS server).
+ * - with --net user, the event-loop thread also runs libslirp, a network stack seen from
+ *   userspace: sockets of its own (create, connect, accept, options, send, receive) and
+ *   read-only opens (libslirp reads /etc/resolv.conf for the host's DNS server);
+ * - with --vsock, the event-loop thread also creates, connects and accepts Unix stream sockets.
  * Nothing else may open a file or create a socket; nothing may map executable memory, fork or
  * exec.
  *
@@ -121,16 +122,19 @@ static const struct allow writer_syscalls[] = {
         ALLOW("ppoll"),
 };
 
+/* --vsock: the event-loop thread accepts and makes Unix stream connections (vsock.h). */
+static const struct allow unix_socket_syscalls[] = {
+        ALLOW_IF("socket", 0, ~(scmp_datum_t)0, AF_UNIX),
+        ALLOW("connect"),
+        ALLOW("accept4"),
+        ALLOW("shutdown"),
+};
+
 /* Read-only opens: no write access, creation, truncation or O_PATH handles. */
 #define OPEN_WRITE_FLAGS (O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND | O_PATH | O_TMPFILE)
 
+/* --net user: libslirp on the event-loop thread (its reads, writes and polls are the loop's). */
 static const struct allow user_net_syscalls[] = {
-        ALLOW("poll"),
-        ALLOW("ppoll"),
-        ALLOW("read"),
-        ALLOW("readv"),
-        ALLOW("writev"),
-        ALLOW("close"),
         ALLOW("socket"),
         ALLOW("connect"),
         ALLOW("bind"),
@@ -144,10 +148,7 @@ static const struct allow user_net_syscalls[] = {
         ALLOW("getsockopt"),
         ALLOW("sendto"),
         ALLOW("recvfrom"),
-        ALLOW("sendmsg"),
-        ALLOW("recvmsg"),
         ALLOW("fcntl"),
-        ALLOW("lseek"),
         ALLOW("stat"),
         ALLOW("newfstatat"),
         ALLOW("statx"),
@@ -187,8 +188,6 @@ static const struct kind {
         [SANDBOX_MAIN] = {"event-loop", true, true, LIST(main_syscalls), LIST(main_ioctls)},
         [SANDBOX_VCPU] = {"vcpu", true, false, NULL, 0, LIST(vcpu_ioctls)},
         [SANDBOX_WRITER] = {"output writer", false, false, LIST(writer_syscalls), NULL, 0},
-        [SANDBOX_USER_NET] = {"user-net", false, false, LIST(user_net_syscalls),
-                              LIST(user_net_ioctls)},
 };
 
 /* Process-wide: filled by sandbox_enter before other threads exist, then only read. */
@@ -197,6 +196,8 @@ static struct {
 	uint32_t native_arch;
 	struct sock_fprog progs[SANDBOX_NR_KINDS];
 	char *names[NAMED_SYSCALLS];
+	bool unix_sockets; /* sandbox_allow_unix_sockets was called */
+	bool user_net;     /* sandbox_allow_user_net was called */
 	bool restore_tty;
 	int tty_fd;
 	struct termios tty_saved;
@@ -333,6 +334,12 @@ static int compile(const struct kind *k, struct sock_fprog *out, char *err, size
 		ret = add_ioctls(ctx, LIST(device_ioctls), err, errlen);
 	if (!ret)
 		ret = add_allows(ctx, k->syscalls, k->nr_syscalls, err, errlen);
+	if (!ret && k == &kinds[SANDBOX_MAIN] && state.unix_sockets)
+		ret = add_allows(ctx, LIST(unix_socket_syscalls), err, errlen);
+	if (!ret && k == &kinds[SANDBOX_MAIN] && state.user_net)
+		ret = add_allows(ctx, LIST(user_net_syscalls), err, errlen);
+	if (!ret && k == &kinds[SANDBOX_MAIN] && state.user_net)
+		ret = add_ioctls(ctx, LIST(user_net_ioctls), err, errlen);
 	if (!ret)
 		ret = add_ioctls(ctx, k->ioctls, k->nr_ioctls, err, errlen);
 	if (!ret && k->kicks_threads) {
@@ -465,6 +472,16 @@ int sandbox_thread_enter(enum sandbox_thread_kind kind)
 		return -errno;
 	}
 	return 0;
+}
+
+void sandbox_allow_user_net(void)
+{
+	state.user_net = true;
+}
+
+void sandbox_allow_unix_sockets(void)
+{
+	state.unix_sockets = true;
 }
 
 void sandbox_set_terminal(int fd, const struct termios *saved)

@@ -37,7 +37,6 @@ enum sandbox_thread_kind {
 	SANDBOX_MAIN,     /* the event loop, and teardown after it */
 	SANDBOX_VCPU,     /* KVM_RUN and the exit handlers (device register writes) */
 	SANDBOX_WRITER,   /* an out_stream writer: write/poll on its fd */
-	SANDBOX_USER_NET, /* --net user: libslirp's sockets (devices/user_net.h) */
 	SANDBOX_NR_KINDS,
 };
 
@@ -55,6 +54,19 @@ int sandbox_enter(bool seccomp, char *err, size_t errlen) MUST_CHECK;
  * does nothing. Returns 0 or -errno (the thread then runs unfiltered: the caller stops).
  */
 int sandbox_thread_enter(enum sandbox_thread_kind kind) MUST_CHECK;
+
+/*
+ * The event-loop thread may also create (AF_UNIX only), connect, accept and shut down sockets:
+ * for --vsock's Unix sockets. Set-up time, before sandbox_enter.
+ */
+void sandbox_allow_unix_sockets(void);
+
+/*
+ * The event-loop thread also runs libslirp (--net user): sockets of any kind, connect, bind,
+ * listen, accept, socket options, send and receive, and read-only opens (/etc/resolv.conf).
+ * Set-up time, before sandbox_enter.
+ */
+void sandbox_allow_user_net(void);
 
 /*
  * A terminal in raw mode: on a forbidden syscall, @saved is set back on @fd before vmm ends.

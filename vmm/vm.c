@@ -426,11 +426,10 @@ int vm_run(struct vm *vm)
 		log_error("cannot set up the event loop: %s", strerror(-ret));
 		return 1;
 	}
-	ret = devices_start(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus && !ret; i++)
 		ret = vcpu_start(&vm->vcpus[i]);
 	if (ret)
-		vm_request_stop(vm, 1, "cannot start the device and vCPU threads");
+		vm_request_stop(vm, 1, "cannot start the vCPU threads");
 	/* Only now: a filter is inherited by the threads created after it (see sandbox.h). */
 	else if (sandbox_thread_enter(SANDBOX_MAIN))
 		vm_request_stop(vm, 1, "seccomp: cannot filter the event-loop thread");

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "devices/virtio/blk_uring.h"
+#include "devices/virtio/iov.h"
 #include "vmm/log.h"
 
 static_assert(offsetof(struct blk_config, capacity) == 0, "capacity");
@@ -54,19 +55,6 @@ static_assert(offsetof(struct blk_config, max_write_zeroes_sectors) == 48, "max_
 static_assert(offsetof(struct blk_config, max_write_zeroes_seg) == 52, "max_write_zeroes_seg");
 static_assert(offsetof(struct blk_config, write_zeroes_may_unmap) == 56, "may_unmap");
 static_assert(sizeof(struct blk_config) == 60, "config size");
-
-static size_t iov_scatter(const struct iovec *iov, unsigned n, const void *src, size_t len)
-{
-	size_t done = 0;
-
-	for (unsigned i = 0; i < n && done < len; i++) {
-		size_t part = MIN(iov[i].iov_len, len - done);
-
-		memcpy(iov[i].iov_base, (const uint8_t *)src + done, part);
-		done += part;
-	}
-	return done;
-}
 
 /* ---- The device ---- */
 
@@ -128,8 +116,8 @@ static int submit(struct blk_dev *b, struct blk_slot *slot)
 	case VIRTIO_BLK_T_FLUSH:
 		return b->be->ops->submit_flush(b->be, slot);
 	case VIRTIO_BLK_T_GET_ID:
-		slot->written = (uint32_t)iov_scatter(req->data, req->nr_data, b->serial,
-		                                      sizeof(b->serial));
+		slot->written = (uint32_t)iov_from_buf(req->data, req->nr_data, 0, b->serial,
+		                                       sizeof(b->serial));
 		return 1;
 	default: /* DISCARD, WRITE_ZEROES */
 		return submit_segment(b, slot);

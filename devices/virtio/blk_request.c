@@ -8,6 +8,7 @@
 #include <endian.h>
 #include <string.h>
 
+#include "devices/virtio/iov.h"
 #include "vmm/util.h"
 
 static const char *const error_names[BLK_ERR_COUNT] = {
@@ -45,26 +46,6 @@ uint8_t blk_req_error_status(enum blk_req_error err)
 	default:
 		return VIRTIO_BLK_S_IOERR;
 	}
-}
-
-/* Copies up to @len bytes starting @skip bytes into the buffers @iov[0..n). */
-static size_t iov_gather(const struct iovec *iov, unsigned n, uint64_t skip, void *dst, size_t len)
-{
-	size_t done = 0;
-
-	for (unsigned i = 0; i < n && done < len; i++) {
-		size_t part;
-
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		part = MIN(iov[i].iov_len - skip, len - done);
-		memcpy((uint8_t *)dst + done, (const uint8_t *)iov[i].iov_base + skip, part);
-		done += part;
-		skip = 0;
-	}
-	return done;
 }
 
 /* The last writable byte is the status: trims it off the writable buffers. */
@@ -152,7 +133,7 @@ static enum blk_req_error parse_segments(const struct blk_limits *lim, const str
 		return BLK_ERR_SEGMENT_MALFORMED;
 	if (len / BLK_SEGMENT_SIZE > BLK_MAX_DWZ_SEGS)
 		return BLK_ERR_TOO_MANY_SEGMENTS;
-	if (iov_gather(c->iov, c->nr_out, BLK_HEADER_SIZE, raw, (size_t)len) < len)
+	if (iov_to_buf(c->iov, c->nr_out, BLK_HEADER_SIZE, raw, (size_t)len) < len)
 		return BLK_ERR_SEGMENT_MALFORMED; /* the chain's total disagrees with its buffers */
 	req->nr_segs = (unsigned)(len / BLK_SEGMENT_SIZE);
 	for (unsigned i = 0; i < req->nr_segs; i++) {
@@ -217,7 +198,7 @@ enum blk_req_error blk_parse_request(const struct blk_limits *lim, struct vq_cha
 	req->nr_segs = 0;
 	take_status(chain, req);
 	if (chain->out_len < BLK_HEADER_SIZE ||
-	    iov_gather(chain->iov, chain->nr_out, 0, hdr, sizeof(hdr)) < sizeof(hdr))
+	    iov_to_buf(chain->iov, chain->nr_out, 0, hdr, sizeof(hdr)) < sizeof(hdr))
 		return BLK_ERR_HEADER_TOO_SHORT;
 	if (!req->status)
 		return BLK_ERR_NO_STATUS_BYTE;

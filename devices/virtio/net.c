@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "devices/tap.h"
+#include "devices/virtio/iov.h"
 #include "vmm/log.h"
 
 #define RXQ  VIRTIO_NET_RX_QUEUE
@@ -58,30 +59,6 @@ struct work {
 static struct virtio_net *to_net(struct virtio_dev *dev)
 {
 	return container_of(dev, struct virtio_net, vdev);
-}
-
-/* Copies between @buf and offset @off of the buffers @iov; returns the bytes copied. */
-static uint64_t iov_copy(const struct iovec *iov, unsigned n, uint64_t off, void *buf, uint64_t len,
-                         bool to_iov)
-{
-	uint64_t done = 0;
-
-	for (unsigned i = 0; i < n && done < len; i++) {
-		uint64_t part;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		part = MIN(iov[i].iov_len - off, len - done);
-		if (to_iov)
-			memcpy((uint8_t *)iov[i].iov_base + off, (uint8_t *)buf + done, part);
-		else
-			memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + off, part);
-		done += part;
-		off = 0;
-	}
-	return done;
 }
 
 static bool queue_live(const struct virtio_net *n, unsigned q)
@@ -251,7 +228,7 @@ static const char *rx_check_header(const struct virtio_net *n)
 {
 	uint8_t h[2];
 
-	iov_copy(n->rx_iov, n->rx[0].nr_iov, 0, h, sizeof(h), false);
+	iov_to_buf(n->rx_iov, n->rx[0].nr_iov, 0, h, sizeof(h));
 	if ((h[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !n->guest_csum)
 		return "partial checksum not negotiated";
 	if (h[1] != VIRTIO_NET_HDR_GSO_NONE &&
@@ -305,7 +282,7 @@ static void rx_finish(struct virtio_net *n, struct work *w)
 	for (; left && k < n->rx_nr; k++)
 		left -= MIN(left, n->rx[k].len); /* MIN evaluates its arguments twice */
 	num = htole16((uint16_t)k);
-	iov_copy(n->rx_iov, n->rx[0].nr_iov, HDR_NUM_BUFFERS, &num, sizeof(num), true);
+	iov_from_buf(n->rx_iov, n->rx[0].nr_iov, HDR_NUM_BUFFERS, &num, sizeof(num));
 	left = n->rx_len;
 	for (unsigned i = 0; i < k; i++) {
 		uint32_t len = (uint32_t)MIN(left, n->rx[i].len);
@@ -352,8 +329,8 @@ static int rx_place(struct virtio_net *n, struct work *w)
 			return r;
 		b = &n->rx[n->rx_nr - 1];
 		part = MIN(b->len, n->rx_len - n->rx_placed);
-		iov_copy(&n->rx_iov[n->rx_nr_iov - b->nr_iov], b->nr_iov, 0,
-		         n->bounce + (n->rx_placed - n->rx_bounce_off), part, true);
+		iov_from_buf(&n->rx_iov[n->rx_nr_iov - b->nr_iov], b->nr_iov, 0,
+		             n->bounce + (n->rx_placed - n->rx_bounce_off), part);
 		n->rx_placed += part;
 	}
 	rx_finish(n, w);
@@ -401,7 +378,7 @@ static uint8_t ctrl_rx(struct virtio_net *n, const struct vq_chain *c, uint8_t c
 	uint8_t on;
 
 	if ((cmd != VIRTIO_NET_CTRL_RX_PROMISC && cmd != VIRTIO_NET_CTRL_RX_ALLMULTI) ||
-	    c->out_len != 3 || iov_copy(c->iov, c->nr_out, 2, &on, 1, false) != 1)
+	    c->out_len != 3 || iov_to_buf(c->iov, c->nr_out, 2, &on, 1) != 1)
 		return VIRTIO_NET_ERR;
 	if (cmd == VIRTIO_NET_CTRL_RX_PROMISC)
 		n->promisc = on;
@@ -424,7 +401,7 @@ static uint8_t ctrl_mac(const struct vq_chain *c, uint8_t cmd)
 	for (unsigned t = 0; t < 2; t++) {
 		uint32_t entries;
 
-		if (iov_copy(c->iov, c->nr_out, off, &entries, sizeof(entries), false) != 4)
+		if (iov_to_buf(c->iov, c->nr_out, off, &entries, sizeof(entries)) != 4)
 			return VIRTIO_NET_ERR;
 		off += 4 + 6ULL * le32toh(entries);
 		if (off > c->out_len)
@@ -439,7 +416,7 @@ static uint8_t ctrl_command(struct virtio_net *n, const struct vq_chain *c)
 	uint8_t hdr[2] = {0xff, 0xff};
 	uint8_t ack = VIRTIO_NET_ERR;
 
-	if (c->in_len == 1 && iov_copy(c->iov, c->nr_out, 0, hdr, 2, false) == 2 &&
+	if (c->in_len == 1 && iov_to_buf(c->iov, c->nr_out, 0, hdr, 2) == 2 &&
 	    virtio_has_feature(&n->vdev, VIRTIO_NET_F_CTRL_RX)) {
 		if (hdr[0] == VIRTIO_NET_CTRL_RX)
 			ack = ctrl_rx(n, c, hdr[1]);
@@ -471,7 +448,7 @@ static void ctrl_run(struct virtio_net *n, struct work *w)
 			break;
 		ack = ctrl_command(n, c);
 		if (c->in_len)
-			len = (uint32_t)iov_copy(c->iov + c->nr_out, c->nr_in, 0, &ack, 1, true);
+			len = (uint32_t)iov_from_buf(c->iov + c->nr_out, c->nr_in, 0, &ack, 1);
 		else
 			log_ratelimited(LOG_WARN, "net '%s': control command without a status byte",
 			                n->name);

@@ -1,7 +1,7 @@
 /*
  * virtio-net (virtio 1.x, section 5.1) with one queue pair and a control queue, over a packet
  * backend: a TAP device (virtio_net_open) or one the caller provides (virtio_net_init: user
- * networking's socket pair, the tests' fake). Offered: MAC, STATUS (link up), MRG_RXBUF, CTRL_VQ,
+ * networking (libslirp), the tests' fake). Offered: MAC, STATUS (link up), MRG_RXBUF, CTRL_VQ,
  * CTRL_RX, INDIRECT_DESC and EVENT_IDX, and with a backend that takes offloads CSUM, GUEST_CSUM,
  * HOST_TSO4/6 and GUEST_TSO4/6. Every packet carries the 12-byte
  * struct virtio_net_hdr_mrg_rxbuf, which the TAP reads and writes as is (IFF_VNET_HDR), so

@@ -123,6 +123,35 @@ QEMU_DATA = '/usr/share/qemu'
 QEMU_MICROVM_FIRMWARE = ('bios-microvm.bin', 'linuxboot_dma.bin', 'kvmvapic.bin')
 
 
+def initrd_with(base, extra, out, tmp):
+    """Writes to @out the initramfs @base followed by a second cpio archive of @extra, a list
+    of (path in the guest, host file) (the kernel unpacks both archives, the second over the
+    first). @tmp is a scratch directory. Returns @out."""
+    tree = os.path.join(tmp, 'initrd-extra')
+    names = []
+    for guest_path, host in extra:
+        guest_path = guest_path.lstrip('/')
+        parts = guest_path.split('/')
+        for i in range(1, len(parts)):
+            d = '/'.join(parts[:i])
+            if d not in names:
+                names.append(d)
+        os.makedirs(os.path.join(tree, os.path.dirname(guest_path)), exist_ok=True)
+        shutil.copy(host, os.path.join(tree, guest_path))
+        names.append(guest_path)
+    archive = subprocess.run(['cpio', '-o', '-H', 'newc', '-R', '0:0', '--quiet'], cwd=tree,
+                             input=''.join(n + '\n' for n in names).encode(),
+                             capture_output=True, check=True).stdout
+    with open(base, 'rb') as f, open(out, 'wb') as o:
+        first = f.read()
+        o.write(first)
+        # The kernel looks for the next archive's header at a multiple of 4 bytes (zeros
+        # between archives are skipped).
+        o.write(b'\0' * (-len(first) % 4))
+        o.write(archive)
+    return out
+
+
 def qemu_microvm_files():
     """(path in L1, host path) of that firmware: the same path on both sides."""
     return [(os.path.join(QEMU_DATA, fw),) * 2 for fw in QEMU_MICROVM_FIRMWARE]

@@ -97,19 +97,31 @@ def l1_command(vmm, kernel, initrd, disk, token):
     ])
 
 
-def l1_command_devices(vmm, kernel, initrd, disk, token):
+VSOCK_SOCK = '/tmp/vmm-vsock.sock'
+VSOCK_H2G, VSOCK_G2H = 'vsock-h2g-arm64', 'vsock-g2h-arm64'  # the words each way
+
+
+def l1_command_devices(vmm, kernel, initrd, disk, token, vsockcat):
     """Shell text for the devices scenario: vmm with a virtio console, a NIC on tap0 (its
-    host side addressed as soon as vmm has made it) and virtio-rng (on by default)."""
+    host side addressed as soon as vmm has made it), virtio-rng (on by default) and vsock:
+    a word to the guest's listener on port 5000 through VSOCK_SOCK (retried until the guest
+    listens), and one from the guest taken on VSOCK_SOCK_6000, printed once vmm exited."""
     del disk, token  # this scenario has no disk
     q = shlex.quote
+    cat = q(vsockcat)
     return '\n'.join([
+        f'({cat} -L {VSOCK_SOCK}_6000 </dev/null >/tmp/vs_g2h) &',
+        f'(until echo {VSOCK_H2G} | {cat} -U {VSOCK_SOCK} "CONNECT 5000" >/dev/null 2>&1; do',
+        '  sleep 0.5; done) &',
         # No PCI and no x86 test device on arm64: a usage error, and --help offers neither.
         f'o=$({q(vmm)} --kernel {q(kernel)} --transport pci 2>&1); echo "T-NO-PCI=$? $o"',
         f'echo "T-HELP-X86=$({q(vmm)} --help | grep -c -E \'bzImage|PVH|pci|test-device|0xf4\')"',
         '(until ip link show tap0 >/dev/null 2>&1; do sleep 0.1; done',
         f' ip addr add {NET_HOST_ADDR}/24 dev tap0 && ip link set tap0 up) &',
         f'{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
-        '--console virtio --net tap=tap0 --cmdline quiet',
+        f'--console virtio --net tap=tap0 --vsock {VSOCK_SOCK} --cmdline quiet',
+        # After vmm: a line printed while the guest talks could land inside one of its.
+        's=$?; echo "T-VS-G2H=$(cat /tmp/vs_g2h)"; (exit $s)',
     ])
 
 
@@ -182,9 +194,19 @@ def check_devices(g, want_gic):
     ping = ask(g, f'ip link set eth0 up && ip addr add {NET_GUEST_ADDR}/24 dev eth0 && '
                f'ping -c 2 -W 5 {NET_HOST_ADDR} >/dev/null; echo "T-PING=$?"', 'T-PING', r'\d+')
     check(ping == '0', f'ping from the guest to L1 over virtio-net failed (status {ping})')
+    out = ask(g, '(vsockcat -l 5000 </dev/null >/tmp/vs_in; echo $? >/tmp/vs_in.st) & '
+              f'echo {VSOCK_G2H} | vsockcat 2 6000 >/dev/null; echo "T-VS-OUT=$?"', 'T-VS-OUT', r'\d+')
+    check(out == '0', f'the guest\'s vsockcat to CID 2 port 6000 failed (status {out})')
+    got = ask(g, 'while [ ! -e /tmp/vs_in.st ]; do sleep 0.2; done; '
+              'echo "T-VS-IN=$(cat /tmp/vs_in.st) $(cat /tmp/vs_in)"', 'T-VS-IN', r'[^\n$]*')
+    check(got == f'0 {VSOCK_H2G}', f'vsock host to guest: the guest listener says {got!r}, '
+          f'expected "0 {VSOCK_H2G}"')
     g.send('reboot -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after the guest\'s reboot -f, expected 0')
+    m = re.search(r'T-VS-G2H=([^\n]*)\n', g.output)
+    check(m and m.group(1).strip() == VSOCK_G2H, f'vsock guest to host: L1 got '
+          f'{m and m.group(1)!r}, expected {VSOCK_G2H!r}')
 
 
 def check_disk(g, token):
@@ -210,6 +232,19 @@ def check_disk(g, token):
     check(status == 0, f'vmm exit status {status} after the guest\'s poweroff -f, expected 0')
 
 
+def vsock_files(tmp, guest_dir):
+    """The tests' vsockcat built for aarch64 (static: the guest has no libc), and mkguest's
+    arm64 initramfs with it as /bin/vsockcat. Returns their paths."""
+    tool = os.path.join(tmp, 'vsockcat')
+    cc = CROSS_CC if shutil.which(CROSS_CC) else 'cc'
+    run_step('vsockcat', [cc, '-static', '-O2', '-o', tool,
+                          os.path.join(SRC_ROOT, 'tests', 'linux', 'vsockcat.c')])
+    initrd = harness.initrd_with(os.path.join(guest_dir, 'initramfs.cpio.gz'),
+                                 [('bin/vsockcat', tool)],
+                                 os.path.join(tmp, 'initramfs-vsock.cpio'), tmp)
+    return tool, initrd
+
+
 def run_once(args, mode, vmm):
     log = os.path.join(args.build_dir, 'meson-logs', f'{NAME}-console.log')
     token = 'vmm-arm64-' + secrets.token_hex(11)
@@ -222,13 +257,22 @@ def run_once(args, mode, vmm):
             paths = (vmm, os.path.join(gdir, ARCH.kernel),
                      os.path.join(gdir, 'initramfs.cpio.gz'), os.path.join(tmp, 'disk.img'))
         devices = args.scenario == 'gicv2-devices'
+        initrd, files = None, []
         if devices:
             token = None
-        build = l1_command_devices if devices else l1_command
+            tool, initrd = vsock_files(tmp, os.path.join(args.build_dir, ARCH.guest_subdir))
+            vsockcat = '/usr/local/bin/vsockcat' if mode == 'nested' else tool
+            files.append((vsockcat, tool))
+            if mode == 'direct':
+                paths = paths[:2] + (initrd,) + paths[3:]
+            command = l1_command_devices(*paths, token, vsockcat)
+        else:
+            command = l1_command(*paths, token)
         # Directly on an arm64 host, the host's GIC is what it is.
         machine = GICV2_MACHINE if devices and mode == 'nested' else None
         g = harness.Guest(args.build_dir, vmm, arch=ARCH.name, mode=mode, log_path=log,
-                          command=build(*paths, token), l1_machine=machine)
+                          command=command, l1_machine=machine, initrd=initrd,
+                          files=[f for f in files if mode == 'nested'])
         try:
             with g:
                 t = scenario(g, token)

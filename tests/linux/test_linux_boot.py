@@ -144,13 +144,16 @@ class Run:
         self.files.append((l1_path, host_path))
         return l1_path
 
-    def vmm_prefix(self):
-        """vmm with the default kernel and initrd, as a shell command prefix."""
+    def vmm_prefix(self, initrd=None):
+        """vmm with the default kernel and initrd (or @initrd, a path vmm sees), as a shell
+        command prefix."""
         if self.mode == 'direct':
             vmm, kernel = os.path.abspath(self.args.vmm), os.path.join(self.guest_dir, 'bzImage')
-            initrd = os.path.join(self.guest_dir, 'initramfs.cpio.gz')
+            default_initrd = os.path.join(self.guest_dir, 'initramfs.cpio.gz')
         else:
-            vmm, kernel, initrd = harness.Guest.L1_VMM, harness.Guest.L1_KERNEL, harness.Guest.L1_INITRD
+            vmm, kernel, default_initrd = (harness.Guest.L1_VMM, harness.Guest.L1_KERNEL,
+                                           harness.Guest.L1_INITRD)
+        initrd = initrd or default_initrd
         return f'{shlex.quote(vmm)} --kernel {shlex.quote(kernel)} --initrd {shlex.quote(initrd)}'
 
     def tool(self, name):
@@ -489,17 +492,34 @@ def scenario_net(g, run, _):
     check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
 
 
+# Appended to a scenario's vmm command: the host side's results file, printed after vmm exited
+# (its lines cannot then land inside a guest line), between markers; vmm's status is kept.
+HOST_RESULTS = ('; st=$?; echo T-HOST-RESULTS-BEGIN; cat /tmp/host_results 2>/dev/null; '
+                'echo T-HOST-RESULTS-END; (exit $st)')
+
+
+def host_results(output):
+    """KEY=VALUE lines between HOST_RESULTS' markers, as a dict."""
+    m = re.search(r'T-HOST-RESULTS-BEGIN\r?\n(.*?)T-HOST-RESULTS-END', output, re.S)
+    lines = m.group(1).splitlines() if m else []
+    return dict(line.strip().split('=', 1) for line in lines if '=' in line)
+
+
 USER_BYTES = 32 << 20  # each way between the guest and the host's loopback (10.0.2.2)
 USER_FWD_BYTES = 8 << 20  # each way through the port forwards
-USER_FWDS = 'hostfwd=tcp:127.0.0.1:6001-:5001,hostfwd=tcp:127.0.0.1:6002-:5002'
+# 6001 and 6002 carry the files; 6003 tells the guest the host has all of its file.
+USER_FWDS = ('hostfwd=tcp:127.0.0.1:6001-:5001,hostfwd=tcp:127.0.0.1:6002-:5002,'
+             'hostfwd=tcp:127.0.0.1:6003-:5009')
 
 # linux-net-user's host side (L1 or a network namespace), in the background: TCP servers on
 # the host's loopback for the guest to reach through 10.0.2.2 (one sends, one receives), then,
 # once the guest's file has arrived (so its forward listeners are up), a second vmm asking for
-# a host port the first holds, and the transfers through the forwards. Lines start with a
-# newline, as NET_HOST's.
+# a host port the first holds, and the transfers through the forwards. Its results go to a
+# file that HOST_RESULTS prints once vmm has exited: printed while the guest talks, a line
+# can land inside one of the guest's (see NET_HOST).
 USER_HOST = r"""
 N=@BYTES@ F=@FWD@
+rm -f /tmp/host_results
 ip link set lo up
 head -c $N /dev/urandom >/tmp/h2g
 echo "T-H2G-SENT=$(sha256sum /tmp/h2g | cut -d' ' -f1)"
@@ -509,18 +529,19 @@ echo "T-FWD-H2G-SENT=$(sha256sum /tmp/fwd_h2g | cut -d' ' -f1)"
 	(nc -l -p 5003 </tmp/h2g >/dev/null) &
 	(sleep 900 | nc -l -p 5004 >/tmp/g2h) &
 	while [ "$(stat -c %s /tmp/g2h 2>/dev/null)" != "$N" ]; do sleep 0.2; done
-	printf '\nT-G2H-GOT=%s\n' "$(sha256sum /tmp/g2h | cut -d' ' -f1)"
+	echo "T-G2H-GOT=$(sha256sum /tmp/g2h | cut -d' ' -f1)" >>/tmp/host_results
 	out=$(@VMM@ --net user,hostfwd=tcp:127.0.0.1:6001-:22 </dev/null 2>&1)
-	printf '\nT-TAKEN=%s %s\n' "$?" "$(echo "$out" | head -n 1)"
+	echo "T-TAKEN=$? $(echo "$out" | head -n 1)" >>/tmp/host_results
 	(nc 127.0.0.1 6001 </tmp/fwd_h2g >/dev/null) &
 	(sleep 900 | nc 127.0.0.1 6002 >/tmp/fwd_g2h) &
 	while [ "$(stat -c %s /tmp/fwd_g2h 2>/dev/null)" != "$F" ]; do sleep 0.2; done
-	printf '\nT-FWD-G2H-GOT=%s\n' "$(sha256sum /tmp/fwd_g2h | cut -d' ' -f1)"
+	echo "T-FWD-G2H-GOT=$(sha256sum /tmp/fwd_g2h | cut -d' ' -f1)" >>/tmp/host_results
+	until echo done | nc 127.0.0.1 6003; do sleep 0.5; done
 ) &
 """
 
 # The guest's side: DHCP (busybox udhcpc), listeners behind the forwards, 32 MiB from and to
-# the host's loopback, then the forwarded file.
+# the host's loopback, then the forwarded file and the host's word that it has the guest's.
 USER_GUEST = [
     "printf '#!/bin/sh\\n[ \"$1\" = bound ] || exit 0\\nip addr add $ip/$mask dev $interface\\n"
     "ip route add default via $router\\necho $dns >/tmp/dns\\n' >/tmp/dhcp.sh; chmod +x /tmp/dhcp.sh; "
@@ -528,7 +549,7 @@ USER_GUEST = [
     'echo "T-LEASE=$(ip -4 -o addr show eth0 | awk \'{print $4}\'),'
     '$(ip route | awk \'/^default/ {print $3}\'),$(cat /tmp/dns)"',
     'head -c @FWD@ /dev/urandom >/tmp/fwd_g2h; (nc -l -p 5002 </tmp/fwd_g2h >/dev/null) & '
-    '(sleep 900 | nc -l -p 5001 >/tmp/fwd_h2g) & '
+    '(sleep 900 | nc -l -p 5001 >/tmp/fwd_h2g) & (sleep 900 | nc -l -p 5009 >/tmp/host_done) & '
     'echo "T-FWD-G2H-SENT=$(sha256sum /tmp/fwd_g2h | cut -d\' \' -f1)"',
     '(nc 10.0.2.2 5003 >/tmp/h2g) & '
     'while [ "$(stat -c %s /tmp/h2g 2>/dev/null)" != "@BYTES@" ]; do sleep 0.2; done; '
@@ -536,6 +557,7 @@ USER_GUEST = [
     'head -c @BYTES@ /dev/urandom >/tmp/g2h; echo "T-G2H-SENT=$(sha256sum /tmp/g2h | cut -d\' \' -f1)"; '
     '(nc 10.0.2.2 5004 </tmp/g2h) &',
     'while [ "$(stat -c %s /tmp/fwd_h2g 2>/dev/null)" != "@FWD@" ]; do sleep 0.2; done; '
+    'until [ -s /tmp/host_done ]; do sleep 0.2; done; '
     'echo "T-FWD-H2G-GOT=$(sha256sum /tmp/fwd_h2g | cut -d\' \' -f1)"',
 ]
 
@@ -545,7 +567,7 @@ def setup_net_user(run):
     (direct) whose loopback is the host's the guest reaches."""
     host = (USER_HOST.replace('@BYTES@', str(USER_BYTES)).replace('@FWD@', str(USER_FWD_BYTES))
             .replace('@VMM@', run.vmm_prefix()))
-    command = f'{host}\n{run.vmm_prefix()} --cmdline quiet --net user,{USER_FWDS}'
+    command = f'{host}\n{run.vmm_prefix()} --cmdline quiet --net user,{USER_FWDS}{HOST_RESULTS}'
     if run.mode == 'direct':
         if not shutil.which('unshare'):
             raise Failure('direct mode needs unshare (util-linux) for a network namespace')
@@ -577,27 +599,139 @@ def scenario_net_user(g, run, _):
     check(got == h2g_sent, f'{USER_BYTES >> 20} MiB from the host loopback: sha256 {got} in the '
                            f'guest, {h2g_sent} sent')
     g2h_sent = step(4, 'T-G2H-SENT', sha)
-    begin = time.monotonic()
-    g2h_got = g.expect(rf'T-G2H-GOT=({sha})\n', PHASE_TIMEOUT, what='the host receiving').group(1)
-    # Timings for the eye (the figures that count are bench/net's), file writes included.
-    print(f'net-user: {USER_BYTES >> 20} MiB host loopback to guest in {h2g_s:.1f} s, '
-          f'guest to host loopback in {time.monotonic() - begin:.1f} s')
-    check(g2h_got == g2h_sent, f'{USER_BYTES >> 20} MiB to the host loopback: sha256 {g2h_got} on '
-                               f'the host, {g2h_sent} sent')
-    taken = g.expect(r'T-TAKEN=(\d+) ([^\n]*)\n', PHASE_TIMEOUT, what='a second vmm on a taken port')
-    check(taken.group(1) == '1' and 'cannot forward tcp:127.0.0.1:6001' in taken.group(2)
-          and 'in use' in taken.group(2),
-          f'a forward of a taken host port: status {taken.group(1)}, {taken.group(2)!r}; expected '
-          'status 1 and "cannot forward tcp:127.0.0.1:6001...: Address already in use"')
     fwd_got = step(5, 'T-FWD-H2G-GOT', sha)
     check(fwd_got == fwd_sent, f'{USER_FWD_BYTES >> 20} MiB host to guest through hostfwd: sha256 '
                                f'{fwd_got} in the guest, {fwd_sent} sent')
-    back = g.expect(rf'T-FWD-G2H-GOT=({sha})\n', PHASE_TIMEOUT, what='the host receiving through hostfwd').group(1)
-    check(back == fwd_g2h_sent, f'{USER_FWD_BYTES >> 20} MiB guest to host through hostfwd: sha256 '
-                                f'{back} on the host, {fwd_g2h_sent} sent')
+    print(f'net-user: {USER_BYTES >> 20} MiB host loopback to guest in {h2g_s:.1f} s '
+          '(file writes included; bench/net has the throughput)')
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+    results = host_results(g.output)
+    g2h_got = results.get('T-G2H-GOT')
+    check(g2h_got == g2h_sent, f'{USER_BYTES >> 20} MiB to the host loopback: sha256 {g2h_got} on '
+                               f'the host, {g2h_sent} sent')
+    taken = results.get('T-TAKEN', '')
+    check(taken.startswith('1 ') and 'cannot forward tcp:127.0.0.1:6001' in taken and 'in use' in taken,
+          f'a forward of a taken host port: {taken!r}; expected status 1 and "cannot forward '
+          'tcp:127.0.0.1:6001...: Address already in use"')
+    back = results.get('T-FWD-G2H-GOT')
+    check(back == fwd_g2h_sent, f'{USER_FWD_BYTES >> 20} MiB guest to host through hostfwd: sha256 '
+                                f'{back} on the host, {fwd_g2h_sent} sent')
+
+
+VSOCK_BYTES = 32 << 20  # each way through PATH and PATH_6000
+VSOCK_MULTI = 16  # streams at once, host to guest, VSOCK_MULTI_BYTES each
+VSOCK_MULTI_BYTES = 1 << 20
+
+# linux-vsock's host side (L1, or a temp dir in direct mode), in the background: a listener
+# on PATH_6000 for the guest's stream; then host-initiated streams through PATH (each retried
+# until the guest listens: vmm closes a CONNECT nobody accepts, before any data is sent), a
+# CONNECT to a port nobody listens on, and VSOCK_MULTI streams at once. Results as
+# USER_HOST's, printed after vmm exited.
+VSOCK_HOST = r"""
+V=@SOCK@ N=@BYTES@ M=@MULTI@
+rm -f /tmp/host_results
+head -c $N /dev/urandom >/tmp/vs_h2g
+echo "T-VS-H2G-SENT=$(sha256sum /tmp/vs_h2g | cut -d' ' -f1)"
+head -c @MBYTES@ /dev/urandom >/tmp/vs_m
+echo "T-VS-M-SENT=$(sha256sum /tmp/vs_m | cut -d' ' -f1)"
+(@CAT@ -L ${V}_6000 </dev/null >/tmp/vs_g2h
+ echo "T-VS-G2H-GOT=$? $(sha256sum /tmp/vs_g2h | cut -d' ' -f1)" >>/tmp/host_results) &
+(
+	until @CAT@ -U $V "CONNECT 5000" </tmp/vs_h2g >/dev/null 2>/tmp/vs_reply; do sleep 0.5; done
+	echo "T-VS-H2G-REPLY=$(cat /tmp/vs_reply)" >>/tmp/host_results
+	@CAT@ -U $V "CONNECT 5999" </dev/null >/dev/null 2>&1
+	echo "T-VS-NOBODY=$?" >>/tmp/host_results
+	for i in $(seq $M); do
+		(until @CAT@ -U $V "CONNECT $((5100 + i))" </tmp/vs_m >/dev/null 2>&1; do sleep 0.5; done) &
+	done
+	wait
+	echo "T-VS-MULTI-DONE=1" >>/tmp/host_results
+) &
+"""
+
+# The guest's side: its listeners (5000, and 5101... for the streams at once) before anything
+# else, the host's file on 5000, its own file to CID 2 port 6000, then the streams at once.
+VSOCK_GUEST = [
+    '(vsockcat -l 5000 </dev/null >/tmp/h2g; echo $? >/tmp/h2g.status) & '
+    'for i in $(seq @MULTI@); do (vsockcat -l $((5100 + i)) </dev/null >/tmp/m$i) & done; '
+    'echo T-VS-LISTEN=$?',
+    'while [ ! -e /tmp/h2g.status ]; do sleep 0.2; done; '
+    'echo "T-VS-H2G-GOT=$(cat /tmp/h2g.status) $(sha256sum /tmp/h2g | cut -d\' \' -f1)"',
+    'head -c @BYTES@ /dev/urandom >/tmp/g2h; echo "T-VS-G2H-SENT=$(sha256sum /tmp/g2h | cut -d\' \' -f1)"; '
+    'vsockcat 2 6000 </tmp/g2h >/dev/null; echo T-VS-G2H-EXIT=$?',
+    'wait; echo "T-VS-M-GOT=$(cat /tmp/m* | wc -c) $(sha256sum /tmp/m* | cut -d\' \' -f1 | sort -u | tr \'\\n\' \' \')"',
+]
+
+
+def vsock_initrd(run):
+    """The default initramfs with the tests' vsockcat as /bin/vsockcat, and vsockcat for the
+    host side: their paths for vmm and the host."""
+    tool = os.path.join(os.path.abspath(run.args.build_dir), 'tests', 'linux', 'vsockcat')
+    if not os.path.exists(tool):
+        raise Failure(f'{tool} missing (built by meson with the tests)')
+    initrd = harness.initrd_with(os.path.join(run.guest_dir, 'initramfs.cpio.gz'),
+                                 [('bin/vsockcat', tool)],
+                                 os.path.join(run.tmp, 'initramfs-vsock.cpio'), run.tmp)
+    return run.place(initrd, '/guest/initrd-vsock'), run.place(tool, '/usr/local/bin/vsockcat')
+
+
+def setup_vsock(run, transport):
+    """vmm --vsock PATH with the guest's vsockcat; the host side uses vsockcat on Unix sockets."""
+    initrd, tool = vsock_initrd(run)
+    sock = '/tmp/vmm-vsock.sock' if run.mode == 'nested' else os.path.join(run.tmp, 'v.sock')
+    host = (VSOCK_HOST.replace('@SOCK@', sock).replace('@BYTES@', str(VSOCK_BYTES))
+            .replace('@MULTI@', str(VSOCK_MULTI)).replace('@MBYTES@', str(VSOCK_MULTI_BYTES))
+            .replace('@CAT@', shlex.quote(tool)))
+    command = (f'{host}\n{run.vmm_prefix(initrd)} --cmdline quiet --transport {transport} '
+               f'--vsock {sock}{HOST_RESULTS}')
+    return dict(command=command, files=run.files), None
+
+
+def scenario_vsock(g, run, _):
+    g.start(PHASE_TIMEOUT)
+    sha = r'[0-9a-f]{64}'
+    h2g_sent = g.expect(rf'T-VS-H2G-SENT=({sha})\n', PHASE_TIMEOUT, what='the host file checksum').group(1)
+    m_sent = g.expect(rf'T-VS-M-SENT=({sha})\n', PHASE_TIMEOUT, what='the small file checksum').group(1)
+    g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
+
+    def step(i, key, value):
+        line = (VSOCK_GUEST[i].replace('@BYTES@', str(VSOCK_BYTES))
+                .replace('@MULTI@', str(VSOCK_MULTI)))
+        g.send(line + '\n')
+        return g.expect(rf'{key}=({value})\n', PHASE_TIMEOUT, what=key).group(1)
+
+    check(step(0, 'T-VS-LISTEN', r'\d+') == '0', 'the guest could not start its vsock listeners')
+    begin = time.monotonic()
+    got = step(1, 'T-VS-H2G-GOT', rf'\d+ {sha}')
+    h2g_s = time.monotonic() - begin
+    check(got == f'0 {h2g_sent}', f'{VSOCK_BYTES >> 20} MiB host to guest through PATH: the guest '
+                                  f'listener says "{got}" (status, sha256), {h2g_sent} was sent')
+    g2h_sent = step(2, 'T-VS-G2H-SENT', sha)
+    exit_status = g.expect(r'T-VS-G2H-EXIT=(\d+)\n', PHASE_TIMEOUT, what='the guest sender').group(1)
+    check(exit_status == '0', f'the guest vsockcat to CID 2 port 6000 exited {exit_status}')
+    multi = step(3, 'T-VS-M-GOT', r'\d+ [0-9a-f ]+')
+    want = f'{VSOCK_MULTI * VSOCK_MULTI_BYTES} {m_sent} '
+    check(multi == want, f'{VSOCK_MULTI} streams at once: the guest got "{multi}" (bytes, distinct '
+                         f'sha256s), expected "{want}"')
+    print(f'vsock: {VSOCK_BYTES >> 20} MiB host to guest in {h2g_s:.1f} s (file writes included)')
+    g.send('poweroff -f\n')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+    results = host_results(g.output)
+    reply = results.get('T-VS-H2G-REPLY', '')
+    check(re.fullmatch(r'OK \d+', reply.strip()) is not None,
+          f'vmm answered CONNECT with {reply!r}, expected "OK <hostport>"')
+    nobody = results.get('T-VS-NOBODY')
+    check(nobody == '3', f'CONNECT to a port nobody listens on: vsockcat status {nobody}, expected 3 '
+                         '(the connection closed before any reply)')
+    g2h = results.get('T-VS-G2H-GOT')
+    check(g2h == f'0 {g2h_sent}', f'{VSOCK_BYTES >> 20} MiB guest to host through PATH_6000: the host '
+                                  f'listener says "{g2h}" (status, sha256; it ends when the guest '
+                                  f'closes), {g2h_sent} was sent')
+    check(results.get('T-VS-MULTI-DONE') == '1',
+          f'the host\'s {VSOCK_MULTI} streams at once did not all end')
 
 
 def simple(run_fn, cmdline, cpus):
@@ -620,6 +754,8 @@ SCENARIOS = {
     'net': (scenario_net, lambda run: setup_net(run, 'pci')),
     'net-qemu': (scenario_net, setup_net_qemu),
     'net-user': (scenario_net_user, setup_net_user),
+    'vsock-pci': (scenario_vsock, lambda run: setup_vsock(run, 'pci')),
+    'vsock-mmio': (scenario_vsock, lambda run: setup_vsock(run, 'mmio')),
     'fsync-kill': (scenario_fsync_kill, setup_fsync_kill),
 }
 
