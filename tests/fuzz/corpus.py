@@ -345,6 +345,9 @@ def config():
         'errors': args('--kernel', 'k', '--mem', '12Q', '--cpus', '0', '--disk',
                        'x,serial=ABCDEF,serial=XY', 'extra'),
         'help': args('--help'),
+        'net_user_vsock': args('-k', 'k', '--net', 'user,hostfwd=tcp::2222-:22,hostfwd=udp:127.0.0.1:'
+                               '5353-10.0.2.20:53,mac=52:54:00:12:34:57', '--net', 'tap=tap0',
+                               '--vsock', '/tmp/v.sock,cid=42'),
     }
 
 

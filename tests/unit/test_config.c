@@ -224,24 +224,25 @@ END_TEST
 
 START_TEST(nets)
 {
-	static const char *const bad[] = {"",
-	                                  "tap=",
-	                                  "mac=52:54:00:12:34:56",
-	                                  "tap=a,tap=b",
-	                                  "tap=0123456789abcdef",
-	                                  "tap=a,mac=01:00:5e:00:00:01",
-	                                  "tap=a,mac=52:54:00",
-	                                  "tap=a,frob",
-	                                  "tap=a,",
-	                                  "user,tap=a",
-	                                  "user,user",
-	                                  "tap=a,hostfwd=tcp::1-:2",
-	                                  "user,hostfwd=tcp::0-:22",
-	                                  "user,hostfwd=tcp::22-10.0.3.15:22",
-	                                  "user,hostfwd=sctp::1-:2",
-	                                  "user,hostfwd=tcp::1-:1,hostfwd=tcp::2-:2,hostfwd=tcp::3-:3,"
-	                                  "hostfwd=tcp::4-:4,hostfwd=tcp::5-:5,hostfwd=tcp::6-:6,"
-	                                  "hostfwd=tcp::7-:7,hostfwd=tcp::8-:8,hostfwd=tcp::9-:9"};
+	static const char *const bad[] = {
+	        "",
+	        "tap=",
+	        "mac=52:54:00:12:34:56",
+	        "tap=a,tap=b",
+	        "tap=0123456789abcdef",
+	        "tap=a,mac=01:00:5e:00:00:01",
+	        "tap=a,mac=52:54:00",
+	        "tap=a,frob",
+	        "tap=a,",
+	        "user,tap=a",
+	        "user,user",
+	        "tap=a,hostfwd=tcp::1-:2",
+	        "user,hostfwd=tcp::0-:22",
+	        "user,hostfwd=tcp::22-10.0.3.15:22",
+	        "user,hostfwd=sctp::1-:2",
+	        "user,hostfwd=tcp::1-:1,hostfwd=tcp::2-:2,hostfwd=tcp::3-:3,"
+	        "hostfwd=tcp::4-:4,hostfwd=tcp::5-:5,hostfwd=tcp::6-:6,"
+	        "hostfwd=tcp::7-:7,hostfwd=tcp::8-:8,hostfwd=tcp::9-:9"};
 	struct net_config n;
 	char err[256];
 
@@ -267,6 +268,35 @@ START_TEST(nets)
 		ck_assert_msg(config_parse_net(bad[i], &n, err, sizeof(err)) == -EINVAL, "'%s'",
 		              bad[i]);
 		ck_assert_msg(strncmp(err, "--net: ", 7) == 0, "'%s': '%s'", bad[i], err);
+	}
+}
+END_TEST
+
+START_TEST(vsock)
+{
+	static const char *const bad[] = {
+	        "",
+	        ",cid=3",
+	        "/tmp/v.sock,cid=2",
+	        "/tmp/v.sock,cid=4294967295",
+	        "/tmp/v.sock,cid=",
+	        "/tmp/v.sock,cid=x",
+	        "/tmp/v.sock,cid=3,cid=4",
+	        "/tmp/v.sock,ro",
+	        "/tmp/0123456789012345678901234567890123456789012345678901234567890"
+	        "1234567890123456789012345678901234567890.sock"};
+	struct vsock_config v;
+	char err[256];
+
+	ck_assert_int_eq(config_parse_vsock("/tmp/v.sock", &v, err, sizeof(err)), 0);
+	ck_assert_str_eq(v.path, "/tmp/v.sock");
+	ck_assert_uint_eq(v.cid, 3);
+	ck_assert_int_eq(config_parse_vsock("v.sock,cid=4294967294", &v, err, sizeof(err)), 0);
+	ck_assert_uint_eq(v.cid, 4294967294u);
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(config_parse_vsock(bad[i], &v, err, sizeof(err)) == -EINVAL, "'%s'",
+		              bad[i]);
+		ck_assert_msg(strncmp(err, "--vsock: ", 9) == 0, "'%s': '%s'", bad[i], err);
 	}
 }
 END_TEST
@@ -447,6 +477,7 @@ int main(void)
 	tcase_add_test(tc, disks_and_devices);
 	tcase_add_test(tc, disk_errors);
 	tcase_add_test(tc, nets);
+	tcase_add_test(tc, vsock);
 	tcase_add_test(tc, shares);
 	tcase_add_test(tc, run_mode);
 	tcase_add_test(tc, repeated_sub_options);
