@@ -21,6 +21,13 @@
 
 #include "vmm/util.h"
 
+/* The network QEMU's -netdev user plays, which guests and scripts already expect. */
+#define USER_NET_PREFIX 0x0a000200u /* 10.0.2.0/24 */
+#define USER_NET_MASK   0xffffff00u
+#define USER_NET_HOST   0x0a000202u /* gateway; the host's loopback */
+#define USER_NET_DNS    0x0a000203u
+#define USER_NET_GUEST  0x0a00020fu /* the first DHCP address */
+
 #define USER_NET_MAX_FORWARDS 8
 #define USER_NET_QUEUE_BYTES  (4u << 20)
 

@@ -353,8 +353,8 @@ starved:
  * Under the lock: serves the transmit queue, then fills receive chains, and sets each socket's
  * watch. Returns which queues want an interrupt; *@more when a batch limit stopped it.
  */
-static void run(struct virtio_vsock *v, bool tx, bool *tx_pushed, bool *rx_pushed, bool *more,
-                const char **why)
+static void vsock_run(struct virtio_vsock *v, bool tx, bool *tx_pushed, bool *rx_pushed, bool *more,
+                      const char **why)
 {
 	if (tx)
 		*tx_pushed = tx_run(v, more, why);
@@ -367,7 +367,7 @@ static void run(struct virtio_vsock *v, bool tx, bool *tx_pushed, bool *rx_pushe
 }
 
 /* Takes the lock, runs, and after dropping it interrupts, flags a bad ring or posts the rest. */
-static void run_locked(struct virtio_vsock *v, bool tx, bool rx_notified)
+static void vsock_run_locked(struct virtio_vsock *v, bool tx, bool rx_notified)
 {
 	bool tx_pushed = false, rx_pushed = false, more = false;
 	const char *why = NULL;
@@ -375,7 +375,7 @@ static void run_locked(struct virtio_vsock *v, bool tx, bool rx_notified)
 	pthread_mutex_lock(&v->vdev.lock);
 	if (rx_notified)
 		v->rx_starved = false;
-	run(v, tx, &tx_pushed, &rx_pushed, &more, &why);
+	vsock_run(v, tx, &tx_pushed, &rx_pushed, &more, &why);
 	pthread_mutex_unlock(&v->vdev.lock);
 	if (why)
 		virtio_set_needs_reset(&v->vdev, why);
@@ -389,14 +389,14 @@ static void run_locked(struct virtio_vsock *v, bool tx, bool rx_notified)
 
 static void resume(void *opaque)
 {
-	run_locked(opaque, true, false);
+	vsock_run_locked(opaque, true, false);
 }
 
 static void vsock_queue_notify(struct virtio_dev *dev, unsigned q)
 {
 	/* The event queue's buffers are kept: no event is ever sent (no migration here). */
 	if (q == VSOCK_TX_QUEUE || q == VSOCK_RX_QUEUE)
-		run_locked(to_vsock(dev), q == VSOCK_TX_QUEUE, q == VSOCK_RX_QUEUE);
+		vsock_run_locked(to_vsock(dev), q == VSOCK_TX_QUEUE, q == VSOCK_RX_QUEUE);
 }
 
 /* A socket event: note it, then the same run as a notification. */
@@ -418,7 +418,7 @@ static void conn_event(void *opaque, uint32_t events)
 				c->readable = true;
 		}
 	}
-	run(v, false, &tx_pushed, &rx_pushed, &more, &why);
+	vsock_run(v, false, &tx_pushed, &rx_pushed, &more, &why);
 	pthread_mutex_unlock(&v->vdev.lock);
 	if (why)
 		virtio_set_needs_reset(&v->vdev, why);
