@@ -9,12 +9,8 @@
 
 #include "vmm/log.h"
 
-#define NET_HDR_LEN 12    /* struct virtio_net_hdr_mrg_rxbuf, all zero here */
-#define FRAME_MAX   65550 /* a hostile guest's longest frame; slirp's are <= 1518 */
-
 #if VMM_HAVE_SLIRP
 
-#include <poll.h>
 #include <slirp/libslirp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -62,7 +58,7 @@ struct user_net {
 	struct frame *queue, **queue_tail;
 	size_t queued_bytes;
 	uint64_t dropped;
-	uint8_t buf[NET_HDR_LEN + FRAME_MAX];
+	uint8_t buf[VIRTIO_NET_MAX_PACKET]; /* a guest frame (libslirp's are <= 1518 bytes) */
 };
 
 static int64_t now_ms(void)
@@ -73,8 +69,7 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- frames to the guest: libslirp's send_packet, virtio-net's recv ---------------------------
- */
+/* ---- frames to the guest: libslirp's send_packet, virtio-net's recv -------------------------- */
 
 static void signal_frames(struct user_net *u, bool ready)
 {
@@ -112,7 +107,7 @@ static ssize_t slirp_send(const void *data, size_t len, void *opaque)
 /* virtio-net's recv: the oldest frame behind a zero header (libslirp's are whole and checked). */
 static ssize_t backend_recv(void *opaque, const struct iovec *iov, int iovcnt)
 {
-	static const uint8_t header[NET_HDR_LEN];
+	static const uint8_t header[VIRTIO_NET_HDR_LEN];
 	struct user_net *u = opaque;
 	struct frame *f = u->queue;
 	uint64_t n;
@@ -121,8 +116,8 @@ static ssize_t backend_recv(void *opaque, const struct iovec *iov, int iovcnt)
 		signal_frames(u, false);
 		return -EAGAIN;
 	}
-	n = iov_from_buf(iov, (unsigned)iovcnt, 0, header, NET_HDR_LEN);
-	n += iov_from_buf(iov, (unsigned)iovcnt, NET_HDR_LEN, f->data, f->len);
+	n = iov_from_buf(iov, (unsigned)iovcnt, 0, header, VIRTIO_NET_HDR_LEN);
+	n += iov_from_buf(iov, (unsigned)iovcnt, VIRTIO_NET_HDR_LEN, f->data, f->len);
 	u->queue = f->next;
 	if (!u->queue)
 		u->queue_tail = &u->queue;
@@ -131,8 +126,7 @@ static ssize_t backend_recv(void *opaque, const struct iovec *iov, int iovcnt)
 	return (ssize_t)n;
 }
 
-/* ---- libslirp's sockets and timers on the event loop ------------------------------------------
- */
+/* ---- libslirp's sockets and timers on the event loop ----------------------------------------- */
 
 static void slirp_fd_event(void *opaque, uint32_t events);
 
@@ -365,17 +359,16 @@ static const SlirpCb slirp_callbacks = {
         .timer_new_opaque = slirp_timer_new,
 };
 
-/* ---- frames from the guest: virtio-net's send -------------------------------------------------
- */
+/* ---- frames from the guest: virtio-net's send ------------------------------------------------ */
 
 static ssize_t backend_send(void *opaque, const struct iovec *iov, int iovcnt)
 {
 	struct user_net *u = opaque;
 	uint64_t len = iov_to_buf(iov, (unsigned)iovcnt, 0, u->buf, sizeof(u->buf));
 
-	/* The header says nothing without offloads; a frame past FRAME_MAX is cut (and bad). */
-	if (len > NET_HDR_LEN) {
-		slirp_input(u->slirp, u->buf + NET_HDR_LEN, (int)(len - NET_HDR_LEN));
+	/* The header says nothing without offloads; a frame past the buffer is cut (and bad). */
+	if (len > VIRTIO_NET_HDR_LEN) {
+		slirp_input(u->slirp, u->buf + VIRTIO_NET_HDR_LEN, (int)(len - VIRTIO_NET_HDR_LEN));
 		sync_loop(u);
 	}
 	return (ssize_t)len;
@@ -392,8 +385,7 @@ void user_net_backend(struct user_net *u, struct virtio_net_backend *be)
 	        .ops = &backend_ops, .opaque = u, .fd = u->frames_ready.fd};
 }
 
-/* ---- set-up and teardown ----------------------------------------------------------------------
- */
+/* ---- set-up and teardown --------------------------------------------------------------------- */
 
 static Slirp *new_slirp(struct user_net *u)
 {

@@ -336,10 +336,11 @@ static int compile(const struct kind *k, struct sock_fprog *out, char *err, size
 		ret = add_allows(ctx, k->syscalls, k->nr_syscalls, err, errlen);
 	if (!ret && k == &kinds[SANDBOX_MAIN] && state.unix_sockets)
 		ret = add_allows(ctx, LIST(unix_socket_syscalls), err, errlen);
-	if (!ret && k == &kinds[SANDBOX_MAIN] && state.user_net)
+	if (!ret && k == &kinds[SANDBOX_MAIN] && state.user_net) {
 		ret = add_allows(ctx, LIST(user_net_syscalls), err, errlen);
-	if (!ret && k == &kinds[SANDBOX_MAIN] && state.user_net)
-		ret = add_ioctls(ctx, LIST(user_net_ioctls), err, errlen);
+		if (!ret)
+			ret = add_ioctls(ctx, LIST(user_net_ioctls), err, errlen);
+	}
 	if (!ret)
 		ret = add_ioctls(ctx, k->ioctls, k->nr_ioctls, err, errlen);
 	if (!ret && k->kicks_threads) {

@@ -34,9 +34,9 @@
 #endif
 
 enum sandbox_thread_kind {
-	SANDBOX_MAIN,     /* the event loop, and teardown after it */
-	SANDBOX_VCPU,     /* KVM_RUN and the exit handlers (device register writes) */
-	SANDBOX_WRITER,   /* an out_stream writer: write/poll on its fd */
+	SANDBOX_MAIN,   /* the event loop, and teardown after it */
+	SANDBOX_VCPU,   /* KVM_RUN and the exit handlers (device register writes) */
+	SANDBOX_WRITER, /* an out_stream writer: write/poll on its fd */
 	SANDBOX_NR_KINDS,
 };
 

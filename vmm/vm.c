@@ -449,14 +449,13 @@ int vm_run(struct vm *vm)
 			fprintf(stderr, "vmm: stats: %llu coalesced index-port writes (no exit)\n",
 			        (unsigned long long)vm->coalesced.replayed);
 		for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
-			if (vm->devices.user_nets[i])
+			struct user_net *u = vm->devices.user_nets[i];
+
+			if (u)
 				fprintf(stderr,
-				        "vmm: stats: NIC %u (user network): %llu frames for the "
-				        "guest "
+				        "vmm: stats: NIC %u (user network): %llu guest frames "
 				        "dropped\n",
-				        i,
-				        (unsigned long long)user_net_dropped(
-				                vm->devices.user_nets[i]));
+				        i, (unsigned long long)user_net_dropped(u));
 		}
 		if (vm->mem.huge_pages_off)
 			fprintf(stderr, "vmm: stats: guest RAM in 4 KiB pages: %s\n",

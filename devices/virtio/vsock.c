@@ -169,8 +169,7 @@ static bool tx_run(struct virtio_vsock *v, bool *more, const char **why)
 	return pushed;
 }
 
-/* ---- host to guest ----------------------------------------------------------------------------
- */
+/* ---- host to guest --------------------------------------------------------------------------- */
 
 /* A receive chain in hand (taken now or kept from before); false when the ring is empty. */
 static bool take_rx_chain(struct virtio_vsock *v, const char **why)
@@ -346,8 +345,7 @@ starved:
 	return pushed;
 }
 
-/* ---- the device's runs ------------------------------------------------------------------------
- */
+/* ---- the device's runs ----------------------------------------------------------------------- */
 
 /*
  * Under the lock: serves the transmit queue, then fills receive chains, and sets each socket's
@@ -366,8 +364,27 @@ static void vsock_run(struct virtio_vsock *v, bool tx, bool *tx_pushed, bool *rx
 	}
 }
 
-/* Takes the lock, runs, and after dropping it interrupts, flags a bad ring or posts the rest. */
-static void vsock_run_locked(struct virtio_vsock *v, bool tx, bool rx_notified)
+/* Under the lock: what a socket event says about @c's host socket. */
+static void note_socket_event(struct vsock_conn *c, uint32_t events)
+{
+	if (!c->used || c->src.fd < 0)
+		return; /* closed by a reset since epoll reported it */
+	if (c->reading_line) {
+		stream_read_line(c);
+		return;
+	}
+	if (events & EPOLLOUT)
+		stream_flush(c);
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->src.fd >= 0)
+		c->readable = true;
+}
+
+/*
+ * Takes the lock, notes @c's socket @events (when @c), runs, and after dropping the lock
+ * interrupts, flags a bad ring or posts the rest.
+ */
+static void vsock_run_locked(struct virtio_vsock *v, bool tx, bool rx_notified,
+                             struct vsock_conn *c, uint32_t events)
 {
 	bool tx_pushed = false, rx_pushed = false, more = false;
 	const char *why = NULL;
@@ -375,6 +392,8 @@ static void vsock_run_locked(struct virtio_vsock *v, bool tx, bool rx_notified)
 	pthread_mutex_lock(&v->vdev.lock);
 	if (rx_notified)
 		v->rx_starved = false;
+	if (c)
+		note_socket_event(c, events);
 	vsock_run(v, tx, &tx_pushed, &rx_pushed, &more, &why);
 	pthread_mutex_unlock(&v->vdev.lock);
 	if (why)
@@ -389,43 +408,22 @@ static void vsock_run_locked(struct virtio_vsock *v, bool tx, bool rx_notified)
 
 static void resume(void *opaque)
 {
-	vsock_run_locked(opaque, true, false);
+	vsock_run_locked(opaque, true, false, NULL, 0);
 }
 
 static void vsock_queue_notify(struct virtio_dev *dev, unsigned q)
 {
 	/* The event queue's buffers are kept: no event is ever sent (no migration here). */
 	if (q == VSOCK_TX_QUEUE || q == VSOCK_RX_QUEUE)
-		vsock_run_locked(to_vsock(dev), q == VSOCK_TX_QUEUE, q == VSOCK_RX_QUEUE);
+		vsock_run_locked(to_vsock(dev), q == VSOCK_TX_QUEUE, q == VSOCK_RX_QUEUE, NULL, 0);
 }
 
-/* A socket event: note it, then the same run as a notification. */
+/* A socket event: noted, then the same run as a notification. */
 static void conn_event(void *opaque, uint32_t events)
 {
 	struct vsock_conn *c = opaque;
-	struct virtio_vsock *v = c->dev;
-	bool tx_pushed = false, rx_pushed = false, more = false;
-	const char *why = NULL;
 
-	pthread_mutex_lock(&v->vdev.lock);
-	if (c->used && c->src.fd >= 0) { /* not closed by a reset since epoll reported it */
-		if (c->reading_line) {
-			stream_read_line(c);
-		} else {
-			if (events & EPOLLOUT)
-				stream_flush(c);
-			if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->src.fd >= 0)
-				c->readable = true;
-		}
-	}
-	vsock_run(v, false, &tx_pushed, &rx_pushed, &more, &why);
-	pthread_mutex_unlock(&v->vdev.lock);
-	if (why)
-		virtio_set_needs_reset(&v->vdev, why);
-	if (rx_pushed)
-		virtio_queue_done(&v->vdev, VSOCK_RX_QUEUE);
-	if (more)
-		event_loop_post(v->loop, &v->resume);
+	vsock_run_locked(c->dev, false, false, c, events);
 }
 
 static int vsock_activate(struct virtio_dev *dev)

@@ -142,8 +142,7 @@ void stream_stray_rst(struct virtio_vsock *v, uint32_t guest_port, uint32_t host
 	v->nr_stray_rst++;
 }
 
-/* ---- guest to host ----------------------------------------------------------------------------
- */
+/* ---- guest to host --------------------------------------------------------------------------- */
 
 static ssize_t send_iov(int fd, struct iovec *iov, unsigned n)
 {
@@ -236,8 +235,7 @@ void stream_guest_data(struct vsock_conn *c, const struct vq_chain *chain, uint3
 }
 
 /* A guest REQUEST for host port @h->dst_port: connect to PATH_<port>, else refuse. */
-/* ---- the host side: the listener, CONNECT lines, PATH_<port> ----------------------------------
- */
+/* ---- the host side: the listener, CONNECT lines, PATH_<port> --------------------------------- */
 
 /* Another stream already joins @c's guest and host ports. */
 static bool pair_taken(struct virtio_vsock *v, const struct vsock_conn *c)

@@ -44,12 +44,20 @@ static unsigned parse_u32(const char *s)
 	return (unsigned)v;
 }
 
-static int accept_one(int s)
+/* A stream socket on @a: connected to it, or bound there and the first connection taken. */
+static int stream_socket(const struct sockaddr *a, socklen_t len, int listening)
 {
-	int c;
+	int s = socket(a->sa_family, SOCK_STREAM, 0), c;
 
-	if (listen(s, 1) < 0)
-		die("listen");
+	if (s < 0)
+		die("socket");
+	if (!listening) {
+		if (connect(s, a, len) < 0)
+			die("connect");
+		return s;
+	}
+	if (bind(s, a, len) < 0 || listen(s, 1) < 0)
+		die("bind");
 	c = accept(s, NULL, NULL);
 	if (c < 0)
 		die("accept");
@@ -60,41 +68,22 @@ static int accept_one(int s)
 static int vsock_socket(unsigned cid, unsigned port, int listening)
 {
 	struct sockaddr_vm a = {.svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port};
-	int s = socket(AF_VSOCK, SOCK_STREAM, 0);
 
-	if (s < 0)
-		die("socket(AF_VSOCK)");
-	if (listening) {
-		if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0)
-			die("bind");
-		return accept_one(s);
-	}
-	if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0)
-		die("connect");
-	return s;
+	return stream_socket((struct sockaddr *)&a, sizeof(a), listening);
 }
 
 static int unix_socket(const char *path, int listening)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	int s = socket(AF_UNIX, SOCK_STREAM, 0);
 
-	if (s < 0)
-		die("socket(AF_UNIX)");
 	if (strlen(path) >= sizeof(a.sun_path)) {
 		errno = ENAMETOOLONG;
 		die(path);
 	}
 	strcpy(a.sun_path, path);
-	if (listening) {
-		unlink(path);
-		if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0)
-			die("bind");
-		return accept_one(s);
-	}
-	if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0)
-		die("connect");
-	return s;
+	if (listening)
+		unlink(path); /* a stale socket of an earlier run */
+	return stream_socket((struct sockaddr *)&a, sizeof(a), listening);
 }
 
 static int write_all(int fd, const char *buf, size_t len)
