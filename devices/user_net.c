@@ -3,15 +3,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <slirp/libslirp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "vmm/log.h"
-
-#if VMM_HAVE_SLIRP
-
-#include <slirp/libslirp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
@@ -20,6 +15,7 @@
 
 #include "devices/virtio/iov.h"
 #include "devices/virtio/net.h"
+#include "vmm/log.h"
 
 /* A frame for the guest that virtio-net has not taken yet. */
 struct frame {
@@ -499,33 +495,3 @@ void user_net_close(struct user_net *u)
 		close(u->frames_ready.fd);
 	free(u);
 }
-
-#else /* !VMM_HAVE_SLIRP: a build without libslirp (the static aarch64 cross build) */
-
-struct user_net *user_net_open(const struct user_net_config *cfg, struct event_loop *loop,
-                               char *err, size_t errlen)
-{
-	(void)cfg;
-	(void)loop;
-	snprintf(err, errlen, "--net user: this vmm was built without libslirp");
-	return NULL;
-}
-
-void user_net_backend(struct user_net *u, struct virtio_net_backend *be)
-{
-	(void)u;
-	(void)be;
-}
-
-uint64_t user_net_dropped(const struct user_net *u)
-{
-	(void)u;
-	return 0;
-}
-
-void user_net_close(struct user_net *u)
-{
-	(void)u;
-}
-
-#endif

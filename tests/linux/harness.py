@@ -123,6 +123,16 @@ QEMU_DATA = '/usr/share/qemu'
 QEMU_MICROVM_FIRMWARE = ('bios-microvm.bin', 'linuxboot_dma.bin', 'kvmvapic.bin')
 
 
+def guest_dhcp(iface):
+    """Shell text for the test guest (busybox): a DHCP lease on iface through udhcpc with a
+    script that applies it (address, default route; the DNS server goes to /tmp/dns), then
+    T-DHCP=udhcpc's status."""
+    return ("printf '#!/bin/sh\\n[ \"$1\" = bound ] || exit 0\\nip addr add $ip/$mask dev "
+            "$interface\\nip route add default via $router\\necho $dns >/tmp/dns\\n' "
+            f">/tmp/dhcp.sh; chmod +x /tmp/dhcp.sh; ip link set {iface} up; "
+            f"udhcpc -i {iface} -n -q -s /tmp/dhcp.sh >/dev/null 2>&1; echo T-DHCP=$?")
+
+
 def initrd_with(base, extra, out, tmp):
     """Writes to @out the initramfs @base followed by a second cpio archive of @extra, a list
     of (path in the guest, host file) (the kernel unpacks both archives, the second over the
@@ -189,12 +199,20 @@ poweroff -f
 # (longer than any vmm run in the tests, shorter than their waits) gets its threads' states,
 # kernel stacks and L1's KVM exit counters (sampled twice, 2 s apart: moving means the guest
 # runs) printed once, so that a silent hang says whether vmm is blocked or its guest spins.
+# As long without any vmm, it says so once: L1 runs, so a test's own script is stuck, which
+# is never an L1 failure to retry.
 L1_STALL_SECONDS = 200
 L1_STALL_WATCH = r'''(
-    last= n=0
+    last= n=0 idle=0
     while sleep 10; do
         pid=$(pidof vmm | cut -d' ' -f1)
-        if [ -z "$pid" ] || [ "$pid" != "$last" ]; then last=$pid n=0; continue; fi
+        if [ -z "$pid" ]; then
+            idle=$((idle + 10)); last= n=0
+            [ $idle -eq @STALL@ ] && echo "VMM-L1-STALL: no vmm process for $idle s: L1 runs, its script waits"
+            continue
+        fi
+        idle=0
+        if [ "$pid" != "$last" ]; then last=$pid n=0; continue; fi
         n=$((n + 10)); [ $n -eq @STALL@ ] || continue
         echo "VMM-L1-STALL: vmm (pid $pid) still running after $n s"
         for t in /proc/$pid/task/*; do
@@ -399,11 +417,21 @@ def elf_dynamic(path):
     return interp, [data[strtab + n:data.index(b'\0', strtab + n)].decode() for n in needed]
 
 
-def sysroot_libs(binary, sysroot, triplet):
-    """(path at run time, file in sysroot) of the loader and every shared library that a
-    dynamically linked binary of another architecture needs, found in sysroot (e.g. Debian
-    packages of that architecture unpacked with dpkg-deb -x). Libraries go to
-    /lib/TRIPLET/ at run time, where that architecture's loader looks by default."""
+def sysroot_libs(binary, sysroots, triplet):
+    """(path at run time, file in a sysroot) of the loader and every shared library that a
+    dynamically linked binary of another architecture needs, found in the first of sysroots
+    that has it (e.g. Debian packages of that architecture unpacked with dpkg-deb -x, or /
+    for those multiarch installed). Libraries go to /lib/TRIPLET/ at run time, where that
+    architecture's loader looks by default."""
+    for sysroot in sysroots:
+        try:
+            return _sysroot_libs(binary, sysroot, triplet)
+        except HarnessError as e:
+            missing = e
+    raise missing
+
+
+def _sysroot_libs(binary, sysroot, triplet):
     dirs = [os.path.join(sysroot, d, triplet) for d in ('lib', 'usr/lib')]
 
     def inside(path):
@@ -464,7 +492,7 @@ def arm64_binary(base, package, binary, log=print):
     while True:
         if os.path.isfile(path):
             try:
-                sysroot_libs(path, root, triplet)
+                sysroot_libs(path, [root], triplet)
                 return path, root
             except HarnessError as e:
                 missing = str(e)
@@ -602,8 +630,10 @@ class Guest:
     machine, else x86_64); it picks the guest images (BUILD_DIR/guest or
     guest-arm64), L1's emulator and L1's kernel file name (L1_KERNEL).
     sysroot: where dynamically linked executables of another architecture than
-    this host's find their loader and libraries (see sysroot_libs); without it,
-    such executables for L1 must be static.
+    this host's find their loader and libraries (see sysroot_libs), tried before
+    this host's own multiarch libraries (/lib/TRIPLET, where scripts/deps puts
+    those the aarch64 vmm needs).
+    prelude: shell text L1 runs before the command (nested mode only).
     """
 
     L1_VMM = '/usr/local/bin/vmm'
@@ -613,7 +643,7 @@ class Guest:
     def __init__(self, build_dir, vmm=None, kernel=None, initrd=None, cmdline=None,
                  mem=None, cpus=None, extra_args=(), command=None, files=(), mode=None,
                  log_path=None, echo=None, qemu=None, disks=(), arch=None, sysroot=None,
-                 l1_machine=None):
+                 l1_machine=None, prelude=''):
         self.build_dir = os.path.abspath(build_dir)
         self.vmm = os.path.abspath(vmm) if vmm else None
         self.arch = get_arch(arch or (self.vmm and elf_arch(self.vmm)) or 'x86_64')
@@ -629,6 +659,7 @@ class Guest:
         self.files = list(files)
         self.disks = list(disks)
         self.sysroot = sysroot
+        self.prelude = prelude
         if mode is None:
             mode, self.mode_reason = detect_mode(self.arch.name)
         else:
@@ -748,11 +779,8 @@ class Guest:
                                f'{self.arch.name}')
         if not info[1]:
             return []
-        if not self.sysroot:
-            raise HarnessError(f'{path} is a dynamically linked {self.arch.name} executable: '
-                               'this host cannot list its libraries, so L1 needs a static one '
-                               '(or a sysroot with them)')
-        return sysroot_libs(path, self.sysroot, self.arch.triplet)
+        return sysroot_libs(path, [self.sysroot, '/'] if self.sysroot else ['/'],
+                            self.arch.triplet)
 
     def _l1_base(self, files):
         """Path of the cached L1 base archive, (re)built when an input changed."""
@@ -803,6 +831,8 @@ class Guest:
             lines.append(L1_STALL_WATCH.replace('@STALL@', str(L1_STALL_SECONDS)))
             lines.append(L1_TEXT_REPORT)
             lines.append(f'echo {L1_READY}')
+        if self.prelude:
+            lines.append(self.prelude)
         lines += [self._l1_shell_command(), 'status=$?',
                   "grep -v '^#' /sys/kernel/tracing/trace 2>/dev/null | tail -4 | "
                   "sed 's/^/VMM-L1-TRACE: /'"]

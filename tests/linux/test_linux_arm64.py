@@ -4,7 +4,7 @@
 On an x86_64 host (CI) this runs in the nested harness (harness.py, arch aarch64):
 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max,pauth=off
 -accel tcg boots Debian's arm64 kernel as L1, where KVM comes up in VHE mode; the
-static vmm cross-built by scripts/build-aarch64 boots the same kernel inside L1 as
+vmm cross-built by scripts/build-aarch64 boots the same kernel inside L1 as
 L2. On an aarch64 host with a usable /dev/kvm it runs vmm (the one meson built)
 directly. Two scenarios (--scenario):
 
@@ -16,10 +16,12 @@ directly. Two scenarios (--scenario):
   after the guest's poweroff -f.
 
   gicv2-devices: L1's machine has only a GICv2 (gic-version=2), so vmm falls back to it;
-  L2 gets 2 vCPUs, --console virtio, --net tap=tap0 (L1 addresses the TAP) and the
-  default virtio-rng. Checks: the guest runs the GICv2 driver, nproc = 2, its console is
-  hvc0, /dev/hwrng is virtio_rng and gives bytes, it pings L1 over virtio-net, and vmm's
-  exit status is 0 after the guest's reboot -f.
+  L2 gets 2 vCPUs, --console virtio, --net tap=tap0 (L1 addresses the TAP), --net user
+  with a port forward, --vsock and the default virtio-rng. Checks: the guest runs the GICv2
+  driver, nproc = 2, its console is hvc0, /dev/hwrng is virtio_rng and gives bytes, it
+  pings L1 over the TAP NIC, gets a DHCP lease on the user NIC, fetches 1 MiB from a server
+  on L1's loopback through 10.0.2.2 and answers a connection through the forward, vsock
+  both ways, and vmm's exit status is 0 after the guest's reboot -f.
 
 Prints the time to L1 ready, from there to the guest's init marker, and the whole run.
 Exit status: 0 pass, 1 fail, 77 skip (no qemu-system-aarch64 or no cross compiler,
@@ -49,7 +51,14 @@ PHASE_TIMEOUT = float(os.environ.get('VMM_TEST_TIMEOUT', 180))
 DISK_MIB = 8
 WRITE_OFFSET_MIB = 1  # where the guest writes its 1 MiB
 NAME = 'linux-arm64'  # the meson test's name; main() appends the scenario's suffix
-NET_HOST_ADDR, NET_GUEST_ADDR = '10.0.2.1', '10.0.2.15'
+# The TAP NIC's subnet; the user NIC's is libslirp's 10.0.2.0/24. The guest tells the two
+# apart by MAC (the order of virtio-mmio devices is the device tree's).
+NET_HOST_ADDR, NET_GUEST_ADDR = '10.0.3.1', '10.0.3.15'
+TAP_MAC, USER_MAC = '52:54:00:12:34:56', '52:54:00:12:34:57'
+USER_BYTES = 1 << 20  # from a server on L1's loopback to the guest through 10.0.2.2
+USER_FWD_WORD, USER_FWD_ACK = 'fwd-arm64', 'fwd-ack-arm64'
+# Prints a NIC's name given its MAC.
+GUEST_NIC = 'nic() { for d in /sys/class/net/*; do [ "$(cat $d/address)" = "$1" ] && basename $d; done; }'
 # Scenarios: L1 command builder, L1 machine arguments (None: the harness's GICv3 virt machine)
 # and whether the scenario writes a disk token.
 GICV2_MACHINE = ['-M', 'virt,virtualization=on,gic-version=2', '-cpu', 'max,pauth=off',
@@ -111,6 +120,14 @@ def l1_command_devices(vmm, kernel, initrd, disk, token, vsockcat):
     cat = q(vsockcat)
     return '\n'.join([
         f'({cat} -L {VSOCK_SOCK}_6000 </dev/null >/tmp/vs_g2h) &',
+        # --net user: a file for the guest to fetch through 10.0.2.2 (L1's loopback), and a
+        # connection through the forward, retried until the guest's listener answers.
+        'ip link set lo up',
+        f'head -c {USER_BYTES} /dev/urandom >/tmp/uh2g',
+        'echo "T-UH2G-SENT=$(sha256sum </tmp/uh2g | cut -d\' \' -f1)"',
+        '(nc -l -p 5003 </tmp/uh2g >/dev/null) &',
+        f'(until (echo {USER_FWD_WORD}; sleep 3) | nc 127.0.0.1 6001 2>/dev/null | grep -q {USER_FWD_ACK}; do',
+        '  sleep 0.5; done; echo ok >/tmp/fwd_ok) &',
         f'(until echo {VSOCK_H2G} | {cat} -U {VSOCK_SOCK} "CONNECT 5000" >/dev/null 2>&1; do',
         '  sleep 0.5; done) &',
         # No PCI and no x86 test device on arm64: a usage error, and --help offers neither.
@@ -119,9 +136,12 @@ def l1_command_devices(vmm, kernel, initrd, disk, token, vsockcat):
         '(until ip link show tap0 >/dev/null 2>&1; do sleep 0.1; done',
         f' ip addr add {NET_HOST_ADDR}/24 dev tap0 && ip link set tap0 up) &',
         f'{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
-        f'--console virtio --net tap=tap0 --vsock {VSOCK_SOCK} --cmdline quiet',
+        f'--console virtio --net tap=tap0,mac={TAP_MAC} '
+        f'--net user,hostfwd=tcp:127.0.0.1:6001-:5001,mac={USER_MAC} '
+        f'--vsock {VSOCK_SOCK} --cmdline quiet',
         # After vmm: a line printed while the guest talks could land inside one of its.
-        's=$?; echo "T-VS-G2H=$(cat /tmp/vs_g2h)"; (exit $s)',
+        's=$?; echo "T-VS-G2H=$(cat /tmp/vs_g2h)"; echo "T-FWD-OK=$(cat /tmp/fwd_ok)"',
+        '(exit $s)',
     ])
 
 
@@ -191,9 +211,11 @@ def check_devices(g, want_gic):
               '$(head -c 16 /dev/hwrng | od -An -tx1 | tr -d \' \\n\')"', 'T-RNG', r'[^\n$]*')
     check(re.fullmatch(r'virtio_rng\.\d+ [0-9a-f]{32}', rng) is not None,
           f'the guest\'s hardware RNG: {rng!r}, expected virtio_rng giving 16 bytes')
-    ping = ask(g, f'ip link set eth0 up && ip addr add {NET_GUEST_ADDR}/24 dev eth0 && '
+    ping = ask(g, f'{GUEST_NIC}; T=$(nic {TAP_MAC}); ip link set $T up && '
+               f'ip addr add {NET_GUEST_ADDR}/24 dev $T && '
                f'ping -c 2 -W 5 {NET_HOST_ADDR} >/dev/null; echo "T-PING=$?"', 'T-PING', r'\d+')
     check(ping == '0', f'ping from the guest to L1 over virtio-net failed (status {ping})')
+    check_user_net(g)
     out = ask(g, '(vsockcat -l 5000 </dev/null >/tmp/vs_in; echo $? >/tmp/vs_in.st) & '
               f'echo {VSOCK_G2H} | vsockcat 2 6000 >/dev/null; echo "T-VS-OUT=$?"', 'T-VS-OUT', r'\d+')
     check(out == '0', f'the guest\'s vsockcat to CID 2 port 6000 failed (status {out})')
@@ -207,6 +229,32 @@ def check_devices(g, want_gic):
     m = re.search(r'T-VS-G2H=([^\n]*)\n', g.output)
     check(m and m.group(1).strip() == VSOCK_G2H, f'vsock guest to host: L1 got '
           f'{m and m.group(1)!r}, expected {VSOCK_G2H!r}')
+    m = re.search(r'T-FWD-OK=([^\n]*)\n', g.output)
+    check(m and m.group(1).strip() == 'ok', f'the guest\'s answer through the forward: L1 got '
+          f'{m and m.group(1)!r} (ok when it read {USER_FWD_ACK!r})')
+
+
+def check_user_net(g):
+    """--net user: DHCP, 1 MiB from L1's loopback through 10.0.2.2, and the forward."""
+    dhcp = ask(g, f'U=$(nic {USER_MAC}); ' + harness.guest_dhcp('$U'), 'T-DHCP', r'\d+')
+    check(dhcp == '0', f'udhcpc got no lease on the --net user NIC (status {dhcp})')
+    lease = ask(g, 'echo "T-LEASE=$(ip -4 -o addr show $U | awk \'{print $4}\'),'
+                '$(ip route | awk \'/^default/ {print $3}\'),$(cat /tmp/dns)"', 'T-LEASE',
+                r'[0-9./,]*')
+    check(lease == '10.0.2.15/24,10.0.2.2,10.0.2.3',
+          f'DHCP lease (address, gateway, DNS) {lease}, expected 10.0.2.15/24,10.0.2.2,10.0.2.3')
+    sent = re.search(r'T-UH2G-SENT=([0-9a-f]{64})\n', g.output)
+    got = ask(g, '(sleep 900 | nc 10.0.2.2 5003 >/tmp/uh2g) & '
+              f'while [ "$(stat -c %s /tmp/uh2g 2>/dev/null)" != "{USER_BYTES}" ]; do sleep 0.2; '
+              'done; echo "T-UH2G-GOT=$(sha256sum </tmp/uh2g | cut -d\' \' -f1)"', 'T-UH2G-GOT',
+              r'[0-9a-f]{64}')
+    check(sent and got == sent.group(1), f'{USER_BYTES >> 20} MiB from L1\'s loopback through '
+          f'10.0.2.2: sha256 {got} in the guest, {sent and sent.group(1)} sent')
+    word = ask(g, f'(echo {USER_FWD_ACK}; sleep 5) | nc -l -p 5001 >/tmp/fwd & '
+               'until [ -s /tmp/fwd ]; do sleep 0.2; done; echo "T-FWD=$(cat /tmp/fwd)"', 'T-FWD',
+               r'[^\n$]*')
+    check(word == USER_FWD_WORD, f'through the forward of 127.0.0.1:6001 in L1 to port 5001: '
+          f'the guest got {word!r}, expected {USER_FWD_WORD!r}')
 
 
 def check_disk(g, token):
