@@ -35,6 +35,7 @@ enum {
 	OPT_SAVE_INITRAMFS,
 	OPT_SECCOMP,
 	OPT_VSOCK,
+	OPT_API_SOCKET,
 };
 
 static const struct option long_options[] = {
@@ -63,6 +64,7 @@ static const struct option long_options[] = {
         {"save-initramfs", required_argument, NULL, OPT_SAVE_INITRAMFS},
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"vsock", required_argument, NULL, OPT_VSOCK},
+        {"api-socket", required_argument, NULL, OPT_API_SOCKET},
         {NULL, 0, NULL, 0},
 };
 
@@ -125,6 +127,9 @@ ARCH_HELP_INTRO
 "      --console-log FILE  --run: write the kernel's console messages to FILE\n"
 "      --save-initramfs FILE  --run: write the initramfs vmm would boot to FILE and\n"
 "                        exit (to boot it elsewhere, or look inside)\n"
+"      --api-socket PATH a control socket (Unix, mode 0600) taking one JSON request per\n"
+"                        line, answered by one line: {\"op\":\"pause\"}, \"resume\",\n"
+"                        \"stop\" (as a guest power-off) or \"stats\" (see README)\n"
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
@@ -368,6 +373,13 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 			return fail(err, errlen, "--vsock: given twice (one device per VM)");
 		if (config_parse_vsock(arg, &cfg->vsock, err, errlen))
 			return CONFIG_ERROR;
+		break;
+	case OPT_API_SOCKET:
+		if (cfg->api_socket)
+			return fail(err, errlen, "--api-socket: given twice");
+		if (!*arg)
+			return fail(err, errlen, "--api-socket: the path is empty");
+		cfg->api_socket = arg;
 		break;
 	case OPT_RUN:
 		if (!*arg)

@@ -82,6 +82,7 @@ struct vm_config {
 	bool rng;     /* virtio-rng, on by default */
 	bool seccomp; /* per-thread seccomp filters after set-up, on by default (--seccomp) */
 	struct vsock_config vsock;
+	const char *api_socket; /* --api-socket PATH (vmm/api.h), or NULL */
 	struct share_config shares[CONFIG_MAX_SHARES];
 	unsigned nr_shares;
 	/* Test-run mode (--run): the command, and where its kernel modules and virtiofsd are. */

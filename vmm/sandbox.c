@@ -16,7 +16,8 @@
  * - with --net user, the event-loop thread also runs libslirp, a network stack seen from
  *   userspace: sockets of its own (create, connect, accept, options, send, receive) and
  *   read-only opens (libslirp reads /etc/resolv.conf for the host's DNS server);
- * - with --vsock, the event-loop thread also creates, connects and accepts Unix stream sockets.
+ * - with --vsock, the event-loop thread also creates, connects and accepts Unix stream sockets;
+ * - with --api-socket, it also accepts clients and asks which guest RAM is resident (mincore).
  * Nothing else may open a file or create a socket; nothing may map executable memory, fork or
  * exec.
  *
@@ -130,6 +131,12 @@ static const struct allow unix_socket_syscalls[] = {
         ALLOW("shutdown"),
 };
 
+/* --api-socket: the event-loop thread accepts clients and asks what guest RAM is resident. */
+static const struct allow api_syscalls[] = {
+        ALLOW("accept4"),
+        ALLOW("mincore"),
+};
+
 /* Read-only opens: no write access, creation, truncation or O_PATH handles. */
 #define OPEN_WRITE_FLAGS (O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND | O_PATH | O_TMPFILE)
 
@@ -198,6 +205,7 @@ static struct {
 	char *names[NAMED_SYSCALLS];
 	bool unix_sockets; /* sandbox_allow_unix_sockets was called */
 	bool user_net;     /* sandbox_allow_user_net was called */
+	bool api;          /* sandbox_allow_api was called */
 	bool restore_tty;
 	int tty_fd;
 	struct termios tty_saved;
@@ -336,6 +344,8 @@ static int compile(const struct kind *k, struct sock_fprog *out, char *err, size
 		ret = add_allows(ctx, k->syscalls, k->nr_syscalls, err, errlen);
 	if (!ret && k == &kinds[SANDBOX_MAIN] && state.unix_sockets)
 		ret = add_allows(ctx, LIST(unix_socket_syscalls), err, errlen);
+	if (!ret && k == &kinds[SANDBOX_MAIN] && state.api)
+		ret = add_allows(ctx, LIST(api_syscalls), err, errlen);
 	if (!ret && k == &kinds[SANDBOX_MAIN] && state.user_net) {
 		ret = add_allows(ctx, LIST(user_net_syscalls), err, errlen);
 		if (!ret)
@@ -483,6 +493,11 @@ void sandbox_allow_user_net(void)
 void sandbox_allow_unix_sockets(void)
 {
 	state.unix_sockets = true;
+}
+
+void sandbox_allow_api(void)
+{
+	state.api = true;
 }
 
 void sandbox_set_terminal(int fd, const struct termios *saved)

@@ -69,6 +69,12 @@ void sandbox_allow_unix_sockets(void);
 void sandbox_allow_user_net(void);
 
 /*
+ * The event-loop thread may also accept connections (--api-socket's clients) and ask which
+ * pages of guest RAM are resident (mincore, for its stats). Set-up time, before sandbox_enter.
+ */
+void sandbox_allow_api(void);
+
+/*
  * A terminal in raw mode: on a forbidden syscall, @saved is set back on @fd before vmm ends.
  * Main thread, before the other threads start.
  */

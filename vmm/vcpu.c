@@ -174,7 +174,9 @@ static int dispatch_exit(struct vcpu *vcpu)
 {
 	uint32_t reason = vcpu->run->exit_reason;
 
-	vcpu->exit_counts[MIN(reason, VCPU_EXIT_REASONS - 1)]++;
+	/* Relaxed atomic: the API's stats read the counts from the event-loop thread. */
+	__atomic_fetch_add(&vcpu->exit_counts[MIN(reason, VCPU_EXIT_REASONS - 1)], 1,
+	                   __ATOMIC_RELAXED);
 	if (reason < ARRAY_SIZE(exit_handlers) && exit_handlers[reason])
 		return exit_handlers[reason](vcpu);
 	return handle_unknown_exit(vcpu);
@@ -198,6 +200,10 @@ static void *vcpu_thread(void *opaque)
 
 		if (__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE))
 			break;
+		if (vm_paused(vm)) {
+			vm_park_vcpu(vm);
+			continue;
+		}
 		ret = ioctl(vcpu->fd, KVM_RUN, 0);
 		if (ret < 0 && (errno == EINTR || errno == EAGAIN)) {
 			vcpu->run->immediate_exit = 0;
@@ -230,24 +236,33 @@ static const char *const exit_names[] = {
         [KVM_EXIT_SYSTEM_EVENT] = "system event",
 };
 
+const char *vcpu_exit_name(unsigned reason)
+{
+	const char *name = reason < ARRAY_SIZE(exit_names) ? exit_names[reason] : NULL;
+
+	return name ? name : "other";
+}
+
+uint64_t vcpu_exit_count(const struct vcpu *vcpu, unsigned reason)
+{
+	return __atomic_load_n(&vcpu->exit_counts[reason], __ATOMIC_RELAXED);
+}
+
 void vcpu_print_exit_stats(const struct vm *vm)
 {
 	uint64_t sum[VCPU_EXIT_REASONS] = {0}, total = 0;
 
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		for (unsigned r = 0; r < VCPU_EXIT_REASONS; r++) {
-			sum[r] += vm->vcpus[i].exit_counts[r];
-			total += vm->vcpus[i].exit_counts[r];
+			sum[r] += vcpu_exit_count(&vm->vcpus[i], r);
+			total += vcpu_exit_count(&vm->vcpus[i], r);
 		}
 	}
 	fprintf(stderr, "vmm: stats: %llu exits to userspace\n", (unsigned long long)total);
-	for (unsigned r = 0; r < VCPU_EXIT_REASONS; r++) {
-		const char *name = r < ARRAY_SIZE(exit_names) ? exit_names[r] : NULL;
-
+	for (unsigned r = 0; r < VCPU_EXIT_REASONS; r++)
 		if (sum[r])
-			fprintf(stderr, "vmm: stats:   %-16s %llu\n", name ? name : "other",
+			fprintf(stderr, "vmm: stats:   %-16s %llu\n", vcpu_exit_name(r),
 			        (unsigned long long)sum[r]);
-	}
 }
 
 /*

@@ -25,7 +25,10 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
-	/* Exits to userspace by KVM exit reason (the last slot counts unknown reasons). */
+	/*
+	 * Exits to userspace by KVM exit reason (the last slot counts unknown reasons): written
+	 * by the vCPU's thread, read by any through vcpu_exit_count.
+	 */
 	uint64_t exit_counts[VCPU_EXIT_REASONS];
 };
 
@@ -41,6 +44,10 @@ void vcpu_join(struct vcpu *vcpu);
 
 /* Prints the exit counters of all vCPUs of @vm, summed, on stderr. */
 void vcpu_print_exit_stats(const struct vm *vm);
+/* The exits of @reason (a KVM_EXIT_* value below VCPU_EXIT_REASONS) so far. Any thread. */
+uint64_t vcpu_exit_count(const struct vcpu *vcpu, unsigned reason);
+/* A KVM exit reason's name, as --stats and the API's stats print it. */
+const char *vcpu_exit_name(unsigned reason);
 
 /* Installs the kick signal's handler; call once before starting any vCPU thread. */
 int vcpu_signals_init(void) MUST_CHECK;

@@ -228,6 +228,8 @@ static int vm_build(struct vm *vm)
 		return ret;
 	}
 	ret = start_shares(vm);
+	if (!ret)
+		ret = vm_control_open(vm);
 	if (!ret && vm->config->run_cmd) {
 		ret = run_create(vm, &vm->run);
 		vm->console_write = run_console_write;
@@ -264,10 +266,16 @@ int vm_create(const struct vm_config *config, struct vm **out)
 	vm->config = config;
 	vm->console_write = chardev_write_cb;
 	vm->console_opaque = &vm->console;
-	vm->kvm_fd = vm->vm_fd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->statm_fd = -1;
 	vm->loop.epoll_fd = -1;
 	vm->stop_event.fd = vm->signals.fd = vm->timer.fd = -1;
 	pthread_mutex_init(&vm->stop_lock, NULL);
+	ret = vm_pause_init(&vm->pause);
+	if (ret) {
+		log_error("cannot set up pausing: %s", strerror(-ret));
+		free(vm);
+		return ret;
+	}
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	coalesced_io_init(&vm->coalesced, &vm->pio);
@@ -296,6 +304,7 @@ static void request_stop(struct vm *vm, int status, const char *why, bool crashe
 	pthread_mutex_unlock(&vm->stop_lock);
 	if (!first)
 		return;
+	vm_pause_wake(&vm->pause);
 	if (why)
 		log_error("%s", why);
 	if (write(vm->stop_event.fd, &one, sizeof(one)) < 0)
@@ -420,6 +429,7 @@ int vm_run(struct vm *vm)
 {
 	int ret = setup_event_loop(vm);
 
+	clock_gettime(CLOCK_MONOTONIC, &vm->started);
 	if (!ret)
 		ret = vcpu_signals_init();
 	if (ret) {
@@ -487,6 +497,7 @@ void vm_destroy(struct vm *vm)
 	run_destroy(vm->run);
 	devices_destroy(vm);
 	shares_stop(&vm->shares, &vm->loop);
+	vm_control_close(vm);
 	arch_vm_destroy(vm);
 	close_fd(vm->stop_event.fd);
 	close_fd(vm->signals.fd);
@@ -499,5 +510,6 @@ void vm_destroy(struct vm *vm)
 	close_fd(vm->vm_fd);
 	close_fd(vm->kvm_fd);
 	pthread_mutex_destroy(&vm->stop_lock);
+	vm_pause_destroy(&vm->pause);
 	free(vm);
 }

@@ -15,7 +15,9 @@
 #include "vmm/memory.h"
 #include "vmm/shares.h"
 #include "vmm/vcpu.h"
+#include "vmm/vm_control.h"
 
+struct api;
 struct arch_vm;
 struct run;
 
@@ -38,6 +40,11 @@ struct vm {
 	struct event_source signals, timer, stop_event;
 	struct shares shares; /* --share, and --run's root */
 	struct run *run;      /* test-run mode, or NULL */
+
+	struct vm_pause pause; /* vm_control.h */
+	struct api *api;       /* --api-socket, or NULL */
+	int statm_fd;          /* /proc/self/statm for the API's stats, or -1 */
+	struct timespec started;
 
 	pthread_mutex_t stop_lock; /* guards stopping, exit_status and crashed */
 	bool stopping;

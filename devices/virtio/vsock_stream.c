@@ -15,11 +15,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "devices/virtio/iov.h"
 #include "vmm/log.h"
+#include "vmm/unix_listen.h"
 
 #define ACCEPT_BATCH     16
 #define FIRST_HOST_PORT  (1u << 30) /* host-initiated streams' host ports count up from here */
@@ -352,31 +352,11 @@ int stream_connect_host(struct virtio_vsock *v, uint32_t port)
 
 int vsock_listen(struct virtio_vsock *v, char *err, size_t errlen)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	struct stat st;
-	int fd, r;
-
 	/* Room for "_<port>" too: guest-initiated streams go to PATH_<port>. */
-	if (strlen(v->path) + 11 >= sizeof(addr.sun_path)) {
-		snprintf(err, errlen, "--vsock: '%s' is too long for a Unix socket path", v->path);
-		return -ENAMETOOLONG;
-	}
-	memcpy(addr.sun_path, v->path, strlen(v->path) + 1);
-	if (lstat(v->path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "--vsock: '%s' exists and is not a socket", v->path);
-			return -EEXIST;
-		}
-		unlink(v->path); /* a stale socket of an earlier run */
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 64) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "--vsock: cannot listen on '%s': %s", v->path, strerror(-r));
-		if (fd >= 0)
-			close(fd);
-		return r;
-	}
+	int fd = unix_listen(v->path, 11, 0, "--vsock", err, errlen), r;
+
+	if (fd < 0)
+		return fd;
 	v->listener = (struct event_source){.fd = fd, .handler = on_listener, .opaque = v};
 	r = event_loop_add(v->loop, &v->listener, EPOLLIN);
 	if (r) {

@@ -71,6 +71,11 @@ START_TEST(defaults_and_options)
 	ck_assert_ptr_null(cfg.initrd_path);
 	ck_assert_ptr_null(cfg.cmdline);
 	ck_assert(cfg.seccomp);
+	ck_assert_ptr_null(cfg.api_socket);
+
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--api-socket", "/tmp/api.sock", NULL),
+	                 CONFIG_OK);
+	ck_assert_str_eq(cfg.api_socket, "/tmp/api.sock");
 
 	ck_assert_int_eq(parse(&cfg, err, "-k", "bz", "--initrd", "i", "--cmdline", "a b", "--mem",
 	                       "1G", "--cpus", "4", "--test-device", "--log-level", "debug",
@@ -118,6 +123,7 @@ START_TEST(usage_errors)
 	        {{"-k", "k", "--log-level", "loud"}, "--log-level"},
 	        {{"-k", "k", "--timeout", "0"}, "--timeout"},
 	        {{"-k", "k", "--seccomp", "yes"}, "--seccomp: 'yes' is not on or off"},
+	        {{"-k", "k", "--api-socket", ""}, "--api-socket: the path is empty"},
 	};
 
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

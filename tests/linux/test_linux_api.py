@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Linux integration test of --api-socket: pause, stats, a bad request, resume and stop.
+
+The guest counts (T-COUNT=1, 2, ...) in the background and tells the host over vsock that it
+started. The host side (L1, or this host in direct mode) then, with vsockcat on the control
+socket, one connection per request: pauses, takes stats twice 2 s apart (state paused, the
+exit count unchanged: no vCPU ran), sends a line that is not JSON (an error reply), resumes,
+waits for the guest's second word over vsock, takes stats again (running, more exits) and
+stops the VM. Checks: every reply, the guest's counting going on after the resume (three new
+numbers) without a restart or a gap (1..N in order), and vmm's exit status 0 (the stop is a
+power-off). Runs like test_linux_boot.py (same harness, modes and retries):
+
+  test_linux_api.py --vmm VMM --build-dir BUILD_DIR [--scenario api]
+"""
+
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_linux_boot as boot  # noqa: E402
+from test_linux_boot import PHASE_TIMEOUT, check  # noqa: E402
+
+# The host side, in the background: waits for the guest's word on vsock port 7000, then
+# drives the control socket. Lines printed while the guest is paused cannot land inside one
+# of its lines; the rest go to the results file printed after vmm exits.
+API_HOST = r"""
+API=@API@ CAT=@CAT@ VS=@VSOCK@
+rm -f /tmp/host_results
+api() { echo "$1" | $CAT -U $API; }
+(
+	$CAT -L ${VS}_7000 </dev/null >/dev/null
+	printf '\nT-API-PAUSE=%s\n' "$(api '{"op":"pause"}')"
+	printf '\nT-API-STATS1=%s\n' "$(api '{"op":"stats"}')"
+	sleep 2
+	printf '\nT-API-STATS2=%s\n' "$(api '{"op":"stats"}')"
+	printf '\nT-API-BAD=%s\n' "$(api 'pause please')"
+	printf '\nT-API-RESUMING\n'
+	echo "T-API-RESUME=$(api '{"op":"resume"}')" >>/tmp/host_results
+	$CAT -L ${VS}_7001 </dev/null >/dev/null
+	echo "T-API-STATS3=$(api '{"op":"stats"}')" >>/tmp/host_results
+	echo "T-API-STOP=$(api '{"op":"stop"}')" >>/tmp/host_results
+) &
+"""
+
+COUNT_LOOP = ('(i=0; while :; do i=$((i+1)); echo T-COUNT=$i; sleep 0.3; done) & '
+              'vsockcat 2 7000 </dev/null; echo T-SIGNALED=$?')
+
+
+def setup_api(run):
+    initrd, tool = boot.vsock_initrd(run)
+    nested = run.mode == 'nested'
+    api = '/tmp/vmm-api.sock' if nested else os.path.join(run.tmp, 'api.sock')
+    sock = '/tmp/vmm-vsock.sock' if nested else os.path.join(run.tmp, 'v.sock')
+    host = (API_HOST.replace('@API@', api).replace('@CAT@', tool).replace('@VSOCK@', sock))
+    command = (f'{host}\n{run.vmm_prefix(initrd)} --cmdline quiet --mem 256M --vsock {sock} '
+               f'--api-socket {api}{boot.HOST_RESULTS}')
+    return dict(command=command, files=run.files), None
+
+
+def reply(text, what):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise boot.Failure(f'{what}: the reply {text!r} is not JSON')
+    check(isinstance(value, dict) and 'ok' in value, f'{what}: the reply {text!r} has no "ok"')
+    return value
+
+
+def stats(g, key):
+    text = g.expect(rf'{key}=(.*)\n', PHASE_TIMEOUT, what=key).group(1).strip()
+    s = reply(text, key)
+    check(s['ok'] is True and isinstance(s.get('exits', {}).get('total'), int),
+          f'{key}: {text}, expected ok and exits.total')
+    return s
+
+
+def scenario_api(g, run, _):
+    g.start(PHASE_TIMEOUT)
+    g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
+    g.send(COUNT_LOOP + '\n')
+    pause = reply(g.expect(r'T-API-PAUSE=(.*)\n', PHASE_TIMEOUT, what='the pause reply').group(1),
+                  'pause')
+    check(pause == {'ok': True}, f'pause: {pause}, expected {{"ok": true}}')
+    s1, s2 = stats(g, 'T-API-STATS1'), stats(g, 'T-API-STATS2')
+    check(s1['state'] == s2['state'] == 'paused', f'state while paused: {s1["state"]}, '
+                                                  f'{s2["state"]}')
+    check(s1['exits']['total'] == s2['exits']['total'] > 0,
+          f'exits while paused moved from {s1["exits"]["total"]} to {s2["exits"]["total"]} in 2 s')
+    check(s1['vcpus'] == 1 and s1['guest_ram_bytes'] == 256 << 20,
+          f'stats: {s1["vcpus"]} vCPUs, {s1["guest_ram_bytes"]} bytes of guest RAM; vmm has '
+          '--mem 256M and one vCPU')
+    check(0 < s1['guest_ram_resident_bytes'] <= s1['guest_ram_bytes'] and
+          0 < s1['rss_beyond_guest_ram_bytes'] < s1['rss_bytes'],
+          f'stats: memory figures out of range: {s1}')
+    bad = reply(g.expect(r'T-API-BAD=(.*)\n', PHASE_TIMEOUT, what='the bad request\'s reply')
+                .group(1), 'a line that is not JSON')
+    check(bad.get('ok') is False and 'not JSON' in bad.get('error', ''),
+          f'a line that is not JSON: {bad}, expected ok false and "not JSON"')
+    g.expect(r'T-API-RESUMING', PHASE_TIMEOUT, what='T-API-RESUMING')
+    for i in range(3):
+        g.expect(r'T-COUNT=\d+\n', PHASE_TIMEOUT, what=f'count {i + 1} after the resume')
+    g.send('vsockcat 2 7001 </dev/null; echo T-SIGNALED2=$?\n')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after {{"op":"stop"}}, expected 0 (a power-off)')
+    results = boot.host_results(g.output)
+    for key, want in (('T-API-RESUME', {'ok': True}), ('T-API-STOP', {'ok': True})):
+        got = reply(results.get(key, ''), key)
+        check(got == want, f'{key}: {got}, expected {want}')
+    s3 = reply(results.get('T-API-STATS3', ''), 'stats after resume')
+    check(s3.get('state') == 'running' and s3['exits']['total'] > s2['exits']['total'],
+          f'stats after resume: {s3}; expected running, with more exits than '
+          f'{s2["exits"]["total"]}')
+    counts = [int(n) for n in re.findall(r"T-COUNT=(\d+)\r?\n", g.output)]
+    check(counts == list(range(1, len(counts) + 1)),
+          f'the guest\'s counts are not 1..N in order (a restart or a lost line?): {counts}')
+
+
+boot.SCENARIOS['api'] = (scenario_api, setup_api)
+
+if __name__ == '__main__':
+    sys.exit(boot.main())
