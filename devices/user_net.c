@@ -46,6 +46,7 @@ struct user_net {
 	struct event_loop *loop;
 	struct event_source frames_ready; /* eventfd: readable while frames wait (backend fd) */
 	struct event_source timer;        /* timerfd: libslirp's next timeout */
+	struct event_work sync_work;      /* one sync_loop after a round's guest frames */
 	struct slirp_fd **fds;            /* by fd number */
 	unsigned nr_fds;
 	int *polled; /* fd of each index libslirp got from the latest fill */
@@ -249,6 +250,11 @@ static void sync_loop(struct user_net *u)
 		log_ratelimited(LOG_ERROR, "net user: timerfd: %s", strerror(errno));
 }
 
+static void sync_work(void *opaque)
+{
+	sync_loop(opaque);
+}
+
 /* libslirp's turn: it reads what the sockets reported, runs its TCP timers, then re-sync. */
 static void run_slirp(struct user_net *u)
 {
@@ -365,7 +371,8 @@ static ssize_t backend_send(void *opaque, const struct iovec *iov, int iovcnt)
 	/* The header says nothing without offloads; a frame past the buffer is cut (and bad). */
 	if (len > VIRTIO_NET_HDR_LEN) {
 		slirp_input(u->slirp, u->buf + VIRTIO_NET_HDR_LEN, (int)(len - VIRTIO_NET_HDR_LEN));
-		sync_loop(u);
+		/* Once after the loop's round, not once per frame of a TX batch. */
+		event_loop_post(u->loop, &u->sync_work);
 	}
 	return (ssize_t)len;
 }
@@ -435,6 +442,7 @@ struct user_net *user_net_open(const struct user_net_config *cfg, struct event_l
 	}
 	u->loop = loop;
 	u->queue_tail = &u->queue;
+	event_work_init(&u->sync_work, sync_work, u);
 	u->frames_ready = (struct event_source){.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
 	u->timer = (struct event_source){
 	        .fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
@@ -470,6 +478,7 @@ void user_net_close(struct user_net *u)
 {
 	if (!u)
 		return;
+	event_loop_cancel(u->loop, &u->sync_work);
 	if (u->slirp)
 		slirp_cleanup(u->slirp); /* unregisters and closes its sockets */
 	for (unsigned fd = 0; fd < u->nr_fds; fd++) {

@@ -68,10 +68,16 @@ struct virtio_vsock_hdr {
 #define VSOCK_SHUTDOWN_RCV  1 /* the sender will receive no more */
 #define VSOCK_SHUTDOWN_SEND 2 /* the sender will send no more */
 
-#define VSOCK_MAX_CONNS   64          /* at once, both directions */
-#define VSOCK_BUF_ALLOC   (256 << 10) /* advertised per connection for the guest's data */
-#define VSOCK_MAX_PAYLOAD (64 << 10)  /* longest RW packet either way */
-#define VSOCK_CONNECT_MAX 32          /* the longest "CONNECT <port>\n" line accepted */
+#define VSOCK_MAX_CONNS 64 /* at once, both directions */
+/*
+ * Host connections still in their handshake (before or after the CONNECT line, until the
+ * guest's RESPONSE), at once: past it the oldest is closed, so host clients that connect and
+ * stall keep at most this many slots from the streams that work.
+ */
+#define VSOCK_MAX_HANDSHAKES 16
+#define VSOCK_BUF_ALLOC      (256 << 10) /* advertised per connection for the guest's data */
+#define VSOCK_MAX_PAYLOAD    (64 << 10)  /* longest RW packet either way */
+#define VSOCK_CONNECT_MAX    32          /* the longest "CONNECT <port>\n" line accepted */
 
 struct virtio_vsock;
 
@@ -93,6 +99,7 @@ struct vsock_conn {
 	uint32_t watching; /* its epoll events */
 	bool readable;     /* the socket may have data: read it when the guest can take it */
 	uint32_t guest_port, host_port;
+	uint64_t accepted; /* host-initiated: when it was accepted, in accept order */
 	/* Control packets owed to the guest, sent before more data. */
 	bool send_rst, send_request, send_response, send_shutdown, send_credit;
 	/* Guest to host: bytes received and forwarded (fwd_cnt), and those waiting for room. */
@@ -124,6 +131,7 @@ struct virtio_vsock {
 
 	/* Under vdev.lock: */
 	uint32_t next_host_port; /* for host-initiated connections */
+	uint64_t next_accept;    /* the accept order of host connections */
 	unsigned next_conn;      /* round robin over connections with work for the guest */
 	bool rx_starved;         /* the receive ring was empty: wait for the driver's notify */
 	bool rx_held;            /* rx_chain was taken from the ring and not used yet */

@@ -302,9 +302,43 @@ void stream_read_line(struct vsock_conn *c)
 	c->peer_buf_alloc = 0; /* no credit until the guest's RESPONSE says its buffer */
 }
 
+/*
+ * Makes room for one more host connection in its handshake: past VSOCK_MAX_HANDSHAKES, the
+ * oldest is closed (with a RST to the guest if it was asked to accept it). True when a RST is
+ * owed.
+ */
+static bool evict_stalled_handshake(struct virtio_vsock *v)
+{
+	struct vsock_conn *oldest = NULL;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vsock_conn *c = &v->conns[i];
+
+		if (!c->used || !c->host_initiated || c->connected || c->send_rst)
+			continue;
+		n++;
+		if (!oldest || c->accepted < oldest->accepted)
+			oldest = c;
+	}
+	if (n < VSOCK_MAX_HANDSHAKES)
+		return false;
+	log_ratelimited(LOG_WARN,
+	                "virtio-vsock: %d host connections in their handshake; the "
+	                "oldest is closed",
+	                VSOCK_MAX_HANDSHAKES);
+	if (oldest->reading_line) {
+		stream_free(oldest); /* the guest never heard of it */
+		return false;
+	}
+	stream_reset(oldest);
+	return true;
+}
+
 static void on_listener(void *opaque, uint32_t events)
 {
 	struct virtio_vsock *v = opaque;
+	bool rst_owed = false;
 
 	(void)events;
 	pthread_mutex_lock(&v->vdev.lock);
@@ -314,6 +348,7 @@ static void on_listener(void *opaque, uint32_t events)
 
 		if (fd < 0)
 			break;
+		rst_owed |= evict_stalled_handshake(v);
 		c = stream_new(v, fd);
 		if (!c) {
 			log_ratelimited(LOG_WARN,
@@ -324,9 +359,12 @@ static void on_listener(void *opaque, uint32_t events)
 			continue;
 		}
 		c->host_initiated = c->reading_line = true;
+		c->accepted = v->next_accept++;
 		stream_update_watch(c);
 	}
 	pthread_mutex_unlock(&v->vdev.lock);
+	if (rst_owed)
+		event_loop_post(v->loop, &v->resume);
 }
 
 /* A connected socket to PATH_<port>, or -errno (nobody listens there). */

@@ -1323,14 +1323,17 @@ START_TEST(connection_limit)
 {
 	struct fixture *f = setup();
 	int fds[VSOCK_MAX_CONNS], extra, lfd = host_listen(f, 6000), afd;
-	struct gstream s = {.gport = 1000, .hport = 6000, .buf_alloc = 4096}, first;
-	uint32_t hports[VSOCK_MAX_CONNS] = {0};
-	char line[32];
+	struct gstream s = {.gport = 1000, .hport = 6000, .buf_alloc = 4096};
+	struct gstream streams[VSOCK_MAX_CONNS];
 
 	rx_post(f, 128);
-	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
-		fds[i] = host_dial(f);
-	serve(f);
+	/* 64 working streams, each with a host port of its own. */
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		fds[i] = open_host_stream(f, 100 + i, 4096, &streams[i]);
+		ck_assert_uint_ge(streams[i].hport, 1u << 30);
+		for (unsigned j = 0; j < i; j++)
+			ck_assert_uint_ne(streams[j].hport, streams[i].hport);
+	}
 	extra = host_dial(f);
 	serve(f);
 	host_expect_eof(extra); /* the one too many is closed */
@@ -1344,27 +1347,9 @@ START_TEST(connection_limit)
 	ck_assert_int_ge(afd, 0);
 	host_expect_eof(afd);
 	close(afd);
-	/* All 64 still work, each with a host port of its own. */
-	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
-		snprintf(line, sizeof(line), "CONNECT %u\n", 100 + i);
-		host_puts(fds[i], line);
-	}
-	serve(f);
-	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
-		struct pkt *p = rx_expect(f, VSOCK_OP_REQUEST);
-		uint32_t port = p->h.dst_port - 100;
-
-		ck_assert_uint_lt(port, VSOCK_MAX_CONNS);
-		ck_assert_uint_eq(hports[port], 0);
-		ck_assert_uint_ge(p->h.src_port, 1u << 30);
-		for (unsigned j = 0; j < VSOCK_MAX_CONNS; j++)
-			ck_assert_uint_ne(hports[j], p->h.src_port);
-		hports[port] = p->h.src_port;
-	}
 	rx_expect_none(f);
-	/* The guest refuses one: its slot takes a new stream. */
-	first = (struct gstream){.gport = 100, .hport = hports[0]};
-	gsend(f, &first, VSOCK_OP_RST, 0, NULL, 0);
+	/* The guest ends one: its slot takes a new stream. */
+	gsend(f, &streams[0], VSOCK_OP_RST, 0, NULL, 0);
 	host_expect_eof(fds[0]);
 	gsend(f, &s, VSOCK_OP_REQUEST, 0, NULL, 0);
 	rx_expect(f, VSOCK_OP_RESPONSE);
@@ -1375,6 +1360,59 @@ START_TEST(connection_limit)
 	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
 		close(fds[i]);
 	close(lfd);
+	teardown(f);
+}
+END_TEST
+
+/*
+ * Host clients that connect and stall (no CONNECT line, or no RESPONSE from the guest) hold
+ * at most VSOCK_MAX_HANDSHAKES slots: past that the oldest is closed, with a RST to the guest
+ * when it had been asked to accept it, and the streams that work are untouched.
+ */
+START_TEST(stalled_handshakes_bounded)
+{
+	struct fixture *f = setup();
+	int fds[VSOCK_MAX_HANDSHAKES + 2], working;
+	struct gstream ok, asked;
+	struct pkt *p;
+
+	rx_post(f, 64);
+	working = open_host_stream(f, 99, 4096, &ok);
+	/* The oldest handshake: a CONNECT line the guest never answers. */
+	fds[0] = host_dial(f);
+	host_puts(fds[0], "CONNECT 7\n");
+	serve(f);
+	p = rx_expect(f, VSOCK_OP_REQUEST);
+	asked = (struct gstream){.gport = 7, .hport = p->h.src_port};
+	for (unsigned i = 1; i < VSOCK_MAX_HANDSHAKES; i++) {
+		fds[i] = host_dial(f);
+		serve(f);
+	}
+	for (unsigned i = 0; i < VSOCK_MAX_HANDSHAKES; i++)
+		host_expect_open(fds[i]);
+	/* One more: the oldest goes, and the guest hears it is gone. */
+	fds[VSOCK_MAX_HANDSHAKES] = host_dial(f);
+	serve(f);
+	host_expect_closed(fds[0]);
+	p = rx_expect(f, VSOCK_OP_RST);
+	ck_assert_uint_eq(p->h.dst_port, asked.gport);
+	ck_assert_uint_eq(p->h.src_port, asked.hport);
+	ck_assert(!conn_open(f, asked.gport, asked.hport));
+	/* And one more: the next oldest, which never sent its line, goes without a packet. */
+	fds[VSOCK_MAX_HANDSHAKES + 1] = host_dial(f);
+	serve(f);
+	host_expect_closed(fds[1]);
+	rx_expect_none(f);
+	for (unsigned i = 2; i < VSOCK_MAX_HANDSHAKES + 2; i++)
+		host_expect_open(fds[i]);
+	host_expect_open(working);
+	/* The newest still connects. */
+	host_puts(fds[VSOCK_MAX_HANDSHAKES + 1], "CONNECT 8\n");
+	serve(f);
+	ck_assert_uint_eq(rx_expect(f, VSOCK_OP_REQUEST)->h.dst_port, 8);
+	for (unsigned i = 0; i < VSOCK_MAX_HANDSHAKES + 2; i++)
+		close(fds[i]);
+	close(working);
 	teardown(f);
 }
 END_TEST
@@ -1604,6 +1642,7 @@ static Suite *vsock_suite(void)
 	tcase_add_test(host, malformed_connect_lines);
 	tcase_add_test(host, connect_line_in_pieces);
 	tcase_add_test(host, connect_line_eof_before_newline);
+	tcase_add_test(host, stalled_handshakes_bounded);
 	tcase_add_test(guest, guest_initiated);
 	tcase_add_test(flow, credit_limits_host_to_guest);
 	tcase_add_test(flow, guest_past_credit_reset);
