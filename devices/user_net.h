@@ -63,8 +63,7 @@ struct virtio_net_backend;
  * Sets up the network of @cfg on @loop: the Slirp instance and every port forward's host
  * socket (bound and listening now, so a taken port fails here). Returns the instance, or NULL
  * with one line in @err such as "--net user: cannot forward tcp:0.0.0.0:8022-10.0.2.15:22:
- * Address already in use". A vmm built without libslirp (the static aarch64 cross build:
- * Debian ships no static libslirp) fails here, saying so. Set-up time (main thread).
+ * Address already in use". Set-up time (main thread).
  */
 struct user_net *user_net_open(const struct user_net_config *cfg, struct event_loop *loop,
                                char *err, size_t errlen);

@@ -1,7 +1,4 @@
-/*
- * The hostfwd syntax of --net user (user_net.h), QEMU's: always built, since --net is parsed
- * even by a vmm without libslirp.
- */
+/* The hostfwd syntax of --net user (user_net.h), QEMU's; parsed without libslirp. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>

@@ -97,9 +97,10 @@ int vm_pause(struct vm *vm, char *err, size_t errlen)
 	if (!all)
 		set_wanted(p, false);
 	pthread_mutex_unlock(&p->lock);
-	if (!all)
-		snprintf(err, errlen,
-		         stopping(vm) ? "the VM is stopping" : "the vCPUs did not stop within 5 s");
+	if (!all && stopping(vm))
+		snprintf(err, errlen, "the VM is stopping");
+	else if (!all)
+		snprintf(err, errlen, "the vCPUs did not stop within %d s", PAUSE_TIMEOUT_SEC);
 	return all ? 0 : -1;
 }
 
