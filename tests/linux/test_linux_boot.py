@@ -477,7 +477,7 @@ def scenario_net(g, run, _):
     check(step(NET_GUEST[2], 'T-PING0') == '0', 'the guest cannot ping the host on tap0')
     check(step(NET_GUEST[3], 'T-PING1') == '0', 'the guest cannot ping the host on tap1')
     got = step(NET_GUEST[4], 'T-H2G-GOT', r'[0-9a-f]{64}')
-    check(got == sent, f'64 MiB host to guest: sha256 {got} in the guest, {sent} sent')
+    check(got == sent, f'{NET_BYTES >> 20} MiB host to guest: sha256 {got} in the guest, {sent} sent')
     g.send(NET_GUEST[5].replace('@BYTES@', str(NET_BYTES)) + '\n')
     gsent = g.expect(r'T-G2H-SENT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the guest file checksum').group(1)
     try:
@@ -486,7 +486,7 @@ def scenario_net(g, run, _):
     except harness.GuestTimeout as e:
         probe_stalled_guest(g)
         raise TransferStalled(str(e)) from e
-    check(ggot == gsent, f'64 MiB guest to host: sha256 {ggot} on the host, {gsent} sent')
+    check(ggot == gsent, f'{NET_BYTES >> 20} MiB guest to host: sha256 {ggot} on the host, {gsent} sent')
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
