@@ -48,6 +48,12 @@
  * exits; it has one UART (COM1), and probing the other three legacy ports costs 18.
  */
 #define ARCH_DEFAULT_ARGS " pci=noearly 8250.nr_uarts=1"
+/* What a snapshot reads from KVM (arch/x86_64/snapshot.c), for the event loop's filter. */
+#define ARCH_SNAPSHOT_IOCTLS                                                                       \
+	KVM_CHECK_EXTENSION, KVM_GET_MSR_INDEX_LIST, KVM_GET_MP_STATE, KVM_GET_REGS,               \
+	        KVM_GET_SREGS, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_GET_LAPIC,         \
+	        KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_MSRS, KVM_GET_CLOCK,               \
+	        KVM_GET_IRQCHIP, KVM_GET_PIT2
 
 #elif defined(__aarch64__)
 #include "arch/aarch64/layout.h"
@@ -74,6 +80,8 @@
 #define ARCH_HAS_PCI         false
 #define ARCH_HAS_TEST_DEVICE false
 #define ARCH_DEFAULT_ARGS    ""
+/* Snapshots are x86_64-only so far: nothing to read. */
+#define ARCH_SNAPSHOT_IOCTLS KVM_CHECK_EXTENSION
 
 #else
 #error "vmm has no back-end for this architecture"

@@ -144,3 +144,39 @@ void cmos_destroy(struct cmos *cmos)
 {
 	pthread_mutex_destroy(&cmos->lock);
 }
+
+/* The index and the NVRAM; the clock registers read the host's time whenever read. */
+static int cmos_save(void *opaque, struct snap_writer *w, char *err, size_t errlen)
+{
+	struct cmos *cmos = opaque;
+
+	(void)err;
+	(void)errlen;
+	pthread_mutex_lock(&cmos->lock);
+	snap_put_u8(w, cmos->index);
+	snap_put_bytes(w, cmos->nvram, sizeof(cmos->nvram));
+	pthread_mutex_unlock(&cmos->lock);
+	return 0;
+}
+
+static int cmos_load(void *opaque, struct snap_cursor *c, char *err, size_t errlen)
+{
+	struct cmos *cmos = opaque;
+	uint8_t index = snap_get_u8(c), nvram[sizeof(cmos->nvram)];
+	int ret;
+
+	snap_get_bytes(c, nvram, sizeof(nvram));
+	ret = snap_cursor_finish(c, err, errlen);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&cmos->lock);
+	cmos->index = index & 0x7f;
+	memcpy(cmos->nvram, nvram, sizeof(nvram));
+	pthread_mutex_unlock(&cmos->lock);
+	return 0;
+}
+
+int cmos_snapshot_add(struct cmos *cmos, struct snapshot_parts *parts)
+{
+	return snapshot_add(parts, "CMOS", 0, cmos_save, cmos_load, cmos);
+}

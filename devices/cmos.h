@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "vmm/bus.h"
+#include "vmm/snapshot.h"
 
 struct cmos {
 	pthread_mutex_t lock;
@@ -19,6 +20,8 @@ struct cmos {
 
 void cmos_init(struct cmos *cmos);
 void cmos_destroy(struct cmos *cmos);
+/* Registers @cmos as snapshot part "CMOS". */
+int cmos_snapshot_add(struct cmos *cmos, struct snapshot_parts *parts) MUST_CHECK;
 
 /* Register at port 0x70 with length 2, opaque = struct cmos. */
 extern const struct bus_ops cmos_bus_ops;

@@ -22,7 +22,9 @@
  */
 #include "devices/i8042.h"
 
+#include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vmm/log.h"
@@ -252,4 +254,51 @@ void i8042_init(struct i8042 *kbc, void (*reset)(void *opaque), void *opaque)
 void i8042_destroy(struct i8042 *kbc)
 {
 	pthread_mutex_destroy(&kbc->lock);
+}
+
+static int i8042_save(void *opaque, struct snap_writer *w, char *err, size_t errlen)
+{
+	struct i8042 *kbc = opaque;
+
+	(void)err;
+	(void)errlen;
+	pthread_mutex_lock(&kbc->lock);
+	snap_put_bytes(w,
+	               (uint8_t[]){kbc->command_byte, kbc->pending_cmd, kbc->output_port,
+	                           kbc->last_out, (uint8_t)kbc->out_count},
+	               5);
+	snap_put_bytes(w, kbc->out, sizeof(kbc->out));
+	pthread_mutex_unlock(&kbc->lock);
+	return 0;
+}
+
+static int i8042_load(void *opaque, struct snap_cursor *c, char *err, size_t errlen)
+{
+	struct i8042 *kbc = opaque;
+	uint8_t regs[5], out[sizeof(kbc->out)];
+	int ret;
+
+	snap_get_bytes(c, regs, sizeof(regs));
+	snap_get_bytes(c, out, sizeof(out));
+	ret = snap_cursor_finish(c, err, errlen);
+	if (!ret && regs[4] > sizeof(out)) {
+		snprintf(err, errlen, "%u bytes in a %zu-byte output queue", regs[4], sizeof(out));
+		ret = -EINVAL;
+	}
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&kbc->lock);
+	kbc->command_byte = regs[0];
+	kbc->pending_cmd = regs[1];
+	kbc->output_port = regs[2];
+	kbc->last_out = regs[3];
+	kbc->out_count = regs[4];
+	memcpy(kbc->out, out, sizeof(out));
+	pthread_mutex_unlock(&kbc->lock);
+	return 0;
+}
+
+int i8042_snapshot_add(struct i8042 *kbc, struct snapshot_parts *parts)
+{
+	return snapshot_add(parts, "KBC ", 0, i8042_save, i8042_load, kbc);
 }

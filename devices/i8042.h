@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "vmm/bus.h"
+#include "vmm/snapshot.h"
 
 struct i8042 {
 	pthread_mutex_t lock;
@@ -25,6 +26,8 @@ struct i8042 {
 
 void i8042_init(struct i8042 *kbc, void (*reset)(void *opaque), void *opaque);
 void i8042_destroy(struct i8042 *kbc);
+/* Registers @kbc as snapshot part "KBC ". */
+int i8042_snapshot_add(struct i8042 *kbc, struct snapshot_parts *parts) MUST_CHECK;
 
 /* Register at port 0x60 with length 1 and at port 0x64 with length 1, opaque = struct i8042. */
 extern const struct bus_ops i8042_data_ops;

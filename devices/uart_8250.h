@@ -14,6 +14,7 @@
 
 #include "vmm/bus.h"
 #include "vmm/irq.h"
+#include "vmm/snapshot.h"
 
 #define UART_RX_FIFO_SIZE 256
 #define UART_TX_FIFO_SIZE 16 /* the 16550A's: what Linux writes per THRE interrupt */
@@ -53,6 +54,9 @@ struct uart_8250 {
 void uart_init(struct uart_8250 *uart, const struct irq_line *irq,
                const struct uart_backend *backend);
 void uart_destroy(struct uart_8250 *uart);
+/* Registers @uart as snapshot part "UART" @instance. */
+int uart_snapshot_add(struct uart_8250 *uart, struct snapshot_parts *parts,
+                      uint32_t instance) MUST_CHECK;
 
 /*
  * Queues host input for the guest. Returns how many bytes were accepted (fewer than @len when

@@ -51,6 +51,16 @@ static int dispatch(const struct api_ops *ops, void *opaque, const json_t *reque
 		snprintf(err, errlen, "\"op\" must be a string");
 		return -1;
 	}
+	if (!strcmp(name, "snapshot")) {
+		const char *dir = json_string_value(json_object_get(request, "dir"));
+
+		if (json_object_size(request) != 2 || !dir || !*dir) {
+			snprintf(err, errlen,
+			         "snapshot takes one more field, \"dir\": a directory");
+			return -1;
+		}
+		return ops->snapshot(opaque, dir, err, errlen);
+	}
 	if (json_object_size(request) != 1) {
 		snprintf(err, errlen, "%.60s takes no other fields", name);
 		return -1;
@@ -63,7 +73,7 @@ static int dispatch(const struct api_ops *ops, void *opaque, const json_t *reque
 		return ops->resume(opaque, err, errlen);
 	if (!strcmp(name, "stop"))
 		return ops->stop(opaque, err, errlen);
-	snprintf(err, errlen, "unknown op \"%.60s\" (pause, resume, stop, stats)", name);
+	snprintf(err, errlen, "unknown op \"%.60s\" (pause, resume, stop, stats, snapshot)", name);
 	return -1;
 }
 

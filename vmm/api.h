@@ -2,9 +2,9 @@
  * --api-socket PATH: a Unix socket (mode 0600) that takes one JSON object per line and
  * answers each with one line, {"ok":true,...} or {"ok":false,"error":"..."}. Requests:
  * {"op":"pause"}, {"op":"resume"}, {"op":"stop"} (as a guest power-off: status 0) and
- * {"op":"stats"}. A line that is not a JSON object, an unknown op, a missing field or a line
- * over API_LINE_MAX bytes gets an error reply and changes nothing. Up to API_MAX_CLIENTS
- * connections at once; more are told so and closed.
+ * {"op":"stats"} and {"op":"snapshot","dir":"DIR"} (vmm/snapshot.h). A line that is not a JSON
+ * object, an unknown op, a missing field or a line over API_LINE_MAX bytes gets an error reply and
+ * changes nothing. Up to API_MAX_CLIENTS connections at once; more are told so and closed.
  *
  * Threads: the listener and the clients are event-loop sources; everything here runs on the
  * event-loop thread. What a request does to the VM is up to struct api_ops.
@@ -30,6 +30,8 @@ struct api_ops {
 	int (*resume)(void *opaque, char *err, size_t errlen);
 	int (*stop)(void *opaque, char *err, size_t errlen);
 	int (*stats)(void *opaque, json_t *reply, char *err, size_t errlen);
+	/* {"op":"snapshot","dir":DIR}: @dir is a non-empty string. */
+	int (*snapshot)(void *opaque, const char *dir, char *err, size_t errlen);
 };
 
 /* The reply line (malloc'd, no newline; NULL when out of memory) to one request line. */

@@ -36,6 +36,7 @@ enum {
 	OPT_SECCOMP,
 	OPT_VSOCK,
 	OPT_API_SOCKET,
+	OPT_RESTORE,
 };
 
 static const struct option long_options[] = {
@@ -65,6 +66,7 @@ static const struct option long_options[] = {
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"vsock", required_argument, NULL, OPT_VSOCK},
         {"api-socket", required_argument, NULL, OPT_API_SOCKET},
+        {"restore", required_argument, NULL, OPT_RESTORE},
         {NULL, 0, NULL, 0},
 };
 
@@ -129,7 +131,11 @@ ARCH_HELP_INTRO
 "                        exit (to boot it elsewhere, or look inside)\n"
 "      --api-socket PATH a control socket (Unix, mode 0600) taking one JSON request per\n"
 "                        line, answered by one line: {\"op\":\"pause\"}, \"resume\",\n"
-"                        \"stop\" (as a guest power-off) or \"stats\" (see README)\n"
+"                        \"stop\" (as a guest power-off), \"stats\", or \"snapshot\" with\n"
+"                        \"dir\":\"DIR\" (pauses and saves the VM there; see README)\n"
+"      --restore DIR     continue the VM saved in snapshot DIR where it stopped (its\n"
+"                        machine comes from DIR; only --api-socket, --timeout,\n"
+"                        --log-level, --stats and --seccomp may be given with it)\n"
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
@@ -274,6 +280,14 @@ static enum config_result check_run_config(struct vm_config *cfg, char *err, siz
 
 static enum config_result check_config(struct vm_config *cfg, char *err, size_t errlen)
 {
+	if (cfg->restore_dir) {
+		if (cfg->nr_machine_args)
+			return fail(err, errlen,
+			            "--%s cannot be given with --restore: the machine comes from "
+			            "the snapshot",
+			            config_option_name(cfg->machine_args[0].opt));
+		return CONFIG_OK;
+	}
 	if (!cfg->kernel_path)
 		return fail(err, errlen, "no kernel given: use --kernel PATH (see --help)");
 	if (cfg->mem_size < ARCH_MIN_RAM)
@@ -285,6 +299,43 @@ static enum config_result check_config(struct vm_config *cfg, char *err, size_t 
 		return fail(err, errlen, "--mem: at most %llu GiB are supported",
 		            (unsigned long long)(ARCH_MAX_RAM / GIB));
 	return check_run_config(cfg, err, errlen);
+}
+
+/*
+ * Options about this run of vmm rather than the machine: a snapshot does not keep them, and
+ * --restore takes only these.
+ */
+static bool is_session_option(int opt)
+{
+	switch (opt) {
+	case OPT_API_SOCKET:
+	case OPT_TIMEOUT:
+	case OPT_STATS:
+	case OPT_LOG_LEVEL:
+	case OPT_SECCOMP:
+	case OPT_RESTORE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+const char *config_option_name(int opt)
+{
+	for (const struct option *o = long_options; o->name; o++)
+		if (o->val == opt)
+			return o->name;
+	return "?";
+}
+
+void config_take_session(struct vm_config *machine, const struct vm_config *session)
+{
+	machine->api_socket = session->api_socket;
+	machine->timeout_sec = session->timeout_sec;
+	machine->stats = session->stats;
+	machine->log_level = session->log_level;
+	machine->seccomp = session->seccomp;
+	machine->restore_dir = session->restore_dir;
 }
 
 static enum config_result parse_option(int opt, const char *arg, struct vm_config *cfg, char *err,
@@ -374,6 +425,11 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 		if (config_parse_vsock(arg, &cfg->vsock, err, errlen))
 			return CONFIG_ERROR;
 		break;
+	case OPT_RESTORE:
+		if (!*arg)
+			return fail(err, errlen, "--restore: the directory is empty");
+		cfg->restore_dir = arg;
+		break;
 	case OPT_API_SOCKET:
 		if (cfg->api_socket)
 			return fail(err, errlen, "--api-socket: given twice");
@@ -444,6 +500,13 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 		result = parse_option(opt, optarg, out, err, errlen);
 		if (result != CONFIG_OK)
 			return result;
+		if (!is_session_option(opt)) {
+			if (out->nr_machine_args == CONFIG_MAX_MACHINE_ARGS)
+				return fail(err, errlen, "more than %d options",
+				            CONFIG_MAX_MACHINE_ARGS);
+			out->machine_args[out->nr_machine_args++] =
+			        (struct config_arg){opt, optarg};
+		}
 	}
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);

@@ -10,16 +10,17 @@
 #include "devices/user_net.h"
 #include "vmm/log.h"
 
-#define CONFIG_DEFAULT_MEM  (512 * MIB)
-#define CONFIG_MAX_CPUS     255 /* xAPIC IDs are 8 bits */
-#define CONFIG_DEFAULT_ARGS "console=ttyS0 panic=-1 reboot=k"
-#define CONFIG_MAX_DISKS    8
-#define CONFIG_SERIAL_MAX   20 /* virtio-blk GET_ID returns at most 20 bytes */
-#define CONFIG_MAX_NETS     4
-#define CONFIG_TAP_NAME_MAX 15 /* IFNAMSIZ - 1 */
-#define CONFIG_MAX_SHARES   8
-#define CONFIG_TAG_MAX      36         /* virtio-fs tag bytes */
-#define CONFIG_ROOT_TAG     "vmm-root" /* --run: the host's / */
+#define CONFIG_DEFAULT_MEM      (512 * MIB)
+#define CONFIG_MAX_CPUS         255 /* xAPIC IDs are 8 bits */
+#define CONFIG_DEFAULT_ARGS     "console=ttyS0 panic=-1 reboot=k"
+#define CONFIG_MAX_DISKS        8
+#define CONFIG_SERIAL_MAX       20 /* virtio-blk GET_ID returns at most 20 bytes */
+#define CONFIG_MAX_NETS         4
+#define CONFIG_TAP_NAME_MAX     15 /* IFNAMSIZ - 1 */
+#define CONFIG_MAX_SHARES       8
+#define CONFIG_TAG_MAX          36         /* virtio-fs tag bytes */
+#define CONFIG_ROOT_TAG         "vmm-root" /* --run: the host's / */
+#define CONFIG_MAX_MACHINE_ARGS 64
 
 /* Exit statuses (vmm's own; with --run the command's status passes through as it is). */
 #define EXIT_VMM_ERROR   1
@@ -59,6 +60,12 @@ struct vsock_config {
 	uint64_t cid;
 };
 
+/* One option as given (a pointer into argv): what a snapshot saves to rebuild the machine. */
+struct config_arg {
+	int opt;
+	const char *value; /* NULL for an option without one */
+};
+
 enum virtio_transport_kind { TRANSPORT_PCI, TRANSPORT_MMIO };
 enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
@@ -91,6 +98,10 @@ struct vm_config {
 	const char *virtiofsd;      /* NULL: search PATH, /usr/libexec, /usr/lib/qemu */
 	const char *console_log;    /* NULL: kernel messages are kept in memory only (--run) */
 	const char *save_initramfs; /* write --run's initramfs there and exit */
+	const char *restore_dir;    /* --restore DIR: the machine and its state from a snapshot */
+	/* The options that describe the machine, in order (not --api-socket, --timeout, ...). */
+	struct config_arg machine_args[CONFIG_MAX_MACHINE_ARGS];
+	unsigned nr_machine_args;
 };
 
 enum config_result {
@@ -106,6 +117,15 @@ enum config_result {
  */
 enum config_result config_parse(int argc, char *const argv[], struct vm_config *out, char *err,
                                 size_t errlen);
+
+/* The long name of option @opt (a struct config_arg's), without the dashes. */
+const char *config_option_name(int opt);
+
+/*
+ * For --restore: @machine, parsed from a snapshot's options, takes this run's own options
+ * (--api-socket, --timeout, --stats, --log-level, --seccomp, --restore) from @session.
+ */
+void config_take_session(struct vm_config *machine, const struct vm_config *session);
 
 /* Prints the --help text. */
 void config_usage(FILE *out);

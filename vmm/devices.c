@@ -73,6 +73,7 @@ static int attach_pci(struct vm *vm, struct virtio_dev *vdev, const char *what)
 /* Attaches @vdev to the transport the config chose; @what names it in errors. */
 static int attach(struct vm *vm, struct virtio_dev *vdev, const char *what)
 {
+	snapshot_unsupported(&vm->snapshot, what);
 	if (vm->config->transport == TRANSPORT_PCI && vm->devices.has_pci)
 		return attach_pci(vm, vdev, what);
 	return attach_mmio(vm, vdev, what);
@@ -99,6 +100,8 @@ static int create_pci_host(struct vm *vm)
 	/* CONFIG_ADDRESS only latches; the CONFIG_DATA access after it exits and replays it. */
 	if (!ret && layout.config_port)
 		ret = coalesced_io_add_pio(&vm->coalesced, layout.config_port, 4);
+	if (!ret)
+		ret = pci_host_snapshot_add(&d->pci, &vm->snapshot);
 	if (ret)
 		log_error("cannot set up the PCI host bridge: %s", strerror(-ret));
 	return ret;

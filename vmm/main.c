@@ -5,16 +5,41 @@
 #include "vmm/log.h"
 #include "vmm/run_initramfs.h"
 #include "vmm/sandbox.h"
+#include "vmm/snapshot.h"
 #include "vmm/vm.h"
+
+/*
+ * --restore DIR: @machine is the configuration the snapshot saved, with this run's own
+ * options (--api-socket, --timeout, ...) from @session. Returns 0 or an exit status.
+ */
+static int restore_config(const struct vm_config *session, struct snapshot_config *snap,
+                          struct vm_config *machine)
+{
+	char err[600];
+
+	if (snapshot_config_load(session->restore_dir, snap, err, sizeof(err))) {
+		fprintf(stderr, "vmm: %s\n", err);
+		return EXIT_VMM_ERROR;
+	}
+	if (config_parse(snap->argc, snap->argv, machine, err, sizeof(err)) != CONFIG_OK) {
+		fprintf(stderr, "vmm: --restore %s: the saved options: %s\n", session->restore_dir,
+		        err);
+		snapshot_config_free(snap);
+		return EXIT_VMM_ERROR;
+	}
+	config_take_session(machine, session);
+	return 0;
+}
 
 int main(int argc, char *argv[])
 {
-	struct vm_config config;
+	struct vm_config session, config;
+	struct snapshot_config snap = {0};
 	struct vm *vm;
 	char err[256];
 	int status;
 
-	switch (config_parse(argc, argv, &config, err, sizeof(err))) {
+	switch (config_parse(argc, argv, &session, err, sizeof(err))) {
 	case CONFIG_HELP:
 		config_usage(stdout);
 		return 0;
@@ -27,12 +52,18 @@ int main(int argc, char *argv[])
 	case CONFIG_OK:
 		break;
 	}
+	if (!session.restore_dir)
+		config = session;
+	else if ((status = restore_config(&session, &snap, &config)))
+		return status;
 	log_set_level(config.log_level);
 	if (config.save_initramfs)
 		return run_save_initramfs(&config, config.save_initramfs) ? EXIT_RUN_CANNOT : 0;
 	/* With --run, a test that cannot even start is one git bisect run should skip. */
-	if (vm_create(&config, &vm))
+	if (vm_create(&config, session.restore_dir ? &snap : NULL, &vm)) {
+		snapshot_config_free(&snap);
 		return config.run_cmd ? EXIT_RUN_CANNOT : EXIT_VMM_ERROR;
+	}
 	/* Set-up is done (devices, TAPs, KVM, virtiofsd): no capability is needed past here. */
 	if (sandbox_enter(config.seccomp, err, sizeof(err))) {
 		fprintf(stderr, "vmm: %s\n", err);
@@ -41,5 +72,6 @@ int main(int argc, char *argv[])
 	}
 	status = vm_run(vm);
 	vm_destroy(vm);
+	snapshot_config_free(&snap);
 	return status;
 }

@@ -48,6 +48,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch/arch.h"
 #include "vmm/config.h"
 #include "vmm/log.h"
 
@@ -131,11 +132,19 @@ static const struct allow unix_socket_syscalls[] = {
         ALLOW("shutdown"),
 };
 
-/* --api-socket: the event-loop thread accepts clients and asks what guest RAM is resident. */
+/*
+ * --api-socket: the event-loop thread accepts clients, asks what guest RAM is resident, and
+ * writes snapshots (a directory, its files created, synced and renamed into place).
+ */
 static const struct allow api_syscalls[] = {
-        ALLOW("accept4"),
-        ALLOW("mincore"),
+        ALLOW("accept4"),  ALLOW("mincore"),  ALLOW("mkdir"),     ALLOW("mkdirat"),
+        ALLOW("openat"),   ALLOW("open"),     ALLOW("ftruncate"), ALLOW("fsync"),
+        ALLOW("rename"),   ALLOW("renameat"), ALLOW("renameat2"), ALLOW("unlink"),
+        ALLOW("unlinkat"),
 };
+
+/* A snapshot reads the vCPUs' and the VM's state from KVM (every vCPU parked). */
+static const unsigned long api_ioctls[] = {ARCH_SNAPSHOT_IOCTLS};
 
 /* Read-only opens: no write access, creation, truncation or O_PATH handles. */
 #define OPEN_WRITE_FLAGS (O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND | O_PATH | O_TMPFILE)
@@ -346,6 +355,8 @@ static int compile(const struct kind *k, struct sock_fprog *out, char *err, size
 		ret = add_allows(ctx, LIST(unix_socket_syscalls), err, errlen);
 	if (!ret && k == &kinds[SANDBOX_MAIN] && state.api)
 		ret = add_allows(ctx, LIST(api_syscalls), err, errlen);
+	if (!ret && k == &kinds[SANDBOX_MAIN] && state.api)
+		ret = add_ioctls(ctx, LIST(api_ioctls), err, errlen);
 	if (!ret && k == &kinds[SANDBOX_MAIN] && state.user_net) {
 		ret = add_allows(ctx, LIST(user_net_syscalls), err, errlen);
 		if (!ret)

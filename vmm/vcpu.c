@@ -186,6 +186,12 @@ static void *vcpu_thread(void *opaque)
 {
 	struct vcpu *vcpu = opaque;
 	struct vm *vm = vcpu->vm;
+	/*
+	 * No exit is half done: KVM finishes the one vmm handled last (an IN's data into RAX, a
+	 * string I/O's next step) only at the next KVM_RUN. A vCPU parks only once a KVM_RUN
+	 * returned EINTR, which KVM does after finishing it, so a snapshot sees whole state.
+	 */
+	bool settled = true;
 	sigset_t kick;
 
 	if (sandbox_thread_enter(SANDBOX_VCPU)) {
@@ -200,15 +206,19 @@ static void *vcpu_thread(void *opaque)
 
 		if (__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE))
 			break;
-		if (vm_paused(vm)) {
+		if (vm_paused(vm) && settled) {
 			vm_park_vcpu(vm);
 			continue;
 		}
+		if (vm_paused(vm))
+			__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_RELEASE);
 		ret = ioctl(vcpu->fd, KVM_RUN, 0);
 		if (ret < 0 && (errno == EINTR || errno == EAGAIN)) {
 			vcpu->run->immediate_exit = 0;
+			settled = errno == EINTR;
 			continue;
 		}
+		settled = false;
 		if (ret < 0) {
 			char why[64];
 			snprintf(why, sizeof(why), "KVM_RUN failed on vCPU %u: %s", vcpu->id,

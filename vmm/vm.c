@@ -118,7 +118,16 @@ static int setup_memory(struct vm *vm)
 	/* A vhost-user back-end (virtiofsd) maps guest RAM too. */
 	vm->mem.shared = vm->config->run_cmd || vm->config->nr_shares;
 	ret = arch_memory_init(&vm->mem, vm->config->mem_size);
-	if (!ret && vm->mem.huge_pages_off)
+	if (!ret && vm->restore) {
+		char err[600];
+
+		ret = snapshot_map_ram(vm, vm->config->restore_dir, err, sizeof(err));
+		if (ret) {
+			log_error("--restore %s: %s", vm->config->restore_dir, err);
+			return ret;
+		}
+	}
+	if (!ret && vm->mem.huge_pages_off && !vm->restore)
 		log_info("guest RAM in 4 KiB pages (more exits when nested): %s",
 		         vm->mem.huge_pages_off);
 	if (ret) {
@@ -204,6 +213,17 @@ static int check_run_host(struct vm *vm)
 	return -ENOTSUP;
 }
 
+/* In place of loading a kernel: every part's state from the snapshot. */
+static int restore_state(struct vm *vm)
+{
+	char err[600];
+	int ret = snapshot_load_parts(vm, vm->restore, err, sizeof(err));
+
+	if (ret)
+		log_error("--restore %s: %s", vm->config->restore_dir, err);
+	return ret;
+}
+
 static int vm_build(struct vm *vm)
 {
 	int ret = check_run_host(vm);
@@ -244,7 +264,7 @@ static int vm_build(struct vm *vm)
 	if (!ret)
 		ret = devices_create(vm);
 	if (!ret)
-		ret = arch_vm_load(vm);
+		ret = vm->restore ? restore_state(vm) : arch_vm_load(vm);
 	if (ret)
 		return ret;
 	ret = coalesced_io_start(&vm->coalesced, vm->kvm_fd, vm->vm_fd, vm->vcpus[0].run,
@@ -254,7 +274,8 @@ static int vm_build(struct vm *vm)
 	return ret;
 }
 
-int vm_create(const struct vm_config *config, struct vm **out)
+int vm_create(const struct vm_config *config, const struct snapshot_config *restore,
+              struct vm **out)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 	int ret;
@@ -264,6 +285,7 @@ int vm_create(const struct vm_config *config, struct vm **out)
 		return -ENOMEM;
 	}
 	vm->config = config;
+	vm->restore = restore;
 	vm->console_write = chardev_write_cb;
 	vm->console_opaque = &vm->console;
 	vm->kvm_fd = vm->vm_fd = vm->statm_fd = -1;
@@ -507,6 +529,7 @@ void vm_destroy(struct vm *vm)
 	bus_free(&vm->mmio);
 	coalesced_io_destroy(&vm->coalesced);
 	guest_memory_free(&vm->mem);
+	snapshot_parts_free(&vm->snapshot);
 	close_fd(vm->vm_fd);
 	close_fd(vm->kvm_fd);
 	pthread_mutex_destroy(&vm->stop_lock);

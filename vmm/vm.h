@@ -14,6 +14,7 @@
 #include "vmm/event_loop.h"
 #include "vmm/memory.h"
 #include "vmm/shares.h"
+#include "vmm/snapshot.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm_control.h"
 
@@ -41,6 +42,9 @@ struct vm {
 	struct shares shares; /* --share, and --run's root */
 	struct run *run;      /* test-run mode, or NULL */
 
+	struct snapshot_parts snapshot;        /* every part with state, in restore order */
+	const struct snapshot_config *restore; /* --restore: the snapshot's state, or NULL */
+
 	struct vm_pause pause; /* vm_control.h */
 	struct api *api;       /* --api-socket, or NULL */
 	int statm_fd;          /* /proc/self/statm for the API's stats, or -1 */
@@ -53,10 +57,13 @@ struct vm {
 };
 
 /*
- * Builds the VM described by @config: /dev/kvm, guest memory, machine, kernel, vCPUs. On
- * failure prints one error line, frees what was built and returns -errno.
+ * Builds the VM described by @config: /dev/kvm, guest memory, machine, kernel, vCPUs; or, with
+ * @restore (a snapshot whose saved options @config was parsed from), the same machine with the
+ * snapshot's RAM and state instead of a kernel. On failure prints one error line, frees what
+ * was built and returns -errno.
  */
-int vm_create(const struct vm_config *config, struct vm **out) MUST_CHECK;
+int vm_create(const struct vm_config *config, const struct snapshot_config *restore,
+              struct vm **out) MUST_CHECK;
 
 /* Runs the VM until it stops; returns the process exit status. */
 int vm_run(struct vm *vm);

@@ -215,11 +215,31 @@ static int api_stop(void *opaque, char *err, size_t errlen)
 	return 0;
 }
 
+/* Pauses (if running) and saves; the VM stays paused, for a resume or a stop. */
+static int api_snapshot(void *opaque, const char *dir, char *err, size_t errlen)
+{
+	struct vm *vm = opaque;
+	struct timespec t0, t1;
+	int ret;
+
+	if (vm_pause(vm, err, errlen))
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ret = vm_snapshot(vm, dir, err, errlen);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (!ret)
+		log_info("snapshot saved in %s in %.1f ms", dir,
+		         (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+		                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	return ret ? -1 : 0;
+}
+
 static const struct api_ops vm_api_ops = {
         .pause = api_pause,
         .resume = api_resume,
         .stop = api_stop,
         .stats = api_stats,
+        .snapshot = api_snapshot,
 };
 
 int vm_control_open(struct vm *vm)

@@ -242,6 +242,7 @@ static const struct {
         {"MSRs", setup_msrs},
         {"FPU", setup_fpu},
         {"local APIC", setup_lapic},
+        {"its snapshot part", x86_vcpu_snapshot_add},
 };
 
 int arch_vcpu_init(struct vcpu *vcpu)

@@ -147,6 +147,18 @@ static int register_devices(struct vm *vm)
 	                              .reset = machine_reset,
 	                              .opaque = vm};
 	a->devices_initialized = true;
+	/* Restored in this order: the irqchip before the devices that drive its lines. */
+	ret = x86_vm_snapshot_add(vm);
+	if (!ret)
+		ret = uart_snapshot_add(&a->com1, &vm->snapshot, 0);
+	if (!ret)
+		ret = i8042_snapshot_add(&a->kbc, &vm->snapshot);
+	if (!ret)
+		ret = cmos_snapshot_add(&a->cmos, &vm->snapshot);
+	if (!ret && vm->config->test_device)
+		snapshot_unsupported(&vm->snapshot, "the test device");
+	if (ret)
+		return ret;
 
 	ret = to_chardev ? chardev_add_output_waiter(&vm->console, uart_tx_space_cb, &a->com1) : 0;
 	if (!ret)

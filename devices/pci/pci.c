@@ -464,3 +464,43 @@ int pci_host_add_device(struct pci_host *h, struct pci_device *d)
 	pthread_mutex_unlock(&h->lock);
 	return ret;
 }
+
+/* The CONFIG_ADDRESS latch and the host bridge's config space (the functions save their own). */
+static int host_save(void *opaque, struct snap_writer *w, char *err, size_t errlen)
+{
+	struct pci_host *h = opaque;
+
+	(void)err;
+	(void)errlen;
+	pthread_mutex_lock(&h->lock);
+	snap_put_u32(w, h->config_address);
+	snap_put_bytes(w, h->bridge.config, sizeof(h->bridge.config));
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+static int host_load(void *opaque, struct snap_cursor *c, char *err, size_t errlen)
+{
+	struct pci_host *h = opaque;
+	uint32_t address = snap_get_u32(c);
+	uint8_t config[sizeof(h->bridge.config)];
+	int ret;
+
+	snap_get_bytes(c, config, sizeof(config));
+	ret = snap_cursor_finish(c, err, errlen);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&h->lock);
+	h->config_address = address;
+	/* Only what the guest may change: the identity stays this vmm's. */
+	for (size_t i = 0; i < sizeof(config); i++)
+		h->bridge.config[i] = (uint8_t)((h->bridge.config[i] & ~h->bridge.wmask[i]) |
+		                                (config[i] & h->bridge.wmask[i]));
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+int pci_host_snapshot_add(struct pci_host *h, struct snapshot_parts *parts)
+{
+	return snapshot_add(parts, "PCIH", 0, host_save, host_load, h);
+}

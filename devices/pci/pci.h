@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "vmm/bus.h"
+#include "vmm/snapshot.h"
 #include "vmm/util.h"
 
 #define PCI_SLOTS        32
@@ -128,6 +129,8 @@ struct pci_host {
 int pci_host_init(struct pci_host *h, const struct pci_layout *l, struct bus *pio,
                   struct bus *mmio) MUST_CHECK;
 void pci_host_destroy(struct pci_host *h);
+/* Registers the host bridge as snapshot part "PCIH" (the latch and the bridge's registers). */
+int pci_host_snapshot_add(struct pci_host *h, struct snapshot_parts *parts) MUST_CHECK;
 
 /*
  * A device's identity; class_code is 0xCCSSPP (class, subclass, programming interface). The

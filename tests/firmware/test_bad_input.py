@@ -14,6 +14,7 @@ import re
 import struct
 import sys
 import tempfile
+import zlib
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -143,6 +144,31 @@ def sparse_file(size):
         with open(path, "wb") as f:
             f.truncate(size)
     return create
+
+
+def snapshot_state(version=1, arch=62, conf=True, cut=0, flip=None):
+    """A function making directory PATH with a snapshot state file (vmm/snapshot_file.h) in
+    it: a CONF section (vmm's saved options) unless @conf is false, END with its crc32; then
+    @cut bytes cut off the end, or the byte at @flip inverted."""
+    def section(tag, instance, payload):
+        pad = b"\0" * (-len(payload) % 8)
+        return tag + struct.pack("<III", instance, len(payload), 0) + payload + pad
+
+    def make(path):
+        name, value = b"kernel", b"/nonexistent"
+        payload = (struct.pack("<II", 1, len(name)) + name + b"\1" +
+                   struct.pack("<I", len(value)) + value)
+        body = section(b"CONF", 0, payload) if conf else b""
+        data = b"VMMSTATE" + struct.pack("<IIQ", version, arch, len(body) + 24) + body
+        data += section(b"END ", 0, struct.pack("<I", zlib.crc32(data)))
+        if cut:
+            data = data[:-cut]
+        if flip is not None:
+            data = data[:flip] + bytes([data[flip] ^ 0xFF]) + data[flip + 1:]
+        os.mkdir(path)
+        with open(os.path.join(path, "state"), "wb") as f:
+            f.write(data)
+    return make
 
 
 def fifo(path):
@@ -317,6 +343,36 @@ def table(hello, bz_head):
             1, r"--api-socket: '.*api\.txt' exists and is not a socket", files={"api.txt": b"x"}),
         Row("--api-socket path too long for a Unix socket", k + ["--api-socket", "/tmp/" + "s" * 120],
             1, r"--api-socket: '/tmp/s+' is too long for a Unix socket path"),
+        Row("--restore of a missing directory", ["--restore", "{tmp}/nosnap"], 1,
+            r"--restore .*nosnap: .*state.*(?i:no such file)", needs_kvm=False),
+        Row("--restore with an empty path", ["--restore", ""], 2,
+            r"--restore: the directory is empty", needs_kvm=False),
+        Row("--restore with a machine option", ["--restore", "{tmp}", "--mem", "1G"], 2,
+            r"--mem cannot be given with --restore", needs_kvm=False),
+        Row("--restore: state is not a snapshot state file", ["--restore", "{tmp}/snap"], 1,
+            r"--restore .*snap: .*not a vmm snapshot state file",
+            files={"snap": lambda p: (os.mkdir(p), open(p + "/state", "wb").write(b"x" * 64))},
+            needs_kvm=False),
+        Row("--restore: state is a FIFO", ["--restore", "{tmp}/snap"], 1,
+            r"--restore .*snap: .*(?i:regular file)",
+            files={"snap": lambda p: (os.mkdir(p), os.mkfifo(p + "/state"))}, needs_kvm=False),
+        Row("--restore: a newer state file format", ["--restore", "{tmp}/snap"], 1,
+            r"--restore .*snap: .*format 2", files={"snap": snapshot_state(version=2)},
+            needs_kvm=False),
+        Row("--restore: another architecture's snapshot", ["--restore", "{tmp}/snap"], 1,
+            r"--restore .*snap: .*aarch64", files={"snap": snapshot_state(arch=183)},
+            needs_kvm=False),
+        Row("--restore: truncated state file", ["--restore", "{tmp}/snap"], 1,
+            r"--restore .*snap: .*(?i:truncated|length|short)", files={"snap": snapshot_state(cut=5)},
+            needs_kvm=False),
+        Row("--restore: a corrupt byte in the state file", ["--restore", "{tmp}/snap"], 1,
+            r"--restore .*snap: .*(?i:checksum)", files={"snap": snapshot_state(flip=45)},
+            needs_kvm=False),
+        Row("--restore: no machine configuration", ["--restore", "{tmp}/snap"], 1,
+            r"--restore .*snap: the state file has no machine configuration",
+            files={"snap": snapshot_state(conf=False)}, needs_kvm=False),
+        Row("--restore: the ram file is missing", ["--restore", "{tmp}/snap"], 1,
+            r"--restore .*snap: .*ram: (?i:no such file)", files={"snap": snapshot_state()}),
         Row("--share with tag= twice", k + ["--share", "{tmp},tag=a,tag=b"], 2,
             r"--share: 'tag' given twice", needs_kvm=False),
         Row("--net given 5 times (at most 4)", k + ["--net", "tap=t0"] * 5, 2,

@@ -28,7 +28,15 @@ static int stats(void *opaque, json_t *reply, char *err, size_t errlen)
 	return count(opaque, err, errlen);
 }
 
-static const struct api_ops ops = {.pause = count, .resume = count, .stop = count, .stats = stats};
+static int snapshot(void *opaque, const char *dir, char *err, size_t errlen)
+{
+	if (!dir || !*dir)
+		__builtin_trap(); /* the protocol promised a non-empty string */
+	return count(opaque, err, errlen);
+}
+
+static const struct api_ops ops = {
+        .pause = count, .resume = count, .stop = count, .stats = stats, .snapshot = snapshot};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -117,7 +117,79 @@ def scenario_api(g, run, _):
           f'the guest\'s counts are not 1..N in order (a restart or a lost line?): {counts}')
 
 
+# linux-snapshot's host side: once the first vmm (2 vCPUs) printed T-COUNT=5, a snapshot
+# (which leaves the guest paused) and a stop; then `vmm --restore` of that snapshot on the
+# same console, twice: the snapshot stays as it was for the second.
+SNAP_HOST = r"""
+API=@API@ CAT=@CAT@ SNAP=@SNAP@
+rm -rf /tmp/host_results /tmp/vmm1.out $SNAP
+api() { echo "$1" | $CAT -U $API; }
+(
+	until grep -q 'T-COUNT=5' /tmp/vmm1.out 2>/dev/null; do sleep 0.1; done
+	echo "T-SNAP=$(api '{"op":"snapshot","dir":"'$SNAP'"}')" >>/tmp/host_results
+	echo "T-SNAP-RAM=$(stat -c %s $SNAP/ram) $(du -k $SNAP/ram | cut -f1)" >>/tmp/host_results
+	echo "T-SNAP-STOP=$(api '{"op":"stop"}')" >>/tmp/host_results
+) &
+"""
+
+
+def setup_snapshot(run):
+    initrd, tool = boot.vsock_initrd(run)
+    nested = run.mode == 'nested'
+    api = '/tmp/vmm-api.sock' if nested else os.path.join(run.tmp, 'api.sock')
+    snap = '/tmp/vmm-snap' if nested else os.path.join(run.tmp, 'snap')
+    host = SNAP_HOST.replace('@API@', api).replace('@CAT@', tool).replace('@SNAP@', snap)
+    vmm = run.vmm_prefix(initrd).split(' --kernel')[0]
+    command = (f'{host}\n{{ {run.vmm_prefix(initrd)} --cmdline quiet --mem 256M --cpus 2 '
+               f'--no-rng --api-socket {api}; echo "T-FIRST-EXIT=$?" >>/tmp/host_results; }} | '
+               f'tee /tmp/vmm1.out\nprintf "\\nT-RESTORING\\n"\n'
+               f'{vmm} --restore {snap}; echo "T-RESTORE1-EXIT=$?" >>/tmp/host_results\n'
+               f'printf "\\nT-RESTORING-AGAIN\\n"\n'
+               f'{vmm} --restore {snap} --api-socket {api}{boot.HOST_RESULTS}')
+    return dict(command=command, files=run.files), None
+
+
+def scenario_snapshot(g, run, _):
+    g.start(PHASE_TIMEOUT)
+    g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
+    g.send('(i=0; while :; do i=$((i+1)); echo T-COUNT=$i; sleep 0.3; done) &\n')
+    g.expect(r'T-RESTORING\r?\n', PHASE_TIMEOUT, what='the first vmm stopping after the snapshot')
+    before = [int(n) for n in re.findall(r'T-COUNT=(\d+)\r?\n', g.output)]
+    check(before and before[-1] >= 5, f'counts before the snapshot: {before}')
+    for i in range(3):
+        g.expect(r'T-COUNT=\d+\r?\n', PHASE_TIMEOUT, what=f'count {i + 1} after the restore')
+    g.send('poweroff -f\n')
+    g.expect(r'T-RESTORING-AGAIN\r?\n', PHASE_TIMEOUT, what='the restored vmm stopping')
+    first = [int(n) for n in re.findall(r'T-COUNT=(\d+)\r?\n', g.output)]
+    for i in range(3):
+        g.expect(r'T-COUNT=\d+\r?\n', PHASE_TIMEOUT, what=f'count {i + 1} after restore 2')
+    g.send('poweroff -f\n')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'the second restored vmm exit status {status} after poweroff -f, '
+          'expected 0')
+    results = boot.host_results(g.output)
+    for key in ('T-SNAP', 'T-SNAP-STOP'):
+        got = reply(results.get(key, ''), key)
+        check(got == {'ok': True}, f'{key}: {got}, expected {{"ok": true}}')
+    check(results.get('T-FIRST-EXIT') == '0',
+          f'the snapshotted vmm exited with {results.get("T-FIRST-EXIT")} after a stop, expected 0')
+    check(results.get('T-RESTORE1-EXIT') == '0',
+          f'the first restored vmm exited with {results.get("T-RESTORE1-EXIT")} after poweroff -f')
+    ram = results.get('T-SNAP-RAM', '').split()
+    check(len(ram) == 2 and int(ram[0]) == 256 << 20 and 0 < int(ram[1]) * 1024 < 256 << 20,
+          f'the snapshot\'s ram file: size and KiB used {ram}, expected 256 MiB with holes')
+    # Each restore goes on from the number after the snapshot's last: 1..N, then N+1.. twice.
+    n = len(before)
+    again = [int(x) for x in re.findall(r'T-COUNT=(\d+)\r?\n', g.output)][len(first):]
+    for what, counts in (('the first restore', first), ('the second restore', before + again)):
+        check(counts == list(range(1, len(counts) + 1)) and len(counts) >= n + 3,
+              f'the guest\'s counts across {what} are not 1..N in order (restarted, lost or '
+              f'repeated?): {counts}')
+    print(f'snapshot: counted to {n} before, to {first[-1]} and {again[-1]} after each restore')
+
+
 boot.SCENARIOS['api'] = (scenario_api, setup_api)
+boot.SCENARIOS['snapshot'] = (scenario_snapshot, setup_snapshot)
 
 if __name__ == '__main__':
     sys.exit(boot.main())

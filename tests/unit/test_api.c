@@ -28,8 +28,9 @@
 #include "vmm/vm.h"
 
 struct fake {
-	unsigned pauses, resumes, stops, stats;
+	unsigned pauses, resumes, stops, stats, snapshots;
 	bool pause_fails;
+	char snapshot_dir[64];
 };
 
 static int fake_pause(void *opaque, char *err, size_t errlen)
@@ -69,8 +70,22 @@ static int fake_stats(void *opaque, json_t *reply, char *err, size_t errlen)
 	return 0;
 }
 
-static const struct api_ops fake_ops = {
-        .pause = fake_pause, .resume = fake_resume, .stop = fake_stop, .stats = fake_stats};
+static int fake_snapshot(void *opaque, const char *dir, char *err, size_t errlen)
+{
+	struct fake *f = opaque;
+
+	(void)err;
+	(void)errlen;
+	f->snapshots++;
+	snprintf(f->snapshot_dir, sizeof(f->snapshot_dir), "%s", dir);
+	return 0;
+}
+
+static const struct api_ops fake_ops = {.pause = fake_pause,
+                                        .resume = fake_resume,
+                                        .stop = fake_stop,
+                                        .stats = fake_stats,
+                                        .snapshot = fake_snapshot};
 
 static char *handle(struct fake *f, const char *line)
 {
@@ -109,6 +124,9 @@ START_TEST(requests_reach_their_operation)
 	ck_assert_uint_eq(f.resumes, 1);
 	ck_assert_uint_eq(f.stops, 1);
 	ck_assert_uint_eq(f.stats, 1);
+	expect_reply(&f, "{\"dir\":\"/tmp/s1\",\"op\":\"snapshot\"}", "{\"ok\":true}");
+	ck_assert_uint_eq(f.snapshots, 1);
+	ck_assert_str_eq(f.snapshot_dir, "/tmp/s1");
 	f.pause_fails = true;
 	expect_error(&f, "{\"op\":\"pause\"}", "the vCPUs did not stop");
 }
@@ -132,6 +150,10 @@ START_TEST(bad_requests_get_an_error_and_do_nothing)
 	expect_error(&f, "{\"op\":\"pause\",\"now\":true}", "pause takes no other fields");
 	expect_error(&f, "{\"op\":\"reboot\"}", "unknown op \\\"reboot\\\"");
 	expect_error(&f, "{\"op\":\"\"}", "unknown op");
+	expect_error(&f, "{\"op\":\"snapshot\"}", "snapshot takes one more field, \\\"dir\\\"");
+	expect_error(&f, "{\"op\":\"snapshot\",\"dir\":\"\"}", "\\\"dir\\\": a directory");
+	expect_error(&f, "{\"op\":\"snapshot\",\"dir\":7}", "\\\"dir\\\": a directory");
+	expect_error(&f, "{\"op\":\"snapshot\",\"dir\":\"d\",\"x\":1}", "one more field");
 	/* Not UTF-8: the parser's message quotes the bytes; the reply must still be JSON. */
 	expect_error(&f,
 	             "{\"o\\\xdb\x8b"
@@ -142,7 +164,7 @@ START_TEST(bad_requests_get_an_error_and_do_nothing)
 	             "{\"op\":\"r\xc3\xa9"
 	             "boot\"}",
 	             "unknown op \\\"r??boot\\\"");
-	ck_assert_uint_eq(f.pauses + f.resumes + f.stops + f.stats, 0);
+	ck_assert_uint_eq(f.pauses + f.resumes + f.stops + f.stats + f.snapshots, 0);
 }
 END_TEST
 

@@ -451,6 +451,46 @@ START_TEST(repeated_sub_options)
 END_TEST
 
 /* --debug-exit: opt-in, x86 only, and never with --run (whose status is the command's). */
+/* A snapshot keeps the machine's options, in order; --restore takes only this run's own. */
+START_TEST(restore_and_machine_options)
+{
+	static struct vm_config cfg, machine;
+	char err[256];
+
+	ck_assert_int_eq(parse(&cfg, err, "--kernel", "k", "--api-socket", "/tmp/a", "--mem", "1G",
+	                       "--timeout", "9", "--disk", "d.img,ro", "--no-rng", "--stats", NULL),
+	                 CONFIG_OK);
+	ck_assert_uint_eq(cfg.nr_machine_args, 4);
+	ck_assert_str_eq(config_option_name(cfg.machine_args[0].opt), "kernel");
+	ck_assert_str_eq(cfg.machine_args[0].value, "k");
+	ck_assert_str_eq(config_option_name(cfg.machine_args[1].opt), "mem");
+	ck_assert_str_eq(config_option_name(cfg.machine_args[2].opt), "disk");
+	ck_assert_str_eq(cfg.machine_args[2].value, "d.img,ro");
+	ck_assert_str_eq(config_option_name(cfg.machine_args[3].opt), "no-rng");
+	ck_assert_ptr_null(cfg.machine_args[3].value);
+
+	ck_assert_int_eq(parse(&cfg, err, "--restore", "/s", "--api-socket", "/tmp/b", "--timeout",
+	                       "5", "--log-level", "debug", NULL),
+	                 CONFIG_OK);
+	ck_assert_str_eq(cfg.restore_dir, "/s");
+	ck_assert_uint_eq(cfg.nr_machine_args, 0);
+	ck_assert_int_eq(parse(&machine, err, "--kernel", "k", "--api-socket", "/tmp/old", NULL),
+	                 CONFIG_OK);
+	config_take_session(&machine, &cfg);
+	ck_assert_str_eq(machine.api_socket, "/tmp/b");
+	ck_assert_uint_eq(machine.timeout_sec, 5);
+	ck_assert_int_eq(machine.log_level, LOG_DEBUG);
+	ck_assert_str_eq(machine.restore_dir, "/s");
+	ck_assert_str_eq(machine.kernel_path, "k");
+
+	ck_assert_int_eq(parse(&cfg, err, "--restore", "/s", "--kernel", "k", NULL), CONFIG_ERROR);
+	ck_assert_str_eq(err, "--kernel cannot be given with --restore: the machine comes from the "
+	                      "snapshot");
+	ck_assert_int_eq(parse(&cfg, err, "--restore", "/s", "--cpus", "2", NULL), CONFIG_ERROR);
+	ck_assert_int_eq(parse(&cfg, err, "--restore", "", NULL), CONFIG_ERROR);
+}
+END_TEST
+
 START_TEST(debug_exit_option)
 {
 	struct vm_config cfg;
@@ -488,6 +528,7 @@ int main(void)
 	tcase_add_test(tc, run_mode);
 	tcase_add_test(tc, repeated_sub_options);
 	tcase_add_test(tc, debug_exit_option);
+	tcase_add_test(tc, restore_and_machine_options);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }
