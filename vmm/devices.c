@@ -47,7 +47,7 @@ static int attach_mmio(struct vm *vm, struct virtio_dev *vdev, const char *what)
 	}
 	m->attached = true;
 	d->nr_mmio++;
-	return 0;
+	return virtio_mmio_snapshot_add(&m->transport, &vm->snapshot, d->nr_mmio - 1);
 }
 
 static int attach_pci(struct vm *vm, struct virtio_dev *vdev, const char *what)
@@ -67,13 +67,12 @@ static int attach_pci(struct vm *vm, struct virtio_dev *vdev, const char *what)
 		return ret;
 	}
 	d->nr_pci_devices++;
-	return 0;
+	return virtio_pci_snapshot_add(&p->transport, &vm->snapshot, d->nr_pci_devices - 1);
 }
 
 /* Attaches @vdev to the transport the config chose; @what names it in errors. */
 static int attach(struct vm *vm, struct virtio_dev *vdev, const char *what)
 {
-	snapshot_unsupported(&vm->snapshot, what);
 	if (vm->config->transport == TRANSPORT_PCI && vm->devices.has_pci)
 		return attach_pci(vm, vdev, what);
 	return attach_mmio(vm, vdev, what);

@@ -1,6 +1,7 @@
 #include "devices/pci/msix.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vmm/log.h"
@@ -214,4 +215,50 @@ void msix_notify(struct msix *m, unsigned vector)
 	else
 		deliver(m, &m->vectors[vector]);
 	pthread_mutex_unlock(&m->lock);
+}
+
+void msix_save(struct msix *m, struct snap_writer *w)
+{
+	pthread_mutex_lock(&m->lock);
+	snap_put_u32(w, m->nr);
+	for (unsigned i = 0; i < m->nr; i++) {
+		const struct msix_vector *v = &m->vectors[i];
+
+		snap_put_u32(w, v->addr_lo);
+		snap_put_u32(w, v->addr_hi);
+		snap_put_u32(w, v->data);
+		snap_put_u32(w, v->ctrl);
+	}
+	snap_put_u64(w, m->pending);
+	pthread_mutex_unlock(&m->lock);
+}
+
+int msix_load(struct msix *m, struct snap_cursor *c, char *err, size_t errlen)
+{
+	uint32_t nr = snap_get_u32(c);
+	uint16_t control = pci_config_read16(m->pci, m->cap + MSIX_CAP_CONTROL);
+
+	if (c->overrun)
+		return snap_cursor_finish(c, err, errlen);
+	if (nr != m->nr) {
+		snprintf(err, errlen, "MSI-X with %u vectors, this function has %u", nr, m->nr);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&m->lock);
+	for (unsigned i = 0; i < nr; i++) {
+		struct msix_vector *v = &m->vectors[i];
+
+		v->addr_lo = snap_get_u32(c) & ~3u;
+		v->addr_hi = snap_get_u32(c);
+		v->data = snap_get_u32(c);
+		v->ctrl = snap_get_u32(c) & MSIX_VECTOR_MASKED;
+		v->routed = v->refused = false;
+	}
+	m->pending = snap_get_u64(c) & (nr < 64 ? (1ull << nr) - 1 : ~0ull);
+	/* Enable and Function Mask come from the config space, loaded before. */
+	m->enabled = control & MSIX_CTRL_ENABLE;
+	m->masked = control & MSIX_CTRL_MASKALL;
+	refresh(m);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
 }

@@ -85,4 +85,12 @@ bool msix_enabled(struct msix *m);
  */
 void msix_notify(struct msix *m, unsigned vector);
 
+/*
+ * Snapshot: the table and the PBA. Load after the function's config space (its Enable and
+ * Function Mask bits are read from there): routes what may fire and delivers what is pending
+ * and deliverable. Returns 0, or -EINVAL with one line in @err.
+ */
+void msix_save(struct msix *m, struct snap_writer *w);
+int msix_load(struct msix *m, struct snap_cursor *c, char *err, size_t errlen) MUST_CHECK;
+
 #endif

@@ -1,6 +1,7 @@
 #include "devices/pci/pci.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vmm/log.h"
@@ -463,6 +464,31 @@ int pci_host_add_device(struct pci_host *h, struct pci_device *d)
 	}
 	pthread_mutex_unlock(&h->lock);
 	return ret;
+}
+
+void pci_device_save(struct pci_host *h, struct pci_device *d, struct snap_writer *w)
+{
+	pthread_mutex_lock(&h->lock);
+	snap_put_bytes(w, d->config, sizeof(d->config));
+	pthread_mutex_unlock(&h->lock);
+}
+
+int pci_device_load(struct pci_host *h, struct pci_device *d, struct snap_cursor *c, char *err,
+                    size_t errlen)
+{
+	uint8_t config[sizeof(d->config)];
+
+	snap_get_bytes(c, config, sizeof(config));
+	if (c->overrun) {
+		snprintf(err, errlen, "the config space is cut short");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&h->lock);
+	for (size_t i = 0; i < sizeof(config); i++)
+		d->config[i] = (uint8_t)((d->config[i] & ~d->wmask[i]) | (config[i] & d->wmask[i]));
+	update_decoding(h, d);
+	pthread_mutex_unlock(&h->lock);
+	return 0;
 }
 
 /* The CONFIG_ADDRESS latch and the host bridge's config space (the functions save their own). */

@@ -129,6 +129,15 @@ struct pci_host {
 int pci_host_init(struct pci_host *h, const struct pci_layout *l, struct bus *pio,
                   struct bus *mmio) MUST_CHECK;
 void pci_host_destroy(struct pci_host *h);
+/*
+ * Snapshot of function @d's config space. Load takes only the bits the guest may change
+ * (wmask), then lets the BARs decode where they now say (ops->bar_moved), without
+ * ops->config_written: the device loads its own state. Reads the config space from @c (the
+ * caller finishes the cursor).
+ */
+void pci_device_save(struct pci_host *h, struct pci_device *d, struct snap_writer *w);
+int pci_device_load(struct pci_host *h, struct pci_device *d, struct snap_cursor *c, char *err,
+                    size_t errlen) MUST_CHECK;
 /* Registers the host bridge as snapshot part "PCIH" (the latch and the bridge's registers). */
 int pci_host_snapshot_add(struct pci_host *h, struct snapshot_parts *parts) MUST_CHECK;
 

@@ -71,6 +71,11 @@ struct virtio_device_ops {
 	 * possibly before DRIVER_OK: check the status.
 	 */
 	void (*queue_notify)(struct virtio_dev *dev, unsigned q);
+	/*
+	 * The core's state (virtio_dev_save) is all of the device's: nothing in flight survives
+	 * a return from queue_notify. Such a device can be in a snapshot; the others are not yet.
+	 */
+	bool snapshot_core_only;
 };
 
 /* How a device reaches its transport (set by the transport at attach time). */
@@ -98,6 +103,18 @@ struct virtio_dev {
 	uint32_t isr;
 	struct virtqueue queues[VIRTIO_MAX_QUEUES];
 };
+
+struct snap_writer;
+struct snap_cursor;
+/*
+ * A snapshot of the core (virtio_snapshot.c): features, status, ISR, config space, each
+ * queue's layout and indices. Save under dev->lock. Load before the VM runs: a live device
+ * gets its rings checked and translated again and ops->activate, as at DRIVER_OK. Returns 0, or
+ * -errno with one line in @err.
+ */
+void virtio_dev_save(struct virtio_dev *dev, struct snap_writer *w);
+int virtio_dev_load(struct virtio_dev *dev, struct snap_cursor *c, char *err,
+                    size_t errlen) MUST_CHECK;
 
 /* Initialises the common part; call from the device's init. */
 void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops,

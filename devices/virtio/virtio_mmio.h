@@ -18,6 +18,7 @@
 #include "vmm/bus.h"
 #include "vmm/event_loop.h"
 #include "vmm/irq.h"
+#include "vmm/snapshot.h"
 #include "vmm/util.h"
 
 #define VIRTIO_MMIO_SIZE      0x200
@@ -101,6 +102,13 @@ int virtio_mmio_attach(struct virtio_mmio *t, struct virtio_dev *dev, struct bus
  * event loop have stopped.
  */
 void virtio_mmio_detach(struct virtio_mmio *t);
+
+/*
+ * Registers @t and its device as snapshot part "VMMI" @instance, when the device's state is
+ * all in the core (ops->snapshot_core_only); otherwise notes the device as unsupported.
+ */
+int virtio_mmio_snapshot_add(struct virtio_mmio *t, struct snapshot_parts *parts,
+                             uint32_t instance) MUST_CHECK;
 
 /* Tests without a VM: @fn(opaque, q) is called for each interrupt (@q = -1 for config). */
 void virtio_mmio_set_test_interrupt(struct virtio_mmio *t, void (*fn)(void *opaque, int q),

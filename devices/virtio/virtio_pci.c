@@ -83,6 +83,20 @@ static void intx_set_masked(struct virtio_pci *t, bool masked)
 	pthread_mutex_unlock(&t->intx_lock);
 }
 
+void virtio_pci_intx_restore(struct virtio_pci *t, bool pending)
+{
+	/* Before intx_lock, a leaf lock: msix_enabled takes the MSI-X lock. */
+	bool masked = (pci_config_read16(&t->pci, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE) ||
+	              msix_enabled(&t->msix);
+
+	pthread_mutex_lock(&t->intx_lock);
+	t->intx_pending = pending;
+	t->intx_masked = masked;
+	t->intx_level = false; /* the restored irqchip does not know the line's level */
+	intx_update(t);
+	pthread_mutex_unlock(&t->intx_lock);
+}
+
 /* ---- common configuration ---- */
 
 static uint64_t common_read(struct virtio_pci *t, unsigned offset)
@@ -579,6 +593,7 @@ int virtio_pci_attach(struct virtio_pci *t, struct virtio_dev *dev, struct pci_h
 	memset(t, 0, sizeof(*t));
 	pthread_mutex_init(&t->intx_lock, NULL);
 	t->dev = dev;
+	t->host = host;
 	t->vm_fd = vm_fd;
 	t->loop = loop;
 	event_work_init(&t->place_work, place_doorbells, t);

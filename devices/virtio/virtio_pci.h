@@ -88,6 +88,7 @@ struct virtio_pci_notify {
 
 struct virtio_pci {
 	struct virtio_dev *dev;
+	struct pci_host *host;
 	struct pci_device pci;
 	struct msix msix;
 	int vm_fd; /* -1 without a VM (unit tests) */
@@ -151,6 +152,16 @@ void virtio_pci_detach(struct virtio_pci *t);
 void virtio_pci_set_test_interrupts(struct virtio_pci *t, void (*intx)(void *opaque, int level),
                                     void (*msi)(void *opaque, uint64_t address, uint32_t data),
                                     void *opaque);
+
+/*
+ * Registers @t and its device as snapshot part "VPCI" @instance (virtio_pci_snapshot.c):
+ * config space, MSI-X, INTx, transport registers and the virtio core, when the device's state
+ * is all in the core (ops->snapshot_core_only); otherwise notes the device as unsupported.
+ */
+int virtio_pci_snapshot_add(struct virtio_pci *t, struct snapshot_parts *parts,
+                            uint32_t instance) MUST_CHECK;
+/* For its load: INTx @pending, masked as the loaded config space and MSI-X say, driven anew. */
+void virtio_pci_intx_restore(struct virtio_pci *t, bool pending);
 
 /* The BAR's bus ops (exposed for unit tests that reach the BAR without a host). */
 extern const struct bus_ops virtio_pci_bar_ops;

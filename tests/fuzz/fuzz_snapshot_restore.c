@@ -4,7 +4,9 @@
  * its checksum is recomputed first, so that mutations reach past the checksum check. Then:
  * the file parsed (vmm/snapshot_file.c), its CONF section turned into options
  * (snapshot_config_parse) and those parsed as vmm's command line (config_parse), and the
- * sections of the UART, CMOS, i8042 and PCI host bridge loaded into fresh devices.
+ * sections of the UART, CMOS, i8042 and PCI host bridge loaded into fresh devices, and a
+ * "VMMI" #0 section into a virtio-rng on virtio-mmio over 1 MiB of guest RAM (reset before
+ * each input), whose queue is then served as a notification would.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +16,59 @@
 #include "devices/i8042.h"
 #include "devices/pci/pci.h"
 #include "devices/uart_8250.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/virtio_mmio.h"
 #include "tests/fuzz/fuzz.h"
 #include "vmm/config.h"
 #include "vmm/log.h"
 #include "vmm/snapshot.h"
 
 #define END_SECTION 24 /* header and a padded 4-byte payload */
+#define RNG_BASE    0xd0000000ULL
+
+static struct guest_memory mem;
+static struct event_loop loop;
+static struct bus mmio;
+static struct virtio_rng rng;
+static struct virtio_mmio rng_transport;
+
+static ssize_t zero_source(void *buf, size_t len, unsigned flags)
+{
+	(void)flags;
+	memset(buf, 0, len);
+	return (ssize_t)len;
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_set_level(LOG_ERROR);
+	fz_virtio_setup(&mem, 1 * MIB, &loop);
+	bus_init(&mmio, "mmio");
+	virtio_rng_init(&rng, &mem);
+	rng.source = zero_source;
+	virtio_rng_set_loop(&rng, &loop);
+	fz_must(virtio_mmio_attach(&rng_transport, &rng.vdev, &mmio, RNG_BASE, -1, 5, &loop),
+	        "virtio_mmio_attach");
 	return 0;
+}
+
+/* A live virtio-rng from the snapshot, then a notification of its queue. */
+static void load_rng(const struct snap_reader *r)
+{
+	struct snapshot_parts parts = {0};
+	struct snap_cursor c;
+	char err[256];
+
+	pthread_mutex_lock(&rng.vdev.lock);
+	virtio_write_status(&rng.vdev, 0);
+	pthread_mutex_unlock(&rng.vdev.lock);
+	fz_memory_clear(&mem);
+	if (!virtio_mmio_snapshot_add(&rng_transport, &parts, 0) &&
+	    !snap_section(r, "VMMI", 0, &c) &&
+	    !parts.parts[0].load(parts.parts[0].opaque, &c, err, sizeof(err)))
+		virtio_notify_queue(&rng.vdev, 0);
+	snapshot_parts_free(&parts);
 }
 
 static size_t discard(void *opaque, const uint8_t *buf, size_t len)
@@ -96,6 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!snapshot_config_parse(&sc, err, sizeof(err)))
 			(void)config_parse(sc.argc, sc.argv, &cfg, err, sizeof(err));
 		load_devices(&sc.reader);
+		load_rng(&sc.reader);
 	}
 	snapshot_config_free(&sc);
 	free(copy);

@@ -117,9 +117,9 @@ def scenario_api(g, run, _):
           f'the guest\'s counts are not 1..N in order (a restart or a lost line?): {counts}')
 
 
-# linux-snapshot's host side: once the first vmm (2 vCPUs) printed T-COUNT=5, a snapshot
-# (which leaves the guest paused) and a stop; then `vmm --restore` of that snapshot on the
-# same console, twice: the snapshot stays as it was for the second.
+# linux-snapshot's host side: once the first vmm (2 vCPUs, virtio-rng on PCI with MSI-X) printed
+# T-COUNT=5, a snapshot (which leaves the guest paused) and a stop; then `vmm --restore` of
+# that snapshot on the same console, twice: the snapshot stays as it was for the second.
 SNAP_HOST = r"""
 API=@API@ CAT=@CAT@ SNAP=@SNAP@
 rm -rf /tmp/host_results /tmp/vmm1.out $SNAP
@@ -133,6 +133,11 @@ api() { echo "$1" | $CAT -U $API; }
 """
 
 
+# The guest's hardware RNG source and 64 bytes read from it ("virtio_rng.0/64").
+RNG_READ = ('echo "@KEY@=$(cat /sys/class/misc/hw_random/rng_current)/'
+            '$(head -c 64 /dev/hwrng | wc -c)"')
+
+
 def setup_snapshot(run):
     initrd, tool = boot.vsock_initrd(run)
     nested = run.mode == 'nested'
@@ -141,7 +146,7 @@ def setup_snapshot(run):
     host = SNAP_HOST.replace('@API@', api).replace('@CAT@', tool).replace('@SNAP@', snap)
     vmm = run.vmm_prefix(initrd).split(' --kernel')[0]
     command = (f'{host}\n{{ {run.vmm_prefix(initrd)} --cmdline quiet --mem 256M --cpus 2 '
-               f'--no-rng --api-socket {api}; echo "T-FIRST-EXIT=$?" >>/tmp/host_results; }} | '
+               f'--api-socket {api}; echo "T-FIRST-EXIT=$?" >>/tmp/host_results; }} | '
                f'tee /tmp/vmm1.out\nprintf "\\nT-RESTORING\\n"\n'
                f'{vmm} --restore {snap}; echo "T-RESTORE1-EXIT=$?" >>/tmp/host_results\n'
                f'printf "\\nT-RESTORING-AGAIN\\n"\n'
@@ -152,12 +157,20 @@ def setup_snapshot(run):
 def scenario_snapshot(g, run, _):
     g.start(PHASE_TIMEOUT)
     g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
+    g.send(RNG_READ.replace('@KEY@', 'T-RNG0') + '\n')
+    rng = g.expect(r'T-RNG0=([a-z_.0-9]*/\d+)\r?\n', PHASE_TIMEOUT, what='T-RNG0').group(1)
+    check(rng == 'virtio_rng.0/64', f'before the snapshot the guest reads {rng!r} from '
+          '/dev/hwrng, expected virtio_rng.0/64')
     g.send('(i=0; while :; do i=$((i+1)); echo T-COUNT=$i; sleep 0.3; done) &\n')
     g.expect(r'T-RESTORING\r?\n', PHASE_TIMEOUT, what='the first vmm stopping after the snapshot')
     before = [int(n) for n in re.findall(r'T-COUNT=(\d+)\r?\n', g.output)]
     check(before and before[-1] >= 5, f'counts before the snapshot: {before}')
     for i in range(3):
         g.expect(r'T-COUNT=\d+\r?\n', PHASE_TIMEOUT, what=f'count {i + 1} after the restore')
+    g.send(RNG_READ.replace('@KEY@', 'T-RNG1') + '\n')
+    rng = g.expect(r'T-RNG1=([a-z_.0-9]*/\d+)\r?\n', PHASE_TIMEOUT, what='T-RNG1').group(1)
+    check(rng == 'virtio_rng.0/64', f'after the restore the guest reads {rng!r} from /dev/hwrng '
+          '(its source and byte count), expected virtio_rng.0/64: the restored virtio-rng')
     g.send('poweroff -f\n')
     g.expect(r'T-RESTORING-AGAIN\r?\n', PHASE_TIMEOUT, what='the restored vmm stopping')
     first = [int(n) for n in re.findall(r'T-COUNT=(\d+)\r?\n', g.output)]

@@ -18,6 +18,7 @@
 #include "tests/support/vring_builder.h"
 #include "tests/unit/unit.h"
 #include "vmm/event_loop.h"
+#include "vmm/snapshot.h"
 #include "vmm/util.h"
 
 #define RAM  (1 * MIB)
@@ -603,6 +604,84 @@ START_TEST(rng_before_driver_ok)
 }
 END_TEST
 
+/*
+ * A snapshot of a live rng (one chain served) loaded into a new rng and transport: its
+ * registers, features and ring come back, the next chain goes to used entry 1 (the indices
+ * came back), and an unsupported device is refused at registration.
+ */
+START_TEST(rng_survives_a_snapshot)
+{
+	struct snapshot_parts from = {0}, to = {0};
+	struct virtio_rng rng2;
+	struct virtio_mmio t2;
+	struct snap_writer w;
+	struct snap_reader r;
+	struct snap_cursor c;
+	const uint8_t *data;
+	size_t len;
+	uint64_t a = vrb_alloc(&rb, 16), b = vrb_alloc(&rb, 16);
+	uint32_t id, n;
+	char err[256] = "";
+
+	vrb_desc(&rb, 0, a, 16, VRB_F_WRITE, 0);
+	vrb_publish(&rb, 0);
+	rng_notify();
+	ck_assert_uint_eq(vrb_used_idx(&rb), 1);
+	wr_at(RNG_BASE, R(QUEUE_SEL), 0);
+	ck_assert_int_eq(virtio_mmio_snapshot_add(&rng_t, &from, 3), 0);
+	ck_assert_uint_eq(from.count, 1);
+	snap_writer_init(&w, SNAP_ARCH_HOST);
+	snap_begin(&w, from.parts[0].tag, from.parts[0].instance);
+	ck_assert_int_eq(from.parts[0].save(from.parts[0].opaque, &w, err, sizeof(err)), 0);
+	snap_end(&w);
+	ck_assert_int_eq(snap_writer_finish(&w, &data, &len, err, sizeof(err)), 0);
+	ck_assert_int_eq(snap_reader_parse(&r, data, len, SNAP_ARCH_HOST, err, sizeof(err)), 0);
+
+	virtio_rng_init(&rng2, &mem);
+	ck_assert_int_eq(virtio_mmio_attach(&t2, &rng2.vdev, &bus, RNG_BASE + 0x1000, -1, 8, &loop),
+	                 0);
+	ck_assert_int_eq(virtio_mmio_snapshot_add(&t2, &to, 3), 0);
+	ck_assert_int_eq(snap_section(&r, "VMMI", 3, &c), 0);
+	ck_assert_msg(to.parts[0].load(to.parts[0].opaque, &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(rd_at(RNG_BASE + 0x1000, R(STATUS)), ACK | DRV | FEAT | DRV_OK);
+	ck_assert_uint_eq(rd_at(RNG_BASE + 0x1000, R(QUEUE_READY)), 1);
+	ck_assert_uint_eq(rd_at(RNG_BASE + 0x1000, R(QUEUE_NUM)), 16);
+	vrb_desc(&rb, 1, b, 16, VRB_F_WRITE, 0);
+	vrb_publish(&rb, 1);
+	run_loop(); /* the restore's own notification serves it */
+	ck_assert_uint_eq(vrb_used_idx(&rb), 2);
+	vrb_used_elem(&rb, 1, &id, &n);
+	ck_assert_uint_eq(id, 1);
+	ck_assert_uint_eq(n, 16);
+
+	/* A section for another device's core is refused with a reason. */
+	ck_assert_int_eq(snap_section(&r, "VMMI", 3, &c), 0);
+	rng2.vdev.config_size = 4;
+	ck_assert_int_ne(to.parts[0].load(to.parts[0].opaque, &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "config space of 0 bytes, this device has 4");
+	rng2.vdev.config_size = 0;
+
+	snap_reader_free(&r);
+	snap_writer_free(&w);
+	virtio_mmio_detach(&t2);
+	virtio_rng_destroy(&rng2);
+	snapshot_parts_free(&from);
+	snapshot_parts_free(&to);
+}
+END_TEST
+
+/* A device with state outside the core is noted as unsupported, not registered. */
+START_TEST(unsupported_device_is_noted)
+{
+	struct snapshot_parts parts = {0};
+
+	ck_assert_int_eq(virtio_mmio_snapshot_add(&t, &parts, 0), 0);
+	ck_assert_uint_eq(parts.count, 0);
+	ck_assert_str_eq(parts.unsupported, "fake");
+	snapshot_parts_free(&parts);
+}
+END_TEST
+
 static Suite *virtio_mmio_suite(void)
 {
 	Suite *s = suite_create("virtio_mmio");
@@ -623,6 +702,7 @@ static Suite *virtio_mmio_suite(void)
 	tcase_add_test(tc, config_space);
 	tcase_add_test(tc, notify_on_bus);
 	tcase_add_test(tc, attach_errors);
+	tcase_add_test(tc, unsupported_device_is_noted);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(rc, rng_setup, rng_teardown);
 	tcase_add_test(rc, rng_fills_buffers);
@@ -630,6 +710,7 @@ static Suite *virtio_mmio_suite(void)
 	tcase_add_test(rc, rng_big_buffer_capped);
 	tcase_add_test(rc, rng_malformed);
 	tcase_add_test(rc, rng_before_driver_ok);
+	tcase_add_test(rc, rng_survives_a_snapshot);
 	suite_add_tcase(s, rc);
 	return s;
 }
