@@ -1,10 +1,10 @@
 /*
  * bench/boottime.c: times one VMM run for bench/boot.
  *
- *   boottime [-l LABEL] [-m MARKER] [-q] [-t SECS] [-k] -- COMMAND [ARGS...]
+ *   boottime [-l LABEL] [-m MARKER] [-q] [-t SECS] [-k] [-i FILE] -- COMMAND [ARGS...]
  *
- * Reads the monotonic clock, spawns COMMAND at once with stdin on /dev/null and stdout and
- * stderr on one pipe, copies what arrives on the pipe to its own stdout (unless -q) and notes
+ * Reads the monotonic clock, spawns COMMAND at once with stdin on /dev/null (-i: on FILE) and
+ * stdout and stderr on one pipe, copies what arrives on the pipe to its own stdout (unless -q) and notes
  * when MARKER (default "!") first appears in that stream and when COMMAND exits. Then it prints
  *
  *   BOOTTIME label=LABEL marker_us=N exit_us=N status=N [kvm_exits=N kvm_io_exits=N ...] bytes=N
@@ -59,8 +59,8 @@ static void on_alarm(int sig)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: boottime [-l LABEL] [-m MARKER] [-q] [-t SECS] [-k] -- COMMAND "
-	                "[ARGS...]\n");
+	fprintf(stderr, "usage: boottime [-l LABEL] [-m MARKER] [-q] [-t SECS] [-k] [-i FILE] -- "
+	                "COMMAND [ARGS...]\n");
 	exit(2);
 }
 
@@ -117,7 +117,7 @@ static int read_kvm_stats(pid_t pid, long long *val)
 
 int main(int argc, char **argv)
 {
-	const char *marker = "!", *label = "-";
+	const char *marker = "!", *label = "-", *input = "/dev/null";
 	int quiet = 0, want_kvm = 0, timeout = 0, opt, fds[2], status;
 	posix_spawn_file_actions_t fa;
 	long long t0, t_marker = -1, t_exit, kvm[NR_KVM_STATS];
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
 	size_t mlen, have = 0;
 	long long bytes = 0;
 
-	while ((opt = getopt(argc, argv, "+l:m:qt:k")) != -1) {
+	while ((opt = getopt(argc, argv, "+l:m:qt:ki:")) != -1) {
 		switch (opt) {
 		case 'l':
 			label = optarg;
@@ -143,6 +143,9 @@ int main(int argc, char **argv)
 		case 'k':
 			want_kvm = 1;
 			break;
+		case 'i':
+			input = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -157,7 +160,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 0, input, O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
 	signal(SIGPIPE, SIG_IGN);

@@ -22,6 +22,13 @@
 int snapshot_add(struct snapshot_parts *p, const char *tag, uint32_t instance,
                  snapshot_save_fn save, snapshot_load_fn load, void *opaque)
 {
+	return snapshot_add_quiescing(p, tag, instance, NULL, save, load, opaque);
+}
+
+int snapshot_add_quiescing(struct snapshot_parts *p, const char *tag, uint32_t instance,
+                           void (*quiesce)(void *opaque), snapshot_save_fn save,
+                           snapshot_load_fn load, void *opaque)
+{
 	if (p->count == p->capacity) {
 		unsigned capacity = p->capacity ? 2 * p->capacity : 16;
 		struct snapshot_part *parts = realloc(p->parts, capacity * sizeof(*parts));
@@ -31,8 +38,11 @@ int snapshot_add(struct snapshot_parts *p, const char *tag, uint32_t instance,
 		p->parts = parts;
 		p->capacity = capacity;
 	}
-	p->parts[p->count] = (struct snapshot_part){
-	        .instance = instance, .save = save, .load = load, .opaque = opaque};
+	p->parts[p->count] = (struct snapshot_part){.instance = instance,
+	                                            .quiesce = quiesce,
+	                                            .save = save,
+	                                            .load = load,
+	                                            .opaque = opaque};
 	memcpy(p->parts[p->count].tag, tag, 4);
 	p->count++;
 	return 0;
@@ -180,6 +190,9 @@ int vm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		return ret;
 	}
+	for (unsigned i = 0; i < p->count; i++)
+		if (p->parts[i].quiesce)
+			p->parts[i].quiesce(p->parts[i].opaque);
 	snap_writer_init(&w, SNAP_ARCH_HOST);
 	save_config(vm->config, &w);
 	for (unsigned i = 0; i < p->count && !ret; i++) {

@@ -7,7 +7,8 @@
  *   state   the state file: the command line that built the machine ("CONF"), then every part
  *   ram     guest RAM, each region at its offset in order; pages of zeros are holes
  *
- * vm_snapshot saves every part in registration order while the vCPUs are parked; a restore
+ * vm_snapshot quiesces the parts that have work in flight, then saves every part in
+ * registration order, while the vCPUs are parked; a restore
  * builds the machine from the saved command line, maps `ram` MAP_PRIVATE (untouched pages are
  * never copied) and loads every part in the same order. A part that cannot be saved yet is
  * registered as unsupported, and a snapshot of a VM with one is refused, naming it.
@@ -34,6 +35,8 @@ typedef int (*snapshot_load_fn)(void *opaque, struct snap_cursor *c, char *err, 
 struct snapshot_part {
 	char tag[5];
 	uint32_t instance;
+	/* Optional: finishes work in flight; every part's runs before any part is saved. */
+	void (*quiesce)(void *opaque);
 	snapshot_save_fn save;
 	snapshot_load_fn load;
 	void *opaque;
@@ -48,6 +51,14 @@ struct snapshot_parts {
 /* Registers a part (@tag: 4 characters). Returns 0 or -ENOMEM. */
 int snapshot_add(struct snapshot_parts *p, const char *tag, uint32_t instance,
                  snapshot_save_fn save, snapshot_load_fn load, void *opaque) MUST_CHECK;
+/*
+ * The same for a part with work in flight (a device's requests at a back-end): @quiesce
+ * finishes it, completing it as usual, before anything is saved, so that what its completion
+ * changes (the used ring, an interrupt in a local APIC) is in the snapshot.
+ */
+int snapshot_add_quiescing(struct snapshot_parts *p, const char *tag, uint32_t instance,
+                           void (*quiesce)(void *opaque), snapshot_save_fn save,
+                           snapshot_load_fn load, void *opaque) MUST_CHECK;
 /* Notes a part with state that is not saved yet (@what names it in the refusal). */
 void snapshot_unsupported(struct snapshot_parts *p, const char *what);
 void snapshot_parts_free(struct snapshot_parts *p);

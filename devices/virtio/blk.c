@@ -261,6 +261,15 @@ static void blk_reset(struct virtio_dev *dev)
 	b->completed = false;
 }
 
+/* Before a snapshot: every request in flight completes (and is in the used ring). */
+static void blk_quiesce(struct virtio_dev *dev)
+{
+	struct blk_dev *b = container_of(dev, struct blk_dev, vdev);
+
+	if (b->uring)
+		blk_uring_settle(b->uring);
+}
+
 static const struct virtio_device_ops blk_ops = {
         .name = "virtio-blk",
         .device_id = VIRTIO_ID_BLOCK,
@@ -269,6 +278,8 @@ static const struct virtio_device_ops blk_ops = {
         .activate = blk_activate,
         .reset = blk_reset,
         .queue_notify = blk_queue_notify,
+        .quiesce = blk_quiesce,
+        .snapshot_core_only = true, /* once quiesced */
 };
 
 int blk_set_block_size(struct blk_dev *b, uint32_t size)

@@ -400,6 +400,23 @@ struct blk_backend *blk_uring_backend(struct blk_uring *u)
 	return &u->be;
 }
 
+void blk_uring_settle(struct blk_uring *u)
+{
+	assert(on_owner_thread(u));
+	while (u->inflight) {
+		int r;
+
+		if (u->pending_head || u->submit_stalled)
+			flush_submissions(u);
+		r = io_uring_submit_and_wait(&u->ring, 1);
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+			log_error("blk: io_uring settle: %d", r);
+			return;
+		}
+		reap_completions(u);
+	}
+}
+
 /* Reaps what is in flight without calling back; gives up if the ring stops working. */
 static void drain(struct blk_uring *u)
 {

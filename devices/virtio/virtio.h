@@ -72,8 +72,14 @@ struct virtio_device_ops {
 	 */
 	void (*queue_notify)(struct virtio_dev *dev, unsigned q);
 	/*
-	 * The core's state (virtio_dev_save) is all of the device's: nothing in flight survives
-	 * a return from queue_notify. Such a device can be in a snapshot; the others are not yet.
+	 * Optional, before a snapshot saves the core: finish whatever is in flight (requests at
+	 * a back-end), completing it as usual. Event-loop thread, without dev->lock.
+	 */
+	void (*quiesce)(struct virtio_dev *dev);
+	/*
+	 * The core's state (virtio_dev_save) is all of the device's, once quiesced (or with
+	 * nothing in flight after a queue_notify returns). Such a device can be in a snapshot;
+	 * the others are not yet.
 	 */
 	bool snapshot_core_only;
 };
@@ -115,6 +121,14 @@ struct snap_cursor;
 void virtio_dev_save(struct virtio_dev *dev, struct snap_writer *w);
 int virtio_dev_load(struct virtio_dev *dev, struct snap_cursor *c, char *err,
                     size_t errlen) MUST_CHECK;
+struct virtio_doorbell;
+/*
+ * After a transport loaded its part: an interrupt and a notification for every live queue,
+ * for what the snapshot may have missed (a completion's interrupt still on its way, as irqfds
+ * inject asynchronously; work the device had posted to itself). Both are harmless when there
+ * was none: the driver finds no new used entry, the device no new chain.
+ */
+void virtio_dev_resume(struct virtio_dev *dev, struct virtio_doorbell *db);
 
 /* Initialises the common part; call from the device's init. */
 void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops,

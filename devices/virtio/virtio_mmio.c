@@ -328,6 +328,14 @@ void virtio_mmio_set_test_interrupt(struct virtio_mmio *t, void (*fn)(void *opaq
 }
 
 /* The transport's registers and the device's core state, one part per device. */
+static void mmio_quiesce(void *opaque)
+{
+	struct virtio_mmio *t = opaque;
+
+	if (t->dev->ops->quiesce)
+		t->dev->ops->quiesce(t->dev);
+}
+
 static int mmio_save(void *opaque, struct snap_writer *w, char *err, size_t errlen)
 {
 	struct virtio_mmio *t = opaque;
@@ -357,12 +365,7 @@ static int mmio_load(void *opaque, struct snap_cursor *c, char *err, size_t errl
 	t->driver_features_sel = driver_sel;
 	t->queue_sel = queue_sel;
 	pthread_mutex_unlock(&t->dev->lock);
-	/*
-	 * Work the device had posted to itself (a batch cut short) is not in the snapshot: a
-	 * notification of every queue, served once the event loop runs, picks it up again.
-	 */
-	for (unsigned q = 0; q < t->dev->ops->num_queues; q++)
-		virtio_doorbell_ring(&t->doorbell, q);
+	virtio_dev_resume(t->dev, &t->doorbell);
 	return 0;
 }
 
@@ -372,5 +375,6 @@ int virtio_mmio_snapshot_add(struct virtio_mmio *t, struct snapshot_parts *parts
 		snapshot_unsupported(parts, t->dev->ops->name);
 		return 0;
 	}
-	return snapshot_add(parts, "VMMI", instance, mmio_save, mmio_load, t);
+	return snapshot_add_quiescing(parts, "VMMI", instance, mmio_quiesce, mmio_save, mmio_load,
+	                              t);
 }

@@ -3,13 +3,22 @@
  * capabilities), MSI-X table and PBA, INTx, the transport's selectors and vectors, then the
  * virtio core (virtio_snapshot.c). Loaded in that order before the VM runs: the BAR decodes
  * where the guest had put it (its doorbells follow once the event loop runs), the vectors are
- * routed again, and every queue is notified once, for work the device had posted to itself.
+ * routed again, and every live queue gets an interrupt and a notification (virtio_dev_resume).
+ * Before anything is saved, the device finishes what it has in flight (ops->quiesce).
  */
 #include <errno.h>
 #include <stdio.h>
 
 #include "devices/virtio/virtio_pci.h"
 #include "vmm/snapshot.h"
+
+static void pci_quiesce(void *opaque)
+{
+	struct virtio_pci *t = opaque;
+
+	if (t->dev->ops->quiesce)
+		t->dev->ops->quiesce(t->dev);
+}
 
 static int pci_save(void *opaque, struct snap_writer *w, char *err, size_t errlen)
 {
@@ -68,8 +77,7 @@ static int pci_load(void *opaque, struct snap_cursor *c, char *err, size_t errle
 	for (unsigned q = 0; q < queues; q++)
 		__atomic_store_n(&t->queue_vector[q], vectors[q], __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&t->dev->lock);
-	for (unsigned q = 0; q < queues; q++)
-		virtio_doorbell_ring(&t->doorbell, q);
+	virtio_dev_resume(t->dev, &t->doorbell);
 	return 0;
 }
 
@@ -79,5 +87,5 @@ int virtio_pci_snapshot_add(struct virtio_pci *t, struct snapshot_parts *parts, 
 		snapshot_unsupported(parts, t->dev->ops->name);
 		return 0;
 	}
-	return snapshot_add(parts, "VPCI", instance, pci_save, pci_load, t);
+	return snapshot_add_quiescing(parts, "VPCI", instance, pci_quiesce, pci_save, pci_load, t);
 }

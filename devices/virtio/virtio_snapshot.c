@@ -81,6 +81,21 @@ static int activate(struct virtio_dev *dev, const struct saved_indices *saved, c
 	return 0;
 }
 
+void virtio_dev_resume(struct virtio_dev *dev, struct virtio_doorbell *db)
+{
+	for (unsigned q = 0; q < dev->ops->num_queues; q++) {
+		bool live;
+
+		pthread_mutex_lock(&dev->lock);
+		live = dev->queues[q].active;
+		pthread_mutex_unlock(&dev->lock);
+		if (!live)
+			continue;
+		virtio_queue_interrupt(dev, q);
+		virtio_doorbell_ring(db, q);
+	}
+}
+
 int virtio_dev_load(struct virtio_dev *dev, struct snap_cursor *c, char *err, size_t errlen)
 {
 	const struct virtio_device_ops *ops = dev->ops;

@@ -117,12 +117,14 @@ def scenario_api(g, run, _):
           f'the guest\'s counts are not 1..N in order (a restart or a lost line?): {counts}')
 
 
-# linux-snapshot's host side: once the first vmm (2 vCPUs, virtio-rng on PCI with MSI-X) printed
-# T-COUNT=5, a snapshot (which leaves the guest paused) and a stop; then `vmm --restore` of
-# that snapshot on the same console, twice: the snapshot stays as it was for the second.
+# linux-snapshot's host side: once the first vmm (2 vCPUs, virtio-rng and a virtio-blk disk on
+# PCI with MSI-X) printed T-COUNT=5, a snapshot (which leaves the guest paused) and a stop;
+# then `vmm --restore` of that snapshot on the same console, twice: the snapshot stays as it
+# was for the second. The disk image is the user's: both restores use it as it is.
 SNAP_HOST = r"""
 API=@API@ CAT=@CAT@ SNAP=@SNAP@
 rm -rf /tmp/host_results /tmp/vmm1.out $SNAP
+truncate -s 8M /tmp/snap-disk.img
 api() { echo "$1" | $CAT -U $API; }
 (
 	until grep -q 'T-COUNT=5' /tmp/vmm1.out 2>/dev/null; do sleep 0.1; done
@@ -138,6 +140,15 @@ RNG_READ = ('echo "@KEY@=$(cat /sys/class/misc/hw_random/rng_current)/'
             '$(head -c 64 /dev/hwrng | wc -c)"')
 
 
+# Sector 0 of the guest's disk: "before", synced; then writes past the first 64 KiB in a loop;
+# and sector 0 read back.
+DISK_WRITE = ('printf before | dd of=/dev/vda bs=512 conv=sync,fsync 2>/dev/null; '
+              'echo "T-DISK0=$?"')
+DISK_LOAD = ('(while :; do dd if=/dev/zero of=/dev/vda bs=64k count=32 seek=1 conv=fsync '
+             '2>/dev/null; done) &')
+DISK_READ = 'echo "T-DISK1=$(dd if=/dev/vda bs=6 count=1 2>/dev/null)"'
+
+
 def setup_snapshot(run):
     initrd, tool = boot.vsock_initrd(run)
     nested = run.mode == 'nested'
@@ -146,7 +157,7 @@ def setup_snapshot(run):
     host = SNAP_HOST.replace('@API@', api).replace('@CAT@', tool).replace('@SNAP@', snap)
     vmm = run.vmm_prefix(initrd).split(' --kernel')[0]
     command = (f'{host}\n{{ {run.vmm_prefix(initrd)} --cmdline quiet --mem 256M --cpus 2 '
-               f'--api-socket {api}; echo "T-FIRST-EXIT=$?" >>/tmp/host_results; }} | '
+               f'--disk /tmp/snap-disk.img --api-socket {api}; echo "T-FIRST-EXIT=$?" >>/tmp/host_results; }} | '
                f'tee /tmp/vmm1.out\nprintf "\\nT-RESTORING\\n"\n'
                f'{vmm} --restore {snap}; echo "T-RESTORE1-EXIT=$?" >>/tmp/host_results\n'
                f'printf "\\nT-RESTORING-AGAIN\\n"\n'
@@ -161,12 +172,22 @@ def scenario_snapshot(g, run, _):
     rng = g.expect(r'T-RNG0=([a-z_.0-9]*/\d+)\r?\n', PHASE_TIMEOUT, what='T-RNG0').group(1)
     check(rng == 'virtio_rng.0/64', f'before the snapshot the guest reads {rng!r} from '
           '/dev/hwrng, expected virtio_rng.0/64')
+    # Sector 0 written and synced; then writes further on keep the disk busy, so requests are
+    # in flight when the snapshot comes (it waits for them).
+    g.send(DISK_WRITE + '\n')
+    check(g.expect(r'T-DISK0=(\d+)\r?\n', PHASE_TIMEOUT, what='T-DISK0').group(1) == '0',
+          'the guest could not write sector 0 of its disk')
+    g.send(DISK_LOAD + '\n')
     g.send('(i=0; while :; do i=$((i+1)); echo T-COUNT=$i; sleep 0.3; done) &\n')
     g.expect(r'T-RESTORING\r?\n', PHASE_TIMEOUT, what='the first vmm stopping after the snapshot')
     before = [int(n) for n in re.findall(r'T-COUNT=(\d+)\r?\n', g.output)]
     check(before and before[-1] >= 5, f'counts before the snapshot: {before}')
     for i in range(3):
         g.expect(r'T-COUNT=\d+\r?\n', PHASE_TIMEOUT, what=f'count {i + 1} after the restore')
+    g.send(DISK_READ + '\n')
+    sector = g.expect(r'T-DISK1=([a-z]*)\r?\n', PHASE_TIMEOUT, what='T-DISK1').group(1)
+    check(sector == 'before', f'after the restore sector 0 of the disk reads {sector!r}, '
+          'expected "before" (written and synced before the snapshot)')
     g.send(RNG_READ.replace('@KEY@', 'T-RNG1') + '\n')
     rng = g.expect(r'T-RNG1=([a-z_.0-9]*/\d+)\r?\n', PHASE_TIMEOUT, what='T-RNG1').group(1)
     check(rng == 'virtio_rng.0/64', f'after the restore the guest reads {rng!r} from /dev/hwrng '
