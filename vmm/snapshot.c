@@ -9,9 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "arch/arch.h"
+#include "vmm/config.h"
 #include "vmm/log.h"
-#include "vmm/vm.h"
 
 #define STATE_FILE    "state"
 #define RAM_FILE      "ram"
@@ -103,7 +102,7 @@ static int write_region(int fd, const uint8_t *host, uint64_t size, uint64_t off
 	return 0;
 }
 
-static int save_ram(struct vm *vm, const char *dir, char *err, size_t errlen)
+static int save_ram(const struct guest_memory *mem, const char *dir, char *err, size_t errlen)
 {
 	char path[4096], tmp[4096 + 8];
 	uint64_t offset = 0;
@@ -119,13 +118,13 @@ static int save_ram(struct vm *vm, const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
 		return ret;
 	}
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
-		offset += vm->mem.regions[i].size;
+	for (unsigned i = 0; i < mem->nr_regions; i++)
+		offset += mem->regions[i].size;
 	if (ftruncate(fd, (off_t)offset) < 0)
 		ret = -errno;
 	offset = 0;
-	for (unsigned i = 0; i < vm->mem.nr_regions && !ret; i++) {
-		const struct mem_region *r = &vm->mem.regions[i];
+	for (unsigned i = 0; i < mem->nr_regions && !ret; i++) {
+		const struct mem_region *r = &mem->regions[i];
 
 		ret = write_region(fd, r->host, r->size, offset);
 		offset += r->size;
@@ -166,9 +165,9 @@ static void save_config(const struct vm_config *cfg, struct snap_writer *w)
 	snap_end(w);
 }
 
-int vm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen)
+int snapshot_save(const struct snapshot_parts *p, const struct guest_memory *mem,
+                  const struct vm_config *config, const char *dir, char *err, size_t errlen)
 {
-	struct snapshot_parts *p = &vm->snapshot;
 	struct snap_writer w;
 	char path[4096];
 	int ret = 0;
@@ -178,7 +177,7 @@ int vm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen)
 		         p->unsupported);
 		return -ENOTSUP;
 	}
-	if (vm->mem.shared) {
+	if (mem->shared) {
 		snprintf(err, errlen,
 		         "snapshots of a VM with --share or --run are not supported yet");
 		return -ENOTSUP;
@@ -194,7 +193,7 @@ int vm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen)
 		if (p->parts[i].quiesce)
 			p->parts[i].quiesce(p->parts[i].opaque);
 	snap_writer_init(&w, SNAP_ARCH_HOST);
-	save_config(vm->config, &w);
+	save_config(config, &w);
 	for (unsigned i = 0; i < p->count && !ret; i++) {
 		char why[200] = "";
 
@@ -208,7 +207,7 @@ int vm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen)
 	/* RAM first: a state file is only ever next to the RAM it belongs to. */
 	if (!ret) {
 		unlink(path);
-		ret = save_ram(vm, dir, err, errlen);
+		ret = save_ram(mem, dir, err, errlen);
 	}
 	if (!ret) {
 		char tmp[4096 + 8];
@@ -308,14 +307,14 @@ void snapshot_config_free(struct snapshot_config *sc)
 	*sc = (struct snapshot_config){0};
 }
 
-int snapshot_map_ram(struct vm *vm, const char *dir, char *err, size_t errlen)
+int snapshot_map_ram(struct guest_memory *mem, const char *dir, char *err, size_t errlen)
 {
 	char path[4096];
 	uint64_t total = 0, offset = 0;
 	struct stat st;
 	int fd, ret = 0;
 
-	if (vm->mem.shared) {
+	if (mem->shared) {
 		snprintf(err, errlen, "restoring a VM with --share or --run is not supported yet");
 		return -ENOTSUP;
 	}
@@ -329,8 +328,8 @@ int snapshot_map_ram(struct vm *vm, const char *dir, char *err, size_t errlen)
 			close(fd);
 		return ret;
 	}
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
-		total += vm->mem.regions[i].size;
+	for (unsigned i = 0; i < mem->nr_regions; i++)
+		total += mem->regions[i].size;
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != total) {
 		snprintf(err, errlen, "%s: not a regular file of %llu bytes (the guest's RAM)",
 		         path, (unsigned long long)total);
@@ -338,8 +337,8 @@ int snapshot_map_ram(struct vm *vm, const char *dir, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	/* Over the anonymous mapping, at the same place: its alignment and the slots stay. */
-	for (unsigned i = 0; i < vm->mem.nr_regions && !ret; i++) {
-		struct mem_region *r = &vm->mem.regions[i];
+	for (unsigned i = 0; i < mem->nr_regions && !ret; i++) {
+		struct mem_region *r = &mem->regions[i];
 
 		if (mmap(r->host, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
 		         (off_t)offset) == MAP_FAILED) {
@@ -352,9 +351,9 @@ int snapshot_map_ram(struct vm *vm, const char *dir, char *err, size_t errlen)
 	return ret;
 }
 
-int snapshot_load_parts(struct vm *vm, const struct snapshot_config *sc, char *err, size_t errlen)
+int snapshot_load_parts(const struct snapshot_parts *p, const struct snapshot_config *sc, char *err,
+                        size_t errlen)
 {
-	const struct snapshot_parts *p = &vm->snapshot;
 
 	if (p->unsupported) {
 		snprintf(err, errlen, "this VM has %s, whose state snapshots do not restore yet",

@@ -7,7 +7,7 @@
  *   state   the state file: the command line that built the machine ("CONF"), then every part
  *   ram     guest RAM, each region at its offset in order; pages of zeros are holes
  *
- * vm_snapshot quiesces the parts that have work in flight, then saves every part in
+ * snapshot_save quiesces the parts that have work in flight, then saves every part in
  * registration order, while the vCPUs are parked; a restore
  * builds the machine from the saved command line, maps `ram` MAP_PRIVATE (untouched pages are
  * never copied) and loads every part in the same order. A part that cannot be saved yet is
@@ -23,10 +23,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/memory.h"
 #include "vmm/snapshot_file.h"
 #include "vmm/util.h"
 
-struct vm;
+struct vm_config;
 
 typedef int (*snapshot_save_fn)(void *opaque, struct snap_writer *w, char *err, size_t errlen);
 /* Reads the part's section through @c, checks it (snap_cursor_finish) and applies it. */
@@ -64,11 +65,13 @@ void snapshot_unsupported(struct snapshot_parts *p, const char *what);
 void snapshot_parts_free(struct snapshot_parts *p);
 
 /*
- * Writes a snapshot of @vm, whose vCPUs are parked (vm_pause), into directory @dir (created
- * 0700 if missing; an existing snapshot there is replaced). Returns 0, or -errno with one line
- * in @err.
+ * Writes a snapshot of the VM built from @config, with @parts and guest memory @mem, whose
+ * vCPUs are parked (vm_pause), into directory @dir (created 0700 if missing; an existing
+ * snapshot there is replaced). Returns 0, or -errno with one line in @err.
  */
-int vm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen) MUST_CHECK;
+int snapshot_save(const struct snapshot_parts *parts, const struct guest_memory *mem,
+                  const struct vm_config *config, const char *dir, char *err,
+                  size_t errlen) MUST_CHECK;
 
 /* The saved command line of the snapshot in @dir, for config_parse: argv[0] is "vmm". */
 struct snapshot_config {
@@ -86,12 +89,13 @@ void snapshot_config_free(struct snapshot_config *sc);
 int snapshot_config_parse(struct snapshot_config *sc, char *err, size_t errlen) MUST_CHECK;
 
 /*
- * For a VM built from the snapshot's command line: maps its `ram` over guest memory (before
- * the memory slots exist) ...
+ * For a VM built from the snapshot's command line: maps its `ram` over guest memory @mem
+ * (before the memory slots exist) ...
  */
-int snapshot_map_ram(struct vm *vm, const char *dir, char *err, size_t errlen) MUST_CHECK;
-/* ... and, once every part is registered, loads them all from @sc. */
-int snapshot_load_parts(struct vm *vm, const struct snapshot_config *sc, char *err,
-                        size_t errlen) MUST_CHECK;
+int snapshot_map_ram(struct guest_memory *mem, const char *dir, char *err,
+                     size_t errlen) MUST_CHECK;
+/* ... and, once every part is registered, loads all of @parts from @sc. */
+int snapshot_load_parts(const struct snapshot_parts *parts, const struct snapshot_config *sc,
+                        char *err, size_t errlen) MUST_CHECK;
 
 #endif

@@ -121,7 +121,7 @@ static int setup_memory(struct vm *vm)
 	if (!ret && vm->restore) {
 		char err[600];
 
-		ret = snapshot_map_ram(vm, vm->config->restore_dir, err, sizeof(err));
+		ret = snapshot_map_ram(&vm->mem, vm->config->restore_dir, err, sizeof(err));
 		if (ret) {
 			log_error("--restore %s: %s", vm->config->restore_dir, err);
 			return ret;
@@ -217,7 +217,7 @@ static int check_run_host(struct vm *vm)
 static int restore_state(struct vm *vm)
 {
 	char err[600];
-	int ret = snapshot_load_parts(vm, vm->restore, err, sizeof(err));
+	int ret = snapshot_load_parts(&vm->snapshot, vm->restore, err, sizeof(err));
 
 	if (ret)
 		log_error("--restore %s: %s", vm->config->restore_dir, err);

@@ -225,7 +225,7 @@ static int api_snapshot(void *opaque, const char *dir, char *err, size_t errlen)
 	if (vm_pause(vm, err, errlen))
 		return -1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = vm_snapshot(vm, dir, err, errlen);
+	ret = snapshot_save(&vm->snapshot, &vm->mem, vm->config, dir, err, errlen);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (!ret)
 		log_info("snapshot saved in %s in %.1f ms", dir,

@@ -12,7 +12,6 @@
 #include "devices/uart_8250.h"
 #include "tests/unit/unit.h"
 #include "vmm/snapshot.h"
-#include "vmm/vm.h"
 
 /* The UART's host side: takes nothing, so what the guest writes stays in its FIFO. */
 static size_t refuse_output(void *opaque, const uint8_t *buf, size_t len)
@@ -213,7 +212,8 @@ static int counting_load(void *opaque, struct snap_cursor *c, char *err, size_t 
  * that cannot be saved. */
 START_TEST(parts_must_match_the_machine)
 {
-	static struct vm vm;
+	struct snapshot_parts parts = {0};
+	struct guest_memory mem = {0};
 	struct snapshot_config sc = {0};
 	struct snap_writer w;
 	const uint8_t *data;
@@ -233,27 +233,28 @@ START_TEST(parts_must_match_the_machine)
 	ck_assert_int_eq(snap_reader_parse(&sc.reader, data, len, SNAP_ARCH_HOST, err, sizeof(err)),
 	                 0);
 
-	ck_assert_int_eq(snapshot_add(&vm.snapshot, "PART", 0, no_save, counting_load, &loads), 0);
-	ck_assert_int_ne(snapshot_load_parts(&vm, &sc, err, sizeof(err)), 0);
+	ck_assert_int_eq(snapshot_add(&parts, "PART", 0, no_save, counting_load, &loads), 0);
+	ck_assert_int_ne(snapshot_load_parts(&parts, &sc, err, sizeof(err)), 0);
 	ck_assert_str_eq(err, "the state file has 2 parts, this machine 1");
-	ck_assert_int_eq(snapshot_add(&vm.snapshot, "PART", 2, no_save, counting_load, &loads), 0);
-	ck_assert_int_ne(snapshot_load_parts(&vm, &sc, err, sizeof(err)), 0);
+	ck_assert_int_eq(snapshot_add(&parts, "PART", 2, no_save, counting_load, &loads), 0);
+	ck_assert_int_ne(snapshot_load_parts(&parts, &sc, err, sizeof(err)), 0);
 	ck_assert_str_eq(err, "the state file has no PART 2");
-	vm.snapshot.parts[1].instance = 1;
+	parts.parts[1].instance = 1;
 	loads = 0;
-	ck_assert_int_eq(snapshot_load_parts(&vm, &sc, err, sizeof(err)), 0);
+	ck_assert_int_eq(snapshot_load_parts(&parts, &sc, err, sizeof(err)), 0);
 	ck_assert_uint_eq(loads, 2);
 
-	snapshot_unsupported(&vm.snapshot, "virtio-rng");
-	snapshot_unsupported(&vm.snapshot, "virtio-blk");
-	ck_assert_int_eq(snapshot_load_parts(&vm, &sc, err, sizeof(err)), -ENOTSUP);
+	snapshot_unsupported(&parts, "virtio-rng");
+	snapshot_unsupported(&parts, "virtio-blk");
+	ck_assert_int_eq(snapshot_load_parts(&parts, &sc, err, sizeof(err)), -ENOTSUP);
 	ck_assert_str_eq(err, "this VM has virtio-rng, whose state snapshots do not restore yet");
-	ck_assert_int_eq(vm_snapshot(&vm, "/nonexistent/snap", err, sizeof(err)), -ENOTSUP);
+	ck_assert_int_eq(snapshot_save(&parts, &mem, NULL, "/nonexistent/snap", err, sizeof(err)),
+	                 -ENOTSUP);
 	ck_assert_str_eq(err, "this VM has virtio-rng, whose state snapshots do not save yet");
 
 	snap_reader_free(&sc.reader);
 	snap_writer_free(&w);
-	snapshot_parts_free(&vm.snapshot);
+	snapshot_parts_free(&parts);
 }
 END_TEST
 
