@@ -140,6 +140,16 @@ static bool features_acceptable(const struct virtio_dev *dev)
 	       virtio_has_feature(dev, VIRTIO_F_VERSION_1);
 }
 
+int virtio_activate_queue(struct virtio_dev *dev, unsigned q)
+{
+	struct virtqueue *vq = &dev->queues[q];
+
+	vq->mem = dev->mem;
+	vq->event_idx = virtio_has_feature(dev, VIRTIO_F_EVENT_IDX);
+	vq->indirect = virtio_has_feature(dev, VIRTIO_F_INDIRECT_DESC);
+	return vq_activate(vq, dev->ops->max_queue_size);
+}
+
 /* DRIVER_OK was just set: check the ready queues, then start the device. */
 static void activate_locked(struct virtio_dev *dev)
 {
@@ -151,10 +161,7 @@ static void activate_locked(struct virtio_dev *dev)
 
 		if (!vq->ready)
 			continue;
-		vq->mem = dev->mem;
-		vq->event_idx = virtio_has_feature(dev, VIRTIO_F_EVENT_IDX);
-		vq->indirect = virtio_has_feature(dev, VIRTIO_F_INDIRECT_DESC);
-		if (vq_activate(vq, ops->max_queue_size) < 0) {
+		if (virtio_activate_queue(dev, q) < 0) {
 			log_ratelimited(LOG_WARN,
 			                "%s: queue %u: size %u, rings %#llx/%#llx/%#llx refused at "
 			                "DRIVER_OK; device needs reset",

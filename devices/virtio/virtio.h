@@ -142,6 +142,11 @@ void virtio_dev_destroy(struct virtio_dev *dev);
  * transport.interrupt from inside it. See virtio.c for the status machine.
  */
 bool virtio_has_feature(const struct virtio_dev *dev, unsigned bit);
+/*
+ * Makes ready queue @q live as DRIVER_OK does: the negotiated ring features, then vq_activate
+ * (which zeroes the device-side indices). Returns 0 or -EINVAL.
+ */
+int virtio_activate_queue(struct virtio_dev *dev, unsigned q);
 /* Driver writes 32 feature bits at @sel (0 or 1); ignored after FEATURES_OK. */
 void virtio_write_driver_features(struct virtio_dev *dev, unsigned sel, uint32_t value);
 /*

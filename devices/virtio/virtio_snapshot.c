@@ -62,10 +62,7 @@ static int activate(struct virtio_dev *dev, const struct saved_indices *saved, c
 
 		if (!vq->ready)
 			continue;
-		vq->mem = dev->mem;
-		vq->event_idx = virtio_has_feature(dev, VIRTIO_F_EVENT_IDX);
-		vq->indirect = virtio_has_feature(dev, VIRTIO_F_INDIRECT_DESC);
-		if (vq_activate(vq, ops->max_queue_size) < 0)
+		if (virtio_activate_queue(dev, q) < 0)
 			return fail(err, errlen, -EINVAL,
 			            "queue %u: its size %u or rings do not fit this machine", q,
 			            vq->size);
