@@ -4,8 +4,9 @@
  *   boottime [-l LABEL] [-m MARKER] [-q] [-t SECS] [-k] [-i FILE] -- COMMAND [ARGS...]
  *
  * Reads the monotonic clock, spawns COMMAND at once with stdin on /dev/null (-i: on FILE) and
- * stdout and stderr on one pipe, copies what arrives on the pipe to its own stdout (unless -q) and notes
- * when MARKER (default "!") first appears in that stream and when COMMAND exits. Then it prints
+ * stdout and stderr on one pipe, copies what arrives on the pipe to its own stdout (unless -q)
+ * and notes when MARKER (default "!") first appears in that stream and when COMMAND exits.
+ * Then it prints
  *
  *   BOOTTIME label=LABEL marker_us=N exit_us=N status=N [kvm_exits=N kvm_io_exits=N ...] bytes=N
  *

@@ -15,39 +15,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/support/scratch_dir.h"
 #include "tests/unit/unit.h"
 #include "vmm/boot_image.h"
 #include "vmm/kmod.h"
 
 #define SYSFS_SHORT "/sys/kernel/mm/transparent_hugepage/enabled"
 
-static char dir[64];
-
-static void make_dir(void)
-{
-	strcpy(dir, "/tmp/vmm-boot-image-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void remove_dir(void)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *path_of(const char *name)
-{
-	static char path[192];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return path;
-}
-
 static const char *write_file(const char *name, const void *data, size_t len)
 {
-	const char *path = path_of(name);
+	const char *path = scratch_path(name);
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 
 	ck_assert_int_ge(fd, 0);
@@ -86,7 +63,7 @@ START_TEST(regular_and_empty)
 	struct boot_image img;
 	char msg[256];
 
-	make_dir();
+	scratch_dir_make("vmm-boot-image");
 	ck_assert_int_eq(boot_image_read_file(write_file("a", text, 26), 1024, &buf, &len), 0);
 	ck_assert_uint_eq(len, 26);
 	ck_assert_mem_eq(buf, text, 26);
@@ -97,11 +74,11 @@ START_TEST(regular_and_empty)
 	ck_assert_uint_eq(buf[0], 0);
 	free(buf);
 	/* The bound: @max bytes are fine, one more is -EFBIG. */
-	ck_assert_int_eq(boot_image_read_file(path_of("a"), 26, &buf, &len), 0);
+	ck_assert_int_eq(boot_image_read_file(scratch_path("a"), 26, &buf, &len), 0);
 	free(buf);
-	ck_assert_int_eq(boot_image_read_file(path_of("a"), 25, &buf, &len), -EFBIG);
+	ck_assert_int_eq(boot_image_read_file(scratch_path("a"), 25, &buf, &len), -EFBIG);
 	/* boot_image_map gives a heap copy; unmap frees it and is safe twice. */
-	ck_assert_int_eq(map_capturing("kernel", path_of("a"), &img, msg, sizeof(msg)), 0);
+	ck_assert_int_eq(map_capturing("kernel", scratch_path("a"), &img, msg, sizeof(msg)), 0);
 	ck_assert_str_eq(msg, "");
 	ck_assert_uint_eq(img.size, 26);
 	ck_assert_mem_eq(img.data, text, 26);
@@ -109,11 +86,11 @@ START_TEST(regular_and_empty)
 	boot_image_unmap(&img);
 	ck_assert_ptr_null(img.data);
 	/* No kernel or initrd is empty: that is an error for boot_image_map. */
-	ck_assert_int_eq(map_capturing("initrd", path_of("empty"), &img, msg, sizeof(msg)),
+	ck_assert_int_eq(map_capturing("initrd", scratch_path("empty"), &img, msg, sizeof(msg)),
 	                 -ENODATA);
 	ck_assert_ptr_null(img.data);
 	ck_assert_ptr_nonnull(strstr(msg, "empty': the file is empty\n"));
-	remove_dir();
+	scratch_dir_remove();
 }
 END_TEST
 
@@ -133,15 +110,16 @@ START_TEST(not_regular_files)
 	};
 	int writer;
 
-	make_dir();
-	ck_assert_int_eq(mkfifo(path_of("fifo"), 0600), 0);
-	ck_assert_int_eq(mkfifo(path_of("fifo-with-writer"), 0600), 0);
-	ck_assert_int_eq(mkdir(path_of("subdir"), 0700), 0);
+	scratch_dir_make("vmm-boot-image");
+	ck_assert_int_eq(mkfifo(scratch_path("fifo"), 0600), 0);
+	ck_assert_int_eq(mkfifo(scratch_path("fifo-with-writer"), 0600), 0);
+	ck_assert_int_eq(mkdir(scratch_path("subdir"), 0700), 0);
 	/* A writer that never writes: a blocking read would wait for it forever. */
-	writer = open(path_of("fifo-with-writer"), O_RDWR | O_CLOEXEC);
+	writer = open(scratch_path("fifo-with-writer"), O_RDWR | O_CLOEXEC);
 	ck_assert_int_ge(writer, 0);
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const char *path = cases[i].name[0] == '/' ? cases[i].name : path_of(cases[i].name);
+		const char *path =
+		        cases[i].name[0] == '/' ? cases[i].name : scratch_path(cases[i].name);
 		struct boot_image img = {(const uint8_t *)"x", 1};
 		char msg[512], want[512];
 		uint8_t *buf = NULL;
@@ -158,7 +136,7 @@ START_TEST(not_regular_files)
 		ck_assert_str_eq(msg, want);
 	}
 	close(writer);
-	remove_dir();
+	scratch_dir_remove();
 }
 END_TEST
 
@@ -193,16 +171,17 @@ START_TEST(truncated_after_loading)
 		data[i] = (uint8_t)(i * 7 + (i >> 12));
 		want += data[i];
 	}
-	make_dir();
+	scratch_dir_make("vmm-boot-image");
 	write_file("kernel", data, sizeof(data));
-	ck_assert_int_eq(map_capturing("kernel", path_of("kernel"), &img, msg, sizeof(msg)), 0);
-	ck_assert_int_eq(truncate(path_of("kernel"), 0), 0);
+	ck_assert_int_eq(map_capturing("kernel", scratch_path("kernel"), &img, msg, sizeof(msg)),
+	                 0);
+	ck_assert_int_eq(truncate(scratch_path("kernel"), 0), 0);
 	for (size_t i = 0; i < img.size; i++)
 		sum += img.data[i];
 	ck_assert_uint_eq(img.size, sizeof(data));
 	ck_assert_uint_eq(sum, want);
 	boot_image_unmap(&img);
-	remove_dir();
+	scratch_dir_remove();
 }
 END_TEST
 
@@ -213,19 +192,19 @@ START_TEST(kmod_reader)
 	size_t len;
 	int fd;
 
-	make_dir();
+	scratch_dir_make("vmm-boot-image");
 	ck_assert_int_eq(kmod_read_file(write_file("modules.dep", "a.ko:\n", 6), &buf, &len), 0);
 	ck_assert_uint_eq(len, 6);
 	ck_assert_str_eq((char *)buf, "a.ko:\n");
 	free(buf);
-	fd = open(path_of("huge.ko"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(scratch_path("huge.ko"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(ftruncate(fd, 64 * MIB + 1), 0);
 	close(fd);
-	ck_assert_int_eq(kmod_read_file(path_of("huge.ko"), &buf, &len), -EFBIG);
-	ck_assert_int_eq(mkfifo(path_of("fifo.ko"), 0600), 0);
-	ck_assert_int_eq(kmod_read_file(path_of("fifo.ko"), &buf, &len), -EINVAL);
-	remove_dir();
+	ck_assert_int_eq(kmod_read_file(scratch_path("huge.ko"), &buf, &len), -EFBIG);
+	ck_assert_int_eq(mkfifo(scratch_path("fifo.ko"), 0600), 0);
+	ck_assert_int_eq(kmod_read_file(scratch_path("fifo.ko"), &buf, &len), -EINVAL);
+	scratch_dir_remove();
 }
 END_TEST
 

@@ -19,34 +19,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "tests/support/scratch_dir.h"
 #include "tests/unit/unit.h"
 #include "vmm/snapshot_file.h"
 
 #define X86 SNAP_ARCH_X86_64
 
-static char dir[64];
-
-static void make_dir(void)
-{
-	strcpy(dir, "/tmp/vmm-snapshot-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void remove_dir(void)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *path_of(const char *name)
-{
-	static char path[192];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return path;
-}
+static const char *dir; /* the scratch directory, while a test has one */
 
 /* A file of three sections ("VCPU" #0 and #1, "PIC " #0); its bytes, malloc'd, in *@len. */
 static uint8_t *good_file(size_t *len)
@@ -440,8 +419,8 @@ START_TEST(save_is_atomic)
 	char err[512], tmp[256];
 	const char *path;
 
-	make_dir();
-	path = path_of("state");
+	dir = scratch_dir_make("vmm-snapshot");
+	path = scratch_path("state");
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	ck_assert_int_eq(close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)), 0);
 	save_good(path); /* replaces the empty file */
@@ -467,7 +446,7 @@ START_TEST(save_is_atomic)
 	ck_assert_int_eq(access(tmp, F_OK), 0);
 	ck_assert_msg(snap_reader_load(&r, path, X86, err, sizeof(err)) == 0, "%s", err);
 	snap_reader_free(&r);
-	remove_dir();
+	scratch_dir_remove();
 }
 END_TEST
 
@@ -476,13 +455,13 @@ START_TEST(save_into_missing_directory)
 	struct snap_writer w;
 	char err[512], path[256];
 
-	make_dir();
+	dir = scratch_dir_make("vmm-snapshot");
 	snprintf(path, sizeof(path), "%s/no-such-dir/state", dir);
 	snap_writer_init(&w, X86);
 	ck_assert_int_eq(snap_writer_save(&w, path, err, sizeof(err)), -ENOENT);
 	ck_assert_msg(strstr(err, path) && strstr(err, "No such file or directory"), "%s", err);
 	snap_writer_free(&w);
-	remove_dir();
+	scratch_dir_remove();
 }
 END_TEST
 
@@ -512,25 +491,25 @@ START_TEST(load_refuses_what_is_not_a_state_file)
 	const char *path;
 	int fd;
 
-	make_dir();
-	path = path_of("fifo");
+	dir = scratch_dir_make("vmm-snapshot");
+	path = scratch_path("fifo");
 	ck_assert_int_eq(mkfifo(path, 0600), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	expect_load_error(path, -EINVAL, "not a regular file");
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 2);
 	expect_load_error(dir, -EISDIR, "a directory");
-	expect_load_error(path_of("missing"), -ENOENT, "No such file or directory");
+	expect_load_error(scratch_path("missing"), -ENOENT, "No such file or directory");
 
-	path = path_of("short");
+	path = scratch_path("short");
 	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	ck_assert_int_eq(write(fd, buf, len - 1), (ssize_t)len - 1);
 	close(fd);
 	expect_load_error(path, -EINVAL,
 	                  "truncated in section 'END ' #0 (4 bytes of payload, 7 left)");
 	/* A name that is not printable ASCII is escaped in the message. */
-	expect_load_error_named(path_of("bad\x01name"), -ENOENT, "bad\\x01name", false);
-	remove_dir();
+	expect_load_error_named(scratch_path("bad\x01name"), -ENOENT, "bad\\x01name", false);
+	scratch_dir_remove();
 	free(buf);
 }
 END_TEST
