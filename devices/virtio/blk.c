@@ -279,7 +279,7 @@ static const struct virtio_device_ops blk_ops = {
         .reset = blk_reset,
         .queue_notify = blk_queue_notify,
         .quiesce = blk_quiesce,
-        .snapshot_core_only = true, /* once quiesced */
+        .snapshots = true, /* once quiesced */
 };
 
 int blk_set_block_size(struct blk_dev *b, uint32_t size)

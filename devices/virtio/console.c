@@ -39,10 +39,13 @@
 
 #include <assert.h>
 #include <endian.h>
+#include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vmm/log.h"
+#include "vmm/snapshot_file.h"
 #include "vmm/util.h"
 
 void console_work_done(struct virtio_console *c, const struct work *w)
@@ -136,7 +139,8 @@ static void tx_run(struct virtio_console *c, unsigned port, struct work *w, bool
 			if (r <= 0)
 				break;
 			p->tx_held = true;
-			p->tx_done = 0;
+			p->tx_done = p->tx_resume;
+			p->tx_resume = 0;
 		}
 		if (!tx_write_chain(p, &bytes, flush, &refused)) {
 			p->tx_blocked = refused;
@@ -331,8 +335,77 @@ static void console_reset(struct virtio_dev *dev)
 		port->added = port->ready = port->guest_open = false;
 		port->pending = 0;
 		port->tx_held = port->tx_blocked = port->tx_more = false;
-		port->tx_done = 0;
+		port->tx_done = port->tx_resume = 0;
 	}
+}
+
+/* ---- Snapshots ---- */
+
+/* The port a transmitq belongs to, or -1 for the other queues. */
+static int tx_port(unsigned q)
+{
+	if (q == CTRL_RXQ || q == CTRL_TXQ || q % 2 == 0)
+		return -1;
+	return q == VIRTIO_CONSOLE_TX_QUEUE ? 0 : (int)(q / 2 - 1);
+}
+
+/* Under vdev.lock: a chain half written is taken again after a restore, from tx_done on. */
+static unsigned console_chains_held(struct virtio_dev *dev, unsigned q)
+{
+	struct virtio_console *c = to_console(dev);
+	int port = tx_port(q);
+
+	return port >= 0 && (unsigned)port < c->nr_ports && c->ports[port].tx_held;
+}
+
+enum { SNAP_ADDED = 1, SNAP_READY = 2, SNAP_GUEST_OPEN = 4, SNAP_TX_HELD = 8 };
+
+/* Under vdev.lock: the driver's view of each port and what is left to send. */
+static void console_save(struct virtio_dev *dev, struct snap_writer *w)
+{
+	struct virtio_console *c = to_console(dev);
+
+	snap_put_u32(w, c->nr_ports);
+	for (unsigned i = 0; i < c->nr_ports; i++) {
+		const struct virtio_console_port *p = &c->ports[i];
+
+		snap_put_u8(w, (uint8_t)((p->added ? SNAP_ADDED : 0) | (p->ready ? SNAP_READY : 0) |
+		                         (p->guest_open ? SNAP_GUEST_OPEN : 0) |
+		                         (p->tx_held ? SNAP_TX_HELD : 0)));
+		snap_put_u8(w, p->pending);
+		snap_put_u64(w, p->tx_held ? p->tx_done : 0);
+	}
+}
+
+static int console_load(struct virtio_dev *dev, struct snap_cursor *cur, char *err, size_t errlen)
+{
+	struct virtio_console *c = to_console(dev);
+	uint32_t nr = snap_get_u32(cur);
+
+	if (cur->overrun)
+		return 0; /* the core's snap_cursor_finish says so */
+	if (nr != c->nr_ports) {
+		snprintf(err, errlen, "a console with %u ports, this one has %u", nr, c->nr_ports);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < nr; i++) {
+		struct virtio_console_port *p = &c->ports[i];
+		uint8_t flags = snap_get_u8(cur), pending = snap_get_u8(cur);
+		uint64_t done = snap_get_u64(cur);
+
+		if ((flags & ~(SNAP_ADDED | SNAP_READY | SNAP_GUEST_OPEN | SNAP_TX_HELD)) ||
+		    (pending & ~PEND_ALL)) {
+			snprintf(err, errlen, "port %u: flags %#x, pending %#x out of range", i,
+			         flags, pending);
+			return -EINVAL;
+		}
+		p->added = flags & SNAP_ADDED;
+		p->ready = flags & SNAP_READY;
+		p->guest_open = flags & SNAP_GUEST_OPEN;
+		p->pending = pending;
+		p->tx_resume = flags & SNAP_TX_HELD ? done : 0;
+	}
+	return 0;
 }
 
 #define CONSOLE_OPS(ports)                                                                         \
@@ -340,7 +413,8 @@ static void console_reset(struct virtio_dev *dev)
 		.name = "virtio-console", .device_id = VIRTIO_ID_CONSOLE,                          \
 		.num_queues = 2 * ((ports) + 1), .max_queue_size = VIRTIO_CONSOLE_QUEUE_SIZE,      \
 		.activate = console_activate, .reset = console_reset,                              \
-		.queue_notify = console_queue_notify,                                              \
+		.queue_notify = console_queue_notify, .chains_held = console_chains_held,          \
+		.save = console_save, .load = console_load, .snapshots = true,                     \
 	}
 
 /* Indexed by the multiport port count; [0] is single-port mode (2 queues). */

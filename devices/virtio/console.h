@@ -98,15 +98,16 @@ struct virtio_console_port {
 	bool host_connected; /* what PORT_OPEN tells the driver */
 	bool rx_wanted;      /* input was refused; call backend.rx_space when it can be taken */
 	/* Under vdev.lock, forgotten at device reset: */
-	bool added;       /* DEVICE_ADD sent */
-	bool ready;       /* the driver answered PORT_READY 1 */
-	bool guest_open;  /* the driver's last PORT_OPEN said open */
-	uint8_t pending;  /* control messages to send (console.c's PEND_* bits) */
-	bool tx_held;     /* tx_chain was taken from the ring and is not done */
-	bool tx_blocked;  /* the backend took less than offered: wait for port_writable */
-	bool tx_more;     /* stopped at the batch limit with work left */
-	uint64_t tx_done; /* bytes of tx_chain the backend took */
-	uint16_t tx_mark; /* the driver's available index at virtio_console_port_mark_tx */
+	bool added;         /* DEVICE_ADD sent */
+	bool ready;         /* the driver answered PORT_READY 1 */
+	bool guest_open;    /* the driver's last PORT_OPEN said open */
+	uint8_t pending;    /* control messages to send (PEND_* bits) */
+	bool tx_held;       /* tx_chain was taken from the ring and is not done */
+	bool tx_blocked;    /* the backend took less than offered: wait for port_writable */
+	bool tx_more;       /* stopped at the batch limit with work left */
+	uint64_t tx_done;   /* bytes of tx_chain the backend took */
+	uint64_t tx_resume; /* after a restore: tx_done of the chain taken first */
+	uint16_t tx_mark;   /* the driver's available index at virtio_console_port_mark_tx */
 	struct vq_chain tx_chain;
 };
 

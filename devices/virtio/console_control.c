@@ -10,10 +10,6 @@
 #include "vmm/log.h"
 
 /* Pending control messages of a port, in the order they go; bit i sends pend_event[i]. */
-#define PEND_ADD     (1u << 0)
-#define PEND_NAME    (1u << 1)
-#define PEND_CONSOLE (1u << 2)
-#define PEND_OPEN    (1u << 3)
 static const uint16_t pend_event[] = {VIRTIO_CONSOLE_DEVICE_ADD, VIRTIO_CONSOLE_PORT_NAME,
                                       VIRTIO_CONSOLE_CONSOLE_PORT, VIRTIO_CONSOLE_PORT_OPEN};
 

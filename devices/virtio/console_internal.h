@@ -16,6 +16,13 @@
 #define CTRL_RXQ VIRTIO_CONSOLE_CTRL_RX_QUEUE
 #define CTRL_TXQ VIRTIO_CONSOLE_CTRL_TX_QUEUE
 
+/* A port's control messages to send (virtio_console_port.pending), in this order. */
+#define PEND_ADD     (1u << 0)
+#define PEND_NAME    (1u << 1)
+#define PEND_CONSOLE (1u << 2)
+#define PEND_OPEN    (1u << 3)
+#define PEND_ALL     (PEND_ADD | PEND_NAME | PEND_CONSOLE | PEND_OPEN)
+
 #define TX_BATCH   256
 #define TX_BYTES   (1 * MIB)
 #define CTRL_BATCH 256

@@ -553,6 +553,17 @@ static void net_reset(struct virtio_dev *dev)
 	set_watch(n, 0);
 }
 
+/*
+ * Under vdev.lock: the receive chains in the stash (with a packet in hand, that packet is lost
+ * to a restore, as on a wire) and a transmit chain the back-end has not taken.
+ */
+static unsigned net_chains_held(struct virtio_dev *dev, unsigned q)
+{
+	struct virtio_net *n = to_net(dev);
+
+	return q == RXQ ? n->rx_nr : q == TXQ ? n->tx_held : 0;
+}
+
 static const struct virtio_device_ops net_ops = {
         .name = "virtio-net",
         .device_id = VIRTIO_ID_NET,
@@ -561,6 +572,8 @@ static const struct virtio_device_ops net_ops = {
         .activate = net_activate,
         .reset = net_reset,
         .queue_notify = net_queue_notify,
+        .chains_held = net_chains_held,
+        .snapshots = true, /* control chains are served whole */
 };
 
 static const uint64_t net_features = 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_MRG_RXBUF |

@@ -133,7 +133,7 @@ static const struct virtio_device_ops rng_ops = {
         .num_queues = 1,
         .max_queue_size = VIRTIO_RNG_QUEUE_SIZE,
         .queue_notify = rng_queue_notify,
-        .snapshot_core_only = true, /* each notify serves and returns whole chains */
+        .snapshots = true, /* each notify serves and returns whole chains */
 };
 
 void virtio_rng_init(struct virtio_rng *rng, const struct guest_memory *mem)

@@ -46,6 +46,9 @@
 
 struct virtio_dev;
 
+struct snap_writer;
+struct snap_cursor;
+
 struct virtio_device_ops {
 	const char *name;
 	uint32_t device_id;
@@ -77,11 +80,26 @@ struct virtio_device_ops {
 	 */
 	void (*quiesce)(struct virtio_dev *dev);
 	/*
-	 * The core's state (virtio_dev_save) is all of the device's, once quiesced (or with
-	 * nothing in flight after a queue_notify returns). Such a device can be in a snapshot;
-	 * the others are not yet.
+	 * Optional, for a snapshot: how many chains the device took from queue @q and has not
+	 * used yet (receive buffers waiting for a packet, a packet the back-end could not take).
+	 * They must be the ones taken last. The snapshot saves the queue as if they had never
+	 * been taken, so a restored device takes them again. Under dev->lock.
 	 */
-	bool snapshot_core_only;
+	unsigned (*chains_held)(struct virtio_dev *dev, unsigned q);
+	/*
+	 * Optional: the device's own state beyond the core's, in the same snapshot section after
+	 * it (save under dev->lock). load reads it back before the device is made live again
+	 * (under dev->lock; it may leave its checks to the core's snap_cursor_finish, but must
+	 * apply nothing out of range) and returns 0 or -errno with one line in @err.
+	 */
+	void (*save)(struct virtio_dev *dev, struct snap_writer *w);
+	int (*load)(struct virtio_dev *dev, struct snap_cursor *c, char *err, size_t errlen);
+	/*
+	 * The device can be in a snapshot: the core's state and save's are all of its state, once
+	 * quiesced (or with nothing in flight after a queue_notify returns, chains_held aside).
+	 * The others are refused, by name.
+	 */
+	bool snapshots;
 };
 
 /* How a device reaches its transport (set by the transport at attach time). */
@@ -110,8 +128,6 @@ struct virtio_dev {
 	struct virtqueue queues[VIRTIO_MAX_QUEUES];
 };
 
-struct snap_writer;
-struct snap_cursor;
 /*
  * A snapshot of the core (virtio_snapshot.c): features, status, ISR, config space, each
  * queue's layout and indices. Save under dev->lock. Load before the VM runs: a live device

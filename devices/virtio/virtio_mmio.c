@@ -371,7 +371,7 @@ static int mmio_load(void *opaque, struct snap_cursor *c, char *err, size_t errl
 
 int virtio_mmio_snapshot_add(struct virtio_mmio *t, struct snapshot_parts *parts, uint32_t instance)
 {
-	if (!t->dev->ops->snapshot_core_only) {
+	if (!t->dev->ops->snapshots) {
 		snapshot_unsupported(parts, t->dev->ops->name);
 		return 0;
 	}

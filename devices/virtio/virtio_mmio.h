@@ -104,8 +104,8 @@ int virtio_mmio_attach(struct virtio_mmio *t, struct virtio_dev *dev, struct bus
 void virtio_mmio_detach(struct virtio_mmio *t);
 
 /*
- * Registers @t and its device as snapshot part "VMMI" @instance, when the device's state is
- * all in the core (ops->snapshot_core_only); otherwise notes the device as unsupported.
+ * Registers @t and its device as snapshot part "VMMI" @instance, when the device can be
+ * in a snapshot (ops->snapshots); otherwise notes the device as unsupported.
  */
 int virtio_mmio_snapshot_add(struct virtio_mmio *t, struct snapshot_parts *parts,
                              uint32_t instance) MUST_CHECK;

@@ -155,8 +155,8 @@ void virtio_pci_set_test_interrupts(struct virtio_pci *t, void (*intx)(void *opa
 
 /*
  * Registers @t and its device as snapshot part "VPCI" @instance (virtio_pci_snapshot.c):
- * config space, MSI-X, INTx, transport registers and the virtio core, when the device's state
- * is all in the core (ops->snapshot_core_only); otherwise notes the device as unsupported.
+ * config space, MSI-X, INTx, transport registers and the virtio core, when the device can be
+ * in a snapshot (ops->snapshots); otherwise notes the device as unsupported.
  */
 int virtio_pci_snapshot_add(struct virtio_pci *t, struct snapshot_parts *parts,
                             uint32_t instance) MUST_CHECK;

@@ -83,7 +83,7 @@ static int pci_load(void *opaque, struct snap_cursor *c, char *err, size_t errle
 
 int virtio_pci_snapshot_add(struct virtio_pci *t, struct snapshot_parts *parts, uint32_t instance)
 {
-	if (!t->dev->ops->snapshot_core_only) {
+	if (!t->dev->ops->snapshots) {
 		snapshot_unsupported(parts, t->dev->ops->name);
 		return 0;
 	}

@@ -1,6 +1,7 @@
 /*
  * The virtio core's state in a snapshot (virtio.h): negotiated features, status, ISR, config
- * space and every queue's layout and device-side indices. Saved by the transport's snapshot
+ * space and every queue's layout and device-side indices, then the device's own (ops->save).
+ * Saved by the transport's snapshot
  * part under dev->lock; loaded before the vCPUs and the event loop run, when a device that was
  * live (DRIVER_OK) gets its rings checked and translated again (vq_activate), its indices
  * back, and ops->activate, as if the driver had just set DRIVER_OK.
@@ -32,11 +33,15 @@ void virtio_dev_save(struct virtio_dev *dev, struct snap_writer *w)
 		snap_put_u64(w, vq->desc_addr);
 		snap_put_u64(w, vq->avail_addr);
 		snap_put_u64(w, vq->used_addr);
-		snap_put_u16(w, vq->last_avail_idx);
+		/* held chains are untaken: the ring keeps their entries until they are used */
+		snap_put_u16(w, (uint16_t)(vq->last_avail_idx -
+		                           (ops->chains_held ? ops->chains_held(dev, q) : 0)));
 		snap_put_u16(w, vq->used_idx);
 		snap_put_u16(w, vq->signalled_used);
 		snap_put_u8(w, vq->signalled_used_valid);
 	}
+	if (ops->save)
+		ops->save(dev, w);
 }
 
 /* Device-side indices, which vq_activate zeroes. */
@@ -128,7 +133,9 @@ int virtio_dev_load(struct virtio_dev *dev, struct snap_cursor *c, char *err, si
 		saved[q].signalled = snap_get_u16(c);
 		saved[q].signalled_valid = snap_get_u8(c) != 0;
 	}
-	ret = snap_cursor_finish(c, err, errlen);
+	ret = ops->load ? ops->load(dev, c, err, errlen) : 0;
+	if (!ret)
+		ret = snap_cursor_finish(c, err, errlen);
 	if (!ret && (features & ~dev->device_features))
 		ret = fail(err, errlen, -EINVAL, "features %#x%08x beyond this device's offer",
 		           (unsigned)(features >> 32), (unsigned)features);

@@ -16,6 +16,7 @@ power-off). Runs like test_linux_boot.py (same harness, modes and retries):
 import json
 import os
 import re
+import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -117,14 +118,20 @@ def scenario_api(g, run, _):
           f'the guest\'s counts are not 1..N in order (a restart or a lost line?): {counts}')
 
 
-# linux-snapshot's host side: once the first vmm (2 vCPUs, virtio-rng and a virtio-blk disk on
-# PCI with MSI-X) printed T-COUNT=5, a snapshot (which leaves the guest paused) and a stop;
-# then `vmm --restore` of that snapshot on the same console, twice: the snapshot stays as it
-# was for the second. The disk image is the user's: both restores use it as it is.
+# linux-snapshot's host side: once the first vmm (2 vCPUs, virtio-rng, a virtio-blk disk and a
+# --net user NIC on PCI with MSI-X) printed T-COUNT=5, a snapshot (which leaves the guest
+# paused) and a stop; then `vmm --restore` of that snapshot on the same console, twice: the
+# snapshot stays as it was for the second. The disk image is the user's: both restores use it
+# as it is. One listener per phase on the host's loopback serves the guest a file through
+# 10.0.2.2.
 SNAP_HOST = r"""
 API=@API@ CAT=@CAT@ SNAP=@SNAP@
 rm -rf /tmp/host_results /tmp/vmm1.out $SNAP
 truncate -s 8M /tmp/snap-disk.img
+ip link set lo up
+head -c @NETBYTES@ /dev/urandom >/tmp/snap-net
+echo "T-NET-SENT=$(sha256sum /tmp/snap-net | cut -d' ' -f1)"
+for port in 5021 5022 5023; do (nc -l -p $port </tmp/snap-net >/dev/null) & done
 api() { echo "$1" | $CAT -U $API; }
 (
 	until grep -q 'T-COUNT=5' /tmp/vmm1.out 2>/dev/null; do sleep 0.1; done
@@ -147,27 +154,50 @@ DISK_WRITE = ('printf before | dd of=/dev/vda bs=512 conv=sync,fsync 2>/dev/null
 DISK_LOAD = ('(while :; do dd if=/dev/zero of=/dev/vda bs=64k count=32 seek=1 conv=fsync '
              '2>/dev/null; done) &')
 DISK_READ = 'echo "T-DISK1=$(dd if=/dev/vda bs=6 count=1 2>/dev/null)"'
+SNAP_NET_BYTES = 256 << 10
+# The file from the host's listener on @PORT@, then T-NET@PORT@=its sha256.
+NET_FETCH = ('(nc 10.0.2.2 @PORT@ </dev/null >/tmp/net@PORT@) & '
+             f'while [ "$(stat -c %s /tmp/net@PORT@ 2>/dev/null)" != {SNAP_NET_BYTES} ]; '
+             'do sleep 0.2; done; echo "T-NET@PORT@=$(sha256sum /tmp/net@PORT@ | cut -d\' \' -f1)"')
 
 
-def setup_snapshot(run):
+def setup_snapshot(run, machine='--cpus 2 --disk /tmp/snap-disk.img --net user'):
     initrd, tool = boot.vsock_initrd(run)
     nested = run.mode == 'nested'
     api = '/tmp/vmm-api.sock' if nested else os.path.join(run.tmp, 'api.sock')
     snap = '/tmp/vmm-snap' if nested else os.path.join(run.tmp, 'snap')
-    host = SNAP_HOST.replace('@API@', api).replace('@CAT@', tool).replace('@SNAP@', snap)
+    host = (SNAP_HOST.replace('@API@', api).replace('@CAT@', tool).replace('@SNAP@', snap)
+            .replace('@NETBYTES@', str(SNAP_NET_BYTES)))
     vmm = run.vmm_prefix(initrd).split(' --kernel')[0]
-    command = (f'{host}\n{{ {run.vmm_prefix(initrd)} --cmdline quiet --mem 256M --cpus 2 '
-               f'--disk /tmp/snap-disk.img --api-socket {api}; echo "T-FIRST-EXIT=$?" >>/tmp/host_results; }} | '
+    command = (f'{host}\n{{ {run.vmm_prefix(initrd)} --cmdline quiet --mem 256M {machine} '
+               f'--api-socket {api}; echo "T-FIRST-EXIT=$?" >>/tmp/host_results; }} | '
                f'tee /tmp/vmm1.out\nprintf "\\nT-RESTORING\\n"\n'
                f'{vmm} --restore {snap}; echo "T-RESTORE1-EXIT=$?" >>/tmp/host_results\n'
                f'printf "\\nT-RESTORING-AGAIN\\n"\n'
                f'{vmm} --restore {snap} --api-socket {api}{boot.HOST_RESULTS}')
+    if run.mode == 'direct':  # 10.0.2.2 is the loopback of a network namespace of its own
+        command = f'unshare -rn sh -c {shlex.quote(command)}'
     return dict(command=command, files=run.files), None
+
+
+def snapshot_fetch(g, port, sent, when):
+    """The guest fetches the host's file from its listener on @port through --net user."""
+    g.send(NET_FETCH.replace('@PORT@', str(port)) + '\n')
+    got = g.expect(rf'T-NET{port}=([0-9a-f]{{64}})\r?\n', PHASE_TIMEOUT,
+                   what=f'T-NET{port} (the file from 10.0.2.2 {when})').group(1)
+    check(got == sent, f'{when} the guest fetched a file with sha256 {got} from 10.0.2.2, '
+          f'the host sent {sent}')
 
 
 def scenario_snapshot(g, run, _):
     g.start(PHASE_TIMEOUT)
+    sent = g.expect(r'T-NET-SENT=([0-9a-f]{64})\r?\n', PHASE_TIMEOUT,
+                    what='the host file checksum').group(1)
     g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
+    g.send(boot.harness.guest_dhcp('eth0') + '\n')
+    check(g.expect(r'T-DHCP=(\d+)\r?\n', PHASE_TIMEOUT, what='T-DHCP').group(1) == '0',
+          'udhcpc got no lease on eth0 (--net user)')
+    snapshot_fetch(g, 5021, sent, 'before the snapshot')
     g.send(RNG_READ.replace('@KEY@', 'T-RNG0') + '\n')
     rng = g.expect(r'T-RNG0=([a-z_.0-9]*/\d+)\r?\n', PHASE_TIMEOUT, what='T-RNG0').group(1)
     check(rng == 'virtio_rng.0/64', f'before the snapshot the guest reads {rng!r} from '
@@ -188,6 +218,7 @@ def scenario_snapshot(g, run, _):
     sector = g.expect(r'T-DISK1=([a-z]*)\r?\n', PHASE_TIMEOUT, what='T-DISK1').group(1)
     check(sector == 'before', f'after the restore sector 0 of the disk reads {sector!r}, '
           'expected "before" (written and synced before the snapshot)')
+    snapshot_fetch(g, 5022, sent, 'after the restore')
     g.send(RNG_READ.replace('@KEY@', 'T-RNG1') + '\n')
     rng = g.expect(r'T-RNG1=([a-z_.0-9]*/\d+)\r?\n', PHASE_TIMEOUT, what='T-RNG1').group(1)
     check(rng == 'virtio_rng.0/64', f'after the restore the guest reads {rng!r} from /dev/hwrng '
@@ -197,6 +228,7 @@ def scenario_snapshot(g, run, _):
     first = [int(n) for n in re.findall(r'T-COUNT=(\d+)\r?\n', g.output)]
     for i in range(3):
         g.expect(r'T-COUNT=\d+\r?\n', PHASE_TIMEOUT, what=f'count {i + 1} after restore 2')
+    snapshot_fetch(g, 5023, sent, 'after the second restore')
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'the second restored vmm exit status {status} after poweroff -f, '
@@ -222,8 +254,49 @@ def scenario_snapshot(g, run, _):
     print(f'snapshot: counted to {n} before, to {first[-1]} and {again[-1]} after each restore')
 
 
+# linux-snapshot-hvc0: the same snapshot and two restores with the guest's console on a
+# virtio console over virtio-mmio (hvc0; 1 vCPU, no disk or NIC): it types and counts through
+# the restored device, and no line comes twice (a chain the host had partly written before the
+# snapshot goes on from where it was).
+def scenario_snapshot_hvc0(g, run, _):
+    g.start(PHASE_TIMEOUT)
+    g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY on hvc0')
+    g.send('echo "T-CONSOLE=$(cat /sys/class/tty/console/active)"\n')
+    con = g.expect(r'T-CONSOLE=(\w+)\r?\n', PHASE_TIMEOUT, what='the active console').group(1)
+    check(con == 'hvc0', f'the guest console is {con!r}, expected hvc0')
+    g.send('(i=0; while :; do i=$((i+1)); echo T-COUNT=$i; sleep 0.3; done) &\n')
+    g.expect(r'T-RESTORING\r?\n', PHASE_TIMEOUT, what='the first vmm stopping after the snapshot')
+    n = len(re.findall(r'T-COUNT=(\d+)\r?\n', g.output))
+    for phase, marker in (('the restore', 'T-RESTORING-AGAIN'), ('restore 2', None)):
+        for i in range(3):
+            g.expect(r'T-COUNT=\d+\r?\n', PHASE_TIMEOUT, what=f'count {i + 1} after {phase}')
+        g.send(f'echo "T-TYPED=$((6 * 7))"\n')
+        check(g.expect(r'T-TYPED=(\d+)\r?\n', PHASE_TIMEOUT, what=f'T-TYPED after {phase}')
+              .group(1) == '42', f'after {phase} the guest answered a typed line wrongly')
+        g.send('poweroff -f\n')
+        if marker:
+            g.expect(rf'{marker}\r?\n', PHASE_TIMEOUT, what='the restored vmm stopping')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'the second restored vmm exit status {status}, expected 0')
+    results = boot.host_results(g.output)
+    check(reply(results.get('T-SNAP', ''), 'T-SNAP') == {'ok': True},
+          f'T-SNAP: {results.get("T-SNAP")}, expected {{"ok": true}}')
+    counts = [int(x) for x in re.findall(r'T-COUNT=(\d+)\r?\n', g.output)]
+    first_end = g.output.index('T-RESTORING-AGAIN')
+    first = [int(x) for x in re.findall(r'T-COUNT=(\d+)\r?\n', g.output[:first_end])]
+    again = counts[len(first):]
+    for what, seq in (('the first restore', first), ('the second restore', first[:n] + again)):
+        check(seq == list(range(1, len(seq) + 1)) and len(seq) >= n + 3,
+              f'the guest\'s counts on hvc0 across {what} are not 1..N in order (restarted, '
+              f'lost or repeated?): {seq}')
+    print(f'snapshot-hvc0: counted to {n} before, {first[-1]} and {again[-1]} after each restore')
+
+
 boot.SCENARIOS['api'] = (scenario_api, setup_api)
 boot.SCENARIOS['snapshot'] = (scenario_snapshot, setup_snapshot)
+boot.SCENARIOS['snapshot-hvc0'] = (
+    scenario_snapshot_hvc0,
+    lambda run: setup_snapshot(run, '--console virtio --transport mmio'))
 
 if __name__ == '__main__':
     sys.exit(boot.main())

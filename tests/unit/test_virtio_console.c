@@ -34,6 +34,7 @@
 #include "tests/unit/unit.h"
 #include "vmm/event_loop.h"
 #include "vmm/out_stream.h"
+#include "vmm/snapshot_file.h"
 
 struct fixture {
 	struct guest_memory mem;
@@ -969,6 +970,84 @@ START_TEST(mp_batch_limit)
 }
 END_TEST
 
+/*
+ * A snapshot with a chain half written (the backend took 5 of its 10 bytes) and port 1 open in
+ * the guest, loaded into a new console on the same rings: the restored device writes only the
+ * other 5 bytes, takes input on port 1 without a new PORT_OPEN and sends no control message
+ * again.
+ */
+START_TEST(mp_snapshot_goes_on)
+{
+	struct mp_fixture *f = mp_setup(true);
+	struct virtio_console *copy = calloc(1, sizeof(*copy));
+	struct port_out out[NPORTS] = {{0}};
+	struct virtio_console_port_config ports[NPORTS];
+	struct test_ring *rx1 = &f->ring[virtio_console_rx_queue(1)];
+	struct test_buf b = {test_ring_alloc(rx1, 16), 16, true};
+	const void *d[] = {"0123", "456789"};
+	size_t l[] = {4, 6};
+	unsigned q = virtio_console_tx_queue(0);
+	struct snap_writer w;
+	struct snap_reader r;
+	struct snap_cursor c;
+	const uint8_t *data;
+	size_t len;
+	char err[256] = "";
+	uint16_t h;
+
+	handshake(f);
+	send_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	f->out[0].room = 5;
+	h = tx_chain(f, 0, d, l, 2);
+	mp_notify(f, q);
+	ck_assert_mem_eq(f->out[0].data, "01234", 5);
+
+	snap_writer_init(&w, SNAP_ARCH_HOST);
+	snap_begin(&w, "CONS", 0);
+	pthread_mutex_lock(&f->con.vdev.lock);
+	virtio_dev_save(&f->con.vdev, &w);
+	pthread_mutex_unlock(&f->con.vdev.lock);
+	snap_end(&w);
+	ck_assert_int_eq(snap_writer_finish(&w, &data, &len, err, sizeof(err)), 0);
+	ck_assert_int_eq(snap_reader_parse(&r, data, len, SNAP_ARCH_HOST, err, sizeof(err)), 0);
+	ck_assert_int_eq(snap_section(&r, "CONS", 0, &c), 0);
+
+	ck_assert_ptr_nonnull(copy);
+	for (unsigned p = 0; p < NPORTS; p++) {
+		out[p].data = malloc(OUT_MAX);
+		ck_assert_ptr_nonnull(out[p].data);
+		out[p].room = out[p].per_call = SIZE_MAX;
+		ports[p] = (struct virtio_console_port_config){
+		        .name = f->con.ports[p].name[0] ? f->con.ports[p].name : NULL,
+		        .is_console = f->con.ports[p].is_console,
+		        .backend = {port_write, port_rx_space, port_guest_open, &out[p]},
+		};
+	}
+	virtio_console_init_multiport(copy, &f->mem, ports, NPORTS);
+	copy->vdev.transport = (struct virtio_transport){mp_interrupt, f};
+	ck_assert_msg(virtio_dev_load(&copy->vdev, &c, err, sizeof(err)) == 0, "%s", err);
+
+	copy->vdev.ops->queue_notify(&copy->vdev, q);
+	ck_assert_uint_eq(out[0].len, 5);
+	ck_assert_mem_eq(out[0].data, "56789", 5);
+	expect_used(f, q, h, 0);
+	test_ring_add(rx1, &b, 1);
+	ck_assert_uint_eq(virtio_console_port_receive(copy, 1, (const uint8_t *)"hi", 2), 2);
+	expect_used(f, virtio_console_rx_queue(1), 0, 2);
+	copy->vdev.ops->queue_notify(&copy->vdev, VIRTIO_CONSOLE_CTRL_RX_QUEUE);
+	expect_no_ctrl(f);
+	ck_assert_uint_eq(out[1].nr_opens, 0);
+
+	snap_reader_free(&r);
+	snap_writer_free(&w);
+	virtio_console_destroy(copy);
+	free(copy);
+	for (unsigned p = 0; p < NPORTS; p++)
+		free(out[p].data);
+	mp_teardown(f);
+}
+END_TEST
+
 START_TEST(mp_driver_without_multiport)
 {
 	struct mp_fixture *f = mp_setup(false);
@@ -1406,6 +1485,7 @@ static Suite *console_suite(void)
 	tcase_add_test(tc, mp_reset_forgets_ports);
 	tcase_add_loop_test(tc, mp_batch_limit, 0, 2);
 	tcase_add_test(tc, mp_driver_without_multiport);
+	tcase_add_test(tc, mp_snapshot_goes_on);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("bounded");
 	tcase_add_loop_test(tc, hostile_tx_bounded, 0, 2);

@@ -26,6 +26,7 @@
 #include "tests/support/blk_ring.h"
 #include "tests/support/net_fake.h"
 #include "tests/unit/unit.h"
+#include "vmm/snapshot_file.h"
 
 #define HDR    VIRTIO_NET_HDR_LEN
 #define RXQ    VIRTIO_NET_RX_QUEUE
@@ -776,6 +777,76 @@ START_TEST(backend_failure_takes_link_down)
 END_TEST
 
 /* Random chain shapes on every queue, random packets and events: no crash, no stuck state. */
+/*
+ * A snapshot taken while the device holds chains (receive buffers stashed, a packet the
+ * backend would not take) saves them as never taken: a device restored from it takes the
+ * same chains again, receives into the first held buffer and sends the held packet, while
+ * the snapshotted device goes on as it was.
+ */
+START_TEST(snapshot_gives_held_chains_back)
+{
+	struct fixture *f = setup();
+	struct virtio_net *copy = calloc(1, sizeof(*copy));
+	struct net_fake fake2;
+	uint8_t pkt[2][HDR + 100], out[HDR + 50];
+	size_t pkt_len = make_packet(pkt[0], 0, 0, 100, 4);
+	struct test_buf b[3], tb = data_buf(&f->tx, out, (uint32_t)make_packet(out, 0, 0, 50, 9));
+	uint16_t h[3], th = test_ring_add(&f->tx, &tb, 1);
+	struct snap_writer w;
+	struct snap_reader r;
+	struct snap_cursor c;
+	const uint8_t *data;
+	size_t len;
+	char err[256] = "";
+
+	make_packet(pkt[1], 0, 0, 100, 5);
+	for (unsigned i = 0; i < 3; i++)
+		b[i] = rx_post(f, 4096, &h[i]);
+	net_fake_offer(&f->fake, pkt[0], pkt_len);
+	backend(f, EPOLLIN);
+	expect_used(&f->rx, h[0], pkt_len);
+	f->fake.eagain = 1;
+	notify(f, TXQ);
+	ck_assert_uint_eq(f->net.rx_nr, 2);
+	ck_assert(f->net.tx_held);
+
+	snap_writer_init(&w, SNAP_ARCH_HOST);
+	snap_begin(&w, "NET ", 0);
+	pthread_mutex_lock(&f->net.vdev.lock);
+	virtio_dev_save(&f->net.vdev, &w);
+	pthread_mutex_unlock(&f->net.vdev.lock);
+	snap_end(&w);
+	ck_assert_int_eq(snap_writer_finish(&w, &data, &len, err, sizeof(err)), 0);
+	ck_assert_int_eq(snap_reader_parse(&r, data, len, SNAP_ARCH_HOST, err, sizeof(err)), 0);
+	ck_assert_int_eq(snap_section(&r, "NET ", 0, &c), 0);
+	ck_assert_uint_eq(f->net.vdev.queues[RXQ].last_avail_idx, 3); /* the saved device: as was */
+	ck_assert(f->net.tx_held);
+
+	ck_assert_ptr_nonnull(copy);
+	net_fake_init(&fake2);
+	ck_assert_int_eq(virtio_net_init(copy, "fake1", test_mac, &f->mem, &f->loop, &fake2.be), 0);
+	copy->vdev.transport = (struct virtio_transport){count_interrupt, f};
+	ck_assert_msg(virtio_dev_load(&copy->vdev, &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(copy->vdev.queues[RXQ].last_avail_idx, 1);
+	ck_assert_uint_eq(copy->vdev.queues[TXQ].last_avail_idx, 0);
+	net_fake_offer(&fake2, pkt[1], pkt_len);
+	copy->src.handler(copy->src.opaque, EPOLLIN);
+	expect_used(&f->rx, h[1], pkt_len);
+	ck_assert_mem_eq(host(&f->rx, b[1].gpa + HDR, 100), pkt[1] + HDR, 100);
+	copy->vdev.ops->queue_notify(&copy->vdev, TXQ);
+	ck_assert_uint_eq(fake2.nr_tx, 1);
+	ck_assert_mem_eq(fake2.tx[0].data, out, sizeof(out));
+	expect_used(&f->tx, th, 0);
+
+	snap_reader_free(&r);
+	snap_writer_free(&w);
+	virtio_net_close(copy);
+	net_fake_free(&fake2);
+	free(copy);
+	teardown(f);
+}
+END_TEST
+
 START_TEST(random_chains_survive)
 {
 	struct fixture *f = setup();
@@ -1049,6 +1120,7 @@ static Suite *net_suite(void)
 	tcase_add_test(dev, reset_forgets_buffers);
 	tcase_add_test(dev, backend_failure_takes_link_down);
 	tcase_add_test(dev, random_chains_survive);
+	tcase_add_test(dev, snapshot_gives_held_chains_back);
 	suite_add_tcase(s, dev);
 	tcase_add_test(helpers, mac_generate);
 	tcase_add_test(helpers, mac_parse);

@@ -858,7 +858,7 @@ START_TEST(snapshot_restores_the_function)
 	ck_assert_uint_eq(none.count, 0);
 	ck_assert_str_eq(none.unsupported, "fake");
 	ops = fake_ops;
-	ops.snapshot_core_only = true;
+	ops.snapshots = true;
 	fake.vdev.ops = &ops;
 	cfg_wr(msix + MSIX_CONTROL, 2, MSIX_CTRL_ENABLE);
 	bar_wr(table + 16, 8, 0xfee01000);
