@@ -411,11 +411,48 @@ static void resume(void *opaque)
 	vsock_run_locked(opaque, true, false, NULL, 0);
 }
 
+/*
+ * Under the lock: a TRANSPORT_RESET event in the driver's next event buffer, so it drops the
+ * streams a restore did not bring back. True when one was sent; without a buffer it stays owed.
+ */
+static bool send_transport_reset(struct virtio_vsock *v, const char **why)
+{
+	struct virtqueue *vq = &v->vdev.queues[VSOCK_EVENT_QUEUE];
+	const uint32_t id = htole32(VSOCK_EVENT_TRANSPORT_RESET);
+	int r;
+
+	if (!v->reset_owed || !vq->active)
+		return false;
+	r = vq_pop_chain(vq, &v->tx_chain);
+	if (r > 0 && v->tx_chain.in_len < sizeof(id))
+		r = -EINVAL;
+	if (r < 0)
+		*why = "virtio-vsock: malformed event chain";
+	if (r <= 0)
+		return false;
+	iov_from_buf(v->tx_chain.iov + v->tx_chain.nr_out, v->tx_chain.nr_in, 0, &id, sizeof(id));
+	v->reset_owed = false;
+	return vq_push_used(vq, v->tx_chain.head, sizeof(id)) == 0;
+}
+
 static void vsock_queue_notify(struct virtio_dev *dev, unsigned q)
 {
-	/* The event queue's buffers are kept: no event is ever sent (no migration here). */
-	if (q == VSOCK_TX_QUEUE || q == VSOCK_RX_QUEUE)
-		vsock_run_locked(to_vsock(dev), q == VSOCK_TX_QUEUE, q == VSOCK_RX_QUEUE, NULL, 0);
+	struct virtio_vsock *v = to_vsock(dev);
+	const char *why = NULL;
+	bool pushed;
+
+	if (q == VSOCK_TX_QUEUE || q == VSOCK_RX_QUEUE) {
+		vsock_run_locked(v, q == VSOCK_TX_QUEUE, q == VSOCK_RX_QUEUE, NULL, 0);
+		return;
+	}
+	/* The event queue's buffers are kept for the one event there is, after a restore. */
+	pthread_mutex_lock(&dev->lock);
+	pushed = send_transport_reset(v, &why);
+	pthread_mutex_unlock(&dev->lock);
+	if (why)
+		virtio_set_needs_reset(dev, why);
+	if (pushed)
+		virtio_queue_done(dev, VSOCK_EVENT_QUEUE);
 }
 
 /* A socket event: noted, then the same run as a notification. */
@@ -442,7 +479,27 @@ static void vsock_reset(struct virtio_dev *dev)
 			stream_free(&v->conns[i]);
 	}
 	v->nr_stray_rst = 0;
-	v->rx_held = v->rx_starved = false;
+	v->rx_held = v->rx_starved = v->reset_owed = false;
+}
+
+/* Under vdev.lock: a receive chain taken and not filled goes back to the ring. */
+static unsigned vsock_chains_held(struct virtio_dev *dev, unsigned q)
+{
+	return q == VSOCK_RX_QUEUE && to_vsock(dev)->rx_held;
+}
+
+/*
+ * Streams are host sockets, which no snapshot holds: nothing of them is saved, and a restored
+ * device owes the driver a transport reset, as after a migration, which it sends once the
+ * event queue is notified (virtio_dev_resume does). Under vdev.lock.
+ */
+static int vsock_load(struct virtio_dev *dev, struct snap_cursor *c, char *err, size_t errlen)
+{
+	(void)c;
+	(void)err;
+	(void)errlen;
+	to_vsock(dev)->reset_owed = true;
+	return 0;
 }
 
 static const struct virtio_device_ops vsock_ops = {
@@ -453,6 +510,9 @@ static const struct virtio_device_ops vsock_ops = {
         .activate = vsock_activate,
         .reset = vsock_reset,
         .queue_notify = vsock_queue_notify,
+        .chains_held = vsock_chains_held,
+        .load = vsock_load,
+        .snapshots = true,
 };
 
 int virtio_vsock_init(struct virtio_vsock *v, const char *path, uint64_t cid,

@@ -65,6 +65,9 @@ struct virtio_vsock_hdr {
 #define VSOCK_OP_CREDIT_UPDATE  6
 #define VSOCK_OP_CREDIT_REQUEST 7
 
+/* The event queue's one event (the spec's device events): a le32 id. */
+#define VSOCK_EVENT_TRANSPORT_RESET 0
+
 #define VSOCK_SHUTDOWN_RCV  1 /* the sender will receive no more */
 #define VSOCK_SHUTDOWN_SEND 2 /* the sender will send no more */
 
@@ -135,14 +138,16 @@ struct virtio_vsock {
 	unsigned next_conn;      /* round robin over connections with work for the guest */
 	bool rx_starved;         /* the receive ring was empty: wait for the driver's notify */
 	bool rx_held;            /* rx_chain was taken from the ring and not used yet */
+	bool reset_owed;         /* restored: the driver is told its transport was reset */
 	struct vsock_conn conns[VSOCK_MAX_CONNS];
 	/* Resets owed for packets of no connection (beyond the array, they are dropped). */
 	struct {
 		uint32_t guest_port, host_port;
 	} stray_rst[32];
 	unsigned nr_stray_rst;
-	struct vq_chain rx_chain, tx_chain;
-	uint64_t dropped; /* malformed or misaddressed guest packets */
+	struct vq_chain rx_chain;
+	struct vq_chain tx_chain; /* also the event chain: each is done within one run */
+	uint64_t dropped;         /* malformed or misaddressed guest packets */
 };
 
 /*

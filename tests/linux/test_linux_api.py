@@ -132,6 +132,8 @@ ip link set lo up
 head -c @NETBYTES@ /dev/urandom >/tmp/snap-net
 echo "T-NET-SENT=$(sha256sum /tmp/snap-net | cut -d' ' -f1)"
 for port in 5021 5022 5023; do (nc -l -p $port </tmp/snap-net >/dev/null) & done
+(sleep 900 | $CAT -L @VSOCK@_7100 >/dev/null) &
+for port in 7101 7102; do ($CAT -L @VSOCK@_$port </dev/null >/dev/null) & done
 api() { echo "$1" | $CAT -U $API; }
 (
 	until grep -q 'T-COUNT=5' /tmp/vmm1.out 2>/dev/null; do sleep 0.1; done
@@ -166,8 +168,10 @@ def setup_snapshot(run, machine='--cpus 2 --disk /tmp/snap-disk.img --net user')
     nested = run.mode == 'nested'
     api = '/tmp/vmm-api.sock' if nested else os.path.join(run.tmp, 'api.sock')
     snap = '/tmp/vmm-snap' if nested else os.path.join(run.tmp, 'snap')
+    sock = '/tmp/vmm-vsock.sock' if nested else os.path.join(run.tmp, 'v.sock')
+    machine = machine.replace('@VSOCK@', sock)
     host = (SNAP_HOST.replace('@API@', api).replace('@CAT@', tool).replace('@SNAP@', snap)
-            .replace('@NETBYTES@', str(SNAP_NET_BYTES)))
+            .replace('@NETBYTES@', str(SNAP_NET_BYTES)).replace('@VSOCK@', sock))
     vmm = run.vmm_prefix(initrd).split(' --kernel')[0]
     command = (f'{host}\n{{ {run.vmm_prefix(initrd)} --cmdline quiet --mem 256M {machine} '
                f'--api-socket {api}; echo "T-FIRST-EXIT=$?" >>/tmp/host_results; }} | '
@@ -255,22 +259,36 @@ def scenario_snapshot(g, run, _):
 
 
 # linux-snapshot-hvc0: the same snapshot and two restores with the guest's console on a
-# virtio console over virtio-mmio (hvc0; 1 vCPU, no disk or NIC): it types and counts through
-# the restored device, and no line comes twice (a chain the host had partly written before the
-# snapshot goes on from where it was).
+# virtio console and a vsock device, over virtio-mmio (1 vCPU, no disk or NIC): the guest types
+# and counts through the restored console, and no line comes twice (a chain the host had partly
+# written before the snapshot goes on from where it was); its vsock stream from before the
+# snapshot is reset by the restored device (its host socket is gone) and a new one works.
 def scenario_snapshot_hvc0(g, run, _):
     g.start(PHASE_TIMEOUT)
     g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY on hvc0')
     g.send('echo "T-CONSOLE=$(cat /sys/class/tty/console/active)"\n')
     con = g.expect(r'T-CONSOLE=(\w+)\r?\n', PHASE_TIMEOUT, what='the active console').group(1)
     check(con == 'hvc0', f'the guest console is {con!r}, expected hvc0')
+    g.send('(sleep 900 | (vsockcat 2 7100 >/dev/null; echo T-OLD-STREAM=$?)) &\n')
     g.send('(i=0; while :; do i=$((i+1)); echo T-COUNT=$i; sleep 0.3; done) &\n')
     g.expect(r'T-RESTORING\r?\n', PHASE_TIMEOUT, what='the first vmm stopping after the snapshot')
     n = len(re.findall(r'T-COUNT=(\d+)\r?\n', g.output))
-    for phase, marker in (('the restore', 'T-RESTORING-AGAIN'), ('restore 2', None)):
+    for phase, start, marker, port in (('the restore', 'T-RESTORING', 'T-RESTORING-AGAIN', 7101),
+                                       ('restore 2', 'T-RESTORING-AGAIN', None, 7102)):
         for i in range(3):
             g.expect(r'T-COUNT=\d+\r?\n', PHASE_TIMEOUT, what=f'count {i + 1} after {phase}')
-        g.send(f'echo "T-TYPED=$((6 * 7))"\n')
+        # The reset stream's line comes before or among the counts.
+        since = g.output[[m.end() for m in re.finditer(rf'{start}\r?\n', g.output)][-1]:]
+        old = (re.search(r'T-OLD-STREAM=(\d+)\r?\n', since) or
+               g.expect(r'T-OLD-STREAM=(\d+)\r?\n', PHASE_TIMEOUT,
+                        what=f'the vsock stream from before the snapshot ending after {phase}'))
+        check(old.group(1) == '1', f'after {phase} the guest\'s vsock stream from before the '
+              f'snapshot ended with status {old.group(1)}, expected 1 (reset)')
+        g.send(f'vsockcat 2 {port} </dev/null; echo T-NEW-STREAM=$?\n')
+        new = g.expect(r'T-NEW-STREAM=(\d+)\r?\n', PHASE_TIMEOUT, what=f'a vsock stream after {phase}')
+        check(new.group(1) == '0', f'after {phase} a new vsock stream to the host ended with '
+              f'status {new.group(1)}, expected 0')
+        g.send('echo "T-TYPED=$((6 * 7))"\n')
         check(g.expect(r'T-TYPED=(\d+)\r?\n', PHASE_TIMEOUT, what=f'T-TYPED after {phase}')
               .group(1) == '42', f'after {phase} the guest answered a typed line wrongly')
         g.send('poweroff -f\n')
@@ -296,7 +314,7 @@ boot.SCENARIOS['api'] = (scenario_api, setup_api)
 boot.SCENARIOS['snapshot'] = (scenario_snapshot, setup_snapshot)
 boot.SCENARIOS['snapshot-hvc0'] = (
     scenario_snapshot_hvc0,
-    lambda run: setup_snapshot(run, '--console virtio --transport mmio'))
+    lambda run: setup_snapshot(run, '--console virtio --transport mmio --vsock @VSOCK@'))
 
 if __name__ == '__main__':
     sys.exit(boot.main())

@@ -6,9 +6,9 @@
  * ones (PATH_<port>, refusal), data both ways, credit both ways (a guest past its credit is
  * reset; a slow host loses nothing and credit updates keep the guest going), shutdown and close
  * both ways, the transmit batch limit and its resume, hostile packets and chains, bounded stray
- * resets, the connection limit, receive starvation, driver reset, a guest RST served in the same
- * loop round as its socket's event, and a driver resetting the device from another thread while
- * the loop serves it.
+ * resets, the connection limit, receive starvation, driver reset, a restored device's transport
+ * reset event, a guest RST served in the same loop round as its socket's event, and a driver
+ * resetting the device from another thread while the loop serves it.
  *
  * threaded suite (TSan): reset_races_loop serves the loop on a thread of its own while the
  * main thread (as a vCPU) resets the device through its lock; every other test runs the loop
@@ -36,6 +36,7 @@
 #include "tests/unit/unit.h"
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
+#include "vmm/snapshot_file.h"
 
 #define RXQ        VSOCK_RX_QUEUE
 #define TXQ        VSOCK_TX_QUEUE
@@ -1453,6 +1454,67 @@ START_TEST(rx_starvation)
 }
 END_TEST
 
+/* ---- snapshots ---- */
+
+/*
+ * A device restored from a snapshot (its streams were host sockets, not in it) tells the
+ * driver its transport was reset, once, in the first event buffer; the snapshotted device
+ * sends nothing.
+ */
+START_TEST(restore_sends_transport_reset)
+{
+	struct fixture *f = setup();
+	struct virtio_vsock *copy = calloc(1, sizeof(*copy));
+	struct test_buf ev[2] = {{test_ring_alloc(&f->ev, 8), 8, true},
+	                         {test_ring_alloc(&f->ev, 8), 8, true}};
+	char path[96], err[256] = "";
+	struct snap_writer w;
+	struct snap_reader r;
+	struct snap_cursor c;
+	const uint8_t *data;
+	size_t len;
+	uint32_t head, used_len, id;
+
+	test_ring_add(&f->ev, &ev[0], 1);
+	test_ring_add(&f->ev, &ev[1], 1);
+	f->vs.vdev.ops->queue_notify(&f->vs.vdev, EVQ);
+	ck_assert(!test_ring_used(&f->ev, &head, &used_len));
+
+	snap_writer_init(&w, SNAP_ARCH_HOST);
+	snap_begin(&w, "VSCK", 0);
+	pthread_mutex_lock(&f->vs.vdev.lock);
+	virtio_dev_save(&f->vs.vdev, &w);
+	pthread_mutex_unlock(&f->vs.vdev.lock);
+	snap_end(&w);
+	ck_assert_int_eq(snap_writer_finish(&w, &data, &len, err, sizeof(err)), 0);
+	ck_assert_int_eq(snap_reader_parse(&r, data, len, SNAP_ARCH_HOST, err, sizeof(err)), 0);
+	ck_assert_int_eq(snap_section(&r, "VSCK", 0, &c), 0);
+
+	ck_assert_ptr_nonnull(copy);
+	snprintf(path, sizeof(path), "%s/restored.sock", f->dir);
+	ck_assert_msg(virtio_vsock_init(copy, path, CID, &f->mem, &f->loop, err, sizeof(err)) == 0,
+	              "%s", err);
+	copy->vdev.transport = (struct virtio_transport){count_interrupt, f};
+	ck_assert_msg(virtio_dev_load(&copy->vdev, &c, err, sizeof(err)) == 0, "%s", err);
+	copy->vdev.ops->queue_notify(&copy->vdev, EVQ);
+	ck_assert(test_ring_used(&f->ev, &head, &used_len));
+	ck_assert_uint_eq(head, 0);
+	ck_assert_uint_eq(used_len, 4);
+	memcpy(&id, test_ring_host(&f->ev, ev[0].gpa, 4), 4);
+	ck_assert_uint_eq(le32toh(id), VSOCK_EVENT_TRANSPORT_RESET);
+	ck_assert_uint_eq(f->interrupts[EVQ], 1);
+	copy->vdev.ops->queue_notify(&copy->vdev, EVQ); /* owed once */
+	ck_assert(!test_ring_used(&f->ev, &head, &used_len));
+
+	snap_reader_free(&r);
+	snap_writer_free(&w);
+	virtio_vsock_destroy(copy);
+	free(copy);
+	unlink(path);
+	teardown(f);
+}
+END_TEST
+
 /* ---- reset ---- */
 
 START_TEST(driver_reset_closes_streams)
@@ -1661,6 +1723,7 @@ static Suite *vsock_suite(void)
 	tcase_add_test(limits, connection_limit);
 	tcase_add_test(limits, rx_starvation);
 	tcase_add_test(limits, driver_reset_closes_streams);
+	tcase_add_test(limits, restore_sends_transport_reset);
 	tcase_add_test(limits, guest_rst_and_socket_event_in_one_round);
 	tcase_set_timeout(limits, 30);
 	tcase_add_test(threads, reset_races_loop);
