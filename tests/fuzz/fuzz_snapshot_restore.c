@@ -6,7 +6,9 @@
  * (snapshot_config_parse) and those parsed as vmm's command line (config_parse), and the
  * sections of the UART, CMOS, i8042 and PCI host bridge loaded into fresh devices, and a
  * "VMMI" #0 section into a virtio-rng on virtio-mmio over 1 MiB of guest RAM (reset before
- * each input), whose queue is then served as a notification would.
+ * each input), whose queue is then served as a notification would, and "VMMI" #1 likewise into
+ * a multiport virtio console with three ports (the device's own part: ports, control messages
+ * owed, a half-written chain), every queue of it then notified.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "devices/i8042.h"
 #include "devices/pci/pci.h"
 #include "devices/uart_8250.h"
+#include "devices/virtio/console.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_mmio.h"
 #include "tests/fuzz/fuzz.h"
@@ -25,12 +28,15 @@
 
 #define END_SECTION 24 /* header and a padded 4-byte payload */
 #define RNG_BASE    0xd0000000ULL
+#define CON_BASE    0xd0001000ULL
 
 static struct guest_memory mem;
 static struct event_loop loop;
 static struct bus mmio;
 static struct virtio_rng rng;
 static struct virtio_mmio rng_transport;
+static struct virtio_console con;
+static struct virtio_mmio con_transport;
 
 static ssize_t zero_source(void *buf, size_t len, unsigned flags)
 {
@@ -39,8 +45,22 @@ static ssize_t zero_source(void *buf, size_t len, unsigned flags)
 	return (ssize_t)len;
 }
 
+static size_t discard(void *opaque, const uint8_t *buf, size_t len)
+{
+	(void)opaque;
+	(void)buf;
+	return len;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	const struct virtio_console_backend out = {.write = discard};
+	const struct virtio_console_port_config ports[3] = {
+	        {.name = "vmm.stdout", .backend = out},
+	        {.name = "vmm.stdin", .backend = out},
+	        {.is_console = true, .backend = out},
+	};
+
 	(void)argc;
 	(void)argv;
 	fz_virtio_setup(&mem, 1 * MIB, &loop);
@@ -50,32 +70,35 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	virtio_rng_set_loop(&rng, &loop);
 	fz_must(virtio_mmio_attach(&rng_transport, &rng.vdev, &mmio, RNG_BASE, -1, 5, &loop),
 	        "virtio_mmio_attach");
+	virtio_console_init_multiport(&con, &mem, ports, 3);
+	virtio_console_set_loop(&con, &loop);
+	fz_must(virtio_mmio_attach(&con_transport, &con.vdev, &mmio, CON_BASE, -1, 6, &loop),
+	        "virtio_mmio_attach");
 	return 0;
 }
 
-/* A live virtio-rng from the snapshot, then a notification of its queue. */
-static void load_rng(const struct snap_reader *r)
+/*
+ * A live virtio device from the snapshot's "VMMI" @instance (the device reset first), then a
+ * notification of each of its queues.
+ */
+static void load_virtio(const struct snap_reader *r, struct virtio_mmio *t, uint32_t instance)
 {
+	struct virtio_dev *dev = t->dev;
 	struct snapshot_parts parts = {0};
 	struct snap_cursor c;
 	char err[256];
 
-	pthread_mutex_lock(&rng.vdev.lock);
-	virtio_write_status(&rng.vdev, 0);
-	pthread_mutex_unlock(&rng.vdev.lock);
+	pthread_mutex_lock(&dev->lock);
+	virtio_write_status(dev, 0);
+	pthread_mutex_unlock(&dev->lock);
 	fz_memory_clear(&mem);
-	if (!virtio_mmio_snapshot_add(&rng_transport, &parts, 0) &&
-	    !snap_section(r, "VMMI", 0, &c) &&
-	    !parts.parts[0].load(parts.parts[0].opaque, &c, err, sizeof(err)))
-		virtio_notify_queue(&rng.vdev, 0);
+	if (!virtio_mmio_snapshot_add(t, &parts, instance) &&
+	    !snap_section(r, "VMMI", instance, &c) &&
+	    !parts.parts[0].load(parts.parts[0].opaque, &c, err, sizeof(err))) {
+		for (unsigned q = 0; q < dev->ops->num_queues; q++)
+			virtio_notify_queue(dev, q);
+	}
 	snapshot_parts_free(&parts);
-}
-
-static size_t discard(void *opaque, const uint8_t *buf, size_t len)
-{
-	(void)opaque;
-	(void)buf;
-	return len;
 }
 
 static void load_devices(const struct snap_reader *r)
@@ -138,7 +161,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!snapshot_config_parse(&sc, err, sizeof(err)))
 			(void)config_parse(sc.argc, sc.argv, &cfg, err, sizeof(err));
 		load_devices(&sc.reader);
-		load_rng(&sc.reader);
+		load_virtio(&sc.reader, &rng_transport, 0);
+		load_virtio(&sc.reader, &con_transport, 1);
 	}
 	snapshot_config_free(&sc);
 	free(copy);
