@@ -31,10 +31,10 @@
 #include "tests/support/blk_ring.h"
 #include "tests/support/loop_harness.h"
 #include "tests/support/virtio_driver.h"
+#include "tests/support/virtio_snapshot.h"
 #include "tests/unit/unit.h"
 #include "vmm/event_loop.h"
 #include "vmm/out_stream.h"
-#include "vmm/snapshot_file.h"
 
 struct fixture {
 	struct guest_memory mem;
@@ -987,11 +987,7 @@ START_TEST(mp_snapshot_goes_on)
 	const void *d[] = {"0123", "456789"};
 	size_t l[] = {4, 6};
 	unsigned q = virtio_console_tx_queue(0);
-	struct snap_writer w;
-	struct snap_reader r;
-	struct snap_cursor c;
-	const uint8_t *data;
-	size_t len;
+	struct test_snapshot snap;
 	char err[256] = "";
 	uint16_t h;
 
@@ -1002,15 +998,7 @@ START_TEST(mp_snapshot_goes_on)
 	mp_notify(f, q);
 	ck_assert_mem_eq(f->out[0].data, "01234", 5);
 
-	snap_writer_init(&w, SNAP_ARCH_HOST);
-	snap_begin(&w, "CONS", 0);
-	pthread_mutex_lock(&f->con.vdev.lock);
-	virtio_dev_save(&f->con.vdev, &w);
-	pthread_mutex_unlock(&f->con.vdev.lock);
-	snap_end(&w);
-	ck_assert_int_eq(snap_writer_finish(&w, &data, &len, err, sizeof(err)), 0);
-	ck_assert_int_eq(snap_reader_parse(&r, data, len, SNAP_ARCH_HOST, err, sizeof(err)), 0);
-	ck_assert_int_eq(snap_section(&r, "CONS", 0, &c), 0);
+	test_snapshot_take(&f->con.vdev, &snap);
 
 	ck_assert_ptr_nonnull(copy);
 	for (unsigned p = 0; p < NPORTS; p++) {
@@ -1025,7 +1013,8 @@ START_TEST(mp_snapshot_goes_on)
 	}
 	virtio_console_init_multiport(copy, &f->mem, ports, NPORTS);
 	copy->vdev.transport = (struct virtio_transport){mp_interrupt, f};
-	ck_assert_msg(virtio_dev_load(&copy->vdev, &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(virtio_dev_load(&copy->vdev, &snap.section, err, sizeof(err)) == 0, "%s",
+	              err);
 
 	copy->vdev.ops->queue_notify(&copy->vdev, q);
 	ck_assert_uint_eq(out[0].len, 5);
@@ -1038,8 +1027,7 @@ START_TEST(mp_snapshot_goes_on)
 	expect_no_ctrl(f);
 	ck_assert_uint_eq(out[1].nr_opens, 0);
 
-	snap_reader_free(&r);
-	snap_writer_free(&w);
+	test_snapshot_free(&snap);
 	virtio_console_destroy(copy);
 	free(copy);
 	for (unsigned p = 0; p < NPORTS; p++)

@@ -25,8 +25,8 @@
 #include "devices/virtio/net.h"
 #include "tests/support/blk_ring.h"
 #include "tests/support/net_fake.h"
+#include "tests/support/virtio_snapshot.h"
 #include "tests/unit/unit.h"
-#include "vmm/snapshot_file.h"
 
 #define HDR    VIRTIO_NET_HDR_LEN
 #define RXQ    VIRTIO_NET_RX_QUEUE
@@ -792,11 +792,7 @@ START_TEST(snapshot_gives_held_chains_back)
 	size_t pkt_len = make_packet(pkt[0], 0, 0, 100, 4);
 	struct test_buf b[3], tb = data_buf(&f->tx, out, (uint32_t)make_packet(out, 0, 0, 50, 9));
 	uint16_t h[3], th = test_ring_add(&f->tx, &tb, 1);
-	struct snap_writer w;
-	struct snap_reader r;
-	struct snap_cursor c;
-	const uint8_t *data;
-	size_t len;
+	struct test_snapshot snap;
 	char err[256] = "";
 
 	make_packet(pkt[1], 0, 0, 100, 5);
@@ -810,15 +806,7 @@ START_TEST(snapshot_gives_held_chains_back)
 	ck_assert_uint_eq(f->net.rx_nr, 2);
 	ck_assert(f->net.tx_held);
 
-	snap_writer_init(&w, SNAP_ARCH_HOST);
-	snap_begin(&w, "NET ", 0);
-	pthread_mutex_lock(&f->net.vdev.lock);
-	virtio_dev_save(&f->net.vdev, &w);
-	pthread_mutex_unlock(&f->net.vdev.lock);
-	snap_end(&w);
-	ck_assert_int_eq(snap_writer_finish(&w, &data, &len, err, sizeof(err)), 0);
-	ck_assert_int_eq(snap_reader_parse(&r, data, len, SNAP_ARCH_HOST, err, sizeof(err)), 0);
-	ck_assert_int_eq(snap_section(&r, "NET ", 0, &c), 0);
+	test_snapshot_take(&f->net.vdev, &snap);
 	ck_assert_uint_eq(f->net.vdev.queues[RXQ].last_avail_idx, 3); /* the saved device: as was */
 	ck_assert(f->net.tx_held);
 
@@ -826,7 +814,8 @@ START_TEST(snapshot_gives_held_chains_back)
 	net_fake_init(&fake2);
 	ck_assert_int_eq(virtio_net_init(copy, "fake1", test_mac, &f->mem, &f->loop, &fake2.be), 0);
 	copy->vdev.transport = (struct virtio_transport){count_interrupt, f};
-	ck_assert_msg(virtio_dev_load(&copy->vdev, &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(virtio_dev_load(&copy->vdev, &snap.section, err, sizeof(err)) == 0, "%s",
+	              err);
 	ck_assert_uint_eq(copy->vdev.queues[RXQ].last_avail_idx, 1);
 	ck_assert_uint_eq(copy->vdev.queues[TXQ].last_avail_idx, 0);
 	net_fake_offer(&fake2, pkt[1], pkt_len);
@@ -838,8 +827,7 @@ START_TEST(snapshot_gives_held_chains_back)
 	ck_assert_mem_eq(fake2.tx[0].data, out, sizeof(out));
 	expect_used(&f->tx, th, 0);
 
-	snap_reader_free(&r);
-	snap_writer_free(&w);
+	test_snapshot_free(&snap);
 	virtio_net_close(copy);
 	net_fake_free(&fake2);
 	free(copy);

@@ -33,10 +33,10 @@
 #include "tests/support/blk_ring.h"
 #include "tests/support/loop_harness.h"
 #include "tests/support/virtio_driver.h"
+#include "tests/support/virtio_snapshot.h"
 #include "tests/unit/unit.h"
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
-#include "vmm/snapshot_file.h"
 
 #define RXQ        VSOCK_RX_QUEUE
 #define TXQ        VSOCK_TX_QUEUE
@@ -1467,12 +1467,8 @@ START_TEST(restore_sends_transport_reset)
 	struct virtio_vsock *copy = calloc(1, sizeof(*copy));
 	struct test_buf ev[2] = {{test_ring_alloc(&f->ev, 8), 8, true},
 	                         {test_ring_alloc(&f->ev, 8), 8, true}};
+	struct test_snapshot snap;
 	char path[96], err[256] = "";
-	struct snap_writer w;
-	struct snap_reader r;
-	struct snap_cursor c;
-	const uint8_t *data;
-	size_t len;
 	uint32_t head, used_len, id;
 
 	test_ring_add(&f->ev, &ev[0], 1);
@@ -1480,22 +1476,15 @@ START_TEST(restore_sends_transport_reset)
 	f->vs.vdev.ops->queue_notify(&f->vs.vdev, EVQ);
 	ck_assert(!test_ring_used(&f->ev, &head, &used_len));
 
-	snap_writer_init(&w, SNAP_ARCH_HOST);
-	snap_begin(&w, "VSCK", 0);
-	pthread_mutex_lock(&f->vs.vdev.lock);
-	virtio_dev_save(&f->vs.vdev, &w);
-	pthread_mutex_unlock(&f->vs.vdev.lock);
-	snap_end(&w);
-	ck_assert_int_eq(snap_writer_finish(&w, &data, &len, err, sizeof(err)), 0);
-	ck_assert_int_eq(snap_reader_parse(&r, data, len, SNAP_ARCH_HOST, err, sizeof(err)), 0);
-	ck_assert_int_eq(snap_section(&r, "VSCK", 0, &c), 0);
+	test_snapshot_take(&f->vs.vdev, &snap);
 
 	ck_assert_ptr_nonnull(copy);
 	snprintf(path, sizeof(path), "%s/restored.sock", f->dir);
 	ck_assert_msg(virtio_vsock_init(copy, path, CID, &f->mem, &f->loop, err, sizeof(err)) == 0,
 	              "%s", err);
 	copy->vdev.transport = (struct virtio_transport){count_interrupt, f};
-	ck_assert_msg(virtio_dev_load(&copy->vdev, &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(virtio_dev_load(&copy->vdev, &snap.section, err, sizeof(err)) == 0, "%s",
+	              err);
 	copy->vdev.ops->queue_notify(&copy->vdev, EVQ);
 	ck_assert(test_ring_used(&f->ev, &head, &used_len));
 	ck_assert_uint_eq(head, 0);
@@ -1506,8 +1495,7 @@ START_TEST(restore_sends_transport_reset)
 	copy->vdev.ops->queue_notify(&copy->vdev, EVQ); /* owed once */
 	ck_assert(!test_ring_used(&f->ev, &head, &used_len));
 
-	snap_reader_free(&r);
-	snap_writer_free(&w);
+	test_snapshot_free(&snap);
 	virtio_vsock_destroy(copy);
 	free(copy);
 	unlink(path);
