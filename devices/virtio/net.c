@@ -7,13 +7,13 @@
  * than the header is malformed: it is returned unsent and counted, so one bad packet does not
  * stop the device (there is no status byte to report it).
  *
- * Receive: chains are taken from the ring into a stash until the stash holds a largest packet
- * (one chain without MRG_RXBUF), and the backend reads the next packet straight into the
- * stashed buffers, with a bounce buffer behind them for what does not fit. A packet that
- * overflowed takes more chains as the driver posts them; only then is it handed over: header
- * fix-ups, all its used entries, one interrupt per batch. Chains it did not need stay stashed
- * for the next packet. A receive chain that is readable or shorter than the header breaks
- * 5.1.6.3.1 and sets DEVICE_NEEDS_RESET.
+ * Receive (net_rx.c): chains are taken from the ring into a stash until the stash holds a
+ * largest packet (one chain without MRG_RXBUF), and the backend reads the next packet straight
+ * into the stashed buffers, with a bounce buffer behind them for what does not fit. A packet
+ * that overflowed takes more chains as the driver posts them; only then is it handed over:
+ * header fix-ups, all its used entries, one interrupt per batch. Chains it did not need stay
+ * stashed for the next packet. A receive chain that is readable or shorter than the header
+ * breaks 5.1.6.3.1 and sets DEVICE_NEEDS_RESET.
  *
  * Threads and locking: vdev.lock guards everything below it in struct virtio_net. Queue
  * notifications and backend events run on the event-loop thread (the transports hand a
@@ -23,6 +23,7 @@
  * EPOLLIN staying level-triggered, transmit asks for EPOLLOUT to come back.
  */
 #include "devices/virtio/net.h"
+#include "devices/virtio/net_internal.h"
 
 #include <assert.h>
 #include <endian.h>
@@ -37,36 +38,14 @@
 #include "devices/virtio/iov.h"
 #include "vmm/log.h"
 
-#define RXQ  VIRTIO_NET_RX_QUEUE
-#define TXQ  VIRTIO_NET_TX_QUEUE
-#define CTLQ VIRTIO_NET_CTRL_QUEUE
-
-#define HDR_NUM_BUFFERS 10                          /* offset of num_buffers in the header */
-#define BOUNCE_LEN      (VIRTIO_NET_MAX_PACKET + 1) /* a longer packet shows as cut */
-#define RX_BATCH        64
-#define TX_BATCH        256
+#define TX_BATCH 256
 
 static_assert(sizeof(struct virtio_net_config) == 10, "config layout");
 static_assert(VIRTIO_NET_HDR_LEN == TAP_VNET_HDR_LEN, "TAP header size");
 
-/* What queue work left to do once the lock is dropped. */
-struct work {
-	bool pushed[3];
-	const char *bad; /* a malformed chain: the device needs a reset */
-	bool link_down;
-};
-
 static struct virtio_net *to_net(struct virtio_dev *dev)
 {
 	return container_of(dev, struct virtio_net, vdev);
-}
-
-static bool queue_live(const struct virtio_net *n, unsigned q)
-{
-	const struct virtio_dev *dev = &n->vdev;
-
-	return (dev->status & VIRTIO_STATUS_DRIVER_OK) &&
-	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[q].ready;
 }
 
 static void set_watch(struct virtio_net *n, uint32_t events)
@@ -99,7 +78,7 @@ static void update_watch(struct virtio_net *n, const struct work *w)
 }
 
 /* The backend is gone: stop watching it (epoll would report the error forever), link down. */
-static void backend_fail(struct virtio_net *n, struct work *w, const char *why)
+void net_backend_fail(struct virtio_net *n, struct work *w, const char *why)
 {
 	if (n->backend_failed)
 		return;
@@ -169,206 +148,6 @@ static void tx_run(struct virtio_net *n, struct work *w)
 	}
 	if (r < 0)
 		w->bad = "virtio-net: malformed transmit chain";
-}
-
-/* ---- Receive ---- */
-
-static bool rx_room(const struct virtio_net *n)
-{
-	return n->rx_nr < VIRTIO_NET_QUEUE_SIZE && n->rx_nr < n->vdev.queues[RXQ].size &&
-	       VIRTIO_NET_RX_MAX_IOV - n->rx_nr_iov >= VQ_MAX_IOV;
-}
-
-/* Moves one receive chain from the ring to the stash (rx_room first): 1, 0 or -errno. */
-static int rx_stash_one(struct virtio_net *n)
-{
-	const struct vq_chain *c = &n->chain;
-	int r = vq_pop_chain(&n->vdev.queues[RXQ], &n->chain);
-
-	if (r <= 0)
-		return r;
-	if (c->nr_out || c->in_len < VIRTIO_NET_HDR_LEN)
-		return -EINVAL;
-	memcpy(&n->rx_iov[n->rx_nr_iov], c->iov, c->nr_in * sizeof(c->iov[0]));
-	n->rx[n->rx_nr++] = (struct virtio_net_rx_buf){
-	        .len = c->in_len, .head = c->head, .nr_iov = (uint16_t)c->nr_in};
-	n->rx_nr_iov += c->nr_in;
-	n->rx_cap += c->in_len;
-	return 1;
-}
-
-/* Stashes chains until a largest packet fits, or one chain without MRG_RXBUF. */
-static int rx_fill(struct virtio_net *n)
-{
-	int r = 0;
-
-	while (rx_room(n) && (!n->rx_nr || (n->mrg_rxbuf && n->rx_cap < VIRTIO_NET_MAX_PACKET))) {
-		r = rx_stash_one(n);
-		if (r <= 0)
-			break;
-	}
-	return r < 0 ? r : 0;
-}
-
-static void rx_drop(struct virtio_net *n, const char *why)
-{
-	log_ratelimited(LOG_WARN, "net '%s': received packet of %llu bytes dropped: %s", n->name,
-	                (unsigned long long)n->rx_len, why);
-	n->stats.rx_dropped++;
-	n->rx_len = 0;
-}
-
-/*
- * Offloads in the header the backend wrote that the driver did not take (packets queued
- * before the TAP learnt this driver's features) cannot be delivered. DATA_VALID alone may go
- * to any driver (in 2024 the virtio TC dropped the rule that flags be zero without
- * GUEST_CSUM). Returns why not, or NULL.
- */
-static const char *rx_check_header(const struct virtio_net *n)
-{
-	uint8_t h[2];
-
-	iov_to_buf(n->rx_iov, n->rx[0].nr_iov, 0, h, sizeof(h));
-	if ((h[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !n->guest_csum)
-		return "partial checksum not negotiated";
-	if (h[1] != VIRTIO_NET_HDR_GSO_NONE &&
-	    !(h[1] == VIRTIO_NET_HDR_GSO_TCPV4 && n->guest_tso4) &&
-	    !(h[1] == VIRTIO_NET_HDR_GSO_TCPV6 && n->guest_tso6))
-		return "segmentation offload not negotiated";
-	return NULL;
-}
-
-/*
- * Reads the next packet behind the stash. Returns 1 with the packet in hand (rx_len set), 2
- * when it was dropped, 0 when none waits or the backend is gone.
- */
-static int rx_read(struct virtio_net *n, struct work *w)
-{
-	const char *why = NULL;
-	ssize_t r;
-
-	n->rx_iov[n->rx_nr_iov] = (struct iovec){.iov_base = n->bounce, .iov_len = BOUNCE_LEN};
-	r = n->be.ops->recv(n->be.opaque, n->rx_iov, (int)n->rx_nr_iov + 1);
-	if (r == -EAGAIN || r == -EINTR)
-		return 0;
-	if (r <= 0) {
-		backend_fail(n, w, r ? strerror((int)-r) : "end of file");
-		return 0;
-	}
-	n->rx_len = (uint64_t)r;
-	n->rx_placed = MIN(n->rx_len, n->rx_cap);
-	n->rx_bounce_off = n->rx_cap;
-	if (n->rx_len < VIRTIO_NET_HDR_LEN)
-		why = "shorter than the header";
-	else if (n->rx_len > VIRTIO_NET_MAX_PACKET)
-		why = "longer than the largest packet";
-	else
-		why = rx_check_header(n);
-	if (why) {
-		rx_drop(n, why);
-		return 2;
-	}
-	return 1;
-}
-
-/* Hands the placed packet over: num_buffers, one used entry per chain it fills, unstash them. */
-static void rx_finish(struct virtio_net *n, struct work *w)
-{
-	struct virtqueue *vq = &n->vdev.queues[RXQ];
-	uint64_t left = n->rx_len;
-	unsigned k = 0, nr_iov = 0;
-	uint16_t num;
-
-	for (; left && k < n->rx_nr; k++)
-		left -= MIN(left, n->rx[k].len); /* MIN evaluates its arguments twice */
-	num = htole16((uint16_t)k);
-	iov_from_buf(n->rx_iov, n->rx[0].nr_iov, HDR_NUM_BUFFERS, &num, sizeof(num));
-	left = n->rx_len;
-	for (unsigned i = 0; i < k; i++) {
-		uint32_t len = (uint32_t)MIN(left, n->rx[i].len);
-
-		/* All of the packet's entries become visible to the driver at once. */
-		if (vq_add_used(vq, n->rx[i].head, len) == 0)
-			w->pushed[RXQ] = true;
-		left -= len;
-		nr_iov += n->rx[i].nr_iov;
-		n->rx_cap -= n->rx[i].len;
-	}
-	vq_publish_used(vq);
-	memmove(n->rx_iov, n->rx_iov + nr_iov, (n->rx_nr_iov - nr_iov) * sizeof(n->rx_iov[0]));
-	memmove(n->rx, n->rx + k, (n->rx_nr - k) * sizeof(n->rx[0]));
-	n->rx_nr -= k;
-	n->rx_nr_iov -= nr_iov;
-	n->stats.rx_packets++;
-	n->stats.rx_bytes += n->rx_len - VIRTIO_NET_HDR_LEN;
-	n->rx_len = 0;
-}
-
-/*
- * Copies the rest of the packet in hand from the bounce buffer into further chains, then
- * hands it over. Returns 1 when done (delivered or dropped), 0 when it waits for receive
- * buffers, -errno for a malformed chain.
- */
-static int rx_place(struct virtio_net *n, struct work *w)
-{
-	while (n->rx_placed < n->rx_len) {
-		const struct virtio_net_rx_buf *b;
-		uint64_t part;
-		int r;
-
-		if (!n->mrg_rxbuf) {
-			rx_drop(n, "larger than the receive buffer (no MRG_RXBUF)");
-			return 1;
-		}
-		if (!rx_room(n)) {
-			rx_drop(n, "larger than all receive buffers together");
-			return 1;
-		}
-		r = rx_stash_one(n);
-		if (r <= 0)
-			return r;
-		b = &n->rx[n->rx_nr - 1];
-		part = MIN(b->len, n->rx_len - n->rx_placed);
-		iov_from_buf(&n->rx_iov[n->rx_nr_iov - b->nr_iov], b->nr_iov, 0,
-		             n->bounce + (n->rx_placed - n->rx_bounce_off), part);
-		n->rx_placed += part;
-	}
-	rx_finish(n, w);
-	return 1;
-}
-
-/* One packet: 1 to go on, 0 to stop (backend empty, or waiting for buffers), -errno. */
-static int rx_step(struct virtio_net *n, struct work *w)
-{
-	int r;
-
-	if (!n->rx_len) {
-		r = rx_fill(n);
-		if (r < 0)
-			return r;
-		if (!n->rx_nr) {
-			n->rx_stalled = true;
-			return 0;
-		}
-		r = rx_read(n, w);
-		if (r != 1)
-			return r == 2;
-	}
-	r = rx_place(n, w);
-	if (r == 0)
-		n->rx_stalled = true;
-	return r;
-}
-
-static void rx_run(struct virtio_net *n, struct work *w)
-{
-	int r = 1;
-
-	n->rx_stalled = false;
-	for (unsigned i = 0; i < RX_BATCH && r > 0 && queue_live(n, RXQ) && !n->backend_failed; i++)
-		r = rx_step(n, w);
-	if (r < 0)
-		w->bad = "virtio-net: malformed receive chain";
 }
 
 /* ---- Control ---- */
@@ -482,13 +261,13 @@ static void backend_event(void *opaque, uint32_t events)
 
 	pthread_mutex_lock(&n->vdev.lock);
 	if (events & (EPOLLERR | EPOLLHUP))
-		backend_fail(n, &w, "error or hang-up on its fd");
+		net_backend_fail(n, &w, "error or hang-up on its fd");
 	if (events & EPOLLOUT) {
 		n->tx_blocked = false;
 		tx_run(n, &w);
 	}
 	if ((events & EPOLLIN) && !n->rx_stalled)
-		rx_run(n, &w);
+		net_rx_run(n, &w);
 	update_watch(n, &w);
 	pthread_mutex_unlock(&n->vdev.lock);
 	work_done(n, &w);
@@ -502,7 +281,7 @@ static void net_queue_notify(struct virtio_dev *dev, unsigned q)
 	pthread_mutex_lock(&dev->lock);
 	/* Not stalled: EPOLLIN is on. Blocked: EPOLLOUT resumes transmit. */
 	if (q == RXQ && n->rx_stalled)
-		rx_run(n, &w);
+		net_rx_run(n, &w);
 	if (q == TXQ && !n->tx_blocked)
 		tx_run(n, &w);
 	if (q == CTLQ)
