@@ -80,8 +80,10 @@
 #define ARCH_HAS_PCI         false
 #define ARCH_HAS_TEST_DEVICE false
 #define ARCH_DEFAULT_ARGS    ""
-/* Snapshots are x86_64-only so far: nothing to read. */
-#define ARCH_SNAPSHOT_IOCTLS KVM_CHECK_EXTENSION
+/* What a snapshot reads from KVM (arch/aarch64/snapshot.c, gic_snapshot.c). */
+#define ARCH_SNAPSHOT_IOCTLS                                                                       \
+	KVM_CHECK_EXTENSION, KVM_GET_REG_LIST, KVM_GET_ONE_REG, KVM_GET_MP_STATE,                  \
+	        KVM_GET_VCPU_EVENTS, KVM_GET_DEVICE_ATTR
 
 #else
 #error "vmm has no back-end for this architecture"

@@ -62,9 +62,24 @@ int arch_vcpu_init(struct vcpu *vcpu)
 		log_error("vCPU %u: KVM_ARM_VCPU_INIT: %s", vcpu->id, strerror(errno));
 		return ret;
 	}
+	ret = arm64_vcpu_snapshot_add(vcpu);
+	if (ret) {
+		log_error("vCPU %u: cannot register its snapshot part: %s", vcpu->id,
+		          strerror(-ret));
+		return ret;
+	}
 	/* The GIC is initialised once all its vCPUs exist (before irqfds): after the last one. */
-	if (vcpu->id + 1 == vm->config->cpus && (ret = arm64_gic_finalize(vm->arch)))
+	if (vcpu->id + 1 != vm->config->cpus)
+		return 0;
+	ret = arm64_gic_finalize(vm->arch);
+	if (ret) {
 		log_error("cannot initialise the GIC: %s", strerror(-ret));
+		return ret;
+	}
+	ret = arm64_vm_snapshot_add(vm);
+	if (ret)
+		log_error("cannot register the GIC's and UART's snapshot parts: %s",
+		          strerror(-ret));
 	return ret;
 }
 

@@ -95,8 +95,6 @@ int arch_vm_init(struct vm *vm)
 
 	if (!a)
 		return -ENOMEM;
-	/* Its vCPUs (KVM_GET_REG_LIST) and GIC are not saved yet. */
-	snapshot_unsupported(&vm->snapshot, "an aarch64 machine");
 	a->gic_fd = -1;
 	vm->arch = a;
 	if (ioctl(vm->vm_fd, KVM_ARM_PREFERRED_TARGET, &a->vcpu_template) < 0) {

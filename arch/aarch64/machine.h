@@ -1,4 +1,7 @@
-/* aarch64 machine state shared by machine.c (VM, GIC, UART, kernel) and cpu.c (vCPU set-up). */
+/*
+ * aarch64 machine state shared by machine.c (VM, GIC, UART, kernel), cpu.c (vCPU set-up) and
+ * the snapshot parts (snapshot.c, gic_snapshot.c).
+ */
 #ifndef VMM_ARCH_AARCH64_MACHINE_H
 #define VMM_ARCH_AARCH64_MACHINE_H
 
@@ -24,5 +27,15 @@ int arm64_set_entry_registers(struct vcpu *vcpu, const struct arm64_boot_info *b
 
 /* Finishes the GIC once every vCPU exists (KVM_DEV_ARM_VGIC_CTRL_INIT). Returns 0 or -errno. */
 int arm64_gic_finalize(struct arch_vm *a) MUST_CHECK;
+
+/*
+ * Snapshot parts (snapshot.c, gic_snapshot.c): a vCPU's ("VCPU", its index), registered when
+ * it is made; the machine's (the GIC, then the UART), registered once the GIC is initialised
+ * after the last vCPU, so that they load after every vCPU. Return 0 or -ENOMEM.
+ */
+struct vm;
+int arm64_vcpu_snapshot_add(struct vcpu *vcpu) MUST_CHECK;
+int arm64_vm_snapshot_add(struct vm *vm) MUST_CHECK;
+int arm64_gic_snapshot_add(struct vm *vm) MUST_CHECK;
 
 #endif

@@ -6,7 +6,7 @@ qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max,pauth=off
 -accel tcg boots Debian's arm64 kernel as L1, where KVM comes up in VHE mode; the
 vmm cross-built by scripts/build-aarch64 boots the same kernel inside L1 as
 L2. On an aarch64 host with a usable /dev/kvm it runs vmm (the one meson built)
-directly. Two scenarios (--scenario):
+directly. Three scenarios (--scenario):
 
   disk (the default): L2 gets 2 vCPUs, 512 MiB, mkguest's arm64 initramfs and an 8 MiB raw disk whose
   first bytes hold a token this test wrote. Checks: L1's KVM is in VHE mode (nested),
@@ -23,12 +23,23 @@ directly. Two scenarios (--scenario):
   on L1's loopback through 10.0.2.2 and answers a connection through the forward, vsock
   both ways, and vmm's exit status is 0 after the guest's reboot -f.
 
+  snapshot: L2 gets 2 vCPUs, 256 MiB, a disk and the default virtio-rng, and --api-socket.
+  The guest writes "before" to its disk's first sector (synced), keeps the disk busy and
+  counts in the background (T-COUNT=1, 2, ...); once it printed T-COUNT=5, L1 takes a
+  snapshot over the control socket and stops vmm. Then the state file re-labelled as an
+  x86_64 one must be refused with one line and status 1, and `vmm --restore` runs twice from
+  the same snapshot. Checks: each restore counts on from the number after the snapshot's last
+  (1..N in order, no restart), sees 2 vCPUs, reads "before" from the disk and bytes from
+  virtio-rng, and every vmm exits 0. snapshot-gicv2: the same in an L1 whose machine has
+  only a GICv2 (the GIC's other save and restore).
+
 Prints the time to L1 ready, from there to the guest's init marker, and the whole run.
 Exit status: 0 pass, 1 fail, 77 skip (no qemu-system-aarch64 or no cross compiler,
 or no apt-get for the guest images).
 """
 
 import argparse
+import functools
 import os
 import re
 import secrets
@@ -145,6 +156,47 @@ def l1_command_devices(vmm, kernel, initrd, disk, token, vsockcat):
     ])
 
 
+SNAP_DIR, SNAP_API = '/tmp/vmm-snap', '/tmp/vmm-api.sock'
+# The snapshot scenario's host side, in the background: once the first vmm printed T-COUNT=5,
+# a snapshot (which leaves the guest paused) and a stop. Results go to a file printed at the
+# end: printed while the guest talks, a line could land inside one of the guest's.
+SNAP_HOST = r"""
+rm -rf /tmp/host_results /tmp/vmm1.out @SNAP@ @SNAP@-x86
+api() { echo "$1" | @CAT@ -U @API@; }
+(
+	until grep -q 'T-COUNT=5' /tmp/vmm1.out 2>/dev/null; do sleep 0.1; done
+	echo "T-SNAP=$(api '{"op":"snapshot","dir":"@SNAP@"}')" >>/tmp/host_results
+	echo "T-SNAP-STOP=$(api '{"op":"stop"}')" >>/tmp/host_results
+) &
+"""
+
+
+def l1_command_snapshot(vmm, kernel, initrd, disk, vsockcat, snap, api):
+    """Shell text for the snapshot scenario: the first vmm (its console also into
+    /tmp/vmm1.out, which SNAP_HOST watches), the re-labelled state file, two restores."""
+    q = shlex.quote
+    host = SNAP_HOST.replace('@SNAP@', snap).replace('@CAT@', q(vsockcat)).replace('@API@', api)
+    x86 = snap + '-x86'
+    return '\n'.join([
+        host,
+        f'rm -f {q(disk)} && truncate -s {DISK_MIB}M {q(disk)}',
+        f'{{ {q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 256M --cpus 2 '
+        f'--disk {q(disk)} --cmdline quiet --api-socket {api}; '
+        'echo "T-FIRST-EXIT=$?" >>/tmp/host_results; } | tee /tmp/vmm1.out',
+        # The architecture field (u32 at offset 12) made 62, x86_64's ELF machine.
+        f'mkdir -p {x86} && cp {snap}/state {x86}/ && '
+        f"printf '\\076' | dd of={x86}/state bs=1 seek=12 conv=notrunc 2>/dev/null",
+        f'o=$({q(vmm)} --restore {x86} 2>&1); s=$?',
+        'echo "T-XARCH=$s $(echo "$o" | wc -l) $o" >>/tmp/host_results',
+        'printf "\\nT-RESTORING\\n"',
+        f'{q(vmm)} --restore {snap}; echo "T-RESTORE1-EXIT=$?" >>/tmp/host_results',
+        'printf "\\nT-RESTORING-AGAIN\\n"',
+        f'{q(vmm)} --restore {snap}; s=$?',
+        'echo T-HOST-RESULTS-BEGIN; cat /tmp/host_results; echo T-HOST-RESULTS-END',
+        '(exit $s)',
+    ])
+
+
 def expect(g, pattern, what):
     """g.expect(pattern), but vmm's exit (reported by L1) or a failed set-up ends the wait
     with a Failure that says so."""
@@ -157,8 +209,9 @@ def expect(g, pattern, what):
     return m
 
 
-def scenario(g, token):
-    """Drives one run; returns the timings (seconds) it measured."""
+def scenario(g, checks):
+    """Drives one run, @checks(g) once the guest's init is ready; returns the timings
+    (seconds) it measured."""
     t0 = time.monotonic()
     g.start(PHASE_TIMEOUT)
     t_l1 = time.monotonic()
@@ -172,11 +225,7 @@ def scenario(g, token):
     t_l2 = time.monotonic()
     print(f'L2 init marker {t_l2 - t_l1:.1f} s after L1 was ready', flush=True)
 
-    if token is None:
-        # Directly on an arm64 host, the guest has whatever GIC the host has.
-        check_devices(g, 'GIC-0' if g.mode == 'nested' else None)
-    else:
-        check_disk(g, token)
+    checks(g)
     return {'l1': t_l1 - t0, 'l2': t_l2 - t_l1, 'run': time.monotonic() - t0}
 
 
@@ -234,6 +283,88 @@ def check_devices(g, want_gic):
           f'{m and m.group(1)!r} (ok when it read {USER_FWD_ACK!r})')
 
 
+RNG_READ = ('echo "@KEY@=$(cat /sys/class/misc/hw_random/rng_current)/'
+            '$(head -c 64 /dev/hwrng | wc -c)"')
+# A count's line can land inside the echo of a command typed meanwhile ("dd if=T-COUNT=11/dev/
+# vda"): a count is its digits up to the next character that is not one.
+COUNT_RE = r'T-COUNT=(\d+)(?=\D)'
+
+
+def counts(g):
+    return [int(n) for n in re.findall(COUNT_RE, g.output)]
+
+
+def check_restored(g, what):
+    """After a restore: three more counts, both vCPUs, the disk's "before", virtio-rng."""
+    for i in range(3):
+        expect(g, COUNT_RE, f'count {i + 1} after {what}')
+    nproc = ask(g, 'echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
+    check(nproc == '2', f'after {what} nproc in the guest says {nproc}, vmm has --cpus 2')
+    # A process bound to CPU 1 runs there: the secondary vCPU is back, not only counted.
+    cpu = ask(g, "taskset 2 sh -c 'echo T-CPU1=$(cut -d\" \" -f39 /proc/self/stat)'", 'T-CPU1',
+              r'\d+')
+    check(cpu == '1', f'after {what} a process bound to CPU 1 ran on CPU {cpu}')
+    sector = ask(g, 'echo "T-DISK1=$(dd if=/dev/vda bs=6 count=1 2>/dev/null)"', 'T-DISK1',
+                 r'[a-z]*')
+    check(sector == 'before', f'after {what} sector 0 of the disk reads {sector!r}, expected '
+          '"before" (written and synced before the snapshot)')
+    rng = ask(g, RNG_READ.replace('@KEY@', 'T-RNG1'), 'T-RNG1', r'[a-z_.0-9]*/\d+')
+    check(re.fullmatch(r'virtio_rng\.\d+/64', rng) is not None,
+          f'after {what} the guest reads {rng!r} from /dev/hwrng, expected virtio_rng/64')
+
+
+def check_snapshot(g, want_gic):
+    """The snapshot scenario's guest side and its checks (see the module's docstring), in a
+    guest whose GIC driver is @want_gic (GICv3, GIC-0 for a GICv2, None: any)."""
+    gic = ask(g, 'echo "T-GIC=$(grep -o -m 1 -E \'GICv3|GIC-0\' /proc/interrupts)"', 'T-GIC',
+              r'[A-Za-z0-9-]*')
+    check(gic == (want_gic or gic), f'the guest\'s interrupt controller is {gic!r}, expected '
+          f'{want_gic}')
+    rng = ask(g, RNG_READ.replace('@KEY@', 'T-RNG0'), 'T-RNG0', r'[a-z_.0-9]*/\d+')
+    check(re.fullmatch(r'virtio_rng\.\d+/64', rng) is not None,
+          f'before the snapshot the guest reads {rng!r} from /dev/hwrng')
+    disk0 = ask(g, 'printf before | dd of=/dev/vda bs=512 conv=sync,fsync 2>/dev/null; '
+                'echo "T-DISK0=$?"', 'T-DISK0', r'\d+')
+    check(disk0 == '0', 'the guest could not write sector 0 of its disk')
+    # Writes further on keep the disk busy: requests are in flight when the snapshot comes.
+    g.send('(while :; do dd if=/dev/zero of=/dev/vda bs=64k count=32 seek=1 conv=fsync '
+           '2>/dev/null; done) &\n')
+    g.send('(i=0; while :; do i=$((i+1)); echo T-COUNT=$i; sleep 0.3; done) &\n')
+    expect(g, r'T-RESTORING\r?\n', 'the first vmm stopping after the snapshot')
+    before = counts(g)
+    check(before and before[-1] >= 5, f'counts before the snapshot: {before}')
+    check_restored(g, 'the restore')
+    g.send('poweroff -f\n')
+    expect(g, r'T-RESTORING-AGAIN\r?\n', 'the restored vmm stopping')
+    first = counts(g)
+    check_restored(g, 'the second restore')
+    g.send('poweroff -f\n')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'the second restored vmm exited with {status} after poweroff -f')
+    check_snapshot_results(g, before, first)
+
+
+def check_snapshot_results(g, before, first):
+    m = re.search(r'T-HOST-RESULTS-BEGIN\r?\n(.*?)T-HOST-RESULTS-END', g.output, re.S)
+    results = dict(line.strip().split('=', 1) for line in (m.group(1).splitlines() if m else [])
+                   if '=' in line)
+    for key in ('T-SNAP', 'T-SNAP-STOP'):
+        check(results.get(key) == '{"ok":true}', f'{key}: {results.get(key)!r}, expected ok')
+    for key in ('T-FIRST-EXIT', 'T-RESTORE1-EXIT'):
+        check(results.get(key) == '0', f'{key}: vmm exited with {results.get(key)}, expected 0')
+    xarch = results.get('T-XARCH', '')
+    check(xarch.startswith('1 1 ') and 'a snapshot of an x86_64 guest; this vmm runs aarch64'
+          in xarch, f'--restore of a state file labelled x86_64: {xarch!r}, expected status 1 '
+          'and one line saying so')
+    again = counts(g)[len(first):]
+    for what, seq in (('the first restore', first), ('the second restore', before + again)):
+        check(seq == list(range(1, len(seq) + 1)) and len(seq) >= len(before) + 3,
+              f'the guest\'s counts across {what} are not 1..N in order (restarted, lost or '
+              f'repeated?): {seq}')
+    print(f'snapshot: counted to {len(before)} before, to {first[-1]} and {again[-1]} after '
+          'each restore')
+
+
 def check_user_net(g):
     """--net user: DHCP, 1 MiB from L1's loopback through 10.0.2.2, and the forward."""
     dhcp = ask(g, f'U=$(nic {USER_MAC}); ' + harness.guest_dhcp('$U'), 'T-DHCP', r'\d+')
@@ -280,13 +411,19 @@ def check_disk(g, token):
     check(status == 0, f'vmm exit status {status} after the guest\'s poweroff -f, expected 0')
 
 
-def vsock_files(tmp, guest_dir):
-    """The tests' vsockcat built for aarch64 (static: the guest has no libc), and mkguest's
-    arm64 initramfs with it as /bin/vsockcat. Returns their paths."""
+def vsock_tool(tmp):
+    """The tests' vsockcat built for aarch64 (static: the guest has no libc); its path."""
     tool = os.path.join(tmp, 'vsockcat')
     cc = CROSS_CC if shutil.which(CROSS_CC) else 'cc'
     run_step('vsockcat', [cc, '-static', '-O2', '-o', tool,
                           os.path.join(SRC_ROOT, 'tests', 'linux', 'vsockcat.c')])
+    return tool
+
+
+def vsock_files(tmp, guest_dir):
+    """vsock_tool(), and mkguest's arm64 initramfs with it as /bin/vsockcat. Returns their
+    paths."""
+    tool = vsock_tool(tmp)
     initrd = harness.initrd_with(os.path.join(guest_dir, 'initramfs.cpio.gz'),
                                  [('bin/vsockcat', tool)],
                                  os.path.join(tmp, 'initramfs-vsock.cpio'), tmp)
@@ -306,7 +443,16 @@ def run_once(args, mode, vmm):
                      os.path.join(gdir, 'initramfs.cpio.gz'), os.path.join(tmp, 'disk.img'))
         devices = args.scenario == 'gicv2-devices'
         initrd, files = None, []
-        if devices:
+        if args.scenario.startswith('snapshot'):
+            tool = vsock_tool(tmp)
+            vsockcat = '/usr/local/bin/vsockcat' if mode == 'nested' else tool
+            files.append((vsockcat, tool))
+            state = ((SNAP_DIR, SNAP_API) if mode == 'nested' else
+                     (os.path.join(tmp, 'snap'), os.path.join(tmp, 'api.sock')))
+            command = l1_command_snapshot(*paths, vsockcat, *state)
+            want = 'GIC-0' if args.scenario == 'snapshot-gicv2' else 'GICv3'
+            checks = functools.partial(check_snapshot, want_gic=want if mode == 'nested' else None)
+        elif devices:
             token = None
             tool, initrd = vsock_files(tmp, os.path.join(args.build_dir, ARCH.guest_subdir))
             vsockcat = '/usr/local/bin/vsockcat' if mode == 'nested' else tool
@@ -314,16 +460,21 @@ def run_once(args, mode, vmm):
             if mode == 'direct':
                 paths = paths[:2] + (initrd,) + paths[3:]
             command = l1_command_devices(*paths, token, vsockcat)
+            # Directly on an arm64 host, the guest has whatever GIC the host has.
+            checks = functools.partial(check_devices,
+                                       want_gic='GIC-0' if mode == 'nested' else None)
         else:
             command = l1_command(*paths, token)
+            checks = functools.partial(check_disk, token=token)
         # Directly on an arm64 host, the host's GIC is what it is.
-        machine = GICV2_MACHINE if devices and mode == 'nested' else None
+        gicv2 = devices or args.scenario == 'snapshot-gicv2'
+        machine = GICV2_MACHINE if gicv2 and mode == 'nested' else None
         g = harness.Guest(args.build_dir, vmm, arch=ARCH.name, mode=mode, log_path=log,
                           command=command, l1_machine=machine, initrd=initrd,
                           files=[f for f in files if mode == 'nested'])
         try:
             with g:
-                t = scenario(g, token)
+                t = scenario(g, checks)
         except harness.L1Lockup:
             # Retried by the caller; the console's end shows what L1 did last.
             print(f'--- last lines of the console before the L1 failure in {NAME} ---')
@@ -349,9 +500,12 @@ def main():
     ap.add_argument('--vmm', help='the vmm meson built: used when it is an aarch64 binary '
                     '(an aarch64 host); otherwise scripts/build-aarch64 BUILD_DIR/aarch64 '
                     'makes one')
-    ap.add_argument('--scenario', choices=('disk', 'gicv2-devices'), default='disk',
+    ap.add_argument('--scenario', default='disk',
+                    choices=('disk', 'gicv2-devices', 'snapshot', 'snapshot-gicv2'),
                     help='disk: GICv3, initramfs, a disk, 2 vCPUs, poweroff (default); '
-                    'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot')
+                    'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot; '
+                    'snapshot: a counting guest snapshotted over --api-socket, restored twice; '
+                    'snapshot-gicv2: the same in an L1 with only a GICv2')
     args = ap.parse_args()
     global NAME
     if args.scenario != 'disk':
