@@ -51,7 +51,7 @@ class Arch:
     """What differs between architectures in the nested harness (see ARCHES)."""
 
     def __init__(self, name, debian, qemu, machine, console, kernel, l1_modules,
-                 l1_kvm, status_dev, status_qemu, elf_machine, triplet):
+                 l1_kvm, status_dev, status_qemu, elf_machine, triplet, l1_cpus):
         self.name = name            # as uname -m says it
         self.debian = debian        # Debian's name (scripts/mkguest BUILD_DIR DEBIAN)
         self.qemu = qemu            # L1's emulator
@@ -64,6 +64,7 @@ class Arch:
         self.status_qemu = status_qemu  # QEMU arguments that make it; {path} is the file
         self.elf_machine = elf_machine  # e_machine of its ELF executables
         self.triplet = triplet      # its Debian multiarch library directory name
+        self.l1_cpus = l1_cpus      # L1's CPUs (-smp), unless VMM_L1_CPUS says otherwise
         self.guest_subdir = 'guest' if debian == 'amd64' else 'guest-' + debian
         self.mkguest_args = '' if debian == 'amd64' else ' ' + debian
 
@@ -93,7 +94,10 @@ ARCHES = {a.name: a for a in (
          L1_SHUTDOWN_TRACE,
          # a second serial port (L1's ttyS1) carries vmm's status
          '/dev/ttyS1', ['-chardev', 'file,id=status,path={path}', '-serial', 'chardev:status'],
-         62, 'x86_64-linux-gnu'),
+         62, 'x86_64-linux-gnu',
+         # One: with two, QEMU 7.2's TCG loses L1's cross-CPU wake-ups (L1 deadlocks with
+         # interrupts off, hung-task reports) and its L2s die under load (issue 16's A/B).
+         1),
     # TCG's emulated EL2: L1's kernel starts there and brings KVM up in VHE mode (KVM is
     # built into Debian's arm64 kernel). pauth=off: emulating pointer authentication is slow.
     Arch('aarch64', 'arm64', 'qemu-system-aarch64',
@@ -107,7 +111,7 @@ ARCHES = {a.name: a for a in (
          L1_KVM_ARM64,
          '/dev/hvc0', ['-device', 'virtio-serial-device', '-chardev', 'file,id=status,path={path}',
                        '-device', 'virtconsole,chardev=status'],
-         183, 'aarch64-linux-gnu'),
+         183, 'aarch64-linux-gnu', 2),
 )}
 HOST_ARCH = platform.machine()
 QEMU = ARCHES['x86_64'].qemu
@@ -667,6 +671,8 @@ class Guest:
         self.mode = mode
         self.qemu = qemu or self.arch.qemu
         self.l1_machine = list(l1_machine or self.arch.machine)  # L1's -M/-cpu/-accel
+        if os.environ.get('VMM_L1_ACCEL'):  # e.g. tcg,thread=single for an A/B of the emulator
+            self.l1_machine[self.l1_machine.index('-accel') + 1] = os.environ['VMM_L1_ACCEL']
         self.log_path = log_path
         self.echo = echo  # a binary stream that gets the output as it arrives
         self.proc = None
@@ -720,6 +726,10 @@ class Guest:
                                   self.L1_INITRD if self.initrd else None)
         return ' '.join(shlex.quote(str(a)) for a in argv)
 
+    def l1_cpus(self):
+        """L1's CPU count (-smp): the architecture's, or VMM_L1_CPUS."""
+        return os.environ.get('VMM_L1_CPUS', str(self.arch.l1_cpus))
+
     def _qemu_argv(self, initrd, status_file=None, diag_dir=None):
         """L1's command line. diag_dir: where QEMU logs L1's CPU resets (a triple fault says
         so there) and listens with its monitor (read when L1 freezes)."""
@@ -727,7 +737,7 @@ class Guest:
         diag = ['-D', os.path.join(diag_dir, 'qemu.log'), '-d', 'cpu_reset',
                 '-monitor', f'unix:{os.path.join(diag_dir, "monitor")},server=on,wait=off'
                 ] if diag_dir else []
-        return [self.qemu] + self.l1_machine + diag + ['-smp', os.environ.get('VMM_L1_CPUS', '2'),
+        return [self.qemu] + self.l1_machine + diag + ['-smp', self.l1_cpus(),
                 '-m', '2048', '-nodefaults', '-no-user-config', '-display', 'none',
                 '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
                 '-kernel', os.path.join(self.guest_dir, a.kernel), '-initrd', initrd,
@@ -1035,7 +1045,7 @@ class Guest:
                         if not chunk:
                             break
                         data += chunk
-                        if data.count(b'EFER=') >= int(os.environ.get('VMM_L1_CPUS', '2')):
+                        if data.count(b'EFER=') >= int(self.l1_cpus()):
                             break
             except (OSError, TypeError) as e:
                 return f'(QEMU monitor unavailable: {e})'
