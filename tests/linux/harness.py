@@ -284,6 +284,12 @@ class HarnessError(Exception):
 # reaches the console through L1_KMSG_REPORT, prefixed VMM-L1-KMSG.
 L1_LOCKUP_RE = re.compile(r'(?m)^watchdog: BUG: soft lockup - CPU#\d+ stuck for \d+s! '
                           r'\[([^\]]*)\]')
+# L1's hung-task report of one of its own tasks (a kernel thread or L1's init, not vmm, whose
+# threads may wait on what vmm does): L1's kernel waited 120 s for work that never ran, as when
+# a cross-CPU wake-up is lost. It comes through L1_KMSG_REPORT's prefix (it is not an
+# emergency); an L2's own report arrives stamped and unprefixed.
+L1_HUNG_RE = re.compile(r'(?m)^VMM-L1-KMSG: INFO: task (?!vmm:\d+ )([^\n]+?):\d+ blocked for '
+                        r'more than \d+ seconds')
 # L1's own panic (unstamped, as above; an L2 kernel's panic line carries its time stamp).
 L1_PANIC_RE = re.compile(r'(?m)^Kernel panic - not syncing: ([^\n]*)')
 # What QEMU logs (-d cpu_reset) when the emulated L1 CPU triple-faults outside a guest.
@@ -940,6 +946,11 @@ class Guest:
                         self._await_l1_report()
                         self._raise_l1_failure(what, f'the L1 kernel reported a soft lockup in '
                                                      f'{lockup.group(1)}', lockup.start())
+                    hung = L1_HUNG_RE.search(self._text, self._pos)
+                    if hung:
+                        self._await_l1_report()
+                        self._raise_l1_failure(what, f'the L1 kernel reported its task '
+                                                     f'{hung.group(1)} hung', hung.start())
                 if self._eof:
                     if (self.mode == 'nested' and not L1_EXIT_RE.search(self._text) and
                             not L1_ERROR_RE.search(self._text)):
