@@ -1,10 +1,9 @@
 /*
  * The virtio core's state in a snapshot (virtio.h): negotiated features, status, ISR, config
  * space and every queue's layout and device-side indices, then the device's own (ops->save).
- * Saved by the transport's snapshot
- * part under dev->lock; loaded before the vCPUs and the event loop run, when a device that was
- * live (DRIVER_OK) gets its rings checked and translated again (vq_activate), its indices
- * back, and ops->activate, as if the driver had just set DRIVER_OK.
+ * Saved by the transport's snapshot part under dev->lock; loaded before the vCPUs and the event
+ * loop run, when a device that was live (DRIVER_OK) gets its rings checked and translated again
+ * (vq_activate), its indices back, and ops->activate, as if the driver had just set DRIVER_OK.
  */
 #include <errno.h>
 #include <stdio.h>
