@@ -14,6 +14,7 @@ enum {
 	OPT_HELP = 'h',
 	OPT_INITRD = 256,
 	OPT_CMDLINE,
+	OPT_CMDLINE_VERBATIM,
 	OPT_MEM,
 	OPT_CPUS,
 	OPT_TEST_DEVICE,
@@ -43,6 +44,7 @@ static const struct option long_options[] = {
         {"kernel", required_argument, NULL, OPT_KERNEL},
         {"initrd", required_argument, NULL, OPT_INITRD},
         {"cmdline", required_argument, NULL, OPT_CMDLINE},
+        {"cmdline-verbatim", no_argument, NULL, OPT_CMDLINE_VERBATIM},
         {"mem", required_argument, NULL, OPT_MEM},
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"test-device", no_argument, NULL, OPT_TEST_DEVICE},
@@ -85,6 +87,9 @@ ARCH_HELP_INTRO
 "                        (console=hvc0 with --console virtio)\n"
 "                        for each of those parameters you do not set yourself\n"
 "                        (so a panicking guest resets, and a reset ends vmm)\n"
+"      --cmdline-verbatim\n"
+"                        pass --cmdline exactly as given, nothing appended (for\n"
+"                        payloads that read it as their own arguments)\n"
 "      --mem SIZE        guest RAM, with K, M, G suffix (default 512M)\n"
 "      --cpus N          number of vCPUs, 1 to %d (default 1)\n"
 "      --disk PATH[,ro][,cache=none|writeback][,serial=ID]\n"
@@ -256,6 +261,10 @@ static enum config_result check_run_config(struct vm_config *cfg, char *err, siz
 	} else if (cfg->debug_exit) {
 		return fail(err, errlen,
 		            "--run and --debug-exit: with --run the exit status is the command's");
+	} else if (cfg->cmdline_verbatim) {
+		return fail(err, errlen,
+		            "--run and --cmdline-verbatim: --run's init needs the parameters vmm "
+		            "adds");
 	}
 	for (unsigned i = 0; i < cfg->nr_shares; i++) {
 		struct share_config *sh = &cfg->shares[i];
@@ -350,6 +359,9 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 		break;
 	case OPT_CMDLINE:
 		cfg->cmdline = arg;
+		break;
+	case OPT_CMDLINE_VERBATIM:
+		cfg->cmdline_verbatim = true;
 		break;
 	case OPT_MEM:
 		if (config_parse_size(arg, &cfg->mem_size))
@@ -515,6 +527,8 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 
 const char *config_default_args(const struct vm_config *cfg)
 {
+	if (cfg->cmdline_verbatim)
+		return "";
 	/* --run: the kernel's messages go to a log, and fewer of them cost fewer UART exits. */
 	if (cfg->run_cmd)
 		return CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS " quiet";
@@ -566,6 +580,8 @@ char *config_kernel_cmdline(const char *user, const char *defaults)
 
 	if (!user)
 		user = "";
+	if (!*defaults) /* nothing to add: the user's line untouched (--cmdline-verbatim) */
+		return strdup(user);
 	user_len = strlen(user);
 	split = separator_offset(user);
 	result = malloc(user_len + strlen(defaults) + 3);

@@ -73,6 +73,7 @@ struct vm_config {
 	const char *kernel_path;
 	const char *initrd_path; /* NULL: none */
 	const char *cmdline;     /* the user's, NULL when not given */
+	bool cmdline_verbatim;   /* --cmdline-verbatim: nothing appended to it */
 	uint64_t mem_size;
 	unsigned cpus;
 	bool test_device;

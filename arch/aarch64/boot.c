@@ -1,12 +1,14 @@
 /*
- * arm64 Image loader. The 64-byte header (booting.rst, "Call the kernel image") is, little
- * endian: code0, code1 (u32), text_offset, image_size, flags, res2, res3, res4 (u64), magic
- * "ARM\x64" (u32), res5 (u32, PE header offset). Two phases: check the file and decide where
- * everything goes, then write.
+ * arm64 Image loader, and raw payloads (a file without the Image header, as kvmtool loads
+ * them: at RAM base + 0x80000, run from its first byte). The 64-byte header (booting.rst, "Call the
+ * kernel image") is, little endian: code0, code1 (u32), text_offset, image_size, flags, res2, res3,
+ * res4 (u64), magic "ARM\x64" (u32), res5 (u32, PE header offset). Two phases: check the file and
+ * decide where everything goes, then write.
  */
 #include "arch/aarch64/boot.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "arch/aarch64/layout.h"
@@ -22,6 +24,7 @@
 #define IMG_PAGE            (4 * KIB)
 #define INITRD_WINDOW_ALIGN (1 * GIB)  /* initrd and kernel in one 1 GiB aligned window... */
 #define INITRD_WINDOW_SIZE  (32 * GIB) /* ...of at most 32 GiB */
+#define RAW_PAYLOAD_OFFSET  0x80000    /* where kvmtool puts a file without an Image header */
 
 /* What has been checked so far, and the reason for the first failure. */
 struct a64_load {
@@ -33,6 +36,7 @@ struct a64_load {
 	uint64_t text_offset;
 	uint64_t image_size;
 	uint64_t ram_base, ram_end;
+	bool raw; /* no Image header: a raw payload */
 	const char *reason;
 };
 
@@ -56,7 +60,10 @@ static int has_prefix(const struct a64_load *l, size_t off, const char *magic, s
 	return l->kernel_size >= off + len && !memcmp(l->kernel + off, magic, len);
 }
 
-/* Recognises the files people mistake for an Image before looking for the Image magic. */
+/*
+ * Recognises the files people mistake for an Image before looking for the Image magic; a file
+ * that is none of them and has no Image header is a raw payload.
+ */
 static int check_format(struct a64_load *l)
 {
 	if (has_prefix(l, 0, "\x1f\x8b", 2))
@@ -70,17 +77,21 @@ static int check_format(struct a64_load *l)
 		return fail(l, -ENOEXEC,
 		            "an EFI zboot image (vmlinuz.efi): boot the uncompressed "
 		            "arch/arm64/boot/Image instead");
-	if (l->kernel_size < IMG_HDR_SIZE)
-		return fail(l, -ENOEXEC, "truncated: shorter than the arm64 Image header");
-	if (get_le(l->kernel + IMG_MAGIC, 4) != IMG_MAGIC_VALUE)
-		return fail(l, -ENOEXEC, "not an arm64 Image (bad magic)");
+	l->raw = l->kernel_size < IMG_HDR_SIZE ||
+	         get_le(l->kernel + IMG_MAGIC, 4) != IMG_MAGIC_VALUE;
 	return 0;
 }
 
 static int check_header(struct a64_load *l)
 {
-	uint64_t flags = get_le(l->kernel + IMG_FLAGS, 8);
+	uint64_t flags;
 
+	if (l->raw) { /* run from its first byte, nothing after it to clear */
+		l->text_offset = RAW_PAYLOAD_OFFSET;
+		l->image_size = l->kernel_size;
+		return 0;
+	}
+	flags = get_le(l->kernel + IMG_FLAGS, 8);
 	l->text_offset = get_le(l->kernel + IMG_TEXT_OFFSET, 8);
 	l->image_size = get_le(l->kernel + IMG_IMAGE_SIZE, 8);
 	if (flags & IMG_FLAG_BE)
@@ -206,6 +217,7 @@ int arm64_load_image(const struct guest_memory *mem, const struct boot_image *ke
 		ret = write_guest(&l, &info);
 	if (reason)
 		*reason = ret ? l.reason : NULL;
+	info.raw = l.raw;
 	if (!ret && out)
 		*out = info;
 	return ret;

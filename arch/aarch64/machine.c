@@ -137,6 +137,9 @@ static int load_kernel(struct vm *vm, struct boot_image *kernel, struct boot_ima
 	                       &vm->arch->boot, &reason);
 	if (ret)
 		log_error("kernel '%s': %s", cfg->kernel_path, reason ? reason : strerror(-ret));
+	else if (vm->arch->boot.raw) /* a file mistaken for an Image would otherwise just hang */
+		log_warn("kernel '%s': no arm64 Image header: run as a raw payload at %#llx",
+		         cfg->kernel_path, (unsigned long long)vm->arch->boot.entry);
 	return ret;
 }
 

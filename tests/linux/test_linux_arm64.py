@@ -6,7 +6,7 @@ qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max,pauth=off
 -accel tcg boots Debian's arm64 kernel as L1, where KVM comes up in VHE mode; the
 vmm cross-built by scripts/build-aarch64 boots the same kernel inside L1 as
 L2. On an aarch64 host with a usable /dev/kvm it runs vmm (the one meson built)
-directly. Three scenarios (--scenario):
+directly. Scenarios (--scenario):
 
   disk (the default): L2 gets 2 vCPUs, 512 MiB, mkguest's arm64 initramfs and an 8 MiB raw disk whose
   first bytes hold a token this test wrote. Checks: L1's KVM is in VHE mode (nested),
@@ -32,6 +32,12 @@ directly. Three scenarios (--scenario):
   (1..N in order, no restart), sees 2 vCPUs, reads "before" from the disk and bytes from
   virtio-rng, and every vmm exits 0. snapshot-gicv2: the same in an L1 whose machine has
   only a GICv2 (the GIC's other save and restore).
+
+  raw-payload: guest-firmware/aarch64/raw_payload.c, built freestanding and flattened (no
+  Image header), as --kernel with --cmdline-verbatim. Checks: it found a device tree at x0,
+  its /chosen/bootargs is the command line exactly as given (spaces and "--" included), vmm
+  warned that it ran a raw payload at RAM base + 0x80000, and exits 0 after the payload's
+  PSCI SYSTEM_OFF.
 
 Prints the time to L1 ready, from there to the guest's init marker, and the whole run.
 Exit status: 0 pass, 1 fail, 77 skip (no qemu-system-aarch64 or no cross compiler,
@@ -411,6 +417,43 @@ def check_disk(g, token):
     check(status == 0, f'vmm exit status {status} after the guest\'s poweroff -f, expected 0')
 
 
+# raw-payload: guest-firmware/aarch64/raw_payload.c, a file without the Image header, run with
+# --cmdline-verbatim and a command line whose spaces and "--" must arrive as typed.
+RAW_ARGS = 'alpha  beta -- gamma=1'
+
+
+def raw_payload_file(tmp):
+    """raw_payload.c built freestanding and flattened: the file vmm gets as --kernel."""
+    src = os.path.join(SRC_ROOT, 'guest-firmware', 'aarch64')
+    elf, flat = os.path.join(tmp, 'raw.elf'), os.path.join(tmp, 'raw.bin')
+    run_step('raw payload', [CROSS_CC, '-ffreestanding', '-nostdlib', '-nostartfiles', '-static',
+                             '-O2', '-mgeneral-regs-only', '-fno-pic', '-fno-pie', '-no-pie',
+                             '-fno-stack-protector', '-fno-asynchronous-unwind-tables',
+                             '-Wno-main', '-T', os.path.join(src, 'raw_payload.ld'),
+                             '-Wl,--build-id=none', '-o', elf,
+                             os.path.join(src, 'raw_payload.c')])
+    run_step('raw payload', [CROSS_CC.replace('-gcc', '-objcopy'), '-O', 'binary', elf, flat])
+    return flat
+
+
+def raw_payload(g):
+    """The payload's report of its x0 device tree and /chosen/bootargs, vmm's warning that
+    it ran a raw payload, and status 0 after the payload's PSCI SYSTEM_OFF."""
+    t0 = time.monotonic()
+    g.start(PHASE_TIMEOUT)
+    t_l1 = time.monotonic()
+    m = expect(g, r'RAW-DTB=ok|RAW-ERROR=(?P<error>[^\n]*)', 'the payload\'s RAW-DTB line')
+    check(not m.group('error'), f'the raw payload found: {m.group("error")}')
+    args = expect(g, r'RAW-ARGS=\[(?P<args>[^\]\n]*)\]', 'RAW-ARGS').group('args')
+    check(args == RAW_ARGS, f'/chosen/bootargs is {args!r}; --cmdline-verbatim gave {RAW_ARGS!r}')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after the payload\'s SYSTEM_OFF, expected 0')
+    check('no arm64 Image header: run as a raw payload at 0x80080000' in g.output,
+          'vmm did not say that it ran the file as a raw payload at 0x80080000')
+    t_l2 = time.monotonic()
+    return {'l1': t_l1 - t0, 'l2': t_l2 - t_l1, 'run': t_l2 - t0}
+
+
 def vsock_tool(tmp):
     """The tests' vsockcat built for aarch64 (static: the guest has no libc); its path."""
     tool = os.path.join(tmp, 'vsockcat')
@@ -443,7 +486,15 @@ def run_once(args, mode, vmm):
                      os.path.join(gdir, 'initramfs.cpio.gz'), os.path.join(tmp, 'disk.img'))
         devices = args.scenario == 'gicv2-devices'
         initrd, files = None, []
-        if args.scenario.startswith('snapshot'):
+        run = scenario
+        if args.scenario == 'raw-payload':
+            flat = raw_payload_file(tmp)
+            payload = '/tmp/raw.bin' if mode == 'nested' else flat
+            files.append((payload, flat))
+            command = (f'{shlex.quote(paths[0])} --kernel {payload} --mem 256M '
+                       f'--cmdline-verbatim --cmdline {shlex.quote(RAW_ARGS)}')
+            run, checks = (lambda g, _: raw_payload(g)), None
+        elif args.scenario.startswith('snapshot'):
             tool = vsock_tool(tmp)
             vsockcat = '/usr/local/bin/vsockcat' if mode == 'nested' else tool
             files.append((vsockcat, tool))
@@ -474,7 +525,7 @@ def run_once(args, mode, vmm):
                           files=[f for f in files if mode == 'nested'])
         try:
             with g:
-                t = scenario(g, checks)
+                t = run(g, checks)
         except harness.L1Lockup:
             # Retried by the caller; the console's end shows what L1 did last.
             print(f'--- last lines of the console before the L1 failure in {NAME} ---')
@@ -501,11 +552,14 @@ def main():
                     '(an aarch64 host); otherwise scripts/build-aarch64 BUILD_DIR/aarch64 '
                     'makes one')
     ap.add_argument('--scenario', default='disk',
-                    choices=('disk', 'gicv2-devices', 'snapshot', 'snapshot-gicv2'),
+                    choices=('disk', 'gicv2-devices', 'snapshot', 'snapshot-gicv2',
+                             'raw-payload'),
                     help='disk: GICv3, initramfs, a disk, 2 vCPUs, poweroff (default); '
                     'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot; '
                     'snapshot: a counting guest snapshotted over --api-socket, restored twice; '
-                    'snapshot-gicv2: the same in an L1 with only a GICv2')
+                    'snapshot-gicv2: the same in an L1 with only a GICv2; '
+                    'raw-payload: a freestanding program without the Image header, '
+                    '--cmdline-verbatim')
     args = ap.parse_args()
     global NAME
     if args.scenario != 'disk':

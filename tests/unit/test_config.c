@@ -166,6 +166,31 @@ START_TEST(kernel_cmdline_defaults)
 }
 END_TEST
 
+/* --cmdline-verbatim: vmm adds nothing, and the line keeps its spaces and "--" as typed. */
+START_TEST(cmdline_verbatim)
+{
+	static const char *const lines[] = {"", "a  b -- c", "  arg1 --  arg2 ", "console=ttyS0"};
+	struct vm_config cfg;
+	char err[256] = "";
+
+	ck_assert_int_eq(
+	        parse(&cfg, err, "-k", "k", "--cmdline", "x y", "--cmdline-verbatim", NULL),
+	        CONFIG_OK);
+	ck_assert(cfg.cmdline_verbatim);
+	ck_assert_str_eq(config_default_args(&cfg), "");
+	for (unsigned i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		char *got = config_kernel_cmdline(lines[i], config_default_args(&cfg));
+
+		ck_assert_ptr_nonnull(got);
+		ck_assert_str_eq(got, lines[i]);
+		free(got);
+	}
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", NULL), CONFIG_OK);
+	ck_assert(!cfg.cmdline_verbatim);
+	ck_assert_str_ne(config_default_args(&cfg), "");
+}
+END_TEST
+
 START_TEST(disks_and_devices)
 {
 	struct vm_config cfg;
@@ -349,6 +374,7 @@ START_TEST(run_mode)
 	        {{"-k", "k", "--share", "d:/x"}, "GUESTDIR needs --run"},
 	        {{"-k", "k", "--share", "d,tag=vmm-root"}, "vmm's own"},
 	        {{"-k", "k", "--share", "a,tag=t", "--share", "b,tag=t"}, "two shares"},
+	        {{"-k", "k", "--run", "x", "--cmdline-verbatim"}, "--run and --cmdline-verbatim"},
 	};
 	struct vm_config cfg;
 	char err[256];
@@ -520,6 +546,7 @@ int main(void)
 	tcase_add_test(tc, defaults_and_options);
 	tcase_add_test(tc, usage_errors);
 	tcase_add_test(tc, kernel_cmdline_defaults);
+	tcase_add_test(tc, cmdline_verbatim);
 	tcase_add_test(tc, disks_and_devices);
 	tcase_add_test(tc, disk_errors);
 	tcase_add_test(tc, nets);
