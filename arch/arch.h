@@ -42,6 +42,7 @@
  * exit (0xf4) and the scratch test device. */
 #define ARCH_HAS_PCI         true
 #define ARCH_HAS_TEST_DEVICE true
+#define ARCH_HAS_GIC         false
 /*
  * Kernel parameters vmm adds for this machine (each unless the user set it): its PCI config
  * is ECAM only, so the early quirk scan through ports 0xCF8/0xCFC finds nothing and costs 64
@@ -73,12 +74,14 @@
 	}
 #define ARCH_NO_KVM_HINT "this kernel has no KVM: boot it at EL2 (hypervisor mode) with CONFIG_KVM"
 #define ARCH_HELP_INTRO                                                                            \
-	"Boot an arm64 Linux kernel (Image) under KVM on a machine described by a device tree,\n"  \
+	"Boot an arm64 Linux kernel (Image), or a raw payload, under KVM on a machine described\n" \
+	"by a device tree,\n"                                                                      \
 	"with a 16550A UART console (on MMIO) on stdin/stdout and virtio-mmio devices\n"           \
 	"(disks, network, entropy, optionally the console).\n"
 /* No PCI (virtio is on virtio-mmio) and no I/O ports for the debug exit or the test device. */
 #define ARCH_HAS_PCI         false
 #define ARCH_HAS_TEST_DEVICE false
+#define ARCH_HAS_GIC         true /* --irqchip picks its version */
 #define ARCH_DEFAULT_ARGS    ""
 /* What a snapshot reads from KVM (arch/aarch64/snapshot.c, gic_snapshot.c). */
 #define ARCH_SNAPSHOT_IOCTLS                                                                       \

@@ -36,6 +36,7 @@ enum {
 	OPT_SAVE_INITRAMFS,
 	OPT_SECCOMP,
 	OPT_VSOCK,
+	OPT_IRQCHIP,
 	OPT_API_SOCKET,
 	OPT_RESTORE,
 };
@@ -67,6 +68,7 @@ static const struct option long_options[] = {
         {"save-initramfs", required_argument, NULL, OPT_SAVE_INITRAMFS},
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"vsock", required_argument, NULL, OPT_VSOCK},
+        {"irqchip", required_argument, NULL, OPT_IRQCHIP},
         {"api-socket", required_argument, NULL, OPT_API_SOCKET},
         {"restore", required_argument, NULL, OPT_RESTORE},
         {NULL, 0, NULL, 0},
@@ -169,7 +171,9 @@ ARCH_HELP_INTRO
 "PVM-aware guest kernels.\n",
 		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS,
 		ARCH_HAS_PCI ? "      --transport pci|mmio  virtio transport (default pci)\n"
-		             : "      --transport mmio  virtio transport (the only one: no PCI here)\n",
+		             : "      --transport mmio  virtio transport (the only one: no PCI here)\n"
+		               "      --irqchip gicv2|gicv3  the interrupt controller (default: a GICv3\n"
+		               "                        where the host's KVM has one, else a GICv2)\n",
 		CONFIG_MAX_NETS, USER_NET_MAX_FORWARDS, CONFIG_MAX_SHARES,
 		ARCH_HAS_TEST_DEVICE
 		        ? "      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
@@ -389,6 +393,21 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 		break;
 	case OPT_STATS:
 		cfg->stats = true;
+		break;
+	case OPT_IRQCHIP:
+		if (!ARCH_HAS_GIC)
+			return fail(err, errlen,
+			            "--irqchip: an aarch64 option (the GIC's version); vmm "
+			            "on " ARCH_NAME " has one interrupt controller set-up");
+		if (!strcmp(arg, "gicv2") || !strcmp(arg, "gicv3"))
+			cfg->irqchip = arg[4] == '2' ? IRQCHIP_GICV2 : IRQCHIP_GICV3;
+		else if (!strcmp(arg, "gicv2m") || !strcmp(arg, "gicv3-its"))
+			return fail(err, errlen,
+			            "--irqchip %s: not offered yet (it is for MSIs, and vmm's "
+			            "aarch64 devices are on virtio-mmio): use gicv2 or gicv3",
+			            arg);
+		else
+			return fail(err, errlen, "--irqchip: '%s' is not gicv2 or gicv3", arg);
 		break;
 	case OPT_LOG_LEVEL:
 		if (log_parse_level(arg, &cfg->log_level))

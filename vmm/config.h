@@ -68,6 +68,8 @@ struct config_arg {
 
 enum virtio_transport_kind { TRANSPORT_PCI, TRANSPORT_MMIO };
 enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
+/* aarch64's interrupt controller (--irqchip): the host's best, or the one asked for. */
+enum irqchip_kind { IRQCHIP_AUTO, IRQCHIP_GICV2, IRQCHIP_GICV3 };
 
 struct vm_config {
 	const char *kernel_path;
@@ -87,6 +89,7 @@ struct vm_config {
 	unsigned nr_nets;
 	enum virtio_transport_kind transport;
 	enum console_kind console;
+	enum irqchip_kind irqchip;
 	bool rng;     /* virtio-rng, on by default */
 	bool seccomp; /* per-thread seccomp filters after set-up, on by default (--seccomp) */
 	struct vsock_config vsock;

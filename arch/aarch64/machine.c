@@ -35,15 +35,24 @@ static int create_gic_device(struct vm *vm, uint32_t type)
 	return ioctl(vm->vm_fd, KVM_CREATE_DEVICE, &dev) < 0 ? -errno : (int)dev.fd;
 }
 
-/* GICv3 where KVM has it; GICv2 (at most 8 vCPUs) on hosts whose GIC cannot emulate v3. */
+/*
+ * GICv3 where KVM has it; GICv2 (at most 8 vCPUs) on hosts whose GIC cannot emulate v3. With
+ * --irqchip, that version or a one-line error.
+ */
 static int create_gic(struct vm *vm)
 {
 	struct arch_vm *a = vm->arch;
 	const uint64_t dist = ARM64_GIC_DIST_BASE, cpu = ARM64_GIC_CPU_BASE;
 	const uint64_t redist = ARM64_GIC_REDIST_BASE;
-	int fd = create_gic_device(vm, KVM_DEV_TYPE_ARM_VGIC_V3);
+	enum irqchip_kind want = vm->config->irqchip;
+	int fd = want == IRQCHIP_GICV2 ? -ENODEV : create_gic_device(vm, KVM_DEV_TYPE_ARM_VGIC_V3);
 	int ret;
 
+	if (fd < 0 && want == IRQCHIP_GICV3) {
+		log_error("--irqchip gicv3: this host's KVM cannot emulate a GICv3 (%s)",
+		          strerror(-fd));
+		return -EINVAL;
+	}
 	if (fd >= 0) {
 		a->gic = ARM64_GIC_V3;
 		a->gic_fd = fd;
@@ -55,6 +64,12 @@ static int create_gic(struct vm *vm)
 		return ret;
 	}
 	fd = create_gic_device(vm, KVM_DEV_TYPE_ARM_VGIC_V2);
+	if (fd < 0 && want == IRQCHIP_GICV2) {
+		log_error("--irqchip gicv2: this host's KVM cannot emulate a GICv2 (%s; a GICv3 "
+		          "host needs its GICv2 compatibility for that)",
+		          strerror(-fd));
+		return -EINVAL;
+	}
 	if (fd < 0)
 		return fd;
 	a->gic = ARM64_GIC_V2;

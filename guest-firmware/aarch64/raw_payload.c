@@ -5,6 +5,8 @@
  *
  *   RAW-DTB=ok             x0 held a device tree (its magic, and a size within 2 MiB)
  *   RAW-ARGS=[...]         /chosen/bootargs, as the guest sees it
+ *   RAW-GIC=COMPATIBLE     the interrupt controller's compatible string (arm,gic-v3 or
+ *                          arm,cortex-a15-gic for a GICv2)
  *   RAW-ERROR=...          what was wrong instead
  *
  * then powers the machine off through PSCI SYSTEM_OFF (hvc), so vmm exits with status 0.
@@ -13,17 +15,17 @@
  */
 #include <stdint.h>
 
-#define UART_BASE        0x0b000000UL
-#define UART_LSR         5
-#define UART_LSR_THRE    0x20
-#define FDT_MAGIC        0xd00dfeedU
-#define FDT_MAX          (2U << 20)
-#define FDT_BEGIN_NODE   1
-#define FDT_END_NODE     2
-#define FDT_PROP         3
-#define FDT_NOP          4
-#define FDT_END          9
-#define PSCI_SYSTEM_OFF  0x84000008UL
+#define UART_BASE       0x0b000000UL
+#define UART_LSR        5
+#define UART_LSR_THRE   0x20
+#define FDT_MAGIC       0xd00dfeedU
+#define FDT_MAX         (2U << 20)
+#define FDT_BEGIN_NODE  1
+#define FDT_END_NODE    2
+#define FDT_PROP        3
+#define FDT_NOP         4
+#define FDT_END         9
+#define PSCI_SYSTEM_OFF 0x84000008UL
 
 /* The entry: a stack 64 KiB below the payload (RAM base + 0x70000), then main(x0). */
 __asm__(".section .boot, \"ax\"\n"
@@ -67,10 +69,21 @@ static uint32_t align4(uint32_t n)
 	return (n + 3) & ~3U;
 }
 
-/* /chosen/bootargs in the device tree at @fdt, or 0 (its length in *len). */
-static const char *find_bootargs(const uint8_t *fdt, uint32_t *len)
+static int starts_with(const char *s, const char *prefix)
+{
+	while (*prefix && *s == *prefix)
+		s++, prefix++;
+	return !*prefix;
+}
+
+/*
+ * /chosen/bootargs in the device tree at @fdt, or 0 (its length in *len); *gic: the first
+ * compatible string that names a GIC, or 0. Walks the whole structure block.
+ */
+static const char *find_bootargs(const uint8_t *fdt, uint32_t *len, const char **gic)
 {
 	uint32_t off = be32(fdt + 8), strings = be32(fdt + 12), end = be32(fdt + 4);
+	const char *args = 0;
 	int depth = 0, in_chosen = 0;
 
 	while (off + 4 <= end) {
@@ -95,19 +108,23 @@ static const char *find_bootargs(const uint8_t *fdt, uint32_t *len)
 		case FDT_PROP:
 			n = be32(fdt + off);
 			name = (const char *)fdt + strings + be32(fdt + off + 4);
+			if (streq(name, "compatible") && !*gic &&
+			    (starts_with((const char *)fdt + off + 8, "arm,gic") ||
+			     starts_with((const char *)fdt + off + 8, "arm,cortex-a15-gic")))
+				*gic = (const char *)fdt + off + 8;
 			if (in_chosen && streq(name, "bootargs")) {
 				*len = n;
-				return (const char *)fdt + off + 8;
+				args = (const char *)fdt + off + 8;
 			}
 			off += 8 + align4(n);
 			break;
 		case FDT_NOP:
 			break;
-		default:
-			return 0;
+		default: /* FDT_END, or not a device tree: what was found so far */
+			return args;
 		}
 	}
-	return 0;
+	return args;
 }
 
 static void power_off(void)
@@ -119,15 +136,17 @@ static void power_off(void)
 
 void main(const uint8_t *fdt)
 {
-	const char *args;
+	const char *args, *gic = 0;
 	uint32_t len = 0;
 
 	if (!fdt || be32(fdt) != FDT_MAGIC || be32(fdt + 4) > FDT_MAX) {
 		puts_uart("RAW-ERROR=no device tree at x0\n");
 	} else {
 		puts_uart("RAW-DTB=ok\n");
-		args = find_bootargs(fdt, &len);
-		puts_uart("RAW-ARGS=[");
+		args = find_bootargs(fdt, &len, &gic);
+		puts_uart("RAW-GIC=");
+		puts_uart(gic ? gic : "none");
+		puts_uart("\nRAW-ARGS=[");
 		for (uint32_t i = 0; args && i < len && args[i]; i++)
 			putc_uart(args[i]);
 		puts_uart(args ? "]\n" : "] (no /chosen/bootargs)\n");

@@ -436,14 +436,37 @@ def raw_payload_file(tmp):
     return flat
 
 
-def raw_payload(g):
-    """The payload's report of its x0 device tree and /chosen/bootargs, vmm's warning that
-    it ran a raw payload, and status 0 after the payload's PSCI SYSTEM_OFF."""
+def raw_payload_command(vmm, payload, nested):
+    """In L1 (a GICv3 machine), first --irqchip gicv2, whose outcome T-GICV2 reports: vmm's
+    error, or the payload's RAW-GIC line; then the payload with --irqchip gicv3 (directly on
+    an arm64 host, whatever GIC the host has)."""
+    run = f'{vmm} --kernel {payload} --mem 256M --cmdline-verbatim --cmdline {shlex.quote(RAW_ARGS)}'
+    if not nested:
+        return run
+    return '\n'.join([
+        f'out=$({run} --irqchip gicv2 </dev/null 2>&1); s=$?',
+        'echo "T-GICV2=$s $(echo "$out" | grep -m1 -E \'RAW-GIC=|--irqchip\')"',
+        f'{run} --irqchip gicv3',
+    ])
+
+
+def raw_payload(g, nested):
+    """The payload's report of its x0 device tree, its GIC and /chosen/bootargs, vmm's warning
+    that it ran a raw payload, and status 0 after the payload's PSCI SYSTEM_OFF; nested, what
+    --irqchip gicv2 gave in a GICv3 L1: vmm's one-line refusal, or a GICv2 for the payload."""
     t0 = time.monotonic()
     g.start(PHASE_TIMEOUT)
     t_l1 = time.monotonic()
+    if nested:
+        v2 = expect(g, r'T-GICV2=(?P<v2>[^\n]*)\n', 'T-GICV2').group('v2').strip()
+        check(v2.startswith('1 vmm: --irqchip gicv2: this host\'s KVM cannot emulate a GICv2') or
+              v2 == '0 RAW-GIC=arm,cortex-a15-gic',
+              f'--irqchip gicv2 in a GICv3 L1 gave {v2!r}: expected vmm\'s refusal with status 1, '
+              'or the payload seeing a GICv2')
     m = expect(g, r'RAW-DTB=ok|RAW-ERROR=(?P<error>[^\n]*)', 'the payload\'s RAW-DTB line')
     check(not m.group('error'), f'the raw payload found: {m.group("error")}')
+    gic = expect(g, r'RAW-GIC=(?P<gic>[^\n]*)\n', 'RAW-GIC').group('gic').strip()
+    check(not nested or gic == 'arm,gic-v3', f'with --irqchip gicv3 the payload sees {gic!r}')
     args = expect(g, r'RAW-ARGS=\[(?P<args>[^\]\n]*)\]', 'RAW-ARGS').group('args')
     check(args == RAW_ARGS, f'/chosen/bootargs is {args!r}; --cmdline-verbatim gave {RAW_ARGS!r}')
     status = g.wait_exit(PHASE_TIMEOUT)
@@ -491,9 +514,8 @@ def run_once(args, mode, vmm):
             flat = raw_payload_file(tmp)
             payload = '/tmp/raw.bin' if mode == 'nested' else flat
             files.append((payload, flat))
-            command = (f'{shlex.quote(paths[0])} --kernel {payload} --mem 256M '
-                       f'--cmdline-verbatim --cmdline {shlex.quote(RAW_ARGS)}')
-            run, checks = (lambda g, _: raw_payload(g)), None
+            command = raw_payload_command(shlex.quote(paths[0]), payload, mode == 'nested')
+            run, checks = (lambda g, _: raw_payload(g, mode == 'nested')), None
         elif args.scenario.startswith('snapshot'):
             tool = vsock_tool(tmp)
             vsockcat = '/usr/local/bin/vsockcat' if mode == 'nested' else tool

@@ -191,6 +191,45 @@ START_TEST(cmdline_verbatim)
 }
 END_TEST
 
+/* --irqchip: an aarch64 choice of GIC version; elsewhere a usage error that says so. */
+START_TEST(irqchip_option)
+{
+	static const struct {
+		const char *arg;
+		const char *message; /* NULL: accepted */
+		enum irqchip_kind kind;
+	} cases[] = {
+	        {"gicv2", NULL, IRQCHIP_GICV2},
+	        {"gicv3", NULL, IRQCHIP_GICV3},
+	        {"gicv3-its", "--irqchip gicv3-its: not offered yet", 0},
+	        {"gicv2m", "--irqchip gicv2m: not offered yet", 0},
+	        {"gic", "--irqchip: 'gic' is not gicv2 or gicv3", 0},
+	        {"", "--irqchip: '' is not gicv2 or gicv3", 0},
+	};
+	struct vm_config cfg;
+	char err[256];
+
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", NULL), CONFIG_OK);
+	ck_assert_int_eq(cfg.irqchip, IRQCHIP_AUTO);
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum config_result r;
+
+		err[0] = '\0';
+		r = parse(&cfg, err, "-k", "k", "--irqchip", cases[i].arg, NULL);
+		if (!ARCH_HAS_GIC) {
+			ck_assert_int_eq(r, CONFIG_ERROR);
+			ck_assert_msg(strstr(err, "--irqchip: an aarch64 option"), "'%s'", err);
+		} else if (cases[i].message) {
+			ck_assert_int_eq(r, CONFIG_ERROR);
+			ck_assert_msg(strstr(err, cases[i].message), "case %u: '%s'", i, err);
+		} else {
+			ck_assert_int_eq(r, CONFIG_OK);
+			ck_assert_int_eq(cfg.irqchip, cases[i].kind);
+		}
+	}
+}
+END_TEST
+
 START_TEST(disks_and_devices)
 {
 	struct vm_config cfg;
@@ -547,6 +586,7 @@ int main(void)
 	tcase_add_test(tc, usage_errors);
 	tcase_add_test(tc, kernel_cmdline_defaults);
 	tcase_add_test(tc, cmdline_verbatim);
+	tcase_add_test(tc, irqchip_option);
 	tcase_add_test(tc, disks_and_devices);
 	tcase_add_test(tc, disk_errors);
 	tcase_add_test(tc, nets);
