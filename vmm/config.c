@@ -37,6 +37,7 @@ enum {
 	OPT_SECCOMP,
 	OPT_VSOCK,
 	OPT_IRQCHIP,
+	OPT_PMU,
 	OPT_API_SOCKET,
 	OPT_RESTORE,
 };
@@ -69,6 +70,7 @@ static const struct option long_options[] = {
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"vsock", required_argument, NULL, OPT_VSOCK},
         {"irqchip", required_argument, NULL, OPT_IRQCHIP},
+        {"pmu", no_argument, NULL, OPT_PMU},
         {"api-socket", required_argument, NULL, OPT_API_SOCKET},
         {"restore", required_argument, NULL, OPT_RESTORE},
         {NULL, 0, NULL, 0},
@@ -173,7 +175,8 @@ ARCH_HELP_INTRO
 		ARCH_HAS_PCI ? "      --transport pci|mmio  virtio transport (default pci)\n"
 		             : "      --transport mmio  virtio transport (the only one: no PCI here)\n"
 		               "      --irqchip gicv2|gicv3  the interrupt controller (default: a GICv3\n"
-		               "                        where the host's KVM has one, else a GICv2)\n",
+		               "                        where the host's KVM has one, else a GICv2)\n"
+		               "      --pmu             a PMUv3 in every vCPU (perf's hardware counters)\n",
 		CONFIG_MAX_NETS, USER_NET_MAX_FORWARDS, CONFIG_MAX_SHARES,
 		ARCH_HAS_TEST_DEVICE
 		        ? "      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
@@ -393,6 +396,13 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 		break;
 	case OPT_STATS:
 		cfg->stats = true;
+		break;
+	case OPT_PMU:
+		if (!ARCH_HAS_GIC)
+			return fail(err, errlen,
+			            "--pmu: an aarch64 option (a PMUv3 per vCPU); vmm on " ARCH_NAME
+			            " does not offer one");
+		cfg->pmu = true;
 		break;
 	case OPT_IRQCHIP:
 		if (!ARCH_HAS_GIC)

@@ -90,6 +90,7 @@ struct vm_config {
 	enum virtio_transport_kind transport;
 	enum console_kind console;
 	enum irqchip_kind irqchip;
+	bool pmu;     /* aarch64: a PMUv3 per vCPU (--pmu) */
 	bool rng;     /* virtio-rng, on by default */
 	bool seccomp; /* per-thread seccomp filters after set-up, on by default (--seccomp) */
 	struct vsock_config vsock;

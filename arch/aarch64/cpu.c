@@ -48,6 +48,36 @@ int arm64_set_entry_registers(struct vcpu *vcpu, const struct arm64_boot_info *b
 	return ret;
 }
 
+static int pmu_attr(struct vcpu *vcpu, uint64_t attr, const void *value)
+{
+	struct kvm_device_attr a = {
+	        .group = KVM_ARM_VCPU_PMU_V3_CTRL, .attr = attr, .addr = (uintptr_t)value};
+
+	return ioctl(vcpu->fd, KVM_SET_DEVICE_ATTR, &a) < 0 ? -errno : 0;
+}
+
+/* --pmu, before the GIC is initialised: the PMU's overflow interrupt (the device tree's). */
+static int pmu_set_irq(struct vcpu *vcpu)
+{
+	const int ppi = ARM64_PMU_PPI + 16; /* INTIDs 16-31 are the PPIs */
+	int ret = pmu_attr(vcpu, KVM_ARM_VCPU_PMU_V3_IRQ, &ppi);
+
+	if (ret)
+		log_error("vCPU %u: --pmu: cannot give the PMU interrupt %d: %s", vcpu->id, ppi,
+		          strerror(-ret));
+	return ret;
+}
+
+/* --pmu, after the GIC is initialised (KVM requires that order). */
+static int pmu_init(struct vcpu *vcpu)
+{
+	int ret = pmu_attr(vcpu, KVM_ARM_VCPU_PMU_V3_INIT, NULL);
+
+	if (ret)
+		log_error("vCPU %u: --pmu: KVM_ARM_VCPU_PMU_V3_INIT: %s", vcpu->id, strerror(-ret));
+	return ret;
+}
+
 int arch_vcpu_init(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu->vm;
@@ -57,11 +87,16 @@ int arch_vcpu_init(struct vcpu *vcpu)
 	init.features[0] |= 1U << KVM_ARM_VCPU_PSCI_0_2;
 	if (vcpu->id != 0)
 		init.features[0] |= 1U << KVM_ARM_VCPU_POWER_OFF;
+	if (vm->config->pmu)
+		init.features[0] |= 1U << KVM_ARM_VCPU_PMU_V3;
 	if (ioctl(vcpu->fd, KVM_ARM_VCPU_INIT, &init) < 0) {
 		ret = -errno;
 		log_error("vCPU %u: KVM_ARM_VCPU_INIT: %s", vcpu->id, strerror(errno));
 		return ret;
 	}
+	ret = vm->config->pmu ? pmu_set_irq(vcpu) : 0;
+	if (ret)
+		return ret;
 	ret = arm64_vcpu_snapshot_add(vcpu);
 	if (ret) {
 		log_error("vCPU %u: cannot register its snapshot part: %s", vcpu->id,
@@ -76,6 +111,10 @@ int arch_vcpu_init(struct vcpu *vcpu)
 		log_error("cannot initialise the GIC: %s", strerror(-ret));
 		return ret;
 	}
+	for (unsigned i = 0; i < vm->config->cpus && vm->config->pmu && !ret; i++)
+		ret = pmu_init(&vm->vcpus[i]);
+	if (ret)
+		return ret;
 	ret = arm64_vm_snapshot_add(vm);
 	if (ret)
 		log_error("cannot register the GIC's and UART's snapshot parts: %s",

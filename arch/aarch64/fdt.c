@@ -182,17 +182,32 @@ static void add_psci(struct fdt_writer *w)
 	end(w);
 }
 
+/* The PPIs' flags: level-high, and on a GICv2 the mask of the CPUs they reach ([15:8]). */
+static uint32_t ppi_flags(const struct arm64_fdt_config *cfg)
+{
+	return IRQ_LEVEL_HIGH | (cfg->gic == ARM64_GIC_V2 ? ((1u << cfg->nr_cpus) - 1) << 8 : 0);
+}
+
+/* --pmu: the vCPUs' PMUv3 (KVM_ARM_VCPU_PMU_V3), its overflow interrupt a PPI. */
+static void add_pmu(struct fdt_writer *w, const struct arm64_fdt_config *cfg)
+{
+	const fdt32_t cells[3] = {cpu_to_fdt32(GIC_PPI), cpu_to_fdt32(ARM64_PMU_PPI),
+	                          cpu_to_fdt32(ppi_flags(cfg))};
+
+	begin(w, "pmu");
+	prop_str(w, "compatible", "arm,armv8-pmuv3");
+	prop(w, "interrupts", cells, sizeof(cells));
+	end(w);
+}
+
 /* The binding's order: secure physical, non-secure physical, virtual, hypervisor. */
 static void add_timer(struct fdt_writer *w, const struct arm64_fdt_config *cfg)
 {
 	static const unsigned ppis[] = {ARM64_TIMER_PPI_SEC_PHYS, ARM64_TIMER_PPI_PHYS,
 	                                ARM64_TIMER_PPI_VIRT, ARM64_TIMER_PPI_HYP};
-	uint32_t flags = IRQ_LEVEL_HIGH;
+	uint32_t flags = ppi_flags(cfg);
 	fdt32_t cells[3 * ARRAY_SIZE(ppis)];
 
-	/* GICv2 PPIs carry the mask of the CPUs they reach in bits [15:8]. */
-	if (cfg->gic == ARM64_GIC_V2)
-		flags |= ((1u << cfg->nr_cpus) - 1) << 8;
 	for (unsigned i = 0; i < ARRAY_SIZE(ppis); i++) {
 		cells[3 * i] = cpu_to_fdt32(GIC_PPI);
 		cells[3 * i + 1] = cpu_to_fdt32(ppis[i]);
@@ -325,6 +340,8 @@ int arm64_fdt_build(const struct arm64_fdt_config *cfg, void *buf, size_t size, 
 	add_cpus(&w, cfg);
 	add_psci(&w);
 	add_timer(&w, cfg);
+	if (cfg->pmu)
+		add_pmu(&w, cfg);
 	add_gic(&w, cfg);
 	add_uart(&w, cfg);
 	for (unsigned i = 0; i < cfg->nr_virtio; i++)

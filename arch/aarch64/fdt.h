@@ -6,6 +6,7 @@
 #ifndef VMM_ARCH_AARCH64_FDT_H
 #define VMM_ARCH_AARCH64_FDT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,7 @@ struct arm64_fdt_config {
 	const struct arm64_fdt_device *virtio;
 	unsigned nr_virtio;
 	const char *bootargs;              /* may be NULL: no bootargs property */
+	bool pmu;                          /* a PMUv3 node, its interrupt ARM64_PMU_PPI */
 	uint64_t initrd_start, initrd_end; /* equal: no initrd properties */
 };
 

@@ -41,5 +41,6 @@
 #define ARM64_TIMER_PPI_PHYS     14
 #define ARM64_TIMER_PPI_VIRT     11
 #define ARM64_TIMER_PPI_HYP      10
+#define ARM64_PMU_PPI            7 /* --pmu's overflow interrupt: PPI 7, INTID 23, as QEMU virt */
 
 #endif

@@ -117,6 +117,11 @@ int arch_vm_init(struct vm *vm)
 		log_error("KVM_ARM_PREFERRED_TARGET: %s", strerror(errno));
 		return ret;
 	}
+	if (vm->config->pmu && ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ARM_PMU_V3) <= 0) {
+		log_error(
+		        "--pmu: this host's KVM offers its guests no PMU (no KVM_CAP_ARM_PMU_V3)");
+		return -EINVAL;
+	}
 	ret = create_gic(vm);
 	if (ret) {
 		if (ret != -EINVAL)
@@ -182,6 +187,7 @@ static int write_device_tree(struct vm *vm, const char *cmdline)
 	        .virtio = virtio,
 	        .nr_virtio = d->nr_mmio,
 	        .bootargs = cmdline,
+	        .pmu = vm->config->pmu,
 	        .initrd_start = a->boot.initrd_start,
 	        .initrd_end = a->boot.initrd_start + a->boot.initrd_size,
 	};

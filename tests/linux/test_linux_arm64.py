@@ -10,7 +10,8 @@ directly. Scenarios (--scenario):
 
   disk (the default): L2 gets 2 vCPUs, 512 MiB, mkguest's arm64 initramfs and an 8 MiB raw disk whose
   first bytes hold a token this test wrote. Checks: L1's KVM is in VHE mode (nested),
-  the guest init's VMM-GUEST-READY, nproc = 2, /dev/vda has the disk's size and reads
+  the guest init's VMM-GUEST-READY, nproc = 2, --pmu's PMU counts cycles in the guest
+  (tests/linux/cycles.c, perf_event_open), /dev/vda has the disk's size and reads
   back the token, 1 MiB the guest writes to /dev/vda (dd conv=fsync) is in the image
   after vmm exits (sha256 in the guest and of the image), and vmm's exit status is 0
   after the guest's poweroff -f.
@@ -114,7 +115,7 @@ def l1_command(vmm, kernel, initrd, disk, token):
         '\techo "T-SETUP-FAILED: cannot make the disk image"; s=99',
         'else',
         f'\t{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
-        f'--disk {q(disk)} --cmdline quiet',
+        f'--disk {q(disk)} --cmdline quiet --pmu',
         '\ts=$?',
         f'\techo "T-IMAGE-SHA=$(dd if={q(disk)} bs=1M skip={WRITE_OFFSET_MIB} count=1 '
         "2>/dev/null | sha256sum | cut -d' ' -f1)\"",
@@ -395,9 +396,14 @@ def check_user_net(g):
 
 
 def check_disk(g, token):
-    """Both vCPUs, the disk read and written, and the guest's poweroff ending vmm with 0."""
+    """Both vCPUs, their PMU (--pmu) counting cycles, the disk read and written, and the
+    guest's poweroff ending vmm with 0."""
     nproc = ask(g, 'echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
     check(nproc == '2', f'nproc in the guest says {nproc}, vmm has --cpus 2')
+    g.send('cycles\n')
+    cycles = g.expect(r'T-CYCLES=(\d+|error [^\n]*)\r?\n', PHASE_TIMEOUT, what='T-CYCLES').group(1)
+    check(cycles.isdigit() and int(cycles) > 0,
+          f'perf_event_open in the guest (--pmu) counted cycles: {cycles!r}, expected a count')
     size = ask(g, 'echo "T-SIZE=$(blockdev --getsize64 /dev/vda)"', 'T-SIZE', r'\d+')
     check(size == str(DISK_MIB << 20), f'/dev/vda has {size} bytes, the image {DISK_MIB << 20}')
     got = ask(g, f'echo "T-READ=$(head -c {len(token)} /dev/vda)"', 'T-READ', r'[0-9a-z-]*')
@@ -486,6 +492,15 @@ def vsock_tool(tmp):
     return tool
 
 
+def cycles_tool(tmp):
+    """tests/linux/cycles.c built static for aarch64 (the guest's PMU check); its path."""
+    tool = os.path.join(tmp, 'cycles')
+    cc = CROSS_CC if shutil.which(CROSS_CC) else 'cc'
+    run_step('cycles', [cc, '-static', '-O2', '-o', tool,
+                        os.path.join(SRC_ROOT, 'tests', 'linux', 'cycles.c')])
+    return tool
+
+
 def vsock_files(tmp, guest_dir):
     """vsock_tool(), and mkguest's arm64 initramfs with it as /bin/vsockcat. Returns their
     paths."""
@@ -537,6 +552,13 @@ def run_once(args, mode, vmm):
             checks = functools.partial(check_devices,
                                        want_gic='GIC-0' if mode == 'nested' else None)
         else:
+            # mkguest's initramfs with the PMU check as /bin/cycles
+            initrd = harness.initrd_with(
+                os.path.join(args.build_dir, ARCH.guest_subdir, 'initramfs.cpio.gz'),
+                [('bin/cycles', cycles_tool(tmp))], os.path.join(tmp, 'initramfs-pmu.cpio'),
+                tmp)
+            if mode == 'direct':
+                paths = paths[:2] + (initrd,) + paths[3:]
             command = l1_command(*paths, token)
             checks = functools.partial(check_disk, token=token)
         # Directly on an arm64 host, the host's GIC is what it is.

@@ -345,6 +345,28 @@ START_TEST(timer_gicv3)
 }
 END_TEST
 
+/* --pmu: a PMUv3 node with its overflow PPI 7 (the GICv2 form carries the CPU mask). */
+START_TEST(pmu_node)
+{
+	struct arm64_fdt_config cfg = v3_config();
+	const uint32_t v3[] = {1, 7, 4}, v2[] = {1, 7, 0x304};
+	int pmu;
+
+	build(&cfg);
+	ck_assert_int_eq(fdt_node_offset_by_compatible(fdt, -1, "arm,armv8-pmuv3"),
+	                 -FDT_ERR_NOTFOUND);
+	cfg.pmu = true;
+	build(&cfg);
+	pmu = only_compatible("arm,armv8-pmuv3");
+	ck_assert_int_eq(pmu, node("/pmu"));
+	expect_cells(pmu, "interrupts", v3, ARRAY_SIZE(v3));
+	cfg = v2_config(2);
+	cfg.pmu = true;
+	build(&cfg);
+	expect_cells(only_compatible("arm,armv8-pmuv3"), "interrupts", v2, ARRAY_SIZE(v2));
+}
+END_TEST
+
 START_TEST(gicv3_node)
 {
 	const struct arm64_fdt_config cfg = v3_config();
@@ -579,6 +601,7 @@ static Suite *arm64_fdt_suite(void)
 	tcase_add_test(tc, cpu_reg_is_mpidr);
 	tcase_add_test(tc, psci_node);
 	tcase_add_test(tc, timer_gicv3);
+	tcase_add_test(tc, pmu_node);
 	tcase_add_test(tc, gicv3_node);
 	tcase_add_test(tc, uart_node);
 	tcase_add_test(tc, virtio_nodes);

@@ -191,7 +191,7 @@ START_TEST(cmdline_verbatim)
 }
 END_TEST
 
-/* --irqchip: an aarch64 choice of GIC version; elsewhere a usage error that says so. */
+/* --irqchip and --pmu: aarch64 choices; elsewhere usage errors that say so. */
 START_TEST(irqchip_option)
 {
 	static const struct {
@@ -211,6 +211,15 @@ START_TEST(irqchip_option)
 
 	ck_assert_int_eq(parse(&cfg, err, "-k", "k", NULL), CONFIG_OK);
 	ck_assert_int_eq(cfg.irqchip, IRQCHIP_AUTO);
+	ck_assert(!cfg.pmu);
+	err[0] = '\0';
+	if (ARCH_HAS_GIC) {
+		ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--pmu", NULL), CONFIG_OK);
+		ck_assert(cfg.pmu);
+	} else {
+		ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--pmu", NULL), CONFIG_ERROR);
+		ck_assert_msg(strstr(err, "--pmu: an aarch64 option"), "'%s'", err);
+	}
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		enum config_result r;
 
