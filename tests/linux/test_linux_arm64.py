@@ -483,22 +483,18 @@ def raw_payload(g, nested):
     return {'l1': t_l1 - t0, 'l2': t_l2 - t_l1, 'run': t_l2 - t0}
 
 
+def guest_tool(tmp, name):
+    """tests/linux/NAME.c built for aarch64 (static: the guest has no libc); its path."""
+    tool = os.path.join(tmp, name)
+    cc = CROSS_CC if shutil.which(CROSS_CC) else 'cc'
+    run_step(name, [cc, '-static', '-O2', '-o', tool,
+                    os.path.join(SRC_ROOT, 'tests', 'linux', name + '.c')])
+    return tool
+
+
 def vsock_tool(tmp):
-    """The tests' vsockcat built for aarch64 (static: the guest has no libc); its path."""
-    tool = os.path.join(tmp, 'vsockcat')
-    cc = CROSS_CC if shutil.which(CROSS_CC) else 'cc'
-    run_step('vsockcat', [cc, '-static', '-O2', '-o', tool,
-                          os.path.join(SRC_ROOT, 'tests', 'linux', 'vsockcat.c')])
-    return tool
-
-
-def cycles_tool(tmp):
-    """tests/linux/cycles.c built static for aarch64 (the guest's PMU check); its path."""
-    tool = os.path.join(tmp, 'cycles')
-    cc = CROSS_CC if shutil.which(CROSS_CC) else 'cc'
-    run_step('cycles', [cc, '-static', '-O2', '-o', tool,
-                        os.path.join(SRC_ROOT, 'tests', 'linux', 'cycles.c')])
-    return tool
+    """The tests' vsockcat, for L1 and the guest."""
+    return guest_tool(tmp, 'vsockcat')
 
 
 def vsock_files(tmp, guest_dir):
@@ -555,7 +551,7 @@ def run_once(args, mode, vmm):
             # mkguest's initramfs with the PMU check as /bin/cycles
             initrd = harness.initrd_with(
                 os.path.join(args.build_dir, ARCH.guest_subdir, 'initramfs.cpio.gz'),
-                [('bin/cycles', cycles_tool(tmp))], os.path.join(tmp, 'initramfs-pmu.cpio'),
+                [('bin/cycles', guest_tool(tmp, 'cycles'))], os.path.join(tmp, 'initramfs-pmu.cpio'),
                 tmp)
             if mode == 'direct':
                 paths = paths[:2] + (initrd,) + paths[3:]
