@@ -413,24 +413,30 @@ def setup_net(run, transport):
 L1_QEMU = '/usr/local/bin/qemu-system-x86_64'
 
 
-def setup_net_qemu(run):
-    """linux-net's host side and guest, with QEMU microvm in vmm's place (nested only)."""
+def l2_qemu(run, scenario):
+    """QEMU microvm as the L2 VMM in L1 (nested only): puts QEMU and its firmware in L1 and
+    returns the start of its command line, the guest's NICs to follow."""
     if run.mode != 'nested':
-        raise Failure('net-qemu compares failure rates under the emulated L1: nested mode only')
-    host = NET_HOST.replace('@BYTES@', str(NET_BYTES))
+        raise Failure(f'{scenario} compares failure rates under the emulated L1: nested mode only')
     qemu = shutil.which('qemu-system-x86_64')
     if not qemu:
         raise Failure('qemu-system-x86_64 not found')
     run.place(qemu, L1_QEMU)
     run.files += harness.qemu_microvm_files()
+    return (f'{L1_QEMU} -L {harness.QEMU_DATA} -M microvm,pcie=on -enable-kvm -cpu host '
+            f'-m 512M -smp 1 -nodefaults -no-user-config -display none -serial stdio '
+            f'-kernel {harness.Guest.L1_KERNEL} -initrd {harness.Guest.L1_INITRD} '
+            f'-append "console=ttyS0 quiet panic=-1 reboot=t" -no-reboot')
+
+
+def setup_net_qemu(run):
+    """linux-net's host side and guest, with QEMU microvm in vmm's place (nested only)."""
+    qemu = l2_qemu(run, 'net-qemu')
+    host = NET_HOST.replace('@BYTES@', str(NET_BYTES))
     nics = ' '.join(f'-netdev tap,id=n{i},ifname=tap{i},script=no,downscript=no '
                     f'-device virtio-net-pci,netdev=n{i},romfile={",mac=" + NET_MAC if i == 0 else ""}'
                     for i in range(2))
-    command = (f'{host}\n{L1_QEMU} -L {harness.QEMU_DATA} -M microvm,pcie=on -enable-kvm -cpu host '
-               f'-m 512M -smp 1 -nodefaults -no-user-config -display none -serial stdio '
-               f'-kernel {harness.Guest.L1_KERNEL} -initrd {harness.Guest.L1_INITRD} '
-               f'-append "console=ttyS0 quiet panic=-1 reboot=t" -no-reboot {nics}')
-    return dict(command=command, files=run.files), None
+    return dict(command=f'{host}\n{qemu} {nics}', files=run.files), None
 
 
 # What a stalled transfer leaves behind: interrupt counts and the NICs' counters, asked for
@@ -589,20 +595,10 @@ def setup_net_user(run):
 def setup_net_user_qemu(run):
     """linux-net-user's host side and guest with QEMU microvm and its own libslirp NIC
     (-netdev user, the same forwards) in vmm's place, for tests/soak's comparison."""
-    if run.mode != 'nested':
-        raise Failure('net-user-qemu compares failure rates under the emulated L1: nested only')
+    qemu = l2_qemu(run, 'net-user-qemu')
     host = USER_HOST.replace('@BYTES@', str(USER_BYTES)).replace('@FWD@', str(USER_FWD_BYTES))
-    qemu = shutil.which('qemu-system-x86_64')
-    if not qemu:
-        raise Failure('qemu-system-x86_64 not found')
-    run.place(qemu, L1_QEMU)
-    run.files += harness.qemu_microvm_files()
-    command = (f'{host}\n{L1_QEMU} -L {harness.QEMU_DATA} -M microvm,pcie=on -enable-kvm '
-               f'-cpu host -m 512M -smp 1 -nodefaults -no-user-config -display none '
-               f'-serial stdio -kernel {harness.Guest.L1_KERNEL} -initrd {harness.Guest.L1_INITRD} '
-               f'-append "console=ttyS0 quiet panic=-1 reboot=t" -no-reboot '
-               f'-netdev user,id=n0,{USER_FWDS} -device virtio-net-pci,netdev=n0,romfile='
-               f'{HOST_RESULTS}')
+    command = (f'{host}\n{qemu} -netdev user,id=n0,{USER_FWDS} '
+               f'-device virtio-net-pci,netdev=n0,romfile={HOST_RESULTS}')
     return dict(command=command, files=run.files), 'qemu'
 
 
