@@ -233,7 +233,7 @@ void console_rx_check(struct virtio_console *c, unsigned port, struct work *w)
 static void console_queue_notify(struct virtio_dev *dev, unsigned q)
 {
 	struct virtio_console *c = to_console(dev);
-	unsigned port = q <= VIRTIO_CONSOLE_TX_QUEUE ? 0 : q / 2 - 1;
+	unsigned port = queue_port(q);
 	struct work w;
 
 	do {
@@ -341,21 +341,14 @@ static void console_reset(struct virtio_dev *dev)
 
 /* ---- Snapshots ---- */
 
-/* The port a transmitq belongs to, or -1 for the other queues. */
-static int tx_port(unsigned q)
-{
-	if (q == CTRL_RXQ || q == CTRL_TXQ || q % 2 == 0)
-		return -1;
-	return q == VIRTIO_CONSOLE_TX_QUEUE ? 0 : (int)(q / 2 - 1);
-}
-
 /* Under vdev.lock: a chain half written is taken again after a restore, from tx_done on. */
 static unsigned console_chains_held(struct virtio_dev *dev, unsigned q)
 {
 	struct virtio_console *c = to_console(dev);
-	int port = tx_port(q);
+	unsigned port = queue_port(q);
 
-	return port >= 0 && (unsigned)port < c->nr_ports && c->ports[port].tx_held;
+	/* transmitqs are the odd queues, the control one aside */
+	return q % 2 && q != CTRL_TXQ && port < c->nr_ports && c->ports[port].tx_held;
 }
 
 enum { SNAP_ADDED = 1, SNAP_READY = 2, SNAP_GUEST_OPEN = 4, SNAP_TX_HELD = 8 };

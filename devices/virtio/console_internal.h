@@ -58,6 +58,12 @@ static inline bool bounded(const struct virtio_console *c)
 	return c->loop && !event_loop_stopped(c->loop);
 }
 
+/* The port whose receiveq or transmitq @q is (the control queues give 0: check them first). */
+static inline unsigned queue_port(unsigned q)
+{
+	return q <= VIRTIO_CONSOLE_TX_QUEUE ? 0 : q / 2 - 1;
+}
+
 /* Queue @q may be served: running, not broken, enabled, and in the negotiated layout. */
 static inline bool queue_live(const struct virtio_console *c, unsigned q)
 {
