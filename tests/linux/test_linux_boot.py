@@ -685,7 +685,7 @@ VSOCK_GUEST = [
     '(vsockcat -l 5000 </dev/null >/tmp/h2g; echo $? >/tmp/h2g.status) & '
     'for i in $(seq @MULTI@); do (vsockcat -l $((5100 + i)) </dev/null >/tmp/m$i) & done; '
     'echo T-VS-LISTEN=$?',
-    'while [ ! -e /tmp/h2g.status ]; do sleep 0.2; done; '
+    'while [ ! -s /tmp/h2g.status ]; do sleep 0.2; done; '
     'echo "T-VS-H2G-GOT=$(cat /tmp/h2g.status) $(sha256sum /tmp/h2g | cut -d\' \' -f1)"',
     'head -c @BYTES@ /dev/urandom >/tmp/g2h; echo "T-VS-G2H-SENT=$(sha256sum /tmp/g2h | cut -d\' \' -f1)"; '
     'vsockcat 2 6000 </tmp/g2h >/dev/null; echo T-VS-G2H-EXIT=$?',
