@@ -275,7 +275,7 @@ def check_devices(g, want_gic):
     out = ask(g, '(vsockcat -l 5000 </dev/null >/tmp/vs_in; echo $? >/tmp/vs_in.st) & '
               f'echo {VSOCK_G2H} | vsockcat 2 6000 >/dev/null; echo "T-VS-OUT=$?"', 'T-VS-OUT', r'\d+')
     check(out == '0', f'the guest\'s vsockcat to CID 2 port 6000 failed (status {out})')
-    got = ask(g, 'while [ ! -e /tmp/vs_in.st ]; do sleep 0.2; done; '
+    got = ask(g, 'while [ ! -s /tmp/vs_in.st ]; do sleep 0.2; done; '
               'echo "T-VS-IN=$(cat /tmp/vs_in.st) $(cat /tmp/vs_in)"', 'T-VS-IN', r'[^\n$]*')
     check(got == f'0 {VSOCK_H2G}', f'vsock host to guest: the guest listener says {got!r}, '
           f'expected "0 {VSOCK_H2G}"')
