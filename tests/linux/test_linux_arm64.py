@@ -157,8 +157,12 @@ def l1_command_devices(vmm, kernel, initrd, disk, token, vsockcat):
         f'--console virtio --net tap=tap0,mac={TAP_MAC} '
         f'--net user,hostfwd=tcp:127.0.0.1:6001-:5001,mac={USER_MAC} '
         f'--vsock {VSOCK_SOCK} --cmdline quiet',
-        # After vmm: a line printed while the guest talks could land inside one of its.
-        's=$?; echo "T-VS-G2H=$(cat /tmp/vs_g2h)"; echo "T-FWD-OK=$(cat /tmp/fwd_ok)"',
+        # After vmm: a line printed while the guest talks could land inside one of its. The
+        # forward's client ends only when its connection does (when vmm exits, if the guest
+        # rebooted first): give it 10 s to write its file.
+        's=$?; echo "T-VS-G2H=$(cat /tmp/vs_g2h)"',
+        'i=0; while [ ! -s /tmp/fwd_ok ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done',
+        'echo "T-FWD-OK=$(cat /tmp/fwd_ok)"',
         '(exit $s)',
     ])
 
