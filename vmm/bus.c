@@ -95,6 +95,8 @@ static void count_hit(const struct bus *bus, const struct bus_range *r, uint64_t
 		return;
 	h = &bus->hits[r ? (unsigned)(r - bus->ranges) : bus->nr_ranges];
 	__atomic_fetch_add(&h->total, 1, __ATOMIC_RELAXED);
+	if (is_write)
+		__atomic_fetch_add(&h->writes, 1, __ATOMIC_RELAXED);
 	if (r && r->len <= BUS_HITS_REGS)
 		__atomic_fetch_add(&h->regs[is_write][addr - r->base], 1, __ATOMIC_RELAXED);
 }
@@ -188,5 +190,10 @@ void bus_print_hits(const struct bus *bus, const char *what, unsigned max)
 		        (unsigned long long)bus->hits[best].total);
 		if (bus->ranges[best].len <= BUS_HITS_REGS)
 			print_register_hits(&bus->ranges[best], &bus->hits[best], what);
+		else
+			fprintf(stderr, "vmm: stats:     %-5s %-14s %#-9llx writes %llu\n", what,
+			        bus->ranges[best].name ? bus->ranges[best].name : "?",
+			        (unsigned long long)bus->ranges[best].base,
+			        (unsigned long long)bus->hits[best].writes);
 	}
 }

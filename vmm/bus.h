@@ -31,6 +31,7 @@ struct bus_range {
 
 struct bus_hits {
 	uint64_t total;
+	uint64_t writes;                 /* of total */
 	uint64_t regs[2][BUS_HITS_REGS]; /* [is_write][offset], for short ranges */
 };
 

@@ -585,6 +585,34 @@ static bool has_param(const char *cmdline, const char *key, size_t key_len)
 	return false;
 }
 
+bool config_cmdline_has_value(const char *cmdline, const char *key, const char *value)
+{
+	size_t key_len = strlen(key), value_len = strlen(value);
+	const char *p = cmdline ? cmdline : "";
+
+	while (*p) {
+		size_t len;
+
+		p += strspn(p, " ");
+		len = strcspn(p, " ");
+		if (len == 2 && strncmp(p, "--", 2) == 0)
+			return false;
+		if (len > key_len && strncmp(p, key, key_len) == 0 && p[key_len] == '=') {
+			const char *v = p + key_len + 1, *end = p + len;
+
+			while (v < end) {
+				size_t n = MIN(strcspn(v, ","), (size_t)(end - v));
+
+				if (n == value_len && strncmp(v, value, n) == 0)
+					return true;
+				v += n + 1;
+			}
+		}
+		p += len;
+	}
+	return false;
+}
+
 /* Offset of a standalone "--" separator in @cmdline, or its length when there is none. */
 static size_t separator_offset(const char *cmdline)
 {

@@ -175,5 +175,10 @@ const char *config_default_args(const struct vm_config *cfg);
  * "--" separator if the user has one. Returns a malloc'ed string or NULL on allocation failure.
  */
 char *config_kernel_cmdline(const char *user, const char *defaults);
+/*
+ * True when @cmdline (NULL: empty) has a parameter @key=... whose comma-separated values
+ * include @value, before any "--" (after it the words are init's).
+ */
+bool config_cmdline_has_value(const char *cmdline, const char *key, const char *value);
 
 #endif

@@ -78,6 +78,20 @@ static int attach(struct vm *vm, struct virtio_dev *vdev, const char *what)
 	return attach_mmio(vm, vdev, what);
 }
 
+/*
+ * Config reads from memory (no exits): Linux reads every register through ECAM when it has no
+ * 0xCF8 ports. Without read-only memory slots reads exit, as they always did.
+ */
+static void map_ecam(struct pci_host *pci, int vm_fd)
+{
+	int ret = pci_host_map_ecam(pci, vm_fd, MEM_SLOT_PCI_ECAM);
+
+	if (ret)
+		log_debug("PCI config reads exit: cannot map ECAM read-only: %s", strerror(-ret));
+	else
+		sandbox_allow_memslot_removal();
+}
+
 /* The PCI host bridge and the MSI routing table, where the arch has PCI. */
 static int create_pci_host(struct vm *vm)
 {
@@ -96,6 +110,8 @@ static int create_pci_host(struct vm *vm)
 	}
 	ret = pci_host_init(&d->pci, &layout, &vm->pio, &vm->mmio);
 	d->has_pci = true;
+	if (!ret)
+		map_ecam(&d->pci, vm->vm_fd);
 	/* CONFIG_ADDRESS only latches; the CONFIG_DATA access after it exits and replays it. */
 	if (!ret && layout.config_port)
 		ret = coalesced_io_add_pio(&vm->coalesced, layout.config_port, 4);

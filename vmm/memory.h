@@ -12,6 +12,8 @@
 #include "vmm/util.h"
 
 #define MEM_MAX_REGIONS 4
+/* KVM memory slot ids: guest RAM region i is slot i; the PCI host's ECAM copy follows. */
+#define MEM_SLOT_PCI_ECAM MEM_MAX_REGIONS
 
 struct mem_region {
 	uint64_t gpa;

@@ -7,7 +7,9 @@
  * - vCPU and event-loop threads run device code (a register write on a vCPU thread may
  *   activate a queue, notify it or reset the device): reads and writes on open fds, io_uring
  *   submission, eventfds, epoll_ctl, timerfd_settime, vhost-user messages, getrandom, and the
- *   KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING and TUNSETOFFLOAD ioctls;
+ *   KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING and TUNSETOFFLOAD ioctls
+ *   (and KVM_SET_USER_MEMORY_REGION while PCI config space is mapped read-only: a config
+ *   write may have to unmap it);
  * - vCPU threads: KVM_RUN, and the register reads that describe a crash;
  * - the event-loop thread: epoll_wait, signals to vCPU threads (tgkill, own process only) and
  *   to helper processes (pidfd_send_signal: only children vmm holds a pidfd of), reaping
@@ -177,6 +179,9 @@ static const unsigned long device_ioctls[] = {
         KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING, TUNSETOFFLOAD,
 };
 
+/* With the PCI host's ECAM copy mapped: unmapping it (pci_device_trap_config_reads). */
+static const unsigned long memslot_ioctls[] = {KVM_SET_USER_MEMORY_REGION};
+
 /* KVM_RUN, and the registers that describe a crash (x86: REGS and SREGS; arm64: ONE_REG). */
 static const unsigned long vcpu_ioctls[] = {
         KVM_RUN,
@@ -215,6 +220,7 @@ static struct {
 	bool unix_sockets; /* sandbox_allow_unix_sockets was called */
 	bool user_net;     /* sandbox_allow_user_net was called */
 	bool api;          /* sandbox_allow_api was called */
+	bool memslots;     /* sandbox_allow_memslot_removal was called */
 	bool restore_tty;
 	int tty_fd;
 	struct termios tty_saved;
@@ -349,6 +355,8 @@ static int compile(const struct kind *k, struct sock_fprog *out, char *err, size
 		ret = add_allows(ctx, LIST(device_syscalls), err, errlen);
 	if (!ret && k->runs_devices)
 		ret = add_ioctls(ctx, LIST(device_ioctls), err, errlen);
+	if (!ret && k->runs_devices && state.memslots)
+		ret = add_ioctls(ctx, LIST(memslot_ioctls), err, errlen);
 	if (!ret)
 		ret = add_allows(ctx, k->syscalls, k->nr_syscalls, err, errlen);
 	if (!ret && k == &kinds[SANDBOX_MAIN] && state.unix_sockets)
@@ -504,6 +512,11 @@ void sandbox_allow_user_net(void)
 void sandbox_allow_unix_sockets(void)
 {
 	state.unix_sockets = true;
+}
+
+void sandbox_allow_memslot_removal(void)
+{
+	state.memslots = true;
 }
 
 void sandbox_allow_api(void)

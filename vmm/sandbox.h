@@ -75,6 +75,13 @@ void sandbox_allow_user_net(void);
 void sandbox_allow_api(void);
 
 /*
+ * Threads that run devices may also delete KVM memory slots (KVM_SET_USER_MEMORY_REGION): the
+ * PCI host unmaps its read-only ECAM copy when a device's config must be read live. Set-up
+ * time, before sandbox_enter.
+ */
+void sandbox_allow_memslot_removal(void);
+
+/*
  * A terminal in raw mode: on a forbidden syscall, @saved is set back on @fd before vmm ends.
  * Main thread, before the other threads start.
  */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "devices/pci/ecam_mirror.h"
 #include "vmm/log.h"
 
 /* An ID for virtual hardware (Red Hat's range for QEMU devices: "PCIe host bridge"). */
@@ -174,6 +175,9 @@ void pci_host_config_read(struct pci_host *h, unsigned slot, unsigned offset, vo
 			d->ops->config_read(d, offset, n);
 		if (n)
 			memcpy(data, d->config + offset, n);
+		if (offset <= PCI_STATUS && offset + n > PCI_STATUS)
+			((uint8_t *)data)[PCI_STATUS - offset] |=
+			        __atomic_load_n(&d->interrupt_status, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&h->lock);
 }
@@ -199,6 +203,7 @@ void pci_host_config_write(struct pci_host *h, unsigned slot, unsigned offset, c
 		if (d->ops && d->ops->config_written)
 			d->ops->config_written(d, offset, n);
 		update_decoding(h, d);
+		pci_ecam_mirror_update(h, d);
 	}
 	pthread_mutex_unlock(&h->lock);
 }
@@ -394,6 +399,7 @@ int pci_host_init(struct pci_host *h, const struct pci_layout *l, struct bus *pi
 	memset(h, 0, sizeof(*h));
 	pthread_mutex_init(&h->lock, NULL);
 	h->layout = *l;
+	h->vm_fd = -1;
 	h->next32 = l->mmio32_base;
 	h->next64 = l->mmio64_base;
 	if (l->ecam_size < MIB || l->ecam_size > 256 * MIB || l->ecam_size % MIB || !l->mmio32_size)
@@ -401,6 +407,7 @@ int pci_host_init(struct pci_host *h, const struct pci_layout *l, struct bus *pi
 	pci_device_init(&h->bridge, HOST_BRIDGE_VENDOR, HOST_BRIDGE_DEVICE, HOST_BRIDGE_CLASS, 0, 0,
 	                0, NULL, NULL);
 	h->slots[0] = &h->bridge;
+	h->bridge.host = h;
 	ret = bus_register(mmio, l->ecam_base, l->ecam_size, &ecam_ops, h, "pci-ecam");
 	if (!ret && l->config_port)
 		ret = bus_register(pio, l->config_port, 8, &cf8_ops, h, "pci-config");
@@ -415,6 +422,7 @@ int pci_host_init(struct pci_host *h, const struct pci_layout *l, struct bus *pi
 
 void pci_host_destroy(struct pci_host *h)
 {
+	pci_ecam_mirror_destroy(h);
 	pthread_mutex_destroy(&h->lock);
 }
 
@@ -460,7 +468,9 @@ int pci_host_add_device(struct pci_host *h, struct pci_device *d)
 	}
 	if (!ret) {
 		d->slot = slot;
+		d->host = h;
 		h->slots[slot] = d;
+		pci_ecam_mirror_fill(h, d);
 	}
 	pthread_mutex_unlock(&h->lock);
 	return ret;
@@ -487,6 +497,7 @@ int pci_device_load(struct pci_host *h, struct pci_device *d, struct snap_cursor
 	for (size_t i = 0; i < sizeof(config); i++)
 		d->config[i] = (uint8_t)((d->config[i] & ~d->wmask[i]) | (config[i] & d->wmask[i]));
 	update_decoding(h, d);
+	pci_ecam_mirror_update(h, d);
 	pthread_mutex_unlock(&h->lock);
 	return 0;
 }
@@ -522,6 +533,7 @@ static int host_load(void *opaque, struct snap_cursor *c, char *err, size_t errl
 	for (size_t i = 0; i < sizeof(config); i++)
 		h->bridge.config[i] = (uint8_t)((h->bridge.config[i] & ~h->bridge.wmask[i]) |
 		                                (config[i] & h->bridge.wmask[i]));
+	pci_ecam_mirror_update(h, &h->bridge);
 	pthread_mutex_unlock(&h->lock);
 	return 0;
 }

@@ -12,7 +12,8 @@
  * bus 0 and function 0 exist: every other function reads as all-ones, writes are dropped.
  *
  * Locking: the host's lock guards every config space and CONFIG_ADDRESS; it is not held while
- * a BAR's bus ops run (the device takes its own lock). Device hooks run under it.
+ * a BAR's bus ops run (the device takes its own lock). Device hooks run under it. The one
+ * exception is the Interrupt Status bit (pci_device_set_interrupt_status): atomic, lock-free.
  */
 #ifndef VMM_DEVICES_PCI_PCI_H
 #define VMM_DEVICES_PCI_PCI_H
@@ -65,7 +66,10 @@
 struct pci_device;
 
 struct pci_device_ops {
-	/* The guest is about to read @size bytes at @offset: refresh live bytes (host lock held).
+	/*
+	 * The guest is about to read @size bytes at @offset: refresh live bytes (host lock held).
+	 * While the host mirrors its ECAM in memory (pci_host_map_ecam) reads do not exit: a
+	 * device whose config bytes change when read calls pci_device_trap_config_reads first.
 	 */
 	void (*config_read)(struct pci_device *d, unsigned offset, unsigned size);
 	/* The guest wrote @size bytes at @offset of the config space (host lock held). */
@@ -97,6 +101,9 @@ struct pci_device {
 	/* The INTx routing the host chose (pci_device_set_intx); the guest cannot change these,
 	 * unlike the Interrupt Line register. Pin 0: no INTx. */
 	uint8_t intx_pin, intx_gsi;
+	struct pci_host *host; /* set by pci_host_add_device */
+	/* PCI_STATUS_INTERRUPT or 0 (pci_device_set_interrupt_status); atomic. */
+	uint8_t interrupt_status;
 };
 
 struct pci_layout {
@@ -118,6 +125,16 @@ struct pci_host {
 	struct pci_device *slots[PCI_SLOTS];
 	uint32_t config_address; /* 0xCF8 */
 	uint64_t next32, next64; /* BAR allocation cursors */
+	/*
+	 * pci_host_map_ecam: function 0 of each slot as ECAM reads see it, one page per slot
+	 * (NULL when not mirrored), and whether KVM serves the guest's reads from it. Set up
+	 * before the guest runs; the pages change under the lock (the Status register's
+	 * Interrupt Status bit: atomically).
+	 */
+	uint8_t *ecam_mirror;
+	bool ecam_mapped;
+	int vm_fd;
+	uint32_t ecam_first_memslot;
 };
 
 /*
@@ -129,6 +146,27 @@ struct pci_host {
 int pci_host_init(struct pci_host *h, const struct pci_layout *l, struct bus *pio,
                   struct bus *mmio) MUST_CHECK;
 void pci_host_destroy(struct pci_host *h);
+/*
+ * Lets the guest read bus 0's config space without exits, as Linux does for every register
+ * once ECAM is its only config mechanism: each slot's function 0 becomes a read-only KVM
+ * memory slot (@first_memslot + slot number) over a copy the host keeps current; writes still
+ * exit. With @vm_fd < 0 only the copy is kept (tests). Set-up time, after pci_host_init and
+ * before the guest runs. Returns 0, -EOPNOTSUPP (no read-only memory slots), -ENOSPC (too few
+ * memory slots) or -errno; on failure reads exit as before.
+ */
+int pci_host_map_ecam(struct pci_host *h, int vm_fd, uint32_t first_memslot) MUST_CHECK;
+/* True when the guest's ECAM reads reach the host (never mirrored, or no longer). */
+bool pci_host_ecam_reads_exit(struct pci_host *h);
+/*
+ * @d's config space now has bytes that change when read (e.g. a window onto a BAR the guest
+ * opened): the host stops serving ECAM reads from memory, for good. Host lock held (a hook).
+ */
+void pci_device_trap_config_reads(struct pci_device *d);
+/*
+ * The Status register's Interrupt Status bit: the device's INTx is pending (masked or not).
+ * Any thread, no lock; calls for one device must not race (the device's INTx lock).
+ */
+void pci_device_set_interrupt_status(struct pci_device *d, bool pending);
 /*
  * Snapshot of function @d's config space. Load takes only the bits the guest may change
  * (wmask), then lets the BARs decode where they now say (ops->bar_moved), without

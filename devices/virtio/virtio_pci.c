@@ -53,6 +53,9 @@ static void intx_update(struct virtio_pci *t)
 {
 	bool level = t->intx_pending && !t->intx_masked;
 
+	/* Interrupt Status: the INTx interrupt is pending, masked or not (PCI 3.0, 6.2.3). */
+	pci_device_set_interrupt_status(&t->pci, t->intx_pending);
+
 	if (level == t->intx_level)
 		return;
 	t->intx_level = level;
@@ -469,15 +472,6 @@ static void config_read(struct pci_device *d, unsigned offset, unsigned size)
 	uint8_t value[4] = {0};
 	unsigned len;
 
-	/* Interrupt Status: the INTx interrupt is pending, masked or not (PCI 3.0, 6.2.3). */
-	if (offset <= PCI_STATUS && offset + size > PCI_STATUS) {
-		pthread_mutex_lock(&t->intx_lock);
-		if (t->intx_pending)
-			d->config[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
-		else
-			d->config[PCI_STATUS] &= (uint8_t)~PCI_STATUS_INTERRUPT;
-		pthread_mutex_unlock(&t->intx_lock);
-	}
 	if (!touches_cfg_data(t, offset, size) || !cfg_window(t, &bar_offset, &len))
 		return;
 	bar_read(t, bar_offset, value, len);
@@ -491,6 +485,9 @@ static void config_written(struct pci_device *d, unsigned offset, unsigned size)
 	unsigned len;
 
 	msix_config_written(&t->msix, offset, size);
+	/* The window's data register reads the BAR when read: such reads must reach config_read. */
+	if (offset < t->cfg_cap + CAP_DATA + 4 && offset + size > t->cfg_cap)
+		pci_device_trap_config_reads(d);
 	/*
 	 * Interrupt Disable or MSI-X Enable lower an asserted INTx; clearing them re-raises one
 	 * still pending (PCI 3.0, 6.2.2 and 6.8.2).

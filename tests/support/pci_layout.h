@@ -6,6 +6,7 @@
 #ifndef VMM_TESTS_SUPPORT_PCI_LAYOUT_H
 #define VMM_TESTS_SUPPORT_PCI_LAYOUT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "devices/pci/pci.h"
@@ -21,5 +22,14 @@ static inline uint64_t test_pci_config_addr(unsigned slot)
 {
 	return TEST_PCI_ECAM + ((uint64_t)slot << 15);
 }
+
+/*
+ * The @size bytes (1, 2, 4 or 8) at offset @offset of @h's ECAM as a guest would read them
+ * from the host's memory copy (pci_host_map_ecam), in @value; false when such a read would
+ * exit to the host instead (no copy or no longer mapped, a function other than 0, or the
+ * access crosses the function's page). Single-threaded tests only.
+ */
+bool test_pci_mirror_read(const struct pci_host *h, uint64_t offset, unsigned size,
+                          uint64_t *value);
 
 #endif

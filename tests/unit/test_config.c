@@ -166,6 +166,25 @@ START_TEST(kernel_cmdline_defaults)
 }
 END_TEST
 
+/* A parameter's comma-separated values, as x86_64 reads acpi=off and pci=nommconf. */
+START_TEST(cmdline_has_value)
+{
+	ck_assert(config_cmdline_has_value("acpi=off", "acpi", "off"));
+	ck_assert(config_cmdline_has_value("quiet  acpi=off ", "acpi", "off"));
+	ck_assert(config_cmdline_has_value("pci=noaer,nommconf", "pci", "nommconf"));
+	ck_assert(config_cmdline_has_value("pci=nommconf,noaer", "pci", "nommconf"));
+	ck_assert(!config_cmdline_has_value(NULL, "acpi", "off"));
+	ck_assert(!config_cmdline_has_value("", "acpi", "off"));
+	ck_assert(!config_cmdline_has_value("acpi=offx", "acpi", "off"));
+	ck_assert(!config_cmdline_has_value("xacpi=off", "acpi", "off"));
+	ck_assert(!config_cmdline_has_value("acpi", "acpi", "off"));
+	ck_assert(!config_cmdline_has_value("acpi=", "acpi", "off"));
+	ck_assert(!config_cmdline_has_value("pci=nommconfx,a", "pci", "nommconf"));
+	ck_assert(!config_cmdline_has_value("pci=a,b -- acpi=off", "acpi", "off"));
+	ck_assert(!config_cmdline_has_value("pci=,,", "pci", "nommconf"));
+}
+END_TEST
+
 /* --cmdline-verbatim: vmm adds nothing, and the line keeps its spaces and "--" as typed. */
 START_TEST(cmdline_verbatim)
 {
@@ -595,6 +614,7 @@ int main(void)
 	tcase_add_test(tc, usage_errors);
 	tcase_add_test(tc, kernel_cmdline_defaults);
 	tcase_add_test(tc, cmdline_verbatim);
+	tcase_add_test(tc, cmdline_has_value);
 	tcase_add_test(tc, irqchip_option);
 	tcase_add_test(tc, disks_and_devices);
 	tcase_add_test(tc, disk_errors);

@@ -7,11 +7,14 @@
 #include <check.h>
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices/pci/ecam_mirror.h"
 #include "devices/pci/msix.h"
 #include "devices/pci/pci.h"
+#include "tests/support/pci_layout.h"
 #include "tests/unit/unit.h"
 #include "vmm/bus.h"
 #include "vmm/util.h"
@@ -155,6 +158,8 @@ static void setup(void)
 	bus_init(&pio, "pio");
 	bus_init(&mmio, "mmio");
 	ck_assert_int_eq(pci_host_init(&host, &layout, &pio, &mmio), 0);
+	/* Every ECAM read below is also checked against the copy (mem_rd). */
+	ck_assert_int_eq(pci_host_map_ecam(&host, -1, 0), 0);
 	memset(&dev, 0, sizeof(dev));
 	pci_device_init(&dev.pci, 0x1234, 0x5678, 0x0c0330, 0x42, 0xabcd, 0x0102, &tdev_ops, NULL);
 	pci_device_set_intx(&dev.pci, 1, 10);
@@ -185,10 +190,15 @@ static void teardown(void)
 
 static uint64_t mem_rd(uint64_t addr, unsigned size)
 {
-	uint64_t v = 0;
+	uint64_t v = 0, mirrored;
 
 	ck_assert_int_eq(bus_access(&mmio, addr, &v, size, false), 0);
-	return le64toh(v);
+	v = le64toh(v);
+	/* Where KVM would serve the read from the host's ECAM copy, the copy says the same. */
+	if (addr >= ECAM && addr - ECAM < host.layout.ecam_size &&
+	    test_pci_mirror_read(&host, addr - ECAM, size, &mirrored))
+		ck_assert_uint_eq(mirrored, v);
+	return v;
 }
 
 static void mem_wr(uint64_t addr, unsigned size, uint64_t v)
@@ -322,6 +332,91 @@ START_TEST(empty_slots_read_ones)
 		ck_assert_uint_eq(ecam_rd(slot, PCI_COMMAND, 4), 0xffffffff);
 	}
 	ck_assert_uint_eq(ecam_rd(31, PCI_VENDOR_ID, 4), 0xffffffff);
+}
+END_TEST
+
+/* The ECAM copy: empty slots all-ones, extended space zeros, functions 1-7 not mirrored. */
+START_TEST(ecam_mirror_layout)
+{
+	uint64_t v;
+
+	ck_assert(!pci_host_ecam_reads_exit(&host));
+	for (unsigned slot = 2; slot < PCI_SLOTS; slot++)
+		for (unsigned reg = 0; reg < PCI_ECAM_FN_SIZE; reg += 8) {
+			ck_assert(
+			        test_pci_mirror_read(&host, ecam_addr(slot, 0, reg) - ECAM, 8, &v));
+			ck_assert_uint_eq(v, ~0ULL);
+		}
+	for (unsigned reg = PCI_CONFIG_SIZE; reg < PCI_ECAM_FN_SIZE; reg += 4)
+		ck_assert_uint_eq(ecam_rd(1, reg, 4), 0);
+	ck_assert(!test_pci_mirror_read(&host, ecam_addr(1, 1, 0) - ECAM, 4, &v));
+	ck_assert(!test_pci_mirror_read(&host, PCI_ECAM_FN_SIZE - 2, 4, &v));
+	/* A device plugged in after the copy was made is in it. */
+	static struct pci_device late;
+	pci_device_init(&late, 0x1111, 0x2222, 0x020000, 1, 0, 0, NULL, NULL);
+	ck_assert_int_eq(pci_host_add_device(&host, &late), 0);
+	ck_assert(test_pci_mirror_read(&host, ecam_addr(late.slot, 0, 0) - ECAM, 4, &v));
+	ck_assert_uint_eq(v, 0x22221111);
+}
+END_TEST
+
+/*
+ * Interrupt Status is the one bit that changes without a config write: set and cleared in
+ * the copy at once, and kept by config writes that copy the rest of the function.
+ */
+START_TEST(ecam_mirror_interrupt_status)
+{
+	ck_assert_uint_eq(ecam_rd(1, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT, 0);
+	pci_device_set_interrupt_status(&dev.pci, true);
+	ck_assert_uint_eq(ecam_rd(1, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT, PCI_STATUS_INTERRUPT);
+	ck_assert_uint_eq(cf8_rd(1, PCI_COMMAND, 4) >> 16 & PCI_STATUS_INTERRUPT,
+	                  PCI_STATUS_INTERRUPT);
+	ecam_wr(1, PCI_COMMAND, 4, 0xffffffff); /* status is read-only: the bit stays */
+	ck_assert_uint_eq(ecam_rd(1, PCI_STATUS, 2), PCI_STATUS_CAP_LIST | PCI_STATUS_INTERRUPT);
+	pci_device_set_interrupt_status(&dev.pci, false);
+	ck_assert_uint_eq(ecam_rd(1, PCI_STATUS, 2), PCI_STATUS_CAP_LIST);
+}
+END_TEST
+
+#define TOGGLES 20000
+
+static void *toggle_interrupt_status(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < TOGGLES; i++)
+		pci_device_set_interrupt_status(&dev.pci, i % 2 == 0);
+	pci_device_set_interrupt_status(&dev.pci, true);
+	return NULL;
+}
+
+/*
+ * A device's interrupt thread flips Interrupt Status while a vCPU's config writes copy the
+ * function into the ECAM copy (the TSan run checks they never touch the same byte unsafely);
+ * the copy ends with the bit the device set last.
+ */
+START_TEST(ecam_mirror_status_races_writes)
+{
+	pthread_t thread;
+	uint64_t v;
+
+	ck_assert_int_eq(pthread_create(&thread, NULL, toggle_interrupt_status, NULL), 0);
+	for (unsigned i = 0; i < TOGGLES / 10; i++)
+		ecam_wr(1, PCI_INTERRUPT_LINE, 1, i & 0xff);
+	ck_assert_int_eq(pthread_join(thread, NULL), 0);
+	ck_assert(test_pci_mirror_read(&host, ecam_addr(1, 0, PCI_STATUS) - ECAM, 2, &v));
+	ck_assert_uint_eq(v, PCI_STATUS_CAP_LIST | PCI_STATUS_INTERRUPT);
+}
+END_TEST
+
+/* A device whose config changes when read makes every later ECAM read exit. */
+START_TEST(ecam_mirror_trapped)
+{
+	pthread_mutex_lock(&host.lock);
+	pci_device_trap_config_reads(&dev.pci);
+	pthread_mutex_unlock(&host.lock);
+	ck_assert(pci_host_ecam_reads_exit(&host));
+	dev.pci.config[PCI_INTERRUPT_LINE] = 0x33; /* a live byte the copy never saw */
+	ck_assert_uint_eq(ecam_rd(1, PCI_INTERRUPT_LINE, 1), 0x33);
 }
 END_TEST
 
@@ -895,6 +990,7 @@ START_TEST(config_across_256)
 	dev.pci.config[0xfc] = 0x5a;
 	dev.pci.config[0xff] = 0xa5;
 	dev.pci.wmask[0xfd] = 0xff;
+	pci_ecam_mirror_update(&host, &dev.pci); /* bytes changed behind the host's back */
 	ck_assert_uint_eq(mem_rd(ecam_addr(1, 0, 0xfc), 8), 0xa500005aULL);
 	mem_wr(ecam_addr(1, 0, 0xfc), 8, UINT64_MAX);
 	ck_assert_uint_eq(mem_rd(ecam_addr(1, 0, 0xfc), 8), 0xa500ff5aULL);
@@ -930,6 +1026,10 @@ static Suite *pci_suite(void)
 	tcase_add_checked_fixture(cfg, setup, teardown);
 	tcase_add_test(cfg, host_bridge_identity);
 	tcase_add_test(cfg, empty_slots_read_ones);
+	tcase_add_test(cfg, ecam_mirror_layout);
+	tcase_add_test(cfg, ecam_mirror_interrupt_status);
+	tcase_add_test(cfg, ecam_mirror_trapped);
+	tcase_add_test(cfg, ecam_mirror_status_races_writes);
 	tcase_add_test(cfg, capability_list);
 	tcase_add_test(cfg, capability_space_runs_out);
 	tcase_add_test(cfg, write_masks);

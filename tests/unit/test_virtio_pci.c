@@ -18,6 +18,7 @@
 #include "devices/pci/pci.h"
 #include "devices/virtio/virtio_pci.h"
 #include "tests/support/loop_harness.h"
+#include "tests/support/pci_layout.h"
 #include "tests/support/vring_builder.h"
 #include "tests/unit/unit.h"
 #include "vmm/bus.h"
@@ -153,10 +154,15 @@ static void run_loop(void)
 
 static uint64_t mem_rd(uint64_t addr, unsigned size)
 {
-	uint64_t v = 0;
+	uint64_t v = 0, mirrored;
 
 	ck_assert_int_eq(bus_access(&mmio, addr, &v, size, false), 0);
-	return le64toh(v);
+	v = le64toh(v);
+	/* Where KVM would serve the read from the host's ECAM copy, the copy says the same. */
+	if (addr >= ECAM && addr - ECAM < layout.ecam_size &&
+	    test_pci_mirror_read(&host, addr - ECAM, size, &mirrored))
+		ck_assert_uint_eq(mirrored, v);
+	return v;
 }
 
 static void mem_wr(uint64_t addr, unsigned size, uint64_t v)
@@ -234,6 +240,8 @@ static void setup(void)
 	bus_init(&pio, "pio");
 	bus_init(&mmio, "mmio");
 	ck_assert_int_eq(pci_host_init(&host, &layout, &pio, &mmio), 0);
+	/* Every ECAM read below is also checked against the copy (mem_rd). */
+	ck_assert_int_eq(pci_host_map_ecam(&host, -1, 0), 0);
 	memset(&fake, 0, sizeof(fake));
 	virtio_dev_init(&fake.vdev, &fake_ops, &mem, 1ULL << VIRTIO_F_EVENT_IDX | 1ULL << 3,
 	                fake.config, sizeof(fake.config));
@@ -1123,6 +1131,10 @@ START_TEST(pci_cfg_access)
 	unsigned cap = find_cap(PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
 
 	ck_assert_uint_ne(cap, 0);
+	/* Its data register reads the BAR: from the first write to the window, reads exit. */
+	ck_assert(!pci_host_ecam_reads_exit(&host));
+	cfg_wr(cap + CAP_BAR, 1, 0);
+	ck_assert(pci_host_ecam_reads_exit(&host));
 	/* num_queues through config space: ECAM and CF8, 2 and 4 bytes. */
 	cfg_window(cap, 0, VIRTIO_PCI_NUM_QUEUES, 2);
 	ck_assert_uint_eq(cfg_rd(cap + CAP_BAR, 1), 0);
