@@ -350,6 +350,30 @@ static int uart_read(void *opaque, uint64_t offset, void *data, unsigned size)
 	return 0;
 }
 
+/* A THR write only outputs its byte: no interrupt can follow from it. Under lock. */
+static bool tx_deferrable(const struct uart_8250 *u)
+{
+	return !u->ier && !(u->mcr & MCR_LOOP);
+}
+
+/* Tells the hook where IER and MCR now leave THR writes, if that changed. Without lock. */
+static void sync_tx_defer(struct uart_8250 *u)
+{
+	bool deferrable;
+
+	if (!u->tx_defer)
+		return;
+	pthread_mutex_lock(&u->tx_defer_lock);
+	pthread_mutex_lock(&u->lock);
+	deferrable = tx_deferrable(u);
+	pthread_mutex_unlock(&u->lock);
+	if (deferrable != u->tx_deferred) {
+		u->tx_deferred = deferrable;
+		u->tx_defer(u->tx_defer_opaque, deferrable);
+	}
+	pthread_mutex_unlock(&u->tx_defer_lock);
+}
+
 static int uart_write(void *opaque, uint64_t offset, const void *data, unsigned size)
 {
 	struct uart_8250 *u = opaque;
@@ -363,7 +387,18 @@ static int uart_write(void *opaque, uint64_t offset, const void *data, unsigned 
 	pthread_mutex_lock(&u->lock);
 	write_reg(u, (enum uart_reg)offset, *(const uint8_t *)data);
 	finish_access(u);
+	if (offset == REG_IER || offset == REG_MCR)
+		sync_tx_defer(u);
 	return 0;
+}
+
+void uart_set_tx_defer_hook(struct uart_8250 *uart, void (*hook)(void *opaque, bool deferrable),
+                            void *opaque)
+{
+	uart->tx_defer = hook;
+	uart->tx_defer_opaque = opaque;
+	uart->tx_deferred = !tx_deferrable(uart); /* so that the sync below tells it */
+	sync_tx_defer(uart);
 }
 
 const struct bus_ops uart_bus_ops = {.read = uart_read, .write = uart_write};
@@ -379,10 +414,12 @@ void uart_init(struct uart_8250 *uart, const struct irq_line *irq,
 	        .dll = 0x0c, /* 9600 baud from the 1.8432 MHz clock */
 	};
 	pthread_mutex_init(&uart->lock, NULL);
+	pthread_mutex_init(&uart->tx_defer_lock, NULL);
 }
 
 void uart_destroy(struct uart_8250 *uart)
 {
+	pthread_mutex_destroy(&uart->tx_defer_lock);
 	pthread_mutex_destroy(&uart->lock);
 }
 
@@ -481,6 +518,8 @@ static int uart_load(void *opaque, struct snap_cursor *c, char *err, size_t errl
 		update_irq(u);
 	}
 	pthread_mutex_unlock(&u->lock);
+	if (!ret)
+		sync_tx_defer(u);
 	return ret;
 }
 

@@ -9,6 +9,7 @@
 #define VMM_DEVICES_UART_8250_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,14 @@ struct uart_8250 {
 	uint8_t tx_fifo[UART_TX_FIFO_SIZE]; /* bytes the backend has not taken yet, in order */
 	unsigned tx_head, tx_count;         /* THRE and TEMT read clear while tx_count > 0 */
 	uint64_t tx_dropped; /* THR writes into a full transmit FIFO (the guest ignored THRE) */
+	/*
+	 * uart_set_tx_defer_hook: told whether THR writes may be deferred. tx_defer_lock orders
+	 * the calls (taken before lock, never inside it); tx_deferred is what it was last told.
+	 */
+	void (*tx_defer)(void *opaque, bool deferrable);
+	void *tx_defer_opaque;
+	pthread_mutex_t tx_defer_lock;
+	bool tx_deferred;
 };
 
 void uart_init(struct uart_8250 *uart, const struct irq_line *irq,
@@ -72,6 +81,17 @@ size_t uart_receive(struct uart_8250 *uart, const uint8_t *buf, size_t len);
 void uart_tx_space(struct uart_8250 *uart);
 /* uart_tx_space as a callback whose opaque is the UART (for chardev_add_output_waiter). */
 void uart_tx_space_cb(void *uart);
+
+/*
+ * @hook(@opaque, deferrable) is told, now and whenever it changes, whether a THR write does
+ * nothing but output its byte: no UART interrupt is enabled and loopback is off, as while
+ * Linux's console writes with polling. The host may then let THR writes reach the UART late,
+ * as long as they arrive in order before the guest's next access to the UART (KVM's coalesced
+ * I/O: one exit per character, the LSR poll, instead of two). Called from the thread whose
+ * register write changed it, without the UART lock, one call at a time. Set-up time.
+ */
+void uart_set_tx_defer_hook(struct uart_8250 *uart, void (*hook)(void *opaque, bool deferrable),
+                            void *opaque);
 
 /* Register with opaque = the struct uart_8250, over 8 consecutive addresses. */
 extern const struct bus_ops uart_bus_ops;

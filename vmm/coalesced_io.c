@@ -11,11 +11,14 @@ void coalesced_io_init(struct coalesced_io *c, const struct bus *pio)
 {
 	memset(c, 0, sizeof(*c));
 	c->pio = pio;
+	c->vm_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->zone_lock, NULL);
 }
 
 void coalesced_io_destroy(struct coalesced_io *c)
 {
+	pthread_mutex_destroy(&c->zone_lock);
 	pthread_mutex_destroy(&c->lock);
 }
 
@@ -23,9 +26,32 @@ int coalesced_io_add_pio(struct coalesced_io *c, uint16_t port, uint32_t len)
 {
 	if (c->nr_zones == COALESCED_IO_MAX_ZONES)
 		return -ENOSPC;
+	c->zone_on[c->nr_zones] = true;
 	c->zones[c->nr_zones++] =
 	        (struct kvm_coalesced_mmio_zone){.addr = port, .size = len, .pio = 1};
 	return 0;
+}
+
+int coalesced_io_set_pio(struct coalesced_io *c, uint16_t port, bool on)
+{
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&c->zone_lock);
+	for (unsigned i = 0; i < c->nr_zones; i++) {
+		if (c->zones[i].addr != port)
+			continue;
+		ret = 0;
+		if (c->zone_on[i] != on && c->vm_fd >= 0 &&
+		    ioctl(c->vm_fd,
+		          on ? KVM_REGISTER_COALESCED_MMIO : KVM_UNREGISTER_COALESCED_MMIO,
+		          &c->zones[i]) < 0)
+			ret = -errno;
+		else
+			c->zone_on[i] = on;
+		break;
+	}
+	pthread_mutex_unlock(&c->zone_lock);
+	return ret;
 }
 
 int coalesced_io_start(struct coalesced_io *c, int kvm_fd, int vm_fd, void *run, size_t mmap_size)
@@ -42,9 +68,17 @@ int coalesced_io_start(struct coalesced_io *c, int kvm_fd, int vm_fd, void *run,
 		log_debug("no coalesced port I/O in this KVM: index port writes exit");
 		return 0;
 	}
-	for (unsigned i = 0; i < c->nr_zones; i++)
-		if (ioctl(vm_fd, KVM_REGISTER_COALESCED_MMIO, &c->zones[i]) < 0)
-			return -errno;
+	pthread_mutex_lock(&c->zone_lock);
+	for (unsigned i = 0; i < c->nr_zones; i++) {
+		if (c->zone_on[i] && ioctl(vm_fd, KVM_REGISTER_COALESCED_MMIO, &c->zones[i]) < 0) {
+			int ret = -errno;
+
+			pthread_mutex_unlock(&c->zone_lock);
+			return ret;
+		}
+	}
+	c->vm_fd = vm_fd;
+	pthread_mutex_unlock(&c->zone_lock);
 	c->ring = (struct kvm_coalesced_mmio_ring *)((uint8_t *)run + ring_page * page_size);
 	c->ring_entries =
 	        (uint32_t)((page_size - sizeof(*c->ring)) / sizeof(struct kvm_coalesced_mmio));

@@ -5,16 +5,19 @@
  *
  * Only for registers whose writes do nothing by themselves until a later access that exits:
  * index and address latches such as PCI CONFIG_ADDRESS (0xCF8) or the CMOS index port (0x70),
- * as QEMU does. Each such pair then costs the guest one exit to vmm instead of two.
+ * as QEMU does, and a UART's THR while no interrupt can follow from it (uart_8250.h). Each
+ * such pair then costs the guest one exit to vmm instead of two.
  *
- * Threads: zones are added during set-up; any vCPU thread flushes, under the lock, so that
- * replays happen one at a time and in the ring's order.
+ * Threads: zones are added during set-up; a zone is switched on and off by whichever thread
+ * the device's register write ran on, under zone_lock; any vCPU thread flushes, under lock,
+ * so that replays happen one at a time and in the ring's order.
  */
 #ifndef VMM_VMM_COALESCED_IO_H
 #define VMM_VMM_COALESCED_IO_H
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vmm/bus.h"
@@ -25,7 +28,10 @@
 struct coalesced_io {
 	const struct bus *pio;
 	struct kvm_coalesced_mmio_zone zones[COALESCED_IO_MAX_ZONES];
+	bool zone_on[COALESCED_IO_MAX_ZONES]; /* under zone_lock */
 	unsigned nr_zones;
+	int vm_fd; /* coalesced_io_start's, while it has the ring */
+	pthread_mutex_t zone_lock;
 	/* KVM's ring, NULL until coalesced_io_start found the capability (then: writes exit). */
 	struct kvm_coalesced_mmio_ring *ring;
 	uint32_t ring_entries;
@@ -41,6 +47,14 @@ void coalesced_io_destroy(struct coalesced_io *c);
  * The device on the bus must accept them late: see the top of this file. Returns 0 or -ENOSPC.
  */
 int coalesced_io_add_pio(struct coalesced_io *c, uint16_t port, uint32_t len) MUST_CHECK;
+
+/*
+ * Switches coalescing of the zone coalesced_io_add_pio made for @port on (@on) or off, with
+ * KVM at once once started (before: what coalesced_io_start registers). Writes already in
+ * the ring stay there, replayed in order by the next flush. Any thread. Returns 0, -ENOENT
+ * (no such zone) or -errno from KVM.
+ */
+int coalesced_io_set_pio(struct coalesced_io *c, uint16_t port, bool on) MUST_CHECK;
 
 /*
  * Registers the zones with KVM and finds the ring in a vCPU's kvm_run mapping (@run, of

@@ -9,7 +9,8 @@
  *   submission, eventfds, epoll_ctl, timerfd_settime, vhost-user messages, getrandom, and the
  *   KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING and TUNSETOFFLOAD ioctls
  *   (and KVM_SET_USER_MEMORY_REGION while PCI config space is mapped read-only: a config
- *   write may have to unmap it);
+ *   write may have to unmap it; KVM_(UN)REGISTER_COALESCED_MMIO with a UART whose THR
+ *   writes may be coalesced: its IER and MCR writes decide);
  * - vCPU threads: KVM_RUN, and the register reads that describe a crash;
  * - the event-loop thread: epoll_wait, signals to vCPU threads (tgkill, own process only) and
  *   to helper processes (pidfd_send_signal: only children vmm holds a pidfd of), reaping
@@ -181,6 +182,9 @@ static const unsigned long device_ioctls[] = {
 
 /* With the PCI host's ECAM copy mapped: unmapping it (pci_device_trap_config_reads). */
 static const unsigned long memslot_ioctls[] = {KVM_SET_USER_MEMORY_REGION};
+/* With a UART whose THR writes may be coalesced: switching that zone. */
+static const unsigned long coalesced_zone_ioctls[] = {KVM_REGISTER_COALESCED_MMIO,
+                                                      KVM_UNREGISTER_COALESCED_MMIO};
 
 /* KVM_RUN, and the registers that describe a crash (x86: REGS and SREGS; arm64: ONE_REG). */
 static const unsigned long vcpu_ioctls[] = {
@@ -221,6 +225,7 @@ static struct {
 	bool user_net;     /* sandbox_allow_user_net was called */
 	bool api;          /* sandbox_allow_api was called */
 	bool memslots;     /* sandbox_allow_memslot_removal was called */
+	bool coalesced;    /* sandbox_allow_coalesced_zone_changes was called */
 	bool restore_tty;
 	int tty_fd;
 	struct termios tty_saved;
@@ -357,6 +362,8 @@ static int compile(const struct kind *k, struct sock_fprog *out, char *err, size
 		ret = add_ioctls(ctx, LIST(device_ioctls), err, errlen);
 	if (!ret && k->runs_devices && state.memslots)
 		ret = add_ioctls(ctx, LIST(memslot_ioctls), err, errlen);
+	if (!ret && k->runs_devices && state.coalesced)
+		ret = add_ioctls(ctx, LIST(coalesced_zone_ioctls), err, errlen);
 	if (!ret)
 		ret = add_allows(ctx, k->syscalls, k->nr_syscalls, err, errlen);
 	if (!ret && k == &kinds[SANDBOX_MAIN] && state.unix_sockets)
@@ -517,6 +524,11 @@ void sandbox_allow_unix_sockets(void)
 void sandbox_allow_memslot_removal(void)
 {
 	state.memslots = true;
+}
+
+void sandbox_allow_coalesced_zone_changes(void)
+{
+	state.coalesced = true;
 }
 
 void sandbox_allow_api(void)

@@ -82,6 +82,13 @@ void sandbox_allow_api(void);
 void sandbox_allow_memslot_removal(void);
 
 /*
+ * Threads that run devices may also switch coalesced I/O zones on and off
+ * (KVM_(UN)REGISTER_COALESCED_MMIO): a UART's register write decides whether its THR writes
+ * may be coalesced. Set-up time, before sandbox_enter.
+ */
+void sandbox_allow_coalesced_zone_changes(void);
+
+/*
  * A terminal in raw mode: on a forbidden syscall, @saved is set back on @fd before vmm ends.
  * Main thread, before the other threads start.
  */

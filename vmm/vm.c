@@ -472,13 +472,15 @@ int vm_run(struct vm *vm)
 		vcpu_kick(&vm->vcpus[i]);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_join(&vm->vcpus[i]);
+	/* Writes still queued (the last characters of polled console output): out they go. */
+	coalesced_io_flush(&vm->coalesced);
 	chardev_destroy(&vm->console);
 	if (vm->config->stats) {
 		vcpu_print_exit_stats(vm);
 		bus_print_hits(&vm->pio, "pio", 12);
 		bus_print_hits(&vm->mmio, "mmio", 12);
 		if (vm->coalesced.replayed)
-			fprintf(stderr, "vmm: stats: %llu coalesced index-port writes (no exit)\n",
+			fprintf(stderr, "vmm: stats: %llu coalesced port writes (no exit)\n",
 			        (unsigned long long)vm->coalesced.replayed);
 		for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
 			struct user_net *u = vm->devices.user_nets[i];

@@ -97,6 +97,9 @@ int vm_pause(struct vm *vm, char *err, size_t errlen)
 	if (!all)
 		set_wanted(p, false);
 	pthread_mutex_unlock(&p->lock);
+	/* Writes KVM queued belong to the state a snapshot takes (a latch, console output). */
+	if (all)
+		coalesced_io_flush(&vm->coalesced);
 	if (!all && stopping(vm))
 		snprintf(err, errlen, "the VM is stopping");
 	else if (!all)

@@ -10,6 +10,7 @@
 #include "arch/x86_64/acpi.h"
 #include "vmm/log.h"
 #include "vmm/run.h"
+#include "vmm/sandbox.h"
 #include "vmm/vm.h"
 
 #define PTE_PRESENT  0x1ULL
@@ -125,6 +126,16 @@ size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len)
 	return uart_receive(&vm->arch->com1, buf, len);
 }
 
+static void com1_tx_defer(void *opaque, bool deferrable)
+{
+	struct vm *vm = opaque;
+	int ret = coalesced_io_set_pio(&vm->coalesced, X86_COM1_PORT, deferrable);
+
+	if (ret)
+		log_ratelimited(LOG_WARN, "COM1: cannot %s coalescing its THR writes: %s",
+		                deferrable ? "start" : "stop", strerror(-ret));
+}
+
 static int register_devices(struct vm *vm)
 {
 	struct arch_vm *a = vm->arch;
@@ -174,6 +185,13 @@ static int register_devices(struct vm *vm)
 	/* The index port only latches; the data port access after it exits and replays it. */
 	if (!ret)
 		ret = coalesced_io_add_pio(&vm->coalesced, X86_CMOS_PORT, 1);
+	/* THR, while its writes only output (Linux's polled console writes: kernel messages). */
+	if (!ret)
+		ret = coalesced_io_add_pio(&vm->coalesced, X86_COM1_PORT, 1);
+	if (!ret) {
+		sandbox_allow_coalesced_zone_changes();
+		uart_set_tx_defer_hook(&a->com1, com1_tx_defer, vm);
+	}
 	/*
 	 * Only when asked (--debug-exit, which config refuses with --run): otherwise any guest
 	 * could choose vmm's exit status, 124 reading as --timeout or 2 as a usage error.

@@ -152,6 +152,12 @@ START_TEST(zones_and_start_without_kvm)
 	for (unsigned i = 0; i < COALESCED_IO_MAX_ZONES; i++)
 		ck_assert_int_eq(coalesced_io_add_pio(&c, (uint16_t)(0x70 + i), 1), 0);
 	ck_assert_int_eq(coalesced_io_add_pio(&c, 0xcf8, 4), -ENOSPC);
+	/* Before start, switching a zone off only keeps it from being registered. */
+	ck_assert_int_eq(coalesced_io_set_pio(&c, 0x71, false), 0);
+	ck_assert(!c.zone_on[1]);
+	ck_assert_int_eq(coalesced_io_set_pio(&c, 0x71, true), 0);
+	ck_assert(c.zone_on[1]);
+	ck_assert_int_eq(coalesced_io_set_pio(&c, 0x3f8, true), -ENOENT);
 	/* No KVM (a bad fd): the capability check fails, writes keep exiting. */
 	ck_assert_int_eq(coalesced_io_start(&c, -1, -1, NULL, 0), 0);
 	ck_assert_ptr_null(c.ring);
