@@ -105,6 +105,11 @@ def scenario_smp(g, release):
     g.send('echo "%%$(nproc)%%"\n')
     m = g.expect(r'%%(\d+)%%', PHASE_TIMEOUT, what='the output of nproc')
     check(m.group(1) == str(g.cpus), f'nproc says {m.group(1)} with --cpus {g.cpus}')
+    # pci=nommconf: the guest is told to keep off ECAM, so vmm offers 0xCF8/0xCFC as well.
+    g.send('echo "PCI=$(ls /sys/bus/pci/devices | wc -l)="\n')
+    m = g.expect(r'PCI=(\d+)=', PHASE_TIMEOUT, what='the number of PCI functions')
+    check(int(m.group(1)) >= 2, f'with pci=nommconf the guest found {m.group(1)} PCI '
+          'functions (bridge, rng)')
     g.send('reboot -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after guest reboot -f, expected 0')
@@ -781,7 +786,7 @@ SCENARIOS = {
              lambda run: (dict(cmdline=f'vmmtest.token={secrets.token_hex(8)}', cpus=1,
                                extra_args=['--stats']), None)),
     'panic': simple(scenario_panic, lambda: 'rdinit=/nonexistent-init', 1),
-    'smp': simple(scenario_smp, lambda: 'quiet', 2),
+    'smp': simple(scenario_smp, lambda: 'quiet pci=nommconf', 2),
     'disk-pci': (scenario_disk, lambda run: setup_disk(run, 'pci')),
     'disk-mmio': (scenario_disk, lambda run: setup_disk(run, 'mmio')),
     'hvc0-pci': (scenario_hvc0, lambda run: setup_hvc0(run, 'pci')),
