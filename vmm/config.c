@@ -565,50 +565,53 @@ const char *config_default_args(const struct vm_config *cfg)
 	                                      : CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS;
 }
 
+/*
+ * The next word of a kernel command line at *@p, its length in *@len; NULL at the end or at a
+ * "--" (the words after it are init's).
+ */
+static const char *next_param(const char **p, size_t *len)
+{
+	const char *word;
+
+	*p += strspn(*p, " ");
+	*len = strcspn(*p, " ");
+	if (!*len || (*len == 2 && strncmp(*p, "--", 2) == 0))
+		return NULL;
+	word = *p;
+	*p += *len;
+	return word;
+}
+
 /* True when the space-separated parameter list @cmdline sets @key ("key" or "key=..."). */
 static bool has_param(const char *cmdline, const char *key, size_t key_len)
 {
-	const char *p = cmdline;
+	const char *w;
+	size_t len;
 
-	while (*p) {
-		size_t len;
-
-		p += strspn(p, " ");
-		len = strcspn(p, " ");
-		if (len == 2 && strncmp(p, "--", 2) == 0)
-			return false;
-		if (len >= key_len && strncmp(p, key, key_len) == 0 &&
-		    (len == key_len || p[key_len] == '='))
+	while ((w = next_param(&cmdline, &len)))
+		if (len >= key_len && strncmp(w, key, key_len) == 0 &&
+		    (len == key_len || w[key_len] == '='))
 			return true;
-		p += len;
-	}
 	return false;
 }
 
 bool config_cmdline_has_value(const char *cmdline, const char *key, const char *value)
 {
-	size_t key_len = strlen(key), value_len = strlen(value);
-	const char *p = cmdline ? cmdline : "";
+	size_t key_len = strlen(key), value_len = strlen(value), len;
+	const char *p = cmdline ? cmdline : "", *w;
 
-	while (*p) {
-		size_t len;
+	while ((w = next_param(&p, &len))) {
+		const char *v, *end = w + len;
 
-		p += strspn(p, " ");
-		len = strcspn(p, " ");
-		if (len == 2 && strncmp(p, "--", 2) == 0)
-			return false;
-		if (len > key_len && strncmp(p, key, key_len) == 0 && p[key_len] == '=') {
-			const char *v = p + key_len + 1, *end = p + len;
+		if (len <= key_len || strncmp(w, key, key_len) != 0 || w[key_len] != '=')
+			continue;
+		for (v = w + key_len + 1; v < end;) {
+			size_t n = MIN(strcspn(v, ","), (size_t)(end - v));
 
-			while (v < end) {
-				size_t n = MIN(strcspn(v, ","), (size_t)(end - v));
-
-				if (n == value_len && strncmp(v, value, n) == 0)
-					return true;
-				v += n + 1;
-			}
+			if (n == value_len && strncmp(v, value, n) == 0)
+				return true;
+			v += n + 1;
 		}
-		p += len;
 	}
 	return false;
 }
