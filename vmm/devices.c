@@ -136,6 +136,9 @@ static int create_disks(struct vm *vm)
 		        .cache =
 		                dc->cache == DISK_CACHE_NONE ? BLK_CACHE_NONE : BLK_CACHE_WRITEBACK,
 		        .serial = dc->serial,
+		        /* A queue per vCPU: each submits without meeting the others in the guest.
+		         */
+		        .num_queues = MIN(vm->config->cpus, BLK_MAX_QUEUES),
 		};
 
 		ret = blk_open(&d->disks[i], &opts, &vm->mem, &vm->loop, err, sizeof(err));

@@ -60,6 +60,7 @@ static_assert(sizeof(struct blk_config) == 60, "config size");
 
 struct blk_slot {
 	struct blk_slot *next; /* free list */
+	unsigned q;            /* the queue the chain came from */
 	uint32_t generation;
 	unsigned next_seg; /* DISCARD / WRITE_ZEROES: the segment in flight */
 	uint32_t written;  /* bytes of data written to the driver's buffers */
@@ -87,7 +88,7 @@ static void finish(struct blk_dev *b, struct blk_slot *slot, uint8_t status)
 		*slot->req.status = status;
 		len++;
 	}
-	if (vq_push_used(&b->vdev.queues[0], slot->chain.head, len) < 0)
+	if (vq_push_used(&b->vdev.queues[slot->q], slot->chain.head, len) < 0)
 		log_ratelimited(LOG_WARN, "disk '%s': used ring not writable", b->path);
 	put_slot(b, slot);
 }
@@ -148,47 +149,57 @@ static bool start_request(struct blk_dev *b, struct blk_slot *slot)
 	return true;
 }
 
-static bool queue_live(struct blk_dev *b)
+static bool queue_live(struct blk_dev *b, unsigned q)
 {
 	const struct virtio_dev *dev = &b->vdev;
 
 	return (dev->status & VIRTIO_STATUS_DRIVER_OK) &&
-	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[0].ready;
+	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[q].ready;
 }
 
-/* Pops and starts chains while slots last. Event-loop thread. */
-static void process_queue(struct blk_dev *b)
+/*
+ * Pops and starts queue @q's chains while slots last, as one batch for the backend. At most
+ * BLK_QUEUE_SIZE chains per call: each takes a slot. Event-loop thread.
+ */
+static void process_queue(struct blk_dev *b, unsigned q)
 {
 	struct virtio_dev *dev = &b->vdev;
 	bool done_any = false;
 	int r = 0;
 
+	if (b->be->ops->plug)
+		b->be->ops->plug(b->be);
 	pthread_mutex_lock(&dev->lock);
-	b->starved = false;
-	while (queue_live(b)) {
+	b->starved &= ~(1u << q);
+	while (queue_live(b, q)) {
 		struct blk_slot *slot = b->free_slots;
 
 		if (!slot) {
-			b->starved = true;
+			b->starved |= 1u << q;
 			break;
 		}
-		r = vq_pop_chain(&dev->queues[0], &slot->chain);
+		r = vq_pop_chain(&dev->queues[q], &slot->chain);
 		if (r <= 0)
 			break;
 		b->free_slots = slot->next;
+		slot->q = q;
 		done_any |= start_request(b, slot);
 	}
 	pthread_mutex_unlock(&dev->lock);
+	if (b->be->ops->unplug)
+		b->be->ops->unplug(b->be);
 	if (r < 0)
 		virtio_set_needs_reset(dev, "virtio-blk: malformed descriptor chain");
 	if (done_any)
-		virtio_queue_done(dev, 0);
+		virtio_queue_done(dev, (int)q);
 }
 
 static void blk_queue_notify(struct virtio_dev *dev, unsigned q)
 {
-	if (q == 0)
-		process_queue(to_blk(dev));
+	struct blk_dev *b = to_blk(dev);
+
+	if (q < b->nr_queues)
+		process_queue(b, q);
 }
 
 static uint8_t result_status(int result)
@@ -220,27 +231,32 @@ static void request_done(void *opaque, void *cookie, int result)
 		                req->type, strerror(-result));
 	else if (req->type == VIRTIO_BLK_T_IN)
 		slot->written = (uint32_t)MIN(req->data_len, UINT32_MAX);
+	b->completed |= 1u << slot->q;
 	finish(b, slot, result_status(result));
-	b->completed = true;
 out:
 	pthread_mutex_unlock(&b->vdev.lock);
 }
 
-/* After a batch of completions: one interrupt, and more work if slots were short. */
+/*
+ * After a batch of completions: one interrupt per queue that got used entries, and more work
+ * for the queues that were short of slots.
+ */
 static void requests_done(void *opaque)
 {
 	struct blk_dev *b = opaque;
-	bool completed, starved;
+	uint32_t completed, starved;
 
 	pthread_mutex_lock(&b->vdev.lock);
 	completed = b->completed;
 	starved = b->starved;
-	b->completed = false;
+	b->completed = 0;
 	pthread_mutex_unlock(&b->vdev.lock);
-	if (completed)
-		virtio_queue_done(&b->vdev, 0);
-	if (starved)
-		process_queue(b);
+	for (unsigned q = 0; q < b->nr_queues; q++)
+		if (completed & 1u << q)
+			virtio_queue_done(&b->vdev, (int)q);
+	for (unsigned q = 0; q < b->nr_queues; q++)
+		if (starved & 1u << q)
+			process_queue(b, q);
 }
 
 static int blk_activate(struct virtio_dev *dev)
@@ -257,8 +273,8 @@ static void blk_reset(struct virtio_dev *dev)
 	struct blk_dev *b = to_blk(dev);
 
 	b->generation++;
-	b->starved = false;
-	b->completed = false;
+	b->starved = 0;
+	b->completed = 0;
 }
 
 /* Before a snapshot: every request in flight completes (and is in the used ring). */
@@ -270,17 +286,20 @@ static void blk_quiesce(struct virtio_dev *dev)
 		blk_uring_settle(b->uring);
 }
 
-static const struct virtio_device_ops blk_ops = {
-        .name = "virtio-blk",
-        .device_id = VIRTIO_ID_BLOCK,
-        .num_queues = 1,
-        .max_queue_size = BLK_QUEUE_SIZE,
-        .activate = blk_activate,
-        .reset = blk_reset,
-        .queue_notify = blk_queue_notify,
-        .quiesce = blk_quiesce,
-        .snapshots = true, /* once quiesced */
+#define BLK_OPS(queues)                                                                            \
+	{                                                                                          \
+		.name = "virtio-blk", .device_id = VIRTIO_ID_BLOCK, .num_queues = (queues),        \
+		.max_queue_size = BLK_QUEUE_SIZE, .activate = blk_activate, .reset = blk_reset,    \
+		.queue_notify = blk_queue_notify, .quiesce = blk_quiesce,                          \
+		.snapshots = true, /* once quiesced */                                             \
+	}
+
+/* Indexed by the number of request queues less one. */
+static const struct virtio_device_ops blk_ops[BLK_MAX_QUEUES] = {
+        BLK_OPS(1), BLK_OPS(2), BLK_OPS(3), BLK_OPS(4),
+        BLK_OPS(5), BLK_OPS(6), BLK_OPS(7), BLK_OPS(8),
 };
+static_assert(BLK_MAX_QUEUES == 8, "one blk_ops entry per queue count");
 
 int blk_set_block_size(struct blk_dev *b, uint32_t size)
 {
@@ -291,14 +310,14 @@ int blk_set_block_size(struct blk_dev *b, uint32_t size)
 	return 0;
 }
 
-static void fill_config(struct blk_config *cfg, uint64_t capacity)
+static void fill_config(struct blk_config *cfg, uint64_t capacity, unsigned queues)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->capacity = htole64(capacity);
 	cfg->size_max = htole32(BLK_SIZE_MAX);
 	cfg->seg_max = htole32(BLK_SEG_MAX);
 	cfg->blk_size = htole32(BLK_SECTOR_SIZE);
-	cfg->num_queues = htole16(1);
+	cfg->num_queues = htole16((uint16_t)queues);
 	cfg->max_discard_sectors = htole32(BLK_MAX_DWZ_SECTS);
 	cfg->max_discard_seg = htole32(BLK_MAX_DWZ_SEGS);
 	cfg->discard_sector_alignment = htole32(BLK_DISCARD_ALIGN);
@@ -307,11 +326,14 @@ static void fill_config(struct blk_config *cfg, uint64_t capacity)
 	cfg->write_zeroes_may_unmap = 1;
 }
 
-static uint64_t device_features(bool read_only)
+static uint64_t device_features(bool read_only, unsigned queues)
 {
 	uint64_t f = 1ull << VIRTIO_BLK_F_SIZE_MAX | 1ull << VIRTIO_BLK_F_SEG_MAX |
 	             1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH |
 	             1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX;
+
+	if (queues > 1)
+		f |= 1ull << VIRTIO_BLK_F_MQ;
 
 	if (read_only)
 		return f | 1ull << VIRTIO_BLK_F_RO;
@@ -334,6 +356,12 @@ static int init_device(struct blk_dev *b, const struct blk_options *opts, uint64
 		snprintf(err, errlen, "disk '%s': image smaller than one 512-byte sector", b->path);
 		return -EINVAL;
 	}
+	b->nr_queues = opts->num_queues ? opts->num_queues : 1;
+	if (b->nr_queues > BLK_MAX_QUEUES) {
+		snprintf(err, errlen, "disk '%s': %u queues, at most %u", b->path, b->nr_queues,
+		         BLK_MAX_QUEUES);
+		return -EINVAL;
+	}
 	b->slots = calloc(BLK_QUEUE_SIZE, sizeof(*b->slots));
 	if (!b->slots) {
 		snprintf(err, errlen, "disk '%s': %s", b->path, strerror(ENOMEM));
@@ -350,8 +378,9 @@ static int init_device(struct blk_dev *b, const struct blk_options *opts, uint64
 	be->complete = request_done;
 	be->complete_batch_end = requests_done;
 	be->opaque = b;
-	fill_config(&b->config, b->limits.capacity);
-	virtio_dev_init(&b->vdev, &blk_ops, mem, device_features(opts->read_only), &b->config,
+	fill_config(&b->config, b->limits.capacity, b->nr_queues);
+	virtio_dev_init(&b->vdev, &blk_ops[b->nr_queues - 1], mem,
+	                device_features(opts->read_only, b->nr_queues), &b->config,
 	                sizeof(b->config));
 	return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * virtio-blk (virtio 1.x, section 5.2): one request queue of 256 entries; IN, OUT, FLUSH,
+ * virtio-blk (virtio 1.x, section 5.2): 1 to BLK_MAX_QUEUES request queues of 256 entries
+ * (more than one: VIRTIO_BLK_F_MQ), sharing BLK_QUEUE_SIZE requests in flight; IN, OUT, FLUSH,
  * GET_ID, DISCARD and WRITE_ZEROES; read-only images refuse writes. Every chain is parsed into
  * a validated struct blk_request before any I/O, with one named error per rule; a bad request
  * completes with IOERR or UNSUPP, a chain the virtqueue rejects marks the device as needing a
@@ -26,11 +27,13 @@
 #define VIRTIO_BLK_F_RO           5
 #define VIRTIO_BLK_F_BLK_SIZE     6
 #define VIRTIO_BLK_F_FLUSH        9
+#define VIRTIO_BLK_F_MQ           12
 #define VIRTIO_BLK_F_DISCARD      13
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
 #define BLK_ID_BYTES       20u /* GET_ID: NUL-padded, no terminator at 20 bytes */
 #define BLK_QUEUE_SIZE     256
+#define BLK_MAX_QUEUES     8                    /* request queues with VIRTIO_BLK_F_MQ */
 #define BLK_SEG_MAX        (BLK_QUEUE_SIZE - 2) /* data buffers besides header and status */
 #define BLK_SIZE_MAX       (1u << 20)           /* largest data buffer we advertise */
 #define BLK_DISCARD_ALIGN  8u                   /* sectors: 4 KiB, a hint to the driver */
@@ -78,6 +81,13 @@ struct blk_backend_ops {
 	/* fallocate(2) with @mode (FALLOC_FL_*). */
 	int (*submit_fallocate)(struct blk_backend *be, int mode, uint64_t offset, uint64_t len,
 	                        void *cookie);
+	/*
+	 * Optional: the submits between plug and unplug are one batch, which the backend may
+	 * hold back and start together at unplug (one io_uring_enter for a notification's worth
+	 * of requests). Not nested.
+	 */
+	void (*plug)(struct blk_backend *be);
+	void (*unplug)(struct blk_backend *be);
 };
 
 struct blk_backend {
@@ -99,7 +109,8 @@ struct blk_options {
 	const char *path;
 	bool read_only;
 	enum blk_cache cache;
-	const char *serial; /* GET_ID string, at most 20 bytes; NULL or "" for none (zeros) */
+	const char *serial;  /* GET_ID string, at most 20 bytes; NULL or "" for none (zeros) */
+	unsigned num_queues; /* request queues, 1 to BLK_MAX_QUEUES; 0 means 1 */
 };
 
 struct blk_slot;
@@ -117,11 +128,12 @@ struct blk_dev {
 
 	/* Under vdev.lock: */
 	struct blk_limits limits; /* features cached at activation */
-	struct blk_slot *slots;   /* BLK_QUEUE_SIZE requests in flight at most */
+	struct blk_slot *slots;   /* BLK_QUEUE_SIZE requests in flight at most, all queues */
 	struct blk_slot *free_slots;
 	uint32_t generation; /* bumped by reset: older completions only free their slot */
-	bool starved;        /* the queue has chains waiting for a free slot */
-	bool completed;      /* used entries pushed since the last interrupt decision */
+	uint32_t starved;    /* bit q: queue q has chains waiting for a free slot */
+	uint32_t completed;  /* bit q: used entries pushed to queue q since its last interrupt */
+	unsigned nr_queues;
 };
 
 /*

@@ -6,6 +6,9 @@
  * the SQEs in the ring; they are submitted again on the next completion or, when nothing is in
  * flight to produce one, after a self-signal of the eventfd (one event-loop turn later).
  *
+ * Between plug and unplug (a virtio-blk queue notification's worth of requests) ops only
+ * join the pending FIFO; unplug submits them with one io_uring_submit.
+ *
  * Short reads and writes: the iovec array the caller passed is advanced in place past the bytes
  * transferred and the remainder is resubmitted; a transfer of 0 bytes (end of file: the image
  * shrank under us) fails the operation with -EIO.
@@ -55,6 +58,8 @@ struct blk_uring {
 	struct uring_op *pending_head, *pending_tail; /* waiting for a free SQE */
 	unsigned inflight;                            /* ops taken from the pool */
 	bool submit_stalled;                          /* last io_uring_submit refused */
+	bool plugged;                                 /* a batch: submit at unplug */
+	uint64_t submits;                             /* io_uring_submit calls (tests) */
 	pthread_t owner;                              /* the thread all entries run on */
 	bool owned;                                   /* owner is set */
 };
@@ -117,6 +122,7 @@ static void flush_submissions(struct blk_uring *u)
 	}
 	do {
 		r = io_uring_submit(&u->ring);
+		u->submits++;
 	} while (r == -EINTR);
 	u->submit_stalled = r < 0;
 	if (r == -EAGAIN || r == -EBUSY)
@@ -133,7 +139,8 @@ static void queue_op(struct blk_uring *u, struct uring_op *op)
 	else
 		u->pending_head = op;
 	u->pending_tail = op;
-	flush_submissions(u);
+	if (!u->plugged)
+		flush_submissions(u);
 }
 
 static struct uring_op *take_op(struct blk_uring *u, void *cookie, enum uring_op_kind kind)
@@ -455,8 +462,33 @@ void blk_uring_destroy(struct blk_uring *u)
 	free(u);
 }
 
+static void plug(struct blk_backend *be)
+{
+	struct blk_uring *u = container_of(be, struct blk_uring, be);
+
+	assert(on_owner_thread(u));
+	u->plugged = true;
+}
+
+static void unplug(struct blk_backend *be)
+{
+	struct blk_uring *u = container_of(be, struct blk_uring, be);
+
+	assert(on_owner_thread(u));
+	u->plugged = false;
+	if (u->pending_head)
+		flush_submissions(u);
+}
+
 static const struct blk_backend_ops uring_ops = {
         .submit_rw = submit_rw,
         .submit_flush = submit_flush,
         .submit_fallocate = submit_fallocate,
+        .plug = plug,
+        .unplug = unplug,
 };
+
+uint64_t blk_uring_submits(const struct blk_uring *u)
+{
+	return u->submits;
+}

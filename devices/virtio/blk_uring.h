@@ -50,6 +50,9 @@ struct blk_backend *blk_uring_backend(struct blk_uring *u);
  * unregisters the eventfd from the loop and frees the ring. Safe with NULL.
  */
 void blk_uring_destroy(struct blk_uring *u);
+
+/* How many times @u called io_uring_submit (each a system call), for tests. */
+uint64_t blk_uring_submits(const struct blk_uring *u);
 /*
  * Waits until every operation taken has completed, each through the backend's complete
  * callback as usual (a snapshot then finds nothing in flight). The owner (event-loop) thread.

@@ -135,6 +135,16 @@ mkdir -p /mnt && mount -t ext4 -o ro /dev/vdb /mnt && echo "T-DATA=$(cat /mnt/da
 echo "T-ACPI-ERRORS=$(dmesg | grep -c -E 'ACPI (BIOS )?(Error|Warning)')"
 dmesg | grep -E 'ACPI (BIOS )?(Error|Warning)'
 printf '%s' "@TOKEN@" >/hello.txt
+echo "T-MQ=$(ls -d /sys/block/vda/mq/* | wc -l)"
+for i in 0 1; do
+	(dd if=/dev/urandom of=/par$i bs=64k count=48 2>/dev/null && sync /par$i &&
+	 sha256sum /par$i | cut -d' ' -f1 >/par$i.sum) &
+done
+wait
+echo "T-PAR=$(cat /par0.sum) $(cat /par1.sum)"
+d=$(basename "$(readlink /sys/block/vda/device)")
+echo "T-MQIRQ=$(awk -v d="$d-req." 'index($0, d) { s = 0; for (i = 2; i <= 3; i++) s += $i;
+	n++; if (s > 0) u++ } END { print u + 0 "/" n + 0 }' /proc/interrupts)"
 sync
 echo T-DONE
 poweroff -f
@@ -221,23 +231,40 @@ def setup_disk(run, transport):
     command = (f'{run.vmm_prefix()} --cpus 2 --transport {transport} --cmdline "root=/dev/vda quiet" '
                f'--disk {root} --disk {data},ro,serial=vmm-data-{token[:6]}; s=$?; '
                f'{e2fsck} -fn {root} >/dev/null 2>&1; echo "T-E2FSCK=$?"; '
-               f'echo "T-FILE=$({debugfs} -R "cat /hello.txt" {root} 2>/dev/null)"; (exit $s)')
-    return dict(command=command, files=run.files, cpus=2), token
+               f'echo "T-FILE=$({debugfs} -R "cat /hello.txt" {root} 2>/dev/null)"; '
+               f'echo "T-PARHOST=$(for i in 0 1; do {debugfs} -R "cat /par$i" {root} 2>/dev/null '
+               '| sha256sum | cut -d" " -f1; done | tr "\\n" " ")"; (exit $s)')
+    return dict(command=command, files=run.files, cpus=2), (token, transport)
 
 
-def scenario_disk(g, run, token):
+def scenario_disk(g, run, state):
+    token, transport = state
     g.start(PHASE_TIMEOUT)
     want = {'T-ROOT': '/dev/vda', 'T-NPROC': '2', 'T-RNG': '64', 'T-SERIAL': f'vmm-data-{token[:6]}',
             'T-RO': '1', 'T-ROWRITE': 'refused', 'T-DATA': f'data-{token}', 'T-ACPI-ERRORS': '0'}
     for key, value in want.items():
         m = g.expect(rf'{key}=([^\n]*)\n', PHASE_TIMEOUT, what=f'{key} from the guest init')
         check(m.group(1).strip() == value, f'{key}={m.group(1).strip()!r}, expected {value!r}')
+    # A queue per vCPU (VIRTIO_BLK_F_MQ), both used by two writers at once (on PCI each queue
+    # has its own MSI-X vector: both interrupted).
+    m = g.expect(r'T-MQ=(\d+)', PHASE_TIMEOUT, what='the number of vda\'s hardware queues')
+    check(m.group(1) == '2', f'vda has {m.group(1)} hardware queues with --cpus 2, expected 2')
+    m = g.expect(r'T-PAR=([0-9a-f]{64}) ([0-9a-f]{64})', PHASE_TIMEOUT,
+                 what='the sha256 of the files two writers wrote at once')
+    par = [m.group(1), m.group(2)]
+    m = g.expect(r'T-MQIRQ=(\d+)/(\d+)', PHASE_TIMEOUT, what='vda\'s queue interrupts')
+    if transport == 'pci':
+        check(m.group(1) == m.group(2) == '2', f'{m.group(1)} of vda\'s {m.group(2)} request '
+              'queue vectors interrupted, expected 2 of 2')
     g.expect(r'T-DONE', PHASE_TIMEOUT, what='T-DONE from the guest init')
     m = g.expect(r'T-E2FSCK=(\d+)', PHASE_TIMEOUT, what='e2fsck of the root image after vmm')
     check(m.group(1) == '0', f'e2fsck -fn on the root image after the guest: status {m.group(1)}')
     m = g.expect(r'T-FILE=([^\n]*)\n', PHASE_TIMEOUT, what='debugfs cat /hello.txt')
     check(m.group(1).strip() == token,
           f'/hello.txt in the image holds {m.group(1).strip()!r}, the guest wrote {token!r}')
+    m = g.expect(r'T-PARHOST=([^\n]*)\n', PHASE_TIMEOUT, what='the sha256 of /par0 and /par1')
+    check(m.group(1).split() == par, f'/par0 and /par1 in the image hash to {m.group(1)}, '
+          f'the guest wrote {par}')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
 

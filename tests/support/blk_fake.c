@@ -48,7 +48,27 @@ static int fake_fallocate(struct blk_backend *be, int mode, uint64_t offset, uin
 	return queue_completion(fb, cookie);
 }
 
-static const struct blk_backend_ops fake_ops = {fake_rw, fake_flush, fake_fallocate};
+static void fake_plug(struct blk_backend *be)
+{
+	struct blk_fake *fb = container_of(be, struct blk_fake, be);
+
+	ck_assert(!fb->plugged);
+	fb->plugged = true;
+	fb->plug_start = fb->nr_ops;
+}
+
+static void fake_unplug(struct blk_backend *be)
+{
+	struct blk_fake *fb = container_of(be, struct blk_fake, be);
+
+	ck_assert(fb->plugged);
+	fb->plugged = false;
+	if (fb->nr_ops > fb->plug_start)
+		fb->batches++;
+}
+
+static const struct blk_backend_ops fake_ops = {fake_rw, fake_flush, fake_fallocate, fake_plug,
+                                                fake_unplug};
 
 void blk_fake_init(struct blk_fake *fb, uint64_t size)
 {

@@ -6,6 +6,7 @@
 #ifndef VMM_TESTS_SUPPORT_BLK_FAKE_H
 #define VMM_TESTS_SUPPORT_BLK_FAKE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "devices/virtio/blk.h"
@@ -25,6 +26,9 @@ struct blk_fake {
 	unsigned flushes; /* submitted */
 	int modes[16];    /* fallocate modes in order (wrapping) */
 	unsigned nr_falloc;
+	bool plugged;        /* between plug and unplug */
+	unsigned plug_start; /* nr_ops at plug */
+	unsigned batches;    /* plug-unplug pairs that submitted something */
 };
 
 /* A zeroed disk of @size bytes. */

@@ -32,17 +32,21 @@ struct fixture {
 	struct blk_fake fake;
 	struct blk_dev blk;
 	struct test_ring ring;
+	struct test_ring ring1; /* queue 1, with two queues */
 	unsigned interrupts, config_interrupts;
+	unsigned queue_interrupts[BLK_MAX_QUEUES];
 };
 
 static void count_interrupt(void *opaque, int q)
 {
 	struct fixture *f = opaque;
 
-	if (q < 0)
+	if (q < 0) {
 		f->config_interrupts++;
-	else
+	} else {
 		f->interrupts++;
+		f->queue_interrupts[q]++;
+	}
 }
 
 /* The driver's side of initialisation: features, queue 0, DRIVER_OK. */
@@ -61,17 +65,25 @@ static void driver_up(struct fixture *f)
 	virtio_write_status(dev, st);
 	ck_assert_uint_eq(dev->status & VIRTIO_STATUS_FEATURES_OK, VIRTIO_STATUS_FEATURES_OK);
 	test_ring_init(&f->ring, &f->mem, 0x10000, 0x100000, BLK_QUEUE_SIZE, &dev->queues[0]);
+	if (f->blk.nr_queues > 1)
+		test_ring_init(&f->ring1, &f->mem, 0x110000, 0xe0000, BLK_QUEUE_SIZE,
+		               &dev->queues[1]);
 	virtio_write_status(dev, st | VIRTIO_STATUS_DRIVER_OK);
 	ck_assert_uint_eq(dev->status & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET),
 	                  VIRTIO_STATUS_DRIVER_OK);
 	pthread_mutex_unlock(&dev->lock);
 }
 
-/* A device over the fake disk with @block_size bytes per logical block (0: the default). */
-static struct fixture *setup_with(bool read_only, const char *serial, uint32_t block_size)
+/*
+ * A device over the fake disk with @block_size bytes per logical block (0: the default) and
+ * @queues request queues.
+ */
+static struct fixture *setup_queues(bool read_only, const char *serial, uint32_t block_size,
+                                    unsigned queues)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct blk_options opts = {.path = "fake.img", .read_only = read_only, .serial = serial};
+	struct blk_options opts = {
+	        .path = "fake.img", .read_only = read_only, .serial = serial, .num_queues = queues};
 	char err[256] = "";
 
 	ck_assert_ptr_nonnull(f);
@@ -87,6 +99,11 @@ static struct fixture *setup_with(bool read_only, const char *serial, uint32_t b
 	f->blk.vdev.transport = (struct virtio_transport){count_interrupt, f};
 	driver_up(f);
 	return f;
+}
+
+static struct fixture *setup_with(bool read_only, const char *serial, uint32_t block_size)
+{
+	return setup_queues(read_only, serial, block_size, 1);
 }
 
 static struct fixture *setup(bool read_only, const char *serial)
@@ -339,8 +356,91 @@ START_TEST(many_in_flight_and_indirect)
 	ck_assert_uint_eq(blk_fake_complete(&f->fake), 64);
 	for (unsigned i = 0; i < 64; i++)
 		expect_used(f, heads[i], 513, st[i], VIRTIO_BLK_S_OK);
-	ck_assert_uint_eq(f->interrupts, 1); /* one per batch */
+	ck_assert_uint_eq(f->interrupts, 1);   /* one per batch */
+	ck_assert_uint_eq(f->fake.batches, 1); /* one notification: one submission batch */
 	teardown(f);
+}
+END_TEST
+
+/* A read of sector @sector on @ring; *@status gets its status buffer. */
+static uint16_t add_read(struct fixture *f, struct test_ring *ring, uint64_t sector,
+                         struct test_buf *status)
+{
+	struct test_buf b[3];
+	uint16_t head;
+
+	(void)f;
+	b[0] = (struct test_buf){test_ring_alloc(ring, 16), 16, false};
+	put_le(test_ring_host(ring, b[0].gpa, 16), VIRTIO_BLK_T_IN, 4);
+	put_le((uint8_t *)test_ring_host(ring, b[0].gpa, 16) + 8, sector, 8);
+	b[1] = (struct test_buf){test_ring_alloc(ring, 512), 512, true};
+	b[2] = (struct test_buf){test_ring_alloc(ring, 1), 1, true};
+	head = test_ring_add_indirect(ring, b, 3); /* one descriptor: 256 fit */
+	*status = b[2];
+	return head;
+}
+
+/*
+ * VIRTIO_BLK_F_MQ: each queue's requests complete on its own used ring with its own
+ * interrupt; a queue short of slots (all taken by another) is served once slots free up.
+ */
+START_TEST(multiqueue)
+{
+	struct fixture *f = setup_queues(false, NULL, 0, 2);
+	struct test_buf st, st1;
+	uint16_t head1, head;
+	uint32_t id, len;
+
+	ck_assert_uint_eq(le16toh(f->blk.config.num_queues), 2);
+	ck_assert(f->blk.vdev.device_features & 1ull << VIRTIO_BLK_F_MQ);
+	ck_assert_uint_eq(f->blk.vdev.ops->num_queues, 2);
+	head = add_read(f, &f->ring, 1, &st);
+	head1 = add_read(f, &f->ring1, 2, &st1);
+	f->blk.vdev.ops->queue_notify(&f->blk.vdev, 1);
+	ck_assert_uint_eq(f->fake.nr_ops, 1);
+	ck_assert_uint_eq(blk_fake_complete(&f->fake), 1);
+	ck_assert(test_ring_used(&f->ring1, &id, &len));
+	ck_assert_uint_eq(id, head1);
+	ck_assert_uint_eq(*(uint8_t *)test_ring_host(&f->ring1, st1.gpa, 1), VIRTIO_BLK_S_OK);
+	ck_assert(!test_ring_used(&f->ring, &id, &len));
+	ck_assert_uint_eq(f->queue_interrupts[1], 1);
+	ck_assert_uint_eq(f->queue_interrupts[0], 0);
+	notify(f);
+	ck_assert_uint_eq(blk_fake_complete(&f->fake), 1);
+	expect_used(f, head, 513, st, VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(f->queue_interrupts[0], 1);
+	/* Queue 0 takes every slot; queue 1's request waits for one, then completes. */
+	for (unsigned i = 0; i < BLK_QUEUE_SIZE; i++)
+		add_read(f, &f->ring, i, &st);
+	notify(f);
+	ck_assert_uint_eq(f->fake.nr_ops, 2 + BLK_QUEUE_SIZE);
+	head1 = add_read(f, &f->ring1, 3, &st1);
+	f->blk.vdev.ops->queue_notify(&f->blk.vdev, 1);
+	ck_assert_uint_eq(f->fake.nr_ops, 2 + BLK_QUEUE_SIZE);
+	ck_assert_uint_eq(blk_fake_complete(&f->fake), BLK_QUEUE_SIZE);
+	ck_assert_uint_eq(f->fake.nr_ops, 2 + BLK_QUEUE_SIZE + 1); /* at the batch's end */
+	ck_assert_uint_eq(blk_fake_complete(&f->fake), 1);
+	while (test_ring_used(&f->ring, &id, &len))
+		;
+	ck_assert(test_ring_used(&f->ring1, &id, &len));
+	ck_assert_uint_eq(id, head1);
+	teardown(f);
+}
+END_TEST
+
+START_TEST(queue_count_checked)
+{
+	struct blk_options opts = {.path = "fake.img", .num_queues = BLK_MAX_QUEUES + 1};
+	struct guest_memory mem = {0};
+	struct blk_fake fake;
+	struct blk_dev blk;
+	char err[256] = "";
+
+	blk_fake_init(&fake, DISK_SIZE);
+	ck_assert_int_eq(blk_init(&blk, &opts, DISK_SIZE, &mem, &fake.be, err, sizeof(err)),
+	                 -EINVAL);
+	ck_assert_str_eq(err, "disk 'fake.img': 9 queues, at most 8");
+	blk_fake_free(&fake);
 }
 END_TEST
 
@@ -473,6 +573,8 @@ static Suite *blk_suite(void)
 	tcase_add_test(tc, bad_requests_complete_with_status);
 	tcase_add_test(tc, backend_errors);
 	tcase_add_test(tc, many_in_flight_and_indirect);
+	tcase_add_test(tc, multiqueue);
+	tcase_add_test(tc, queue_count_checked);
 	tcase_add_test(tc, malformed_chain_needs_reset);
 	tcase_add_test(tc, reset_drops_old_completions);
 	tcase_add_test(tc, config_space);

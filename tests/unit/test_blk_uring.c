@@ -180,6 +180,37 @@ START_TEST(inflight_limit)
 }
 END_TEST
 
+/* Submits between plug and unplug reach the kernel together: one io_uring_submit. */
+START_TEST(plugged_batch)
+{
+	static uint8_t bufs[8][512];
+	struct iovec v[8];
+	struct fixture f;
+	uint64_t before;
+
+	if (!setup(&f, 8))
+		return;
+	before = blk_uring_submits(f.u);
+	f.be->ops->plug(f.be);
+	for (uintptr_t i = 0; i < 8; i++) {
+		v[i] = (struct iovec){bufs[i], 512};
+		ck_assert_int_eq(f.be->ops->submit_rw(f.be, false, &v[i], 1, i * 512, (void *)i),
+		                 0);
+	}
+	ck_assert_uint_eq(blk_uring_submits(f.u), before);
+	f.be->ops->unplug(f.be);
+	ck_assert_uint_eq(blk_uring_submits(f.u), before + 1);
+	wait_for(&f, 8);
+	for (unsigned i = 0; i < 8; i++)
+		ck_assert_int_eq(f.results[i], 0);
+	/* Unplugged, each submit goes at once. */
+	ck_assert_int_eq(f.be->ops->submit_flush(f.be, (void *)8), 0);
+	ck_assert_uint_eq(blk_uring_submits(f.u), before + 2);
+	wait_for(&f, 1);
+	teardown(&f);
+}
+END_TEST
+
 /* ---- blk_open ---- */
 
 static int open_disk(struct blk_dev *b, const char *path, bool ro, enum blk_cache cache, char *err)
@@ -392,6 +423,7 @@ static Suite *blk_uring_suite(void)
 	tcase_add_test(tc, ring_restricted_to_disk_operations);
 	tcase_add_test(tc, short_read_at_end_of_file);
 	tcase_add_test(tc, inflight_limit);
+	tcase_add_test(tc, plugged_batch);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("open");
 	tcase_add_test(tc, open_missing_file);
