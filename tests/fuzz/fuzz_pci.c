@@ -4,7 +4,8 @@
  * MSI-X table (at 0x2000) and PBA (at 0x3000) of 64 vectors, a PM-like capability with a write
  * mask, then the MSI-X capability; messages go to a counting hook (no VM).
  *  - fuzz_pci: fz_run_bus windows 0xCF8-0xCFF, the whole ECAM bus (every slot and function) and
- *    both BARs where the host placed them;
+ *    both BARs where the host placed them; afterwards the host's read-only ECAM copy
+ *    (pci_host_map_ecam) must read as the config space does;
  *  - fuzz_msix (FUZZ_MSIX): the table and PBA, the device's ECAM page, and a hook (one byte:
  *    the vector, any value) that raises a vector as the device would.
  * The BAR handlers abort on an access the bus should not have let through.
@@ -135,8 +136,29 @@ static void setup(void)
 	fz_must(msix_init(&dev.msix, &dev.pci, MSIX_MAX_VECTORS, 2, MSIX_TABLE, MSIX_PBA, NULL),
 	        "msix_init");
 	dev.msix.test_deliver = deliver;
+	fz_must(pci_host_map_ecam(&host, -1, 0), "pci_host_map_ecam");
 	fz_must(pci_host_add_device(&host, &dev.pci), "pci_host_add_device");
 }
+
+#ifndef FUZZ_MSIX
+/* What a guest reads from the copy, function 0 of every slot, is what the host would answer. */
+static void check_mirror(void)
+{
+	for (unsigned slot = 0; slot < PCI_SLOTS; slot++) {
+		for (unsigned reg = 0; reg < PCI_ECAM_FN_SIZE; reg += 4) {
+			uint64_t copy;
+			uint32_t live;
+
+			pci_host_config_read(&host, slot, reg, &live, 4);
+			if (!test_pci_mirror_read(&host,
+			                          test_pci_config_addr(slot) - TEST_PCI_ECAM + reg,
+			                          4, &copy) ||
+			    copy != live)
+				abort();
+		}
+	}
+}
+#endif
 
 static uint64_t bar_addr(unsigned bar)
 {
@@ -172,6 +194,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		fz_run_bus(&b, &f);
 	}
+#ifndef FUZZ_MSIX
+	check_mirror();
+#endif
 	msix_destroy(&dev.msix);
 	pci_host_destroy(&host);
 	bus_free(&pio);
