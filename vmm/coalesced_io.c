@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
@@ -12,12 +14,15 @@ void coalesced_io_init(struct coalesced_io *c, const struct bus *pio)
 	memset(c, 0, sizeof(*c));
 	c->pio = pio;
 	c->vm_fd = -1;
+	c->linger_timer.fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->zone_lock, NULL);
 }
 
 void coalesced_io_destroy(struct coalesced_io *c)
 {
+	if (c->linger_timer.fd >= 0)
+		close(c->linger_timer.fd);
 	pthread_mutex_destroy(&c->zone_lock);
 	pthread_mutex_destroy(&c->lock);
 }
@@ -29,6 +34,72 @@ int coalesced_io_add_pio(struct coalesced_io *c, uint16_t port, uint32_t len)
 	c->zone_on[c->nr_zones] = true;
 	c->zones[c->nr_zones++] =
 	        (struct kvm_coalesced_mmio_zone){.addr = port, .size = len, .pio = 1};
+	return 0;
+}
+
+int coalesced_io_add_lingering_pio(struct coalesced_io *c, uint16_t port, uint32_t len)
+{
+	int ret = coalesced_io_add_pio(c, port, len);
+
+	if (!ret)
+		c->zone_lingers[c->nr_zones - 1] = true;
+	return ret;
+}
+
+/* Runs the flush timer while the ring exists and a lingering zone is on. Under zone_lock. */
+static void update_linger_timer(struct coalesced_io *c)
+{
+	const struct itimerspec off = {0};
+	const struct itimerspec every = {
+	        .it_interval.tv_nsec = COALESCED_IO_LINGER_MS * 1000000L,
+	        .it_value.tv_nsec = COALESCED_IO_LINGER_MS * 1000000L,
+	};
+	bool want = false;
+
+	for (unsigned i = 0; i < c->nr_zones; i++)
+		want |= c->zone_on[i] && c->zone_lingers[i];
+	want &= c->ring != NULL;
+	if (want == c->linger_armed || c->linger_timer.fd < 0)
+		return;
+	if (timerfd_settime(c->linger_timer.fd, 0, want ? &every : &off, NULL) < 0)
+		log_ratelimited(LOG_WARN, "coalesced I/O: flush timer: %s", strerror(errno));
+	else
+		c->linger_armed = want;
+}
+
+static void linger_tick(void *opaque, uint32_t events)
+{
+	struct coalesced_io *c = opaque;
+	uint64_t expirations;
+
+	(void)events;
+	if (read(c->linger_timer.fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		log_ratelimited(LOG_WARN, "coalesced I/O: flush timer: %s", strerror(errno));
+	coalesced_io_flush(c);
+}
+
+int coalesced_io_watch(struct coalesced_io *c, struct event_loop *loop)
+{
+	bool lingers = false;
+	int ret;
+
+	for (unsigned i = 0; i < c->nr_zones; i++)
+		lingers |= c->zone_lingers[i];
+	if (!lingers)
+		return 0;
+	c->linger_timer = (struct event_source){
+	        .fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
+	        .handler = linger_tick,
+	        .opaque = c,
+	};
+	if (c->linger_timer.fd < 0)
+		return -errno;
+	ret = event_loop_add(loop, &c->linger_timer, EPOLLIN);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&c->zone_lock);
+	update_linger_timer(c);
+	pthread_mutex_unlock(&c->zone_lock);
 	return 0;
 }
 
@@ -50,6 +121,7 @@ int coalesced_io_set_pio(struct coalesced_io *c, uint16_t port, bool on)
 			c->zone_on[i] = on;
 		break;
 	}
+	update_linger_timer(c);
 	pthread_mutex_unlock(&c->zone_lock);
 	return ret;
 }

@@ -21,14 +21,18 @@
 #include <stdint.h>
 
 #include "vmm/bus.h"
+#include "vmm/event_loop.h"
 #include "vmm/util.h"
 
 #define COALESCED_IO_MAX_ZONES 4
+/* While a lingering zone is on, the ring is also flushed this often (milliseconds). */
+#define COALESCED_IO_LINGER_MS 50
 
 struct coalesced_io {
 	const struct bus *pio;
 	struct kvm_coalesced_mmio_zone zones[COALESCED_IO_MAX_ZONES];
-	bool zone_on[COALESCED_IO_MAX_ZONES]; /* under zone_lock */
+	bool zone_on[COALESCED_IO_MAX_ZONES];      /* under zone_lock */
+	bool zone_lingers[COALESCED_IO_MAX_ZONES]; /* coalesced_io_add_lingering_pio's */
 	unsigned nr_zones;
 	int vm_fd; /* coalesced_io_start's, while it has the ring */
 	pthread_mutex_t zone_lock;
@@ -37,6 +41,8 @@ struct coalesced_io {
 	uint32_t ring_entries;
 	pthread_mutex_t lock;
 	uint64_t replayed; /* writes that reached vmm through the ring (--stats), under lock */
+	struct event_source linger_timer; /* coalesced_io_watch's timerfd, fd -1 before */
+	bool linger_armed;                /* under zone_lock */
 };
 
 void coalesced_io_init(struct coalesced_io *c, const struct bus *pio);
@@ -47,6 +53,19 @@ void coalesced_io_destroy(struct coalesced_io *c);
  * The device on the bus must accept them late: see the top of this file. Returns 0 or -ENOSPC.
  */
 int coalesced_io_add_pio(struct coalesced_io *c, uint16_t port, uint32_t len) MUST_CHECK;
+
+/*
+ * As coalesced_io_add_pio, for writes the guest need not follow with an access that exits
+ * (a UART's last character before the guest idles, its in-kernel HLT never exiting): while
+ * such a zone is on, the event loop also flushes the ring every COALESCED_IO_LINGER_MS.
+ */
+int coalesced_io_add_lingering_pio(struct coalesced_io *c, uint16_t port, uint32_t len) MUST_CHECK;
+
+/*
+ * Sets up the lingering writes' flush timer on @loop (its thread flushes). After
+ * coalesced_io_start, before the loop runs. Returns 0 or -errno.
+ */
+int coalesced_io_watch(struct coalesced_io *c, struct event_loop *loop) MUST_CHECK;
 
 /*
  * Switches coalescing of the zone coalesced_io_add_pio made for @port on (@on) or off, with

@@ -436,6 +436,8 @@ static int setup_event_loop(struct vm *vm)
 		if (!ret && timerfd_settime(vm->timer.fd, 0, &when, NULL) < 0)
 			ret = -errno;
 	}
+	if (!ret)
+		ret = coalesced_io_watch(&vm->coalesced, &vm->loop);
 	/* --run: stdin is the command's, as it is (no raw mode, no Ctrl-A escape). */
 	if (!ret)
 		ret = chardev_init(&vm->console, STDIN_FILENO, STDOUT_FILENO, &vm->loop,

@@ -187,7 +187,7 @@ static int register_devices(struct vm *vm)
 		ret = coalesced_io_add_pio(&vm->coalesced, X86_CMOS_PORT, 1);
 	/* THR, while its writes only output (Linux's polled console writes: kernel messages). */
 	if (!ret)
-		ret = coalesced_io_add_pio(&vm->coalesced, X86_COM1_PORT, 1);
+		ret = coalesced_io_add_lingering_pio(&vm->coalesced, X86_COM1_PORT, 1);
 	if (!ret) {
 		sandbox_allow_coalesced_zone_changes();
 		uart_set_tx_defer_hook(&a->com1, com1_tx_defer, vm);

@@ -7,6 +7,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "tests/unit/unit.h"
 #include "vmm/coalesced_io.h"
@@ -138,6 +141,49 @@ START_TEST(bad_entries_are_skipped)
 }
 END_TEST
 
+static void stop_loop(void *opaque, uint32_t events)
+{
+	(void)events;
+	event_loop_stop(opaque);
+}
+
+/*
+ * A lingering zone's write that no exit follows (a UART's last character before the guest
+ * idles) is replayed by the event loop's flush timer; with the zone off the timer stops.
+ */
+START_TEST(lingering_writes_flushed_by_the_timer)
+{
+	const struct itimerspec later = {.it_value.tv_nsec = 4 * COALESCED_IO_LINGER_MS * 1000000L};
+	struct event_source stop;
+	struct event_loop loop;
+	struct fixture f;
+
+	fixture_init(&f, 4);
+	ck_assert_int_eq(event_loop_init(&loop), 0);
+	ck_assert_int_eq(coalesced_io_add_lingering_pio(&f.c, PORT, 4), 0);
+	ck_assert_int_eq(coalesced_io_watch(&f.c, &loop), 0);
+	ck_assert(f.c.linger_armed);
+	ck_assert(kvm_append(&f.page.ring, PORT, 4, 1, 0xabcd));
+	/* Four flush periods, then the loop stops. */
+	stop = (struct event_source){.fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC),
+	                             .handler = stop_loop,
+	                             .opaque = &loop};
+	ck_assert_int_ge(stop.fd, 0);
+	ck_assert_int_eq(timerfd_settime(stop.fd, 0, &later, NULL), 0);
+	ck_assert_int_eq(event_loop_add(&loop, &stop, EPOLLIN), 0);
+	ck_assert_int_eq(event_loop_run(&loop), 0);
+	close(stop.fd);
+	ck_assert_uint_eq(f.latch.nr, 1);
+	ck_assert_uint_eq(f.latch.values[0], 0xabcd);
+	ck_assert_int_eq(coalesced_io_set_pio(&f.c, PORT, false), 0);
+	ck_assert(!f.c.linger_armed);
+	ck_assert_int_eq(coalesced_io_set_pio(&f.c, PORT, true), 0);
+	ck_assert(f.c.linger_armed);
+	fixture_free(&f);
+	event_loop_free(&loop);
+}
+END_TEST
+
 START_TEST(zones_and_start_without_kvm)
 {
 	struct coalesced_io c;
@@ -215,6 +261,7 @@ int main(void)
 	tcase_add_test(tc, replays_in_order_across_the_wrap);
 	tcase_add_test(tc, bad_entries_are_skipped);
 	tcase_add_test(tc, zones_and_start_without_kvm);
+	tcase_add_test(tc, lingering_writes_flushed_by_the_timer);
 	tcase_add_test(tc, two_flushers_keep_order);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
