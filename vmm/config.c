@@ -40,6 +40,7 @@ enum {
 	OPT_PMU,
 	OPT_API_SOCKET,
 	OPT_RESTORE,
+	OPT_SAVE_READY,
 };
 
 static const struct option long_options[] = {
@@ -73,6 +74,7 @@ static const struct option long_options[] = {
         {"pmu", no_argument, NULL, OPT_PMU},
         {"api-socket", required_argument, NULL, OPT_API_SOCKET},
         {"restore", required_argument, NULL, OPT_RESTORE},
+        {"save-ready", required_argument, NULL, OPT_SAVE_READY},
         {NULL, 0, NULL, 0},
 };
 
@@ -144,7 +146,15 @@ ARCH_HELP_INTRO
 "                        \"dir\":\"DIR\" (pauses and saves the VM there; see README)\n"
 "      --restore DIR     continue the VM saved in snapshot DIR where it stopped (its\n"
 "                        machine comes from DIR; only --api-socket, --timeout,\n"
-"                        --log-level, --stats and --seccomp may be given with it)\n"
+"                        --log-level, --stats and --seccomp may be given with it, and\n"
+"                        for a --save-ready snapshot --run, --share, --virtiofsd and\n"
+"                        --console-log)\n"
+"      --save-ready DIR  boot --run's machine (--kernel, --modules, --mem, --cpus) until\n"
+"                        its init waits for a command, save a snapshot in DIR there and\n"
+"                        exit 0. Then each `vmm --restore DIR --run CMD [--share ...]`\n"
+"                        runs CMD from that instant, its shares (and the host's /)\n"
+"                        plugged in after the restore; DIR is only read, so runs may\n"
+"                        follow one another or run in parallel. Needs the PCI transport.\n"
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
@@ -251,10 +261,30 @@ static int parse_uint(const char *text, unsigned max, unsigned *out)
 	return 0;
 }
 
+/* --save-ready: --run's machine without a command or shares (each restore brings its own). */
+static enum config_result check_save_ready(struct vm_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->run_cmd)
+		return fail(err, errlen,
+		            "--save-ready and --run: the command comes with each --restore DIR "
+		            "--run CMD");
+	if (cfg->nr_shares)
+		return fail(err, errlen,
+		            "--save-ready and --share: shares come with each --restore DIR --run");
+	if (cfg->transport != TRANSPORT_PCI || !ARCH_HAS_PCI)
+		return fail(err, errlen,
+		            "--save-ready needs the PCI transport (the shares are plugged in after "
+		            "the restore; vmm on " ARCH_NAME " %s)",
+		            ARCH_HAS_PCI ? "has it: drop --transport mmio" : "has no PCI yet");
+	return CONFIG_OK;
+}
+
 /* The options of test-run mode, and the shares' tags (unique, and not the root's). */
 static enum config_result check_run_config(struct vm_config *cfg, char *err, size_t errlen)
 {
-	if (!cfg->run_cmd) {
+	if (cfg->save_ready && check_save_ready(cfg, err, errlen) != CONFIG_OK)
+		return CONFIG_ERROR;
+	if (!config_test_run(cfg)) {
 		if (cfg->modules_dir)
 			return fail(err, errlen, "--modules needs --run");
 		if (cfg->console_log)
@@ -302,7 +332,11 @@ static enum config_result check_config(struct vm_config *cfg, char *err, size_t 
 			            "--%s cannot be given with --restore: the machine comes from "
 			            "the snapshot",
 			            config_option_name(cfg->machine_args[0].opt));
-		return CONFIG_OK;
+		if (!cfg->run_cmd && cfg->nr_shares)
+			return fail(err, errlen,
+			            "--share with --restore needs --run (and a --save-ready "
+			            "snapshot)");
+		return check_run_config(cfg, err, errlen);
 	}
 	if (!cfg->kernel_path)
 		return fail(err, errlen, "no kernel given: use --kernel PATH (see --help)");
@@ -319,7 +353,9 @@ static enum config_result check_config(struct vm_config *cfg, char *err, size_t 
 
 /*
  * Options about this run of vmm rather than the machine: a snapshot does not keep them, and
- * --restore takes only these.
+ * --restore takes only these. The test run's own (--run, --share, --virtiofsd, --console-log)
+ * are among them: a VM with virtio-fs cannot be snapshotted, and a --save-ready snapshot takes
+ * them from each --restore.
  */
 static bool is_session_option(int opt)
 {
@@ -330,6 +366,10 @@ static bool is_session_option(int opt)
 	case OPT_LOG_LEVEL:
 	case OPT_SECCOMP:
 	case OPT_RESTORE:
+	case OPT_RUN:
+	case OPT_SHARE:
+	case OPT_VIRTIOFSD:
+	case OPT_CONSOLE_LOG:
 		return true;
 	default:
 		return false;
@@ -352,6 +392,16 @@ void config_take_session(struct vm_config *machine, const struct vm_config *sess
 	machine->log_level = session->log_level;
 	machine->seccomp = session->seccomp;
 	machine->restore_dir = session->restore_dir;
+	machine->run_cmd = session->run_cmd;
+	memcpy(machine->shares, session->shares, sizeof(machine->shares));
+	machine->nr_shares = session->nr_shares;
+	machine->virtiofsd = session->virtiofsd;
+	machine->console_log = session->console_log;
+}
+
+bool config_test_run(const struct vm_config *cfg)
+{
+	return cfg->run_cmd || cfg->save_ready;
 }
 
 static enum config_result parse_option(int opt, const char *arg, struct vm_config *cfg, char *err,
@@ -471,6 +521,11 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 			return fail(err, errlen, "--restore: the directory is empty");
 		cfg->restore_dir = arg;
 		break;
+	case OPT_SAVE_READY:
+		if (!*arg)
+			return fail(err, errlen, "--save-ready: the directory is empty");
+		cfg->save_ready = arg;
+		break;
 	case OPT_API_SOCKET:
 		if (cfg->api_socket)
 			return fail(err, errlen, "--api-socket: given twice");
@@ -559,7 +614,7 @@ const char *config_default_args(const struct vm_config *cfg)
 	if (cfg->cmdline_verbatim)
 		return "";
 	/* --run: the kernel's messages go to a log, and fewer of them cost fewer UART exits. */
-	if (cfg->run_cmd)
+	if (config_test_run(cfg))
 		return CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS " quiet";
 	return cfg->console == CONSOLE_VIRTIO ? "console=hvc0 panic=-1 reboot=k" ARCH_DEFAULT_ARGS
 	                                      : CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS;

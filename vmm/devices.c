@@ -191,7 +191,7 @@ static int create_nets(struct vm *vm)
 }
 
 /* A virtio-fs device for each share, on the socket of its virtiofsd. */
-static int create_shares(struct vm *vm)
+int devices_create_shares(struct vm *vm)
 {
 	struct vm_devices *d = &vm->devices;
 	char err[256], what[64];
@@ -293,8 +293,8 @@ int devices_create(struct vm *vm)
 		ret = create_disks(vm);
 	if (!ret)
 		ret = create_nets(vm);
-	if (!ret)
-		ret = create_shares(vm);
+	if (!ret && !vm->restore) /* restored, they come after the snapshot's parts */
+		ret = devices_create_shares(vm);
 	if (!ret)
 		ret = create_vsock(vm);
 	if (ret)

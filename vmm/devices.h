@@ -76,6 +76,13 @@ struct vm_devices {
  */
 int devices_create(struct vm *vm) MUST_CHECK;
 
+/*
+ * The virtio-fs device of each share in @vm->shares. devices_create makes them, except for a
+ * restore (a --save-ready snapshot has none): vm.c then plugs them in after the snapshot's parts
+ * are loaded, in the PCI slots the snapshot left empty. One error line; -errno.
+ */
+int devices_create_shares(struct vm *vm) MUST_CHECK;
+
 /* Detaches and frees every device; call after the vCPUs and the event loop have stopped. */
 void devices_destroy(struct vm *vm);
 
