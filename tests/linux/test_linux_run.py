@@ -62,10 +62,13 @@ class Case:
     what must come out (stdout exactly, or lines it must hold)."""
 
     def __init__(self, name, cmd, status, stdout=None, args='', stdin=None, stderr_has=(),
-                 setup='', after='', stdout_has=()):
+                 setup='', after='', stdout_has=(), line=None):
         self.name, self.cmd, self.status, self.stdout = name, cmd, status, stdout
         self.args, self.stdin, self.stderr_has = args, stdin, stderr_has
         self.setup, self.after, self.stdout_has = setup, after, stdout_has
+        # A shell command line of its own in place of `vmm --kernel K ARGS --run CMD`: @VMM@,
+        # @KERNEL@ and @EXTRA@ stand for vmm, the kernel and the harness's extra options.
+        self.line = line
 
 
 def sandbox_watch(w):
@@ -136,7 +139,53 @@ def cases(w):
              args=f'--share {w}/data --cpus 2',
              setup=f'rm -f {w}/data/sandbox-up {w}/sandbox-status; ( {sandbox_watch(w)} ) & true',
              after=sandbox_check(w)),
+    ] + save_ready_cases(w)
+
+
+# --save-ready, then restores of its snapshot with --run: each with its own command, exit
+# status and shares (the root and the shares are plugged in after the restore), two at once,
+# and snapshots that cannot be restored (status 125 with --run).
+SAVE_READY_RUNS = 10
+SAVE_READY_CASES = (('save-ready',) + tuple(f'restore-{i}' for i in range(SAVE_READY_RUNS)) +
+                    ('restore-share', 'restore-parallel', 'restore-bad-state', 'restore-bad-ram',
+                     'restore-empty'))
+
+
+def save_ready_cases(w):
+    snap = f'{w}/snap'
+    restore = f'@VMM@ --restore {snap}'
+    out = [Case('save-ready', None, 0, b'',
+                line=f'rm -rf {snap}; @VMM@ --kernel @KERNEL@ @EXTRA@ --save-ready {snap}',
+                after=f'echo "RUN-CHECK save-ready $(ls {snap} | tr \'\\n\' \' \')"')]
+    for i in range(SAVE_READY_RUNS):
+        cmd = f'echo run {i} $(({i} * 3)); exit {i * 11}'
+        out.append(Case(f'restore-{i}', None, i * 11, f'run {i} {i * 3}\n'.encode(),
+                        line=f'{restore} --run {shlex.quote(cmd)}'))
+    share_cmd = (f'cat {w}/data/in.txt /mnt/ro/f.txt; echo restored >{w}/data/restored.txt; '
+                 'pwd')
+    out += [
+        Case('restore-share', None, 0, f'host wrote this\nro file\n{w}/data\n'.encode(),
+             setup=f'rm -f {w}/data/restored.txt; cd {w}/data',
+             line=f'{restore} --share {w}/data --share {w}/ro:/mnt/ro,ro '
+                  f'--run {shlex.quote(share_cmd)}',
+             after=f'echo "RUN-CHECK restore-share $(cat {w}/data/restored.txt)"'),
+        Case('restore-parallel', None, 34, b'p1\np2\n',
+             line=f'{restore} --run "echo p1; exit 3" >{w}/p1 & a=$!; '
+                  f'{restore} --run "echo p2; exit 4" >{w}/p2 & b=$!; '
+                  f'wait $a; sa=$?; wait $b; sb=$?; cat {w}/p1 {w}/p2; exit $((sa * 10 + sb))'),
+        Case('restore-bad-state', None, 125, b'', stderr_has=('snapbad',),
+             setup=f'rm -rf {w}/snapbad && cp -r {snap} {w}/snapbad && '
+                   f'truncate -s 100 {w}/snapbad/state',
+             line=f'@VMM@ --restore {w}/snapbad --run true'),
+        Case('restore-bad-ram', None, 125, b'', stderr_has=('ram',),
+             setup=f'rm -rf {w}/snapbad && cp -r {snap} {w}/snapbad && '
+                   f'truncate -s 4096 {w}/snapbad/ram',
+             line=f'@VMM@ --restore {w}/snapbad --run true'),
+        Case('restore-empty', None, 125, b'', stderr_has=('snapbad/state',),
+             setup=f'rm -rf {w}/snapbad && mkdir {w}/snapbad',
+             line=f'@VMM@ --restore {w}/snapbad --run true'),
     ]
+    return out
 
 
 def case_script(c, vmm, kernel, w, extra):
@@ -145,6 +194,9 @@ def case_script(c, vmm, kernel, w, extra):
     lines = [f'echo "RUN-CASE {c.name}"']
     run = f'{extra} --run {q(c.cmd)}' if c.cmd is not None else '--cmdline quiet'
     start = f'{q(vmm)} --kernel {q(kernel)} {c.args} {run} <{stdin} >{w}/out 2>{w}/err'
+    if c.line:
+        line = c.line.replace('@VMM@', q(vmm)).replace('@KERNEL@', q(kernel))
+        start = f'{{ {line.replace("@EXTRA@", extra)}; }} <{stdin} >{w}/out 2>{w}/err'
     lines.append(f'( {c.setup + " && " if c.setup else ""}{start} ); st=$?')
     lines.append(f'echo "RUN-RESULT {c.name} status=$st out=$(sha256sum <{w}/out | cut -c1-64) '
                  f'bytes=$(wc -c <{w}/out)"')
@@ -208,6 +260,10 @@ def judge(c, results, checks):
             return f'stdout lacks {want!r}'
     if c.name == 'basics' and err.strip() != 'err':
         return f'stderr is {err!r}, expected only "err"'
+    if c.name == 'save-ready' and checks.get('save-ready') != 'ram state':
+        return f'the snapshot directory holds {checks.get("save-ready")!r}, expected ram state'
+    if c.name == 'restore-share' and checks.get('restore-share') != 'restored':
+        return f'the file written into the share holds {checks.get("restore-share")!r}'
     if c.name == 'write-back' and checks.get('write-back') != 'guest wrote this':
         return f'the host file holds {checks.get("write-back")!r}'
     if c.name == 'read-only' and checks.get('read-only') != 'kept':
