@@ -18,7 +18,11 @@ and /tmp stay in the guest), blob (16 MiB of binary output, sha256-exact), stdin
 the panic on stderr), timeout (124), no-module (125 naming virtiofs, no guest
 started), no-daemon (125 naming the missing virtiofsd), share-plain (no --run: a
 guest initramfs of the test's own mounts the share by its default tag), sandbox (while
-the guest runs, every thread of vmm shows Seccomp: 2 and CapEff 0 in /proc).
+the guest runs, every thread of vmm shows Seccomp: 2 and CapEff 0 in /proc), and
+--save-ready: save-ready (a snapshot where the init waits), restore-0..9 (each restore
+its own command, stdout and exit status), restore-share (two shares, one ro at a
+GUESTDIR, plugged in after the restore; a file written back; the cwd), restore-parallel
+(two restores at once), restore-bad-state, restore-bad-ram, restore-empty (125).
 --scenario aarch64 runs a subset (ARM64_CASES) with the cross-built vmm in an arm64
 L1. VMM_RUN_CASES=a,b runs only those cases.
 

@@ -7,6 +7,7 @@
 
 #include "guest-firmware/init/config.h"
 #include "tests/unit/unit.h"
+#include "vmm/run_ready.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 /* A literal with NULs inside, and its length without the compiler's terminator. */
@@ -356,8 +357,7 @@ static int parse_records(const char *data, size_t len, struct init_record *rec, 
 	return ret;
 }
 
-#define RECORDS_OK                                                                                 \
-	"mounts 14\nvmm-root\0/\0ro\0cwd 4\n/srvcmd 6\nexit 3term 5\nxtermend 0\n"
+#define RECORDS_OK "mounts 14\nvmm-root\0/\0ro\0cwd 4\n/srvcmd 6\nexit 3term 5\nxtermend 0\n"
 
 START_TEST(records_good)
 {
@@ -448,6 +448,35 @@ START_TEST(records_limits)
 }
 END_TEST
 
+/* What vmm sends (run_records) is what the init takes, field for field. */
+START_TEST(records_from_vmm)
+{
+	static const char mounts[] = "vmm-root\0/\0ro\0data\0/data\0rw\0";
+	struct init_record rec[INIT_MAX_RECORDS];
+	struct init_mount m[INIT_MAX_MOUNTS];
+	unsigned n, nm;
+	char err[256] = "", *buf;
+	size_t len;
+
+	ck_assert_int_eq(run_records("echo 'a b'\nexit 3", "/srv/x y", "xterm", mounts,
+	                             sizeof(mounts) - 1, &buf, &len),
+	                 0);
+	ck_assert_msg(init_parse_records(buf, len, rec, &n, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(rec[0].name, "mounts");
+	ck_assert_int_eq(init_parse_mounts(rec[0].data, rec[0].len, m, INIT_MAX_MOUNTS, &nm, err,
+	                                   sizeof(err)),
+	                 0);
+	ck_assert_uint_eq(nm, 2);
+	ck_assert_str_eq(m[1].dir, "/data");
+	ck_assert_int_eq(init_check_cwd(rec[1].data, rec[1].len, err, sizeof(err)), 0);
+	ck_assert(rec[1].len == 8 && !memcmp(rec[1].data, "/srv/x y", 8));
+	ck_assert(rec[2].len == 17 && !memcmp(rec[2].data, "echo 'a b'\nexit 3", 17));
+	ck_assert(rec[3].len == 5 && !memcmp(rec[3].data, "xterm", 5));
+	free(buf);
+}
+END_TEST
+
 static Suite *init_config_suite(void)
 {
 	Suite *s = suite_create("init_config");
@@ -466,6 +495,7 @@ static Suite *init_config_suite(void)
 	tcase_add_test(tc, records_good);
 	tcase_add_test(tc, records_bad);
 	tcase_add_test(tc, records_limits);
+	tcase_add_test(tc, records_from_vmm);
 	suite_add_tcase(s, tc);
 	return s;
 }
