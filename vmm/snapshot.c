@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -324,8 +325,32 @@ static int read_range(int fd, uint8_t *dst, uint64_t from, uint64_t to)
 }
 
 /*
- * Copies region @r's part of the ram file @fd, from @offset on, into its (fresh, zeroed) memfd
- * mapping: only the data, found with SEEK_DATA and SEEK_HOLE, so the holes cost nothing.
+ * Copies [@from, @to) of @fd into region @r at @dst (an offset in it): in the kernel, file to
+ * memfd (sendfile), so no page of the mapping faults in vmm (nested, a fault costs far more
+ * than the copy); by pread() into the mapping where sendfile cannot.
+ */
+static int copy_range(int fd, struct mem_region *r, uint64_t dst, uint64_t from, uint64_t to)
+{
+	off_t in = (off_t)from;
+
+	if (r->fd < 0 || lseek(r->fd, (off_t)(r->fd_offset + dst), SEEK_SET) < 0)
+		return read_range(fd, r->host + dst, from, to);
+	while ((uint64_t)in < to) {
+		ssize_t n = sendfile(r->fd, fd, &in, MIN(to - (uint64_t)in, 1ULL << 30));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EINVAL || errno == ENOSYS) && (uint64_t)in == from)
+			return read_range(fd, r->host + dst, from, to);
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+	}
+	return 0;
+}
+
+/*
+ * Copies region @r's part of the ram file @fd, from @offset on, into its (fresh, zeroed) memfd:
+ * only the data, found with SEEK_DATA and SEEK_HOLE, so the holes cost nothing.
  */
 static int copy_region(int fd, uint64_t offset, struct mem_region *r)
 {
@@ -345,7 +370,7 @@ static int copy_region(int fd, uint64_t offset, struct mem_region *r)
 		if (hole < 0)
 			return -errno;
 		pos = MIN((uint64_t)hole, end);
-		ret = read_range(fd, r->host + ((uint64_t)data - offset), (uint64_t)data, pos);
+		ret = copy_range(fd, r, (uint64_t)data - offset, (uint64_t)data, pos);
 
 		if (ret)
 			return ret;

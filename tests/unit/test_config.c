@@ -588,7 +588,7 @@ START_TEST(save_ready_and_restore_run)
 	ck_assert_ptr_null(cfg.run_cmd);
 	ck_assert_uint_eq(cfg.nr_machine_args, 4);
 	ck_assert_str_eq(config_option_name(cfg.machine_args[2].opt), "save-ready");
-	ck_assert_ptr_nonnull(strstr(config_default_args(&cfg), "quiet"));
+	ck_assert_ptr_nonnull(strstr(config_default_args(&cfg), "quiet init_on_free=1"));
 	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--save-ready", "/s", "--run", "x", NULL),
 	                 CONFIG_ERROR);
 	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--save-ready", "/s", "--share", "/d", NULL),
