@@ -154,8 +154,8 @@ ARCH_HELP_INTRO
 "                        exit 0. Then each `vmm --restore DIR --run CMD [--share ...]`\n"
 "                        runs CMD from that instant, its shares (and the host's /)\n"
 "                        plugged in after the restore; DIR is only read, so runs may\n"
-"                        follow one another or run in parallel. Needs the PCI transport;\n"
-"                        adds init_on_free=1 to the kernel's parameters (smaller snapshot)\n"
+"                        follow one another or run in parallel. Adds init_on_free=1 to\n"
+"                        the kernel's parameters (a smaller snapshot)\n"
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
@@ -272,11 +272,6 @@ static enum config_result check_save_ready(struct vm_config *cfg, char *err, siz
 	if (cfg->nr_shares)
 		return fail(err, errlen,
 		            "--save-ready and --share: shares come with each --restore DIR --run");
-	if (cfg->transport != TRANSPORT_PCI || !ARCH_HAS_PCI)
-		return fail(err, errlen,
-		            "--save-ready needs the PCI transport (the shares are plugged in after "
-		            "the restore; vmm on " ARCH_NAME " %s)",
-		            ARCH_HAS_PCI ? "has it: drop --transport mmio" : "has no PCI yet");
 	return CONFIG_OK;
 }
 

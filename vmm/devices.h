@@ -68,6 +68,8 @@ struct vm_devices {
 	struct pci_virtio_device pci_devices[DEVICES_MAX];
 	unsigned nr_pci_devices;
 	unsigned nr_gsis_used;
+	/* --save-ready on virtio-mmio: mmio[first_spare..] kept for the shares of a restore. */
+	unsigned first_spare, nr_spares, nr_spares_used;
 };
 
 /*

@@ -3,11 +3,14 @@
  * files are not there yet. The init says "waiting" on the status port, where vmm takes the
  * snapshot; a `vmm --restore DIR --run CMD` then sends the run's files on the same port
  * (config.h: init_parse_records), which the init writes to /vmm/ for read_run_config, and has
- * the kernel rescan PCI for the virtio-fs devices vmm added after the restore. Runs in pid 1
- * only, single-threaded.
+ * the kernel rescan PCI for the virtio-fs devices vmm added after the restore (or, on
+ * virtio-mmio, bind the windows vmm kept for them). Runs in pid 1 only, single-threaded.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +18,9 @@
 
 #include "guest-firmware/init/init.h"
 
-#define PCI_RESCAN "/sys/bus/pci/rescan"
+#define PCI_RESCAN       "/sys/bus/pci/rescan"
+#define PLATFORM_DEVICES "/sys/bus/platform/devices"
+#define VIRTIO_MMIO_BIND "/sys/bus/platform/drivers/virtio-mmio/bind"
 
 static int write_all(int fd, const char *buf, size_t len)
 {
@@ -98,6 +103,56 @@ static int rescan_pci(struct init *in)
 	return 0;
 }
 
+/* True when the platform device @name is a virtio-mmio window (device tree or ACPI). */
+static bool is_virtio_mmio(const char *name)
+{
+	char path[PATH_MAX], alias[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), PLATFORM_DEVICES "/%s/modalias", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, alias, sizeof(alias) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	alias[n] = '\0';
+	return strstr(alias, "virtio,mmio") || strstr(alias, "LNRO0005");
+}
+
+/*
+ * The virtio-fs devices vmm put in spare virtio-mmio windows after the restore (a window
+ * cannot be hot-plugged): the driver left each unbound at boot, when it read as a placeholder;
+ * bound now. A window still without a device refuses (ENODEV), which is fine.
+ */
+static void bind_virtio_mmio(void)
+{
+	DIR *dir = opendir(PLATFORM_DEVICES);
+	struct dirent *e;
+
+	if (!dir)
+		return;
+	while ((e = readdir(dir))) {
+		char path[PATH_MAX];
+		int fd;
+
+		if (e->d_name[0] == '.' || strlen(e->d_name) > 64)
+			continue;
+		snprintf(path, sizeof(path), PLATFORM_DEVICES "/%s/driver", e->d_name);
+		if (access(path, F_OK) == 0 || !is_virtio_mmio(e->d_name))
+			continue;
+		fd = open(VIRTIO_MMIO_BIND, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			break;
+		/* A failure shows later, as a tag the mount does not find. */
+		(void)write_all(fd, e->d_name, strlen(e->d_name));
+		close(fd);
+	}
+	closedir(dir);
+}
+
 int ready_wait(struct init *in)
 {
 	struct init_record rec[INIT_MAX_RECORDS];
@@ -114,5 +169,8 @@ int ready_wait(struct init *in)
 	for (unsigned i = 0; !ret && i < count; i++)
 		ret = write_file(in, &rec[i]);
 	free(buf);
-	return ret ? ret : rescan_pci(in);
+	if (ret)
+		return ret;
+	bind_virtio_mmio();
+	return rescan_pci(in);
 }

@@ -24,7 +24,8 @@ its own command, stdout and exit status), restore-share (two shares, one ro at a
 GUESTDIR, plugged in after the restore; a file written back; the cwd), restore-stdin,
 restore-hotplug
 (the plugged-in devices are bound to virtiofs; the kernel's lines about them), restore-parallel
-(two restores at once), restore-bad-state, restore-bad-ram, restore-empty (125).
+(two restores at once), save-ready-mmio and restore-mmio (--transport mmio: the shares in
+spare virtio-mmio windows), restore-bad-state, restore-bad-ram, restore-empty (125).
 --scenario aarch64 runs a subset (ARM64_CASES) with the cross-built vmm in an arm64
 L1. VMM_RUN_CASES=a,b runs only those cases.
 
@@ -54,7 +55,8 @@ RUN_MODULES = ('virtio_pci', 'virtio_mmio', 'virtio_console', 'virtiofs', 'overl
 PANIC_STATUS = 120
 # The arm64 run (slower: an arm64 L1 under TCG) takes the basics.
 ARM64_CASES = ('basics', 'host-files', 'write-back', 'stdin', 'panic', 'no-module',
-               'share-plain', 'sandbox')
+               'share-plain', 'sandbox', 'save-ready', 'restore-0', 'restore-1', 'restore-2',
+               'restore-share', 'restore-parallel', 'restore-bad-state')
 # The least threads of a --run vmm with 2 vCPUs: main (event loop), 2 vCPUs, 2 output writers.
 SANDBOX_MIN_THREADS = 5
 
@@ -153,7 +155,8 @@ def cases(w):
 # and snapshots that cannot be restored (status 125 with --run).
 SAVE_READY_RUNS = 10
 SAVE_READY_CASES = (('save-ready',) + tuple(f'restore-{i}' for i in range(SAVE_READY_RUNS)) +
-                    ('restore-share', 'restore-stdin', 'restore-hotplug', 'restore-parallel', 'restore-bad-state', 'restore-bad-ram',
+                    ('restore-share', 'restore-stdin', 'restore-hotplug', 'restore-parallel',
+                     'save-ready-mmio', 'restore-mmio', 'restore-bad-state', 'restore-bad-ram',
                      'restore-empty'))
 
 
@@ -189,6 +192,14 @@ def save_ready_cases(w):
              line=f'{restore} --run "echo p1; exit 3" >{w}/p1 & a=$!; '
                   f'{restore} --run "echo p2; exit 4" >{w}/p2 & b=$!; '
                   f'wait $a; sa=$?; wait $b; sb=$?; cat {w}/p1 {w}/p2; exit $((sa * 10 + sb))'),
+        # On virtio-mmio (x86_64's --transport mmio; aarch64's only transport) the shares take
+        # windows the snapshot kept spare, bound by the init after the restore.
+        Case('save-ready-mmio', None, 0, b'',
+             line=f'rm -rf {snap}-mmio; @VMM@ --kernel @KERNEL@ @EXTRA@ --transport mmio '
+                  f'--save-ready {snap}-mmio'),
+        Case('restore-mmio', None, 3, b'host wrote this\nro file\n',
+             line=f'@VMM@ --restore {snap}-mmio --share {w}/data --share {w}/ro:/mnt/ro,ro '
+                  f'--run "cat {w}/data/in.txt /mnt/ro/f.txt; exit 3"'),
         Case('restore-bad-state', None, 125, b'', stderr_has=('snapbad',),
              setup=f'rm -rf {w}/snapbad && cp -r {snap} {w}/snapbad && '
                    f'truncate -s 100 {w}/snapbad/state',

@@ -574,12 +574,6 @@ START_TEST(save_ready_and_restore_run)
 	static struct vm_config cfg, machine;
 	char err[256];
 
-	if (!ARCH_HAS_PCI) {
-		ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--save-ready", "/s", NULL),
-		                 CONFIG_ERROR);
-		ck_assert_ptr_nonnull(strstr(err, "--save-ready needs the PCI transport"));
-		return;
-	}
 	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--cpus", "2", "--save-ready", "/s",
 	                       "--modules", "/m", NULL),
 	                 CONFIG_OK);
@@ -593,9 +587,10 @@ START_TEST(save_ready_and_restore_run)
 	                 CONFIG_ERROR);
 	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--save-ready", "/s", "--share", "/d", NULL),
 	                 CONFIG_ERROR);
+	/* Not hot-pluggable: spare virtio-mmio windows wait for the shares (vmm/devices.c). */
 	ck_assert_int_eq(
 	        parse(&cfg, err, "-k", "k", "--save-ready", "/s", "--transport", "mmio", NULL),
-	        CONFIG_ERROR);
+	        CONFIG_OK);
 	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--save-ready", "", NULL), CONFIG_ERROR);
 
 	/* The restore: --run and its shares are this run's, not the machine's. */
