@@ -67,7 +67,7 @@ int main(int argc, char *argv[])
 	else if ((status = restore_config(&session, &snap, &config)))
 		return status;
 	log_set_level(config.log_level);
-	if (config.save_initramfs && !session.restore_dir)
+	if (config.save_initramfs)
 		return run_save_initramfs(&config, config.save_initramfs) ? EXIT_RUN_CANNOT : 0;
 	/* With --run, a test that cannot even start is one git bisect run should skip. */
 	if (vm_create(&config, session.restore_dir ? &snap : NULL, &vm)) {
