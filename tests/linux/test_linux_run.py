@@ -21,9 +21,9 @@ guest initramfs of the test's own mounts the share by its default tag), sandbox 
 the guest runs, every thread of vmm shows Seccomp: 2 and CapEff 0 in /proc), and
 --save-ready: save-ready (a snapshot where the init waits), restore-0..9 (each restore
 its own command, stdout and exit status), restore-share (two shares, one ro at a
-GUESTDIR, plugged in after the restore; a file written back; the cwd), restore-stdin,
-restore-hotplug
-(the plugged-in devices are bound to virtiofs; the kernel's lines about them), restore-parallel
+GUESTDIR, plugged in after the restore; a file written back; the cwd), restore-timeout
+(124), restore-panic (120, the panic on stderr), restore-stdin, restore-hotplug (the
+plugged-in devices are bound to virtiofs; the kernel's lines about them), restore-parallel
 (two restores at once), save-ready-mmio and restore-mmio (--transport mmio: the shares in
 spare virtio-mmio windows), restore-bad-state, restore-bad-ram, restore-empty (125).
 --scenario aarch64 runs a subset (ARM64_CASES) with the cross-built vmm in an arm64
@@ -155,9 +155,9 @@ def cases(w):
 # and snapshots that cannot be restored (status 125 with --run).
 SAVE_READY_RUNS = 10
 SAVE_READY_CASES = (('save-ready',) + tuple(f'restore-{i}' for i in range(SAVE_READY_RUNS)) +
-                    ('restore-share', 'restore-stdin', 'restore-hotplug', 'restore-parallel',
-                     'save-ready-mmio', 'restore-mmio', 'restore-bad-state', 'restore-bad-ram',
-                     'restore-empty'))
+                    ('restore-share', 'restore-timeout', 'restore-panic', 'restore-stdin',
+                     'restore-hotplug', 'restore-parallel', 'save-ready-mmio', 'restore-mmio',
+                     'restore-bad-state', 'restore-bad-ram', 'restore-empty'))
 
 
 HOTPLUG_CMD = ('ls /sys/bus/virtio/drivers/virtiofs | grep -c virtio; '
@@ -182,6 +182,10 @@ def save_ready_cases(w):
              line=f'{restore} --share {w}/data --share {w}/ro:/mnt/ro,ro '
                   f'--run {shlex.quote(share_cmd)}',
              after=f'echo "RUN-CHECK restore-share $(cat {w}/data/restored.txt)"'),
+        Case('restore-timeout', None, 124, b'started\n',
+             line=f'{restore} --timeout 20 --run "echo started; sleep 1000"'),
+        Case('restore-panic', None, PANIC_STATUS, b'', stderr_has=('Kernel panic',),
+             line=f'{restore} --run "echo c >/proc/sysrq-trigger; sleep 5"'),
         Case('restore-stdin', None, 0, b'line one\nline two\ndone\n',
              stdin=b'line one\nline two\n', line=f'{restore} --run "cat; echo done"'),
         # The devices plugged in after the restore: bound to virtiofs (the root and one share);
