@@ -24,7 +24,7 @@ its own command, stdout and exit status), restore-share (two shares, one ro at a
 GUESTDIR, plugged in after the restore; a file written back; the cwd), restore-timeout
 (124), restore-panic (120, the panic on stderr), restore-stdin, restore-hotplug (the
 plugged-in devices are bound to virtiofs; the kernel's lines about them), restore-parallel
-(two restores at once), save-ready-mmio and restore-mmio (--transport mmio: the shares in
+(two restores at once; then the snapshot's files are as saved, size and times), save-ready-mmio and restore-mmio (--transport mmio: the shares in
 spare virtio-mmio windows), restore-bad-state, restore-bad-ram, restore-empty (125).
 --scenario aarch64 runs a subset (ARM64_CASES) with the cross-built vmm in an arm64
 L1. VMM_RUN_CASES=a,b runs only those cases.
@@ -167,9 +167,12 @@ HOTPLUG_CMD = ('ls /sys/bus/virtio/drivers/virtiofs | grep -c virtio; '
 def save_ready_cases(w):
     snap = f'{w}/snap'
     restore = f'@VMM@ --restore {snap}'
+    # The snapshot's files as they were saved: size, modification and change times.
+    stamp = f'stat -c "%n %s %Y %Z" {snap}/ram {snap}/state'
     out = [Case('save-ready', None, 0, b'',
                 line=f'rm -rf {snap}; @VMM@ --kernel @KERNEL@ @EXTRA@ --save-ready {snap}',
-                after=f'echo "RUN-CHECK save-ready $(ls {snap} | tr \'\\n\' \' \')"')]
+                after=f'echo "RUN-CHECK save-ready $(ls {snap} | tr \'\\n\' \' \')"; '
+                      f'{stamp} >{w}/snap.stamp')]
     for i in range(SAVE_READY_RUNS):
         cmd = f'echo run {i} $(({i} * 3)); exit {i * 11}'
         out.append(Case(f'restore-{i}', None, i * 11, f'run {i} {i * 3}\n'.encode(),
@@ -195,7 +198,9 @@ def save_ready_cases(w):
         Case('restore-parallel', None, 34, b'p1\np2\n',
              line=f'{restore} --run "echo p1; exit 3" >{w}/p1 & a=$!; '
                   f'{restore} --run "echo p2; exit 4" >{w}/p2 & b=$!; '
-                  f'wait $a; sa=$?; wait $b; sb=$?; cat {w}/p1 {w}/p2; exit $((sa * 10 + sb))'),
+                  f'wait $a; sa=$?; wait $b; sb=$?; cat {w}/p1 {w}/p2; exit $((sa * 10 + sb))',
+             after=f'{stamp} | cmp -s - {w}/snap.stamp && echo "RUN-CHECK snap-kept yes" || '
+                   'echo "RUN-CHECK snap-kept no"'),
         # On virtio-mmio (x86_64's --transport mmio; aarch64's only transport) the shares take
         # windows the snapshot kept spare, bound by the init after the restore.
         Case('save-ready-mmio', None, 0, b'',
@@ -293,6 +298,8 @@ def judge(c, results, checks):
         return f'stderr is {err!r}, expected only "err"'
     if c.name == 'save-ready' and checks.get('save-ready') != 'ram state':
         return f'the snapshot directory holds {checks.get("save-ready")!r}, expected ram state'
+    if c.name == 'restore-parallel' and checks.get('snap-kept') != 'yes':
+        return 'the snapshot\'s files changed (size or times) across the restores'
     if c.name == 'restore-share' and checks.get('restore-share') != 'restored':
         return f'the file written into the share holds {checks.get("restore-share")!r}'
     if c.name == 'write-back' and checks.get('write-back') != 'guest wrote this':
