@@ -24,8 +24,9 @@ its own command, stdout and exit status), restore-share (two shares, one ro at a
 GUESTDIR, plugged in after the restore; a file written back; the cwd), restore-timeout
 (124), restore-panic (120, the panic on stderr), restore-stdin, restore-hotplug (the
 plugged-in devices are bound to virtiofs; the kernel's lines about them), restore-parallel
-(two restores at once; then the snapshot's files are as saved, size and times), save-ready-mmio and restore-mmio (--transport mmio: the shares in
-spare virtio-mmio windows), restore-bad-state, restore-bad-ram, restore-empty (125).
+(two restores at once; then the snapshot's files are as saved, size and times),
+save-ready-mmio and restore-mmio (--transport mmio: the shares in spare virtio-mmio
+windows), restore-bad-state, restore-bad-ram, restore-empty (125).
 --scenario aarch64 runs a subset (ARM64_CASES) with the cross-built vmm in an arm64
 L1. VMM_RUN_CASES=a,b runs only those cases.
 
