@@ -25,8 +25,8 @@ GUESTDIR, plugged in after the restore; a file written back; the cwd), restore-t
 (124), restore-panic (120, the panic on stderr), restore-stdin, restore-hotplug (the
 plugged-in devices are bound to virtiofs; the kernel's lines about them), restore-parallel
 (two restores at once; then the snapshot's files are as saved, size and times),
-save-ready-mmio and restore-mmio (--transport mmio: the shares in spare virtio-mmio
-windows), restore-bad-state, restore-bad-ram, restore-empty (125).
+save-ready-mmio and restore-mmio (--transport mmio and 2 vCPUs: the shares in spare
+virtio-mmio windows), restore-bad-state, restore-bad-ram, restore-empty (125).
 --scenario aarch64 runs a subset (ARM64_CASES) with the cross-built vmm in an arm64
 L1. VMM_RUN_CASES=a,b runs only those cases.
 
@@ -204,12 +204,13 @@ def save_ready_cases(w):
                    'echo "RUN-CHECK snap-kept no"'),
         # On virtio-mmio (x86_64's --transport mmio; aarch64's only transport) the shares take
         # windows the snapshot kept spare, bound by the init after the restore.
+        # ... with 2 vCPUs, both back after the restore.
         Case('save-ready-mmio', None, 0, b'',
              line=f'rm -rf {snap}-mmio; @VMM@ --kernel @KERNEL@ @EXTRA@ --transport mmio '
-                  f'--save-ready {snap}-mmio'),
-        Case('restore-mmio', None, 3, b'host wrote this\nro file\n',
+                  f'--cpus 2 --save-ready {snap}-mmio'),
+        Case('restore-mmio', None, 3, b'host wrote this\nro file\n2\n',
              line=f'@VMM@ --restore {snap}-mmio --share {w}/data --share {w}/ro:/mnt/ro,ro '
-                  f'--run "cat {w}/data/in.txt /mnt/ro/f.txt; exit 3"'),
+                  f'--run "cat {w}/data/in.txt /mnt/ro/f.txt; nproc; exit 3"'),
         Case('restore-bad-state', None, 125, b'', stderr_has=('snapbad',),
              setup=f'rm -rf {w}/snapbad && cp -r {snap} {w}/snapbad && '
                    f'truncate -s 100 {w}/snapbad/state',
