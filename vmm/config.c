@@ -40,6 +40,7 @@ enum {
 	OPT_PMU,
 	OPT_API_SOCKET,
 	OPT_RESTORE,
+	OPT_SAVE_READY,
 };
 
 static const struct option long_options[] = {
@@ -73,6 +74,7 @@ static const struct option long_options[] = {
         {"pmu", no_argument, NULL, OPT_PMU},
         {"api-socket", required_argument, NULL, OPT_API_SOCKET},
         {"restore", required_argument, NULL, OPT_RESTORE},
+        {"save-ready", required_argument, NULL, OPT_SAVE_READY},
         {NULL, 0, NULL, 0},
 };
 
@@ -144,7 +146,16 @@ ARCH_HELP_INTRO
 "                        \"dir\":\"DIR\" (pauses and saves the VM there; see README)\n"
 "      --restore DIR     continue the VM saved in snapshot DIR where it stopped (its\n"
 "                        machine comes from DIR; only --api-socket, --timeout,\n"
-"                        --log-level, --stats and --seccomp may be given with it)\n"
+"                        --log-level, --stats and --seccomp may be given with it, and\n"
+"                        for a --save-ready snapshot --run, --share, --virtiofsd and\n"
+"                        --console-log)\n"
+"      --save-ready DIR  boot --run's machine (--kernel, --modules, --mem, --cpus) until\n"
+"                        its init waits for a command, save a snapshot in DIR there and\n"
+"                        exit 0. Then each `vmm --restore DIR --run CMD [--share ...]`\n"
+"                        runs CMD from that instant, its shares (and the host's /)\n"
+"                        plugged in after the restore; DIR is only read, so runs may\n"
+"                        follow one another or run in parallel. Adds init_on_free=1 to\n"
+"                        the kernel's parameters (a smaller snapshot)\n"
 "      --timeout SECS    stop the guest after SECS seconds (exit status 124)\n"
 "      --log-level LEVEL error, warn (default), info or debug\n"
 "      --stats           print the guest's exits to vmm, by kind, when it stops\n"
@@ -251,10 +262,25 @@ static int parse_uint(const char *text, unsigned max, unsigned *out)
 	return 0;
 }
 
+/* --save-ready: --run's machine without a command or shares (each restore brings its own). */
+static enum config_result check_save_ready(struct vm_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->run_cmd)
+		return fail(err, errlen,
+		            "--save-ready and --run: the command comes with each --restore DIR "
+		            "--run CMD");
+	if (cfg->nr_shares)
+		return fail(err, errlen,
+		            "--save-ready and --share: shares come with each --restore DIR --run");
+	return CONFIG_OK;
+}
+
 /* The options of test-run mode, and the shares' tags (unique, and not the root's). */
 static enum config_result check_run_config(struct vm_config *cfg, char *err, size_t errlen)
 {
-	if (!cfg->run_cmd) {
+	if (cfg->save_ready && check_save_ready(cfg, err, errlen) != CONFIG_OK)
+		return CONFIG_ERROR;
+	if (!config_test_run(cfg)) {
 		if (cfg->modules_dir)
 			return fail(err, errlen, "--modules needs --run");
 		if (cfg->console_log)
@@ -302,7 +328,11 @@ static enum config_result check_config(struct vm_config *cfg, char *err, size_t 
 			            "--%s cannot be given with --restore: the machine comes from "
 			            "the snapshot",
 			            config_option_name(cfg->machine_args[0].opt));
-		return CONFIG_OK;
+		if (!cfg->run_cmd && cfg->nr_shares)
+			return fail(err, errlen,
+			            "--share with --restore needs --run (and a --save-ready "
+			            "snapshot)");
+		return check_run_config(cfg, err, errlen);
 	}
 	if (!cfg->kernel_path)
 		return fail(err, errlen, "no kernel given: use --kernel PATH (see --help)");
@@ -319,7 +349,9 @@ static enum config_result check_config(struct vm_config *cfg, char *err, size_t 
 
 /*
  * Options about this run of vmm rather than the machine: a snapshot does not keep them, and
- * --restore takes only these.
+ * --restore takes only these. The test run's own (--run, --share, --virtiofsd, --console-log)
+ * are among them: a VM with virtio-fs cannot be snapshotted, and a --save-ready snapshot takes
+ * them from each --restore.
  */
 static bool is_session_option(int opt)
 {
@@ -330,6 +362,10 @@ static bool is_session_option(int opt)
 	case OPT_LOG_LEVEL:
 	case OPT_SECCOMP:
 	case OPT_RESTORE:
+	case OPT_RUN:
+	case OPT_SHARE:
+	case OPT_VIRTIOFSD:
+	case OPT_CONSOLE_LOG:
 		return true;
 	default:
 		return false;
@@ -352,6 +388,16 @@ void config_take_session(struct vm_config *machine, const struct vm_config *sess
 	machine->log_level = session->log_level;
 	machine->seccomp = session->seccomp;
 	machine->restore_dir = session->restore_dir;
+	machine->run_cmd = session->run_cmd;
+	memcpy(machine->shares, session->shares, sizeof(machine->shares));
+	machine->nr_shares = session->nr_shares;
+	machine->virtiofsd = session->virtiofsd;
+	machine->console_log = session->console_log;
+}
+
+bool config_test_run(const struct vm_config *cfg)
+{
+	return cfg->run_cmd || cfg->save_ready;
 }
 
 static enum config_result parse_option(int opt, const char *arg, struct vm_config *cfg, char *err,
@@ -471,6 +517,11 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 			return fail(err, errlen, "--restore: the directory is empty");
 		cfg->restore_dir = arg;
 		break;
+	case OPT_SAVE_READY:
+		if (!*arg)
+			return fail(err, errlen, "--save-ready: the directory is empty");
+		cfg->save_ready = arg;
+		break;
 	case OPT_API_SOCKET:
 		if (cfg->api_socket)
 			return fail(err, errlen, "--api-socket: given twice");
@@ -552,123 +603,4 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
 	return check_config(out, err, errlen);
-}
-
-const char *config_default_args(const struct vm_config *cfg)
-{
-	if (cfg->cmdline_verbatim)
-		return "";
-	/* --run: the kernel's messages go to a log, and fewer of them cost fewer UART exits. */
-	if (cfg->run_cmd)
-		return CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS " quiet";
-	return cfg->console == CONSOLE_VIRTIO ? "console=hvc0 panic=-1 reboot=k" ARCH_DEFAULT_ARGS
-	                                      : CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS;
-}
-
-/*
- * The next word of a kernel command line at *@p, its length in *@len; NULL at the end or at a
- * "--" (the words after it are init's).
- */
-static const char *next_param(const char **p, size_t *len)
-{
-	const char *word;
-
-	*p += strspn(*p, " ");
-	*len = strcspn(*p, " ");
-	if (!*len || (*len == 2 && strncmp(*p, "--", 2) == 0))
-		return NULL;
-	word = *p;
-	*p += *len;
-	return word;
-}
-
-/* True when the space-separated parameter list @cmdline sets @key ("key" or "key=..."). */
-static bool has_param(const char *cmdline, const char *key, size_t key_len)
-{
-	const char *w;
-	size_t len;
-
-	while ((w = next_param(&cmdline, &len)))
-		if (len >= key_len && strncmp(w, key, key_len) == 0 &&
-		    (len == key_len || w[key_len] == '='))
-			return true;
-	return false;
-}
-
-bool config_cmdline_has_value(const char *cmdline, const char *key, const char *value)
-{
-	size_t key_len = strlen(key), value_len = strlen(value), len;
-	const char *p = cmdline ? cmdline : "", *w;
-
-	while ((w = next_param(&p, &len))) {
-		const char *v, *end = w + len;
-
-		if (len <= key_len || strncmp(w, key, key_len) != 0 || w[key_len] != '=')
-			continue;
-		for (v = w + key_len + 1; v < end;) {
-			size_t n = MIN(strcspn(v, ","), (size_t)(end - v));
-
-			if (n == value_len && strncmp(v, value, n) == 0)
-				return true;
-			v += n + 1;
-		}
-	}
-	return false;
-}
-
-/* Offset of a standalone "--" separator in @cmdline, or its length when there is none. */
-static size_t separator_offset(const char *cmdline)
-{
-	size_t off = 0;
-
-	while (cmdline[off]) {
-		size_t len;
-
-		off += strspn(cmdline + off, " ");
-		len = strcspn(cmdline + off, " ");
-		if (len == 2 && strncmp(cmdline + off, "--", 2) == 0)
-			return off;
-		off += len;
-	}
-	return off;
-}
-
-char *config_kernel_cmdline(const char *user, const char *defaults)
-{
-	size_t split, user_len;
-	char *result, *out;
-
-	if (!user)
-		user = "";
-	if (!*defaults) /* nothing to add: the user's line untouched (--cmdline-verbatim) */
-		return strdup(user);
-	user_len = strlen(user);
-	split = separator_offset(user);
-	result = malloc(user_len + strlen(defaults) + 3);
-	if (!result)
-		return NULL;
-	memcpy(result, user, split);
-	out = result + split;
-	while (out > result && out[-1] == ' ')
-		out--;
-	for (const char *p = defaults; *p;) {
-		size_t len = strcspn(p, " ");
-		size_t key_len = strcspn(p, "=");
-
-		if (!has_param(user, p, MIN(len, key_len))) {
-			if (out > result)
-				*out++ = ' ';
-			memcpy(out, p, len);
-			out += len;
-		}
-		p += len;
-		p += strspn(p, " ");
-	}
-	if (split < user_len) {
-		*out++ = ' ';
-		memcpy(out, user + split, user_len - split);
-		out += user_len - split;
-	}
-	*out = '\0';
-	return result;
 }

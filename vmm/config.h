@@ -104,6 +104,11 @@ struct vm_config {
 	const char *console_log;    /* NULL: kernel messages are kept in memory only (--run) */
 	const char *save_initramfs; /* write --run's initramfs there and exit */
 	const char *restore_dir;    /* --restore DIR: the machine and its state from a snapshot */
+	/*
+	 * --save-ready DIR: test-run mode without a command or shares; snapshot when the init
+	 * waits for them. Kept in the snapshot: restored, it marks a machine that takes --run.
+	 */
+	const char *save_ready;
 	/* The options that describe the machine, in order (not --api-socket, --timeout, ...). */
 	struct config_arg machine_args[CONFIG_MAX_MACHINE_ARGS];
 	unsigned nr_machine_args;
@@ -128,9 +133,13 @@ const char *config_option_name(int opt);
 
 /*
  * For --restore: @machine, parsed from a snapshot's options, takes this run's own options
- * (--api-socket, --timeout, --stats, --log-level, --seccomp, --restore) from @session.
+ * (--api-socket, --timeout, --stats, --log-level, --seccomp, --restore, and --run, --share,
+ * --virtiofsd, --console-log) from @session.
  */
 void config_take_session(struct vm_config *machine, const struct vm_config *session);
+
+/* Test-run mode: --run, or --save-ready (vmm's initramfs and init, the console ports). */
+bool config_test_run(const struct vm_config *cfg);
 
 /* Prints the --help text. */
 void config_usage(FILE *out);

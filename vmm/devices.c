@@ -70,9 +70,67 @@ static int attach_pci(struct vm *vm, struct virtio_dev *vdev, const char *what)
 	return virtio_pci_snapshot_add(&p->transport, &vm->snapshot, d->nr_pci_devices - 1);
 }
 
+/*
+ * A --save-ready machine on virtio-mmio, which cannot be hot-plugged: a window and a line for
+ * each share a restore may bring (SHARES_MAX), described with the others. Until a device takes
+ * it, a window reads as a placeholder the guest's driver leaves unbound. Restored, the windows
+ * of this run's shares stay unclaimed for attach_spare, after the snapshot's parts.
+ */
+static int reserve_spares(struct vm *vm)
+{
+	struct vm_devices *d = &vm->devices;
+	int ret = 0;
+
+	if (!vm->config->save_ready || (vm->config->transport == TRANSPORT_PCI && d->has_pci))
+		return 0;
+	d->first_spare = d->nr_mmio;
+	for (unsigned i = 0; i < SHARES_MAX && !ret; i++) {
+		struct mmio_device *m = &d->mmio[d->nr_mmio];
+
+		if (d->nr_mmio >= ARCH_VIRTIO_MMIO_MAX || d->nr_mmio >= DEVICES_MAX ||
+		    next_gsi(d, &m->gsi)) {
+			log_error(
+			        "--save-ready: no virtio-mmio window or line left for the shares");
+			return -ENOSPC;
+		}
+		m->base = ARCH_VIRTIO_MMIO_BASE + d->nr_mmio * ARCH_VIRTIO_MMIO_STRIDE;
+		if (!vm->restore || i >= vm->shares.nr)
+			ret = virtio_mmio_add_placeholder(&vm->mmio, m->base);
+		d->nr_mmio++;
+		d->nr_spares++;
+	}
+	if (ret)
+		log_error("--save-ready: cannot claim the shares' windows: %s", strerror(-ret));
+	return ret;
+}
+
+/* A restored --save-ready machine's share, in the next spare window (reserve_spares). */
+static int attach_spare(struct vm *vm, struct virtio_dev *vdev, const char *what)
+{
+	struct vm_devices *d = &vm->devices;
+	struct mmio_device *m = &d->mmio[d->first_spare + d->nr_spares_used];
+	int ret;
+
+	if (d->nr_spares_used == d->nr_spares)
+		return -ENOSPC;
+	ret = virtio_mmio_attach(&m->transport, vdev, &vm->mmio, m->base, vm->vm_fd, m->gsi,
+	                         &vm->loop);
+	if (ret) {
+		log_error("%s: cannot attach to virtio-mmio at %#llx: %s", what,
+		          (unsigned long long)m->base, strerror(-ret));
+		return ret;
+	}
+	m->attached = true;
+	d->nr_spares_used++;
+	return virtio_mmio_snapshot_add(&m->transport, &vm->snapshot,
+	                                d->first_spare + d->nr_spares_used - 1);
+}
+
 /* Attaches @vdev to the transport the config chose; @what names it in errors. */
 static int attach(struct vm *vm, struct virtio_dev *vdev, const char *what)
 {
+	if (vm->devices.nr_spares)
+		return attach_spare(vm, vdev, what);
 	if (vm->config->transport == TRANSPORT_PCI && vm->devices.has_pci)
 		return attach_pci(vm, vdev, what);
 	return attach_mmio(vm, vdev, what);
@@ -210,7 +268,7 @@ static int create_nets(struct vm *vm)
 }
 
 /* A virtio-fs device for each share, on the socket of its virtiofsd. */
-static int create_shares(struct vm *vm)
+int devices_create_shares(struct vm *vm)
 {
 	struct vm_devices *d = &vm->devices;
 	char err[256], what[64];
@@ -312,8 +370,8 @@ int devices_create(struct vm *vm)
 		ret = create_disks(vm);
 	if (!ret)
 		ret = create_nets(vm);
-	if (!ret)
-		ret = create_shares(vm);
+	if (!ret && !vm->restore) /* restored, they come after the snapshot's parts */
+		ret = devices_create_shares(vm);
 	if (!ret)
 		ret = create_vsock(vm);
 	if (ret)
@@ -326,7 +384,8 @@ int devices_create(struct vm *vm)
 		if (ret)
 			return ret;
 	}
-	return create_console(vm);
+	ret = create_console(vm);
+	return ret ? ret : reserve_spares(vm);
 }
 
 void devices_destroy(struct vm *vm)
@@ -334,7 +393,8 @@ void devices_destroy(struct vm *vm)
 	struct vm_devices *d = &vm->devices;
 
 	for (unsigned i = 0; i < d->nr_mmio; i++)
-		virtio_mmio_detach(&d->mmio[i].transport);
+		if (d->mmio[i].attached) /* not a spare window without its device */
+			virtio_mmio_detach(&d->mmio[i].transport);
 	for (unsigned i = 0; i < d->nr_pci_devices; i++)
 		virtio_pci_detach(&d->pci_devices[i].transport);
 	for (unsigned i = 0; i < d->nr_disks; i++)

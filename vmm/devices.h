@@ -68,6 +68,8 @@ struct vm_devices {
 	struct pci_virtio_device pci_devices[DEVICES_MAX];
 	unsigned nr_pci_devices;
 	unsigned nr_gsis_used;
+	/* --save-ready on virtio-mmio: mmio[first_spare..] kept for the shares of a restore. */
+	unsigned first_spare, nr_spares, nr_spares_used;
 };
 
 /*
@@ -75,6 +77,13 @@ struct vm_devices {
  * and returns -errno on failure (what was made is released by devices_destroy).
  */
 int devices_create(struct vm *vm) MUST_CHECK;
+
+/*
+ * The virtio-fs device of each share in @vm->shares. devices_create makes them, except for a
+ * restore (a --save-ready snapshot has none): vm.c then plugs them in after the snapshot's parts
+ * are loaded, in the PCI slots the snapshot left empty. One error line; -errno.
+ */
+int devices_create_shares(struct vm *vm) MUST_CHECK;
 
 /* Detaches and frees every device; call after the vCPUs and the event loop have stopped. */
 void devices_destroy(struct vm *vm);

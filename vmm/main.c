@@ -15,17 +15,27 @@
 static int restore_config(const struct vm_config *session, struct snapshot_config *snap,
                           struct vm_config *machine)
 {
+	/* With --run, a snapshot that cannot be restored is a test that cannot run. */
+	int failed = session->run_cmd ? EXIT_RUN_CANNOT : EXIT_VMM_ERROR;
 	char err[600];
 
 	if (snapshot_config_load(session->restore_dir, snap, err, sizeof(err))) {
 		fprintf(stderr, "vmm: %s\n", err);
-		return EXIT_VMM_ERROR;
+		return failed;
 	}
 	if (config_parse(snap->argc, snap->argv, machine, err, sizeof(err)) != CONFIG_OK) {
 		fprintf(stderr, "vmm: --restore %s: the saved options: %s\n", session->restore_dir,
 		        err);
 		snapshot_config_free(snap);
-		return EXIT_VMM_ERROR;
+		return failed;
+	}
+	if (!machine->save_ready != !session->run_cmd) {
+		fprintf(stderr, "vmm: --restore %s: %s\n", session->restore_dir,
+		        session->run_cmd
+		                ? "not a --save-ready snapshot: --run needs one"
+		                : "a --save-ready snapshot: give the command with --run CMD");
+		snapshot_config_free(snap);
+		return session->run_cmd ? EXIT_RUN_CANNOT : EXIT_USAGE_ERROR;
 	}
 	config_take_session(machine, session);
 	return 0;

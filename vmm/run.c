@@ -42,13 +42,18 @@ int run_create(struct vm *vm, struct run **out)
 	run->drain.fd = -1;
 	pthread_mutex_init(&run->log_lock, NULL);
 	*out = run;
-	ret = run_build_initramfs(&c, cfg, &vm->shares);
-	if (ret) {
-		cpio_free(&c);
+	ret = run_ready_init(run);
+	if (ret)
 		return ret;
+	if (!vm->restore) { /* a restored guest has booted its initramfs long ago */
+		ret = run_build_initramfs(&c, cfg, &vm->shares);
+		if (ret) {
+			cpio_free(&c);
+			return ret;
+		}
+		run->initrd_buf = c.buf;
+		run->initrd = (struct boot_image){c.buf, c.len};
 	}
-	run->initrd_buf = c.buf;
-	run->initrd = (struct boot_image){c.buf, c.len};
 	return cfg->console_log ? run_console_log_open(run, cfg->console_log) : 0;
 }
 
@@ -61,6 +66,7 @@ void run_destroy(struct run *run)
 		out_stream_close(&run->out[1]);
 	}
 	run_console_log_close(run);
+	run_ready_destroy(run);
 	if (run->drain.fd >= 0)
 		close(run->drain.fd);
 	free(run->initrd_buf);
@@ -283,6 +289,9 @@ static void handle_status_line(struct run *run, char *line)
 	log_debug("--run: the init says '%s'", line);
 	if (!strcmp(line, "ready")) {
 		run->init_ready = true;
+	} else if (!strcmp(line, "waiting")) {
+		if (!run_ready_waiting(run))
+			run->protocol_error = true;
 	} else if (!strncmp(line, "exit ", 5) && !run->have_status) {
 		errno = 0;
 		value = strtol(line + 5, &end, 10);
@@ -376,8 +385,8 @@ void run_console_ports(struct run *run, struct virtio_console *console,
 	run->console = console;
 	for (unsigned i = 0; i < RUN_NR_PORTS; i++)
 		ports[i] = (struct virtio_console_port_config){.name = port_names[i]};
-	ports[RUN_PORT_STATUS].backend =
-	        (struct virtio_console_backend){.write = status_write, .guest_open = status_open};
+	ports[RUN_PORT_STATUS].backend = (struct virtio_console_backend){
+	        .write = status_write, .rx_space = run_ready_rx_space, .guest_open = status_open};
 	ports[RUN_PORT_STDOUT].backend = (struct virtio_console_backend){.write = stdout_write};
 	ports[RUN_PORT_STDERR].backend = (struct virtio_console_backend){.write = stderr_write};
 	ports[RUN_PORT_STDIN].backend =
@@ -402,6 +411,8 @@ int run_start(struct run *run)
 	run->streams_started = true;
 	if (!ret)
 		ret = run_console_log_start(run, &run->vm->loop);
+	if (!ret)
+		run_ready_start(run);
 	return ret;
 }
 
@@ -433,6 +444,8 @@ int run_finish(struct run *run, int vm_status, bool crashed)
 	}
 	if (vm_status == 0 && run->have_status)
 		return run->status;
+	if (vm_status == 0 && run->ready.saved)
+		return 0;
 	if (vm_status == EXIT_TIMEOUT) {
 		show_console_tail(run);
 		return EXIT_TIMEOUT;

@@ -24,6 +24,7 @@
 #include "vmm/boot_image.h"
 #include "vmm/config.h"
 #include "vmm/out_stream.h"
+#include "vmm/run_ready.h"
 #include "vmm/util.h"
 
 struct vm;
@@ -68,11 +69,14 @@ struct run {
 	bool init_connected, init_ready, have_status, protocol_error;
 	int status;
 	char init_error[RUN_LINE_MAX];
+
+	struct run_ready ready; /* --save-ready, and restores of its snapshots (run_ready.h) */
 };
 
 /*
  * Builds the initramfs for @vm->config (kernel modules resolved from the kernel image's
- * release) and opens --console-log. One line on failure; -errno.
+ * release; none when restoring a snapshot) and opens --console-log. One line on failure;
+ * -errno.
  */
 int run_create(struct vm *vm, struct run **out) MUST_CHECK;
 void run_destroy(struct run *run);

@@ -118,13 +118,13 @@ static int add_modules(struct cpio *c, const struct vm_config *cfg, const struct
 	return ret;
 }
 
-/* /vmm/mounts: TAG, GUESTDIR, ro|rw, NUL-terminated, for each share (the root first). */
-static int add_mounts(struct cpio *c, const struct shares *shares)
+int run_mounts_file(const struct shares *shares, char **text, size_t *len)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
+	FILE *f;
 
+	*text = NULL;
+	*len = 0;
+	f = open_memstream(text, len);
 	if (!f)
 		return -ENOMEM;
 	for (unsigned i = 0; i < shares->nr; i++) {
@@ -134,9 +134,39 @@ static int add_mounts(struct cpio *c, const struct shares *shares)
 		        0);
 	}
 	if (fclose(f)) {
-		free(text);
+		free(*text);
+		*text = NULL;
 		return -ENOMEM;
 	}
+	return 0;
+}
+
+const char *run_term(void)
+{
+	const char *term = getenv("TERM");
+
+	if (!term || !*term || strlen(term) > 64 ||
+	    strspn(term, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") !=
+	            strlen(term))
+		return "linux"; /* the init takes only a plain terminal name */
+	return term;
+}
+
+void run_cwd(char *buf, size_t len)
+{
+	if (!getcwd(buf, len))
+		snprintf(buf, len, "/");
+}
+
+/* /vmm/mounts: TAG, GUESTDIR, ro|rw, NUL-terminated, for each share (the root first). */
+static int add_mounts(struct cpio *c, const struct shares *shares)
+{
+	char *text;
+	size_t len;
+	int ret = run_mounts_file(shares, &text, &len);
+
+	if (ret)
+		return ret;
 	cpio_add_file(c, "vmm/mounts", 0644, text, len);
 	free(text);
 	return 0;
@@ -145,17 +175,12 @@ static int add_mounts(struct cpio *c, const struct shares *shares)
 int run_build_initramfs(struct cpio *c, const struct vm_config *cfg, const struct shares *shares)
 {
 	static const char *const dirs[] = {"dev", "proc", "sys", "vmm", "vmm/ko"};
-	const char *term = getenv("TERM");
+	const char *term = run_term();
 	struct boot_image kernel;
 	char cwd[PATH_MAX];
 	int ret;
 
-	if (!getcwd(cwd, sizeof(cwd)))
-		snprintf(cwd, sizeof(cwd), "/");
-	if (!term || !*term || strlen(term) > 64 ||
-	    strspn(term, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") !=
-	            strlen(term))
-		term = "linux"; /* the init takes only a plain terminal name */
+	run_cwd(cwd, sizeof(cwd));
 	ret = boot_image_map("kernel", cfg->kernel_path, &kernel);
 	if (ret)
 		return ret;
@@ -164,10 +189,16 @@ int run_build_initramfs(struct cpio *c, const struct vm_config *cfg, const struc
 		cpio_add_dir(c, dirs[i], 0755);
 	cpio_add_chardev(c, "dev/console", 0600, 5, 1);
 	cpio_add_file(c, "init", 0755, vmm_init_binary, vmm_init_binary_size);
-	cpio_add_file(c, "vmm/cmd", 0644, cfg->run_cmd, strlen(cfg->run_cmd));
-	cpio_add_file(c, "vmm/cwd", 0644, cwd, strlen(cwd));
-	cpio_add_file(c, "vmm/term", 0644, term, strlen(term));
-	ret = add_mounts(c, shares);
+	if (cfg->save_ready) {
+		/* The run's files come later, on the status port (run_send_files). */
+		cpio_add_file(c, "vmm/save-ready", 0644, "", 0);
+		ret = 0;
+	} else {
+		cpio_add_file(c, "vmm/cmd", 0644, cfg->run_cmd, strlen(cfg->run_cmd));
+		cpio_add_file(c, "vmm/cwd", 0644, cwd, strlen(cwd));
+		cpio_add_file(c, "vmm/term", 0644, term, strlen(term));
+		ret = add_mounts(c, shares);
+	}
 	if (!ret)
 		ret = add_modules(c, cfg, &kernel);
 	if (!ret)

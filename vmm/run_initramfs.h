@@ -21,4 +21,13 @@ int run_build_initramfs(struct cpio *c, const struct vm_config *cfg,
  */
 int run_save_initramfs(const struct vm_config *cfg, const char *path) MUST_CHECK;
 
+/*
+ * The run's files, shared with run_send_files (--restore of a --save-ready snapshot): the
+ * /vmm/mounts bytes for @shares (malloc'ed into *@text; -ENOMEM), the TERM the init gets (the
+ * host's when it is a plain name, else "linux") and the current directory ("/" when unknown).
+ */
+int run_mounts_file(const struct shares *shares, char **text, size_t *len) MUST_CHECK;
+const char *run_term(void);
+void run_cwd(char *buf, size_t len);
+
 #endif

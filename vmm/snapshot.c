@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -307,6 +308,76 @@ void snapshot_config_free(struct snapshot_config *sc)
 	*sc = (struct snapshot_config){0};
 }
 
+/* pread()s all of [@from, @to) of @fd into @dst. */
+static int read_range(int fd, uint8_t *dst, uint64_t from, uint64_t to)
+{
+	while (from < to) {
+		ssize_t n = pread(fd, dst, to - from, (off_t)from);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		dst += n;
+		from += (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Copies [@from, @to) of @fd into region @r at @dst (an offset in it): in the kernel, file to
+ * memfd (sendfile), so no page of the mapping faults in vmm (nested, a fault costs far more
+ * than the copy); by pread() into the mapping where sendfile cannot.
+ */
+static int copy_range(int fd, struct mem_region *r, uint64_t dst, uint64_t from, uint64_t to)
+{
+	off_t in = (off_t)from;
+
+	if (r->fd < 0 || lseek(r->fd, (off_t)(r->fd_offset + dst), SEEK_SET) < 0)
+		return read_range(fd, r->host + dst, from, to);
+	while ((uint64_t)in < to) {
+		ssize_t n = sendfile(r->fd, fd, &in, MIN(to - (uint64_t)in, 1ULL << 30));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EINVAL || errno == ENOSYS) && (uint64_t)in == from)
+			return read_range(fd, r->host + dst, from, to);
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+	}
+	return 0;
+}
+
+/*
+ * Copies region @r's part of the ram file @fd, from @offset on, into its (fresh, zeroed) memfd:
+ * only the data, found with SEEK_DATA and SEEK_HOLE, so the holes cost nothing.
+ */
+static int copy_region(int fd, uint64_t offset, struct mem_region *r)
+{
+	uint64_t pos = offset, end = offset + r->size;
+	int ret;
+
+	while (pos < end) {
+		off_t data = lseek(fd, (off_t)pos, SEEK_DATA), hole;
+
+		if (data < 0 && errno == ENXIO)
+			return 0; /* nothing but holes from here on */
+		if (data < 0)
+			return -errno;
+		if ((uint64_t)data >= end)
+			return 0;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		pos = MIN((uint64_t)hole, end);
+		ret = copy_range(fd, r, (uint64_t)data - offset, (uint64_t)data, pos);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int snapshot_map_ram(struct guest_memory *mem, const char *dir, char *err, size_t errlen)
 {
 	char path[4096];
@@ -314,10 +385,6 @@ int snapshot_map_ram(struct guest_memory *mem, const char *dir, char *err, size_
 	struct stat st;
 	int fd, ret = 0;
 
-	if (mem->shared) {
-		snprintf(err, errlen, "restoring a VM with --share or --run is not supported yet");
-		return -ENOTSUP;
-	}
 	if (!join(path, sizeof(path), dir, RAM_FILE, err, errlen))
 		return -ENAMETOOLONG;
 	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -340,8 +407,13 @@ int snapshot_map_ram(struct guest_memory *mem, const char *dir, char *err, size_
 	for (unsigned i = 0; i < mem->nr_regions && !ret; i++) {
 		struct mem_region *r = &mem->regions[i];
 
-		if (mmap(r->host, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
-		         (off_t)offset) == MAP_FAILED) {
+		/* Shared RAM (a vhost-user daemon maps it too) gets a copy of the file instead. */
+		if (mem->shared) {
+			ret = copy_region(fd, offset, r);
+			if (ret)
+				snprintf(err, errlen, "cannot read %s: %s", path, strerror(-ret));
+		} else if (mmap(r->host, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+		                fd, (off_t)offset) == MAP_FAILED) {
 			ret = -errno;
 			snprintf(err, errlen, "cannot map %s: %s", path, strerror(errno));
 		}

@@ -90,7 +90,8 @@ int snapshot_config_parse(struct snapshot_config *sc, char *err, size_t errlen) 
 
 /*
  * For a VM built from the snapshot's command line: maps its `ram` over guest memory @mem
- * (before the memory slots exist) ...
+ * (before the memory slots exist), or copies it in when @mem is shared (memfd-backed, for
+ * virtio-fs: a private mapping of the file could not be shared with the daemon) ...
  */
 int snapshot_map_ram(struct guest_memory *mem, const char *dir, char *err,
                      size_t errlen) MUST_CHECK;

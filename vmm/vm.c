@@ -205,7 +205,7 @@ static int check_run_host(struct vm *vm)
 {
 	const char *allow = getenv("VMM_ALLOW_PVM");
 
-	if (!vm->config->run_cmd || (allow && !strcmp(allow, "1")) ||
+	if (!config_test_run(vm->config) || (allow && !strcmp(allow, "1")) ||
 	    access("/sys/module/kvm_pvm", F_OK))
 		return 0;
 	log_error("--run: this host's KVM is PVM (kvm_pvm), which cannot run stock Linux kernels "
@@ -213,7 +213,10 @@ static int check_run_host(struct vm *vm)
 	return -ENOTSUP;
 }
 
-/* In place of loading a kernel: every part's state from the snapshot. */
+/*
+ * In place of loading a kernel: every part's state from the snapshot. Then, for a --save-ready
+ * snapshot restored with --run, the run's virtio-fs devices (they have no state to load).
+ */
 static int restore_state(struct vm *vm)
 {
 	char err[600];
@@ -221,6 +224,8 @@ static int restore_state(struct vm *vm)
 
 	if (ret)
 		log_error("--restore %s: %s", vm->config->restore_dir, err);
+	else if (vm->shares.nr)
+		ret = devices_create_shares(vm);
 	return ret;
 }
 
@@ -250,7 +255,7 @@ static int vm_build(struct vm *vm)
 	ret = start_shares(vm);
 	if (!ret)
 		ret = vm_control_open(vm);
-	if (!ret && vm->config->run_cmd) {
+	if (!ret && config_test_run(vm->config)) {
 		ret = run_create(vm, &vm->run);
 		vm->console_write = run_console_write;
 		vm->console_opaque = vm->run;

@@ -378,3 +378,41 @@ int virtio_mmio_snapshot_add(struct virtio_mmio *t, struct snapshot_parts *parts
 	return snapshot_add_quiescing(parts, "VMMI", instance, mmio_quiesce, mmio_save, mmio_load,
 	                              t);
 }
+
+/*
+ * A window with no device: the magic and version of a virtio-mmio device with device ID 0,
+ * which drivers take for a placeholder ("no function") and leave unbound; everything else
+ * reads as zero, writes are dropped.
+ */
+static int placeholder_read(void *opaque, uint64_t offset, void *data, unsigned size)
+{
+	uint32_t value = 0;
+
+	(void)opaque;
+	if (offset == VIRTIO_MMIO_REG_MAGIC && size == 4)
+		value = htole32(VIRTIO_MMIO_MAGIC);
+	else if (offset == VIRTIO_MMIO_REG_VERSION && size == 4)
+		value = htole32(VIRTIO_MMIO_VERSION);
+	memset(data, 0, size);
+	if (size == 4)
+		memcpy(data, &value, 4);
+	return 0;
+}
+
+static int placeholder_write(void *opaque, uint64_t offset, const void *data, unsigned size)
+{
+	(void)opaque;
+	(void)offset;
+	(void)data;
+	(void)size;
+	return 0;
+}
+
+static const struct bus_ops placeholder_ops = {.read = placeholder_read,
+                                               .write = placeholder_write};
+
+int virtio_mmio_add_placeholder(struct bus *mmio_bus, uint64_t base)
+{
+	return bus_register(mmio_bus, base, VIRTIO_MMIO_SIZE, &placeholder_ops, NULL,
+	                    "virtio-mmio-spare");
+}

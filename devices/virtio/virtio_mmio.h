@@ -97,6 +97,14 @@ int virtio_mmio_attach(struct virtio_mmio *t, struct virtio_dev *dev, struct bus
                        uint64_t base, int vm_fd, unsigned gsi, struct event_loop *loop) MUST_CHECK;
 
 /*
+ * Claims [base, base + VIRTIO_MMIO_SIZE) on @mmio_bus for a window with no device yet: it reads
+ * as a virtio-mmio device with ID 0, which a driver leaves alone (Linux: a placeholder). A
+ * window kept for a device that comes later (a --save-ready snapshot's virtio-fs). Returns 0 or
+ * bus_register's -errno. Set-up time only.
+ */
+int virtio_mmio_add_placeholder(struct bus *mmio_bus, uint64_t base) MUST_CHECK;
+
+/*
  * Releases the ioeventfds, the doorbell, their event-loop watches and the irqfd. The bus range
  * stays claimed (the bus has no removal; it is freed with the VM). Call after the vCPUs and the
  * event loop have stopped.

@@ -24,6 +24,11 @@ static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
 	return ret;
 }
 
+static size_t min_size(size_t a, size_t b)
+{
+	return a < b ? a : b;
+}
+
 static bool has_control(const char *p, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -268,5 +273,100 @@ int init_check_term(const char *buf, size_t len, char *err, size_t errlen)
 			return fail(err, errlen, -EINVAL,
 			            "term: byte %zu is not one of A-Z a-z 0-9 . _ + -", i + 1);
 	}
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	size_t max;
+	bool required;
+} record_kinds[] = {
+        {"mounts", INIT_MOUNTS_FILE_MAX, true},
+        {"cwd", INIT_CWD_FILE_MAX, true},
+        {"cmd", INIT_CMD_FILE_MAX, true},
+        {"term", INIT_TERM_FILE_MAX, false},
+};
+
+#define NR_RECORD_KINDS (sizeof(record_kinds) / sizeof(record_kinds[0]))
+
+/*
+ * The header line at @p (@avail bytes there): its kind (NR_RECORD_KINDS for the end line)
+ * and length, and the header's size in *@used. -EAGAIN while it has no newline yet.
+ */
+static int parse_header(const char *p, size_t avail, unsigned *kind, size_t *length, size_t *used,
+                        char *err, size_t errlen)
+{
+	const char *nl = memchr(p, '\n', min_size(avail, INIT_RECORD_HEADER_MAX));
+	const char *space, *digits;
+	size_t value = 0;
+
+	if (!nl)
+		return avail < INIT_RECORD_HEADER_MAX
+		               ? -EAGAIN
+		               : fail(err, errlen, -EINVAL, "records: a header line is too long");
+	space = memchr(p, ' ', (size_t)(nl - p));
+	if (!space)
+		return fail(err, errlen, -EINVAL, "records: a header line is not \"NAME LENGTH\"");
+	digits = space + 1;
+	if (digits == nl || (digits[0] == '0' && nl - digits > 1))
+		return fail(err, errlen, -EINVAL, "records: a length is empty or has a leading 0");
+	for (const char *d = digits; d < nl; d++) {
+		if (*d < '0' || *d > '9' || d - digits >= 9)
+			return fail(err, errlen, -EINVAL,
+			            "records: a length is not a decimal number below 10^9");
+		value = value * 10 + (size_t)(*d - '0');
+	}
+	*kind = NR_RECORD_KINDS;
+	for (unsigned i = 0; i < NR_RECORD_KINDS; i++) {
+		if ((size_t)(space - p) == strlen(record_kinds[i].name) &&
+		    !memcmp(p, record_kinds[i].name, (size_t)(space - p)))
+			*kind = i;
+	}
+	if (*kind == NR_RECORD_KINDS && !((size_t)(space - p) == 3 && !memcmp(p, "end", 3)))
+		return fail(err, errlen, -EINVAL, "records: unknown name '%.*s'",
+		            (int)min_size((size_t)(space - p), 16), p);
+	if (*kind == NR_RECORD_KINDS ? value != 0 : value > record_kinds[*kind].max)
+		return fail(err, errlen, -EINVAL, "records: %s: length %zu (at most %zu)",
+		            *kind == NR_RECORD_KINDS ? "end" : record_kinds[*kind].name, value,
+		            *kind == NR_RECORD_KINDS ? (size_t)0 : record_kinds[*kind].max);
+	*length = value;
+	*used = (size_t)(nl - p) + 1;
+	return 0;
+}
+
+int init_parse_records(const char *buf, size_t len, struct init_record *out, unsigned *count,
+                       char *err, size_t errlen)
+{
+	bool seen[NR_RECORD_KINDS] = {false};
+	size_t pos = 0;
+	unsigned n = 0;
+
+	*count = 0;
+	for (;;) {
+		size_t length = 0, used = 0;
+		unsigned kind = 0;
+		int ret = parse_header(buf + pos, len - pos, &kind, &length, &used, err, errlen);
+
+		if (ret)
+			return ret;
+		pos += used;
+		if (kind == NR_RECORD_KINDS)
+			break;
+		if (seen[kind])
+			return fail(err, errlen, -EINVAL, "records: %s given twice",
+			            record_kinds[kind].name);
+		if (length > len - pos)
+			return -EAGAIN;
+		seen[kind] = true;
+		out[n++] = (struct init_record){record_kinds[kind].name, buf + pos, length};
+		pos += length;
+	}
+	if (pos != len)
+		return fail(err, errlen, -EINVAL, "records: %zu bytes after the end", len - pos);
+	for (unsigned i = 0; i < NR_RECORD_KINDS; i++) {
+		if (record_kinds[i].required && !seen[i])
+			return fail(err, errlen, -EINVAL, "records: no %s", record_kinds[i].name);
+	}
+	*count = n;
 	return 0;
 }

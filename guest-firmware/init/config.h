@@ -12,6 +12,10 @@
  *   /vmm/cwd      the directory to run the command in: an absolute path, no trailing newline.
  *   /vmm/cmd      the command for /bin/sh -c: any bytes but NUL.
  *   /vmm/term     the TERM value; optional (INIT_DEFAULT_TERM when absent).
+ *   /vmm/save-ready  present in the initramfs of vmm --save-ready, which has no mounts, cwd,
+ *                 cmd or term file: the init then says "waiting" on the status port and reads
+ *                 them from it (the host sends them after restoring the snapshot it took then),
+ *                 as records (init_parse_records), and writes them to /vmm/ itself.
  */
 #ifndef VMM_GUEST_FIRMWARE_INIT_CONFIG_H
 #define VMM_GUEST_FIRMWARE_INIT_CONFIG_H
@@ -24,6 +28,7 @@
 #define INIT_CWD_FILE     "/vmm/cwd"
 #define INIT_CMD_FILE     "/vmm/cmd"
 #define INIT_TERM_FILE    "/vmm/term"
+#define INIT_READY_FILE   "/vmm/save-ready"
 
 #define INIT_ROOT_TAG     "vmm-root" /* the host's /, mounted read-only as the guest's / */
 #define INIT_DEFAULT_TERM "linux"
@@ -47,6 +52,17 @@
 #define INIT_CWD_FILE_MAX     (INIT_PATH_MAX - 1)
 #define INIT_CMD_FILE_MAX     INIT_CMD_MAX
 #define INIT_TERM_FILE_MAX    INIT_TERM_MAX
+
+/*
+ * The run's files as the status port carries them to a --save-ready init: records, each a
+ * header line "NAME LENGTH\n" (NAME one of mounts, cwd, cmd, term; LENGTH in decimal, no
+ * leading zero) followed by LENGTH bytes, and last the line "end 0\n".
+ */
+#define INIT_RECORD_HEADER_MAX 24 /* "mounts 1234567\n" and room to spare */
+#define INIT_MAX_RECORDS       4
+#define INIT_RECORDS_MAX                                                                           \
+	(INIT_MOUNTS_FILE_MAX + INIT_CWD_FILE_MAX + INIT_CMD_FILE_MAX + INIT_TERM_FILE_MAX +       \
+	 (INIT_MAX_RECORDS + 1) * INIT_RECORD_HEADER_MAX)
 
 /* finit_module() flag for a compressed module file (Linux 5.17; older headers lack it). */
 #ifndef MODULE_INIT_COMPRESSED_FILE
@@ -83,6 +99,24 @@ unsigned init_module_flags(const char *path);
  */
 int init_parse_mounts(const char *buf, size_t len, struct init_mount *mounts, unsigned max,
                       unsigned *count, char *err, size_t errlen);
+
+/* One record of the status port's stream: a file of /vmm/ (its name without the directory). */
+struct init_record {
+	const char *name; /* "mounts", "cwd", "cmd" or "term" (static strings) */
+	const char *data; /* into the stream's buffer; not NUL-terminated */
+	size_t len;
+};
+
+/*
+ * Parses the records the host sent so far, @buf[0..len) (see INIT_RECORDS_MAX above), into
+ * @out (INIT_MAX_RECORDS entries; data points into @buf, which is not changed) and sets
+ * *@count. Returns 0 when the stream is whole (it ends with the end line, nothing after it,
+ * and holds mounts, cwd and cmd, each name once, each within its file's size limit), -EAGAIN
+ * when it is a correct beginning that needs more bytes, or -EINVAL for a malformed one, with
+ * one line in @err. The contents are checked later, as the files are.
+ */
+int init_parse_records(const char *buf, size_t len, struct init_record *out, unsigned *count,
+                       char *err, size_t errlen);
 
 /*
  * Checks the /vmm/cwd bytes @buf[0..len): an absolute, canonical path shorter than

@@ -4,6 +4,8 @@
  * It loads the modules, opens the vmm.status console port, mounts the host's / as the root
  * (mounts.c), runs CMD with /bin/sh -c on the vmm.stdin/stdout/stderr ports, reports on the
  * status port and powers off:
+ *   waiting\n      (--save-ready) vmm snapshots the guest here, and sends the run's files
+ *                  once it restored the snapshot (ready.c)
  *   ready\n        everything is mounted, the command starts
  *   exit N\n       the command ended: its exit status, or 128 + the signal that killed it
  *   error MSG\n    a step failed (MSG is one line); nothing more follows
@@ -549,6 +551,7 @@ static int (*const steps[])(struct init *) = {
         read_modules,     /* /vmm/modules */
         load_modules,     /* finit_module() each */
         open_status_port, /* vmm.status: failures are reported there from now on */
+        ready_wait,       /* --save-ready: "waiting", then the run's files from vmm */
         read_run_config,  /* /vmm/mounts, cwd, cmd, term */
         mnt_root,         /* the host's / (read-only) under an overlay on /newroot */
         mnt_writable,     /* tmpfs on /tmp and /run */

@@ -53,4 +53,11 @@ int mnt_kernel_fs(struct init *in);
 int mnt_switch_root(struct init *in);
 int mnt_shares(struct init *in);
 
+/*
+ * With INIT_READY_FILE (vmm --save-ready): says "waiting" on the status port, reads the run's
+ * files from it once vmm restored the snapshot taken there, writes them to /vmm/ and rescans
+ * PCI for the virtio-fs devices added since (ready.c). Without it, nothing. 0 or -errno.
+ */
+int ready_wait(struct init *in);
+
 #endif

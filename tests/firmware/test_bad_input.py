@@ -146,18 +146,21 @@ def sparse_file(size):
     return create
 
 
-def snapshot_state(version=1, arch=62, conf=True, cut=0, flip=None):
+def snapshot_state(version=1, arch=62, conf=True, cut=0, flip=None,
+                   options=((b"kernel", b"/nonexistent"),)):
     """A function making directory PATH with a snapshot state file (vmm/snapshot_file.h) in
-    it: a CONF section (vmm's saved options) unless @conf is false, END with its crc32; then
-    @cut bytes cut off the end, or the byte at @flip inverted."""
+    it: a CONF section (vmm's saved options, @options: (name, value) pairs) unless @conf is
+    false, END with its crc32; then @cut bytes cut off the end, or the byte at @flip
+    inverted."""
     def section(tag, instance, payload):
         pad = b"\0" * (-len(payload) % 8)
         return tag + struct.pack("<III", instance, len(payload), 0) + payload + pad
 
     def make(path):
-        name, value = b"kernel", b"/nonexistent"
-        payload = (struct.pack("<II", 1, len(name)) + name + b"\1" +
-                   struct.pack("<I", len(value)) + value)
+        payload = struct.pack("<I", len(options))
+        for name, value in options:
+            payload += (struct.pack("<I", len(name)) + name + b"\1" +
+                        struct.pack("<I", len(value)) + value)
         body = section(b"CONF", 0, payload) if conf else b""
         data = b"VMMSTATE" + struct.pack("<IIQ", version, arch, len(body) + 24) + body
         data += section(b"END ", 0, struct.pack("<I", zlib.crc32(data)))
@@ -373,6 +376,40 @@ def table(hello, bz_head):
             files={"snap": snapshot_state(conf=False)}, needs_kvm=False),
         Row("--restore: the ram file is missing", ["--restore", "{tmp}/snap"], 1,
             r"--restore .*snap: .*ram: (?i:no such file)", files={"snap": snapshot_state()}),
+        # --save-ready, and --restore with --run (a snapshot that cannot run the test: 125).
+        Row("--save-ready with --run", k + ["--save-ready", "{tmp}/s", "--run", "true"], 2,
+            r"--save-ready and --run", needs_kvm=False),
+        Row("--save-ready with --share", k + ["--save-ready", "{tmp}/s", "--share", "{tmp}"], 2,
+            r"--save-ready and --share", needs_kvm=False),
+        Row("--save-ready with an empty path", k + ["--save-ready", ""], 2,
+            r"--save-ready: the directory is empty", needs_kvm=False),
+        Row("--restore with --share but no --run", ["--restore", "{tmp}", "--share", "{tmp}"], 2,
+            r"--share with --restore needs --run", needs_kvm=False),
+        Row("--restore --run of a missing directory", ["--restore", "{tmp}/nosnap", "--run",
+                                                       "true"], 125,
+            r"--restore .*nosnap: .*state.*(?i:no such file)", needs_kvm=False),
+        Row("--restore --run: a truncated state file", ["--restore", "{tmp}/snap", "--run",
+                                                       "true"], 125,
+            r"--restore .*snap: .*(?i:truncated|length|short)",
+            files={"snap": snapshot_state(cut=5)}, needs_kvm=False),
+        Row("--restore --run: another architecture's snapshot",
+            ["--restore", "{tmp}/snap", "--run", "true"], 125, r"--restore .*snap: .*aarch64",
+            files={"snap": snapshot_state(arch=183)}, needs_kvm=False),
+        Row("--restore --run: a snapshot not made by --save-ready",
+            ["--restore", "{tmp}/snap", "--run", "true"], 125,
+            r"--restore .*snap: not a --save-ready snapshot", files={"snap": snapshot_state()},
+            needs_kvm=False),
+        Row("--restore of a --save-ready snapshot without --run", ["--restore", "{tmp}/snap"], 2,
+            r"--restore .*snap: a --save-ready snapshot: give the command with --run",
+            files={"snap": snapshot_state(options=((b"kernel", b"/nonexistent"),
+                                                   (b"save-ready", b"/x")))},
+            needs_kvm=False),
+        Row("--restore --run: the ram file is missing", ["--restore", "{tmp}/snap", "--run",
+                                                        "true"], 125,
+            r"--restore .*snap: .*ram: (?i:no such file)",
+            files={"snap": snapshot_state(options=((b"kernel", b"/nonexistent"),
+                                                   (b"save-ready", b"/x")))},
+            env={"VMM_ALLOW_PVM": "1"}),
         Row("--share with tag= twice", k + ["--share", "{tmp},tag=a,tag=b"], 2,
             r"--share: 'tag' given twice", needs_kvm=False),
         Row("--net given 5 times (at most 4)", k + ["--net", "tap=t0"] * 5, 2,

@@ -381,6 +381,8 @@ def init_config():
         'cwd': b'\x02/home/user/src',
         'cmd': b'\x03make -j2 test',
         'term': b'\x04xterm-256color',
+        'records': (b'\x05mounts 14\nvmm-root\0/\0ro\0cwd 4\n/srvcmd 6\nexit 3'
+                    b'term 5\nxtermend 0\n'),
     }
 
 

@@ -18,7 +18,15 @@ and /tmp stay in the guest), blob (16 MiB of binary output, sha256-exact), stdin
 the panic on stderr), timeout (124), no-module (125 naming virtiofs, no guest
 started), no-daemon (125 naming the missing virtiofsd), share-plain (no --run: a
 guest initramfs of the test's own mounts the share by its default tag), sandbox (while
-the guest runs, every thread of vmm shows Seccomp: 2 and CapEff 0 in /proc).
+the guest runs, every thread of vmm shows Seccomp: 2 and CapEff 0 in /proc), and
+--save-ready: save-ready (a snapshot where the init waits), restore-0..9 (each restore
+its own command, stdout and exit status), restore-share (two shares, one ro at a
+GUESTDIR, plugged in after the restore; a file written back; the cwd), restore-timeout
+(124), restore-panic (120, the panic on stderr), restore-stdin, restore-hotplug (the
+plugged-in devices are bound to virtiofs; the kernel's lines about them), restore-parallel
+(two restores at once; then the snapshot's files are as saved, size and times),
+save-ready-mmio and restore-mmio (--transport mmio and 2 vCPUs: the shares in spare
+virtio-mmio windows), restore-bad-state, restore-bad-ram, restore-empty (125).
 --scenario aarch64 runs a subset (ARM64_CASES) with the cross-built vmm in an arm64
 L1. VMM_RUN_CASES=a,b runs only those cases.
 
@@ -48,7 +56,8 @@ RUN_MODULES = ('virtio_pci', 'virtio_mmio', 'virtio_console', 'virtiofs', 'overl
 PANIC_STATUS = 120
 # The arm64 run (slower: an arm64 L1 under TCG) takes the basics.
 ARM64_CASES = ('basics', 'host-files', 'write-back', 'stdin', 'panic', 'no-module',
-               'share-plain', 'sandbox')
+               'share-plain', 'sandbox', 'save-ready', 'restore-0', 'restore-1', 'restore-2',
+               'restore-share', 'restore-parallel', 'restore-bad-state')
 # The least threads of a --run vmm with 2 vCPUs: main (event loop), 2 vCPUs, 2 output writers.
 SANDBOX_MIN_THREADS = 5
 
@@ -62,10 +71,13 @@ class Case:
     what must come out (stdout exactly, or lines it must hold)."""
 
     def __init__(self, name, cmd, status, stdout=None, args='', stdin=None, stderr_has=(),
-                 setup='', after='', stdout_has=()):
+                 setup='', after='', stdout_has=(), line=None):
         self.name, self.cmd, self.status, self.stdout = name, cmd, status, stdout
         self.args, self.stdin, self.stderr_has = args, stdin, stderr_has
         self.setup, self.after, self.stdout_has = setup, after, stdout_has
+        # A shell command line of its own in place of `vmm --kernel K ARGS --run CMD`: @VMM@,
+        # @KERNEL@ and @EXTRA@ stand for vmm, the kernel and the harness's extra options.
+        self.line = line
 
 
 def sandbox_watch(w):
@@ -136,7 +148,82 @@ def cases(w):
              args=f'--share {w}/data --cpus 2',
              setup=f'rm -f {w}/data/sandbox-up {w}/sandbox-status; ( {sandbox_watch(w)} ) & true',
              after=sandbox_check(w)),
+    ] + save_ready_cases(w)
+
+
+# --save-ready, then restores of its snapshot with --run: each with its own command, exit
+# status and shares (the root and the shares are plugged in after the restore), two at once,
+# and snapshots that cannot be restored (status 125 with --run).
+SAVE_READY_RUNS = 10
+SAVE_READY_CASES = (('save-ready',) + tuple(f'restore-{i}' for i in range(SAVE_READY_RUNS)) +
+                    ('restore-share', 'restore-timeout', 'restore-panic', 'restore-stdin',
+                     'restore-hotplug', 'restore-parallel', 'save-ready-mmio', 'restore-mmio',
+                     'restore-bad-state', 'restore-bad-ram', 'restore-empty'))
+
+
+HOTPLUG_CMD = ('ls /sys/bus/virtio/drivers/virtiofs | grep -c virtio; '
+               'dmesg | grep -iE "pci 0000:00:|GSI|PCI INT|virtio" | tail -40 >&2')
+
+
+def save_ready_cases(w):
+    snap = f'{w}/snap'
+    restore = f'@VMM@ --restore {snap}'
+    # The snapshot's files as they were saved: size, modification and change times.
+    stamp = f'stat -c "%n %s %Y %Z" {snap}/ram {snap}/state'
+    out = [Case('save-ready', None, 0, b'',
+                line=f'rm -rf {snap}; @VMM@ --kernel @KERNEL@ @EXTRA@ --save-ready {snap}',
+                after=f'echo "RUN-CHECK save-ready $(ls {snap} | tr \'\\n\' \' \')"; '
+                      f'{stamp} >{w}/snap.stamp')]
+    for i in range(SAVE_READY_RUNS):
+        cmd = f'echo run {i} $(({i} * 3)); exit {i * 11}'
+        out.append(Case(f'restore-{i}', None, i * 11, f'run {i} {i * 3}\n'.encode(),
+                        line=f'{restore} --run {shlex.quote(cmd)}'))
+    share_cmd = (f'cat {w}/data/in.txt /mnt/ro/f.txt; echo restored >{w}/data/restored.txt; '
+                 'pwd')
+    out += [
+        Case('restore-share', None, 0, f'host wrote this\nro file\n{w}/data\n'.encode(),
+             setup=f'rm -f {w}/data/restored.txt; cd {w}/data',
+             line=f'{restore} --share {w}/data --share {w}/ro:/mnt/ro,ro '
+                  f'--run {shlex.quote(share_cmd)}',
+             after=f'echo "RUN-CHECK restore-share $(cat {w}/data/restored.txt)"'),
+        Case('restore-timeout', None, 124, b'started\n',
+             line=f'{restore} --timeout 20 --run "echo started; sleep 1000"'),
+        Case('restore-panic', None, PANIC_STATUS, b'', stderr_has=('Kernel panic',),
+             line=f'{restore} --run "echo c >/proc/sysrq-trigger; sleep 5"'),
+        Case('restore-stdin', None, 0, b'line one\nline two\ndone\n',
+             stdin=b'line one\nline two\n', line=f'{restore} --run "cat; echo done"'),
+        # The devices plugged in after the restore: bound to virtiofs (the root and one share);
+        # the kernel's messages about them go to stderr, for the log.
+        Case('restore-hotplug', None, 0, b'2\n',
+             line=f'{restore} --share {w}/data --run {shlex.quote(HOTPLUG_CMD)}'),
+        Case('restore-parallel', None, 34, b'p1\np2\n',
+             line=f'{restore} --run "echo p1; exit 3" >{w}/p1 & a=$!; '
+                  f'{restore} --run "echo p2; exit 4" >{w}/p2 & b=$!; '
+                  f'wait $a; sa=$?; wait $b; sb=$?; cat {w}/p1 {w}/p2; exit $((sa * 10 + sb))',
+             after=f'{stamp} | cmp -s - {w}/snap.stamp && echo "RUN-CHECK snap-kept yes" || '
+                   'echo "RUN-CHECK snap-kept no"'),
+        # On virtio-mmio (x86_64's --transport mmio; aarch64's only transport) the shares take
+        # windows the snapshot kept spare, bound by the init after the restore.
+        # ... with 2 vCPUs, both back after the restore.
+        Case('save-ready-mmio', None, 0, b'',
+             line=f'rm -rf {snap}-mmio; @VMM@ --kernel @KERNEL@ @EXTRA@ --transport mmio '
+                  f'--cpus 2 --save-ready {snap}-mmio'),
+        Case('restore-mmio', None, 3, b'host wrote this\nro file\n2\n',
+             line=f'@VMM@ --restore {snap}-mmio --share {w}/data --share {w}/ro:/mnt/ro,ro '
+                  f'--run "cat {w}/data/in.txt /mnt/ro/f.txt; nproc; exit 3"'),
+        Case('restore-bad-state', None, 125, b'', stderr_has=('snapbad',),
+             setup=f'rm -rf {w}/snapbad && cp -r {snap} {w}/snapbad && '
+                   f'truncate -s 100 {w}/snapbad/state',
+             line=f'@VMM@ --restore {w}/snapbad --run true'),
+        Case('restore-bad-ram', None, 125, b'', stderr_has=('ram',),
+             setup=f'rm -rf {w}/snapbad && cp -r {snap} {w}/snapbad && '
+                   f'truncate -s 4096 {w}/snapbad/ram',
+             line=f'@VMM@ --restore {w}/snapbad --run true'),
+        Case('restore-empty', None, 125, b'', stderr_has=('snapbad/state',),
+             setup=f'rm -rf {w}/snapbad && mkdir {w}/snapbad',
+             line=f'@VMM@ --restore {w}/snapbad --run true'),
     ]
+    return out
 
 
 def case_script(c, vmm, kernel, w, extra):
@@ -145,6 +232,9 @@ def case_script(c, vmm, kernel, w, extra):
     lines = [f'echo "RUN-CASE {c.name}"']
     run = f'{extra} --run {q(c.cmd)}' if c.cmd is not None else '--cmdline quiet'
     start = f'{q(vmm)} --kernel {q(kernel)} {c.args} {run} <{stdin} >{w}/out 2>{w}/err'
+    if c.line:
+        line = c.line.replace('@VMM@', q(vmm)).replace('@KERNEL@', q(kernel))
+        start = f'{{ {line.replace("@EXTRA@", extra)}; }} <{stdin} >{w}/out 2>{w}/err'
     lines.append(f'( {c.setup + " && " if c.setup else ""}{start} ); st=$?')
     lines.append(f'echo "RUN-RESULT {c.name} status=$st out=$(sha256sum <{w}/out | cut -c1-64) '
                  f'bytes=$(wc -c <{w}/out)"')
@@ -208,6 +298,12 @@ def judge(c, results, checks):
             return f'stdout lacks {want!r}'
     if c.name == 'basics' and err.strip() != 'err':
         return f'stderr is {err!r}, expected only "err"'
+    if c.name == 'save-ready' and checks.get('save-ready') != 'ram state':
+        return f'the snapshot directory holds {checks.get("save-ready")!r}, expected ram state'
+    if c.name == 'restore-parallel' and checks.get('snap-kept') != 'yes':
+        return 'the snapshot\'s files changed (size or times) across the restores'
+    if c.name == 'restore-share' and checks.get('restore-share') != 'restored':
+        return f'the file written into the share holds {checks.get("restore-share")!r}'
     if c.name == 'write-back' and checks.get('write-back') != 'guest wrote this':
         return f'the host file holds {checks.get("write-back")!r}'
     if c.name == 'read-only' and checks.get('read-only') != 'kept':

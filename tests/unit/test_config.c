@@ -584,6 +584,55 @@ START_TEST(restore_and_machine_options)
 }
 END_TEST
 
+/*
+ * --save-ready: a machine option (the snapshot keeps it, and a restore knows the machine takes
+ * --run); the test run's own options go with each --restore of it.
+ */
+START_TEST(save_ready_and_restore_run)
+{
+	static struct vm_config cfg, machine;
+	char err[256];
+
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--cpus", "2", "--save-ready", "/s",
+	                       "--modules", "/m", NULL),
+	                 CONFIG_OK);
+	ck_assert_str_eq(cfg.save_ready, "/s");
+	ck_assert(config_test_run(&cfg));
+	ck_assert_ptr_null(cfg.run_cmd);
+	ck_assert_uint_eq(cfg.nr_machine_args, 4);
+	ck_assert_str_eq(config_option_name(cfg.machine_args[2].opt), "save-ready");
+	ck_assert_ptr_nonnull(strstr(config_default_args(&cfg), "quiet init_on_free=1"));
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--save-ready", "/s", "--run", "x", NULL),
+	                 CONFIG_ERROR);
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--save-ready", "/s", "--share", "/d", NULL),
+	                 CONFIG_ERROR);
+	/* Not hot-pluggable: spare virtio-mmio windows wait for the shares (vmm/devices.c). */
+	ck_assert_int_eq(
+	        parse(&cfg, err, "-k", "k", "--save-ready", "/s", "--transport", "mmio", NULL),
+	        CONFIG_OK);
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--save-ready", "", NULL), CONFIG_ERROR);
+
+	/* The restore: --run and its shares are this run's, not the machine's. */
+	ck_assert_int_eq(parse(&cfg, err, "--restore", "/s", "--run", "make check", "--share",
+	                       "/d:/data,ro", "--console-log", "/tmp/log", NULL),
+	                 CONFIG_OK);
+	ck_assert_uint_eq(cfg.nr_machine_args, 0);
+	ck_assert_int_eq(parse(&machine, err, "--kernel", "k", "--save-ready", "/old", NULL),
+	                 CONFIG_OK);
+	config_take_session(&machine, &cfg);
+	ck_assert_str_eq(machine.run_cmd, "make check");
+	ck_assert_uint_eq(machine.nr_shares, 1);
+	ck_assert_str_eq(machine.shares[0].guest, "/data");
+	ck_assert(machine.shares[0].read_only);
+	ck_assert_str_eq(machine.console_log, "/tmp/log");
+	ck_assert_str_eq(machine.save_ready, "/old");
+	ck_assert_int_eq(parse(&cfg, err, "--restore", "/s", "--share", "/d", NULL), CONFIG_ERROR);
+	ck_assert_str_eq(err, "--share with --restore needs --run (and a --save-ready snapshot)");
+	ck_assert_int_eq(parse(&cfg, err, "--restore", "/s", "--console-log", "/l", NULL),
+	                 CONFIG_ERROR);
+}
+END_TEST
+
 START_TEST(debug_exit_option)
 {
 	struct vm_config cfg;
@@ -625,6 +674,7 @@ int main(void)
 	tcase_add_test(tc, repeated_sub_options);
 	tcase_add_test(tc, debug_exit_option);
 	tcase_add_test(tc, restore_and_machine_options);
+	tcase_add_test(tc, save_ready_and_restore_run);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }

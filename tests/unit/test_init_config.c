@@ -1,11 +1,13 @@
 /* The test-run init's /vmm/ file parsers (guest-firmware/init/config.c), fed good and bad bytes. */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "guest-firmware/init/config.h"
 #include "tests/unit/unit.h"
+#include "vmm/run_ready.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 /* A literal with NULs inside, and its length without the compiler's terminator. */
@@ -338,6 +340,143 @@ START_TEST(term)
 }
 END_TEST
 
+/* The records of a --save-ready restore, parsed from a heap copy so ASan sees reads past it. */
+static int parse_records(const char *data, size_t len, struct init_record *rec, unsigned *n,
+                         char *err)
+{
+	char *buf = malloc(len ? len : 1);
+	int ret;
+
+	ck_assert_ptr_nonnull(buf);
+	memcpy(buf, data, len);
+	ret = init_parse_records(buf, len, rec, n, err, 256);
+	if (ret == 0) /* the records point into buf: check them before it goes */
+		for (unsigned i = 0; i < *n; i++)
+			ck_assert(rec[i].data >= buf && rec[i].data + rec[i].len <= buf + len);
+	free(buf);
+	return ret;
+}
+
+#define RECORDS_OK "mounts 14\nvmm-root\0/\0ro\0cwd 4\n/srvcmd 6\nexit 3term 5\nxtermend 0\n"
+
+START_TEST(records_good)
+{
+	static const char whole[] = RECORDS_OK;
+	struct init_record rec[INIT_MAX_RECORDS];
+	unsigned n = 9;
+	char err[256] = "";
+
+	ck_assert_int_eq(parse_records(BYTES(whole), rec, &n, err), 0);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(rec[0].name, "mounts");
+	ck_assert_uint_eq(rec[0].len, 14);
+	ck_assert_str_eq(rec[1].name, "cwd");
+	ck_assert_uint_eq(rec[2].len, 6);
+	ck_assert_str_eq(rec[3].name, "term");
+	/* Any beginning of it is a correct beginning that needs more bytes. */
+	for (size_t len = 0; len < sizeof(whole) - 1; len++) {
+		err[0] = '\0';
+		ck_assert_msg(parse_records(whole, len, rec, &n, err) == -EAGAIN,
+		              "a beginning of %zu bytes: %s", len, err);
+	}
+	/* term is optional, and the order is free. */
+	ck_assert_int_eq(parse_records(BYTES("cmd 0\ncwd 1\n/mounts 14\nvmm-root\0/\0ro\0end 0\n"),
+	                               rec, &n, err),
+	                 0);
+	ck_assert_uint_eq(n, 3);
+}
+END_TEST
+
+START_TEST(records_bad)
+{
+	static const struct bytes_case bad[] = {
+	        {BYTES(RECORDS_OK "x"), -EINVAL},                   /* bytes after the end */
+	        {BYTES("cwd 1\n/cmd 0\nend 0\n"), -EINVAL},         /* no mounts */
+	        {BYTES("mounts 0\ncmd 0\nend 0\n"), -EINVAL},       /* no cwd */
+	        {BYTES("mounts 0\ncwd 1\n/end 0\n"), -EINVAL},      /* no cmd */
+	        {BYTES("cmd 0\ncmd 0\n"), -EINVAL},                 /* twice */
+	        {BYTES("shell 0\n"), -EINVAL},                      /* unknown name */
+	        {BYTES("cmd\n"), -EINVAL},                          /* no length */
+	        {BYTES("cmd \n"), -EINVAL},                         /* empty length */
+	        {BYTES("cmd 01\n"), -EINVAL},                       /* leading zero */
+	        {BYTES("cmd -1\n"), -EINVAL},                       /* not decimal */
+	        {BYTES("cmd 1x\n"), -EINVAL},                       /* not decimal */
+	        {BYTES("cmd 1234567890\n"), -EINVAL},               /* 10 digits */
+	        {BYTES("cmd 999999999\n"), -EINVAL},                /* over the cmd limit */
+	        {BYTES("term 65\n"), -EINVAL},                      /* over the term limit */
+	        {BYTES("cwd 4096\n"), -EINVAL},                     /* over the cwd limit */
+	        {BYTES("end 1\n"), -EINVAL},                        /* end with a length */
+	        {BYTES("\0md 0\n"), -EINVAL},                       /* NUL in the name */
+	        {BYTES("cmd 0 \n"), -EINVAL},                       /* trailing space */
+	        {BYTES("mounts 12345678901234567890123"), -EINVAL}, /* header over 24 bytes */
+	};
+	struct init_record rec[INIT_MAX_RECORDS];
+	unsigned n;
+	char err[256];
+
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		err[0] = '\0';
+		n = 7;
+		ck_assert_msg(parse_records(bad[i].data, bad[i].len, rec, &n, err) == bad[i].ret,
+		              "case %zu", i);
+		check_err(err, "records");
+		ck_assert_uint_eq(n, 0);
+	}
+}
+END_TEST
+
+START_TEST(records_limits)
+{
+	/* A cmd of exactly INIT_CMD_MAX bytes is taken; its header says so in 6 digits. */
+	size_t len = 0, cap = INIT_CMD_MAX + 64;
+	char *buf = malloc(cap);
+	struct init_record rec[INIT_MAX_RECORDS];
+	unsigned n;
+	char err[256];
+
+	ck_assert_ptr_nonnull(buf);
+	len += (size_t)sprintf(buf, "mounts 0\ncwd 1\n/cmd %d\n", INIT_CMD_MAX);
+	memset(buf + len, 'x', INIT_CMD_MAX);
+	len += INIT_CMD_MAX;
+	memcpy(buf + len, "end 0\n", 6);
+	len += 6;
+	ck_assert_int_eq(parse_records(buf, len, rec, &n, err), 0);
+	ck_assert_uint_eq(rec[2].len, INIT_CMD_MAX);
+	/* One byte short of the whole cmd: more is needed. */
+	ck_assert_int_eq(parse_records(buf, len - 7, rec, &n, err), -EAGAIN);
+	free(buf);
+}
+END_TEST
+
+/* What vmm sends (run_records) is what the init takes, field for field. */
+START_TEST(records_from_vmm)
+{
+	static const char mounts[] = "vmm-root\0/\0ro\0data\0/data\0rw\0";
+	struct init_record rec[INIT_MAX_RECORDS];
+	struct init_mount m[INIT_MAX_MOUNTS];
+	unsigned n, nm;
+	char err[256] = "", *buf;
+	size_t len;
+
+	ck_assert_int_eq(run_records("echo 'a b'\nexit 3", "/srv/x y", "xterm", mounts,
+	                             sizeof(mounts) - 1, &buf, &len),
+	                 0);
+	ck_assert_msg(init_parse_records(buf, len, rec, &n, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(rec[0].name, "mounts");
+	ck_assert_int_eq(init_parse_mounts(rec[0].data, rec[0].len, m, INIT_MAX_MOUNTS, &nm, err,
+	                                   sizeof(err)),
+	                 0);
+	ck_assert_uint_eq(nm, 2);
+	ck_assert_str_eq(m[1].dir, "/data");
+	ck_assert_int_eq(init_check_cwd(rec[1].data, rec[1].len, err, sizeof(err)), 0);
+	ck_assert(rec[1].len == 8 && !memcmp(rec[1].data, "/srv/x y", 8));
+	ck_assert(rec[2].len == 17 && !memcmp(rec[2].data, "echo 'a b'\nexit 3", 17));
+	ck_assert(rec[3].len == 5 && !memcmp(rec[3].data, "xterm", 5));
+	free(buf);
+}
+END_TEST
+
 static Suite *init_config_suite(void)
 {
 	Suite *s = suite_create("init_config");
@@ -353,6 +492,10 @@ static Suite *init_config_suite(void)
 	tcase_add_test(tc, cwd);
 	tcase_add_test(tc, cmd);
 	tcase_add_test(tc, term);
+	tcase_add_test(tc, records_good);
+	tcase_add_test(tc, records_bad);
+	tcase_add_test(tc, records_limits);
+	tcase_add_test(tc, records_from_vmm);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,7 +1,8 @@
 /*
  * Snapshot parts (vmm/snapshot.h): the devices' save and load through one state file (a UART
  * with bytes in both FIFOs, the CMOS, the i8042, the PCI host bridge), loads that refuse a
- * section of the wrong shape, and the check that a file's parts are this machine's.
+ * section of the wrong shape, the check that a file's parts are this machine's, and guest RAM
+ * through the ram file into private or shared (memfd) memory.
  */
 #include <check.h>
 #include <errno.h>
@@ -10,7 +11,9 @@
 #include "devices/cmos.h"
 #include "devices/i8042.h"
 #include "devices/uart_8250.h"
+#include "tests/support/scratch_dir.h"
 #include "tests/unit/unit.h"
+#include "vmm/config.h"
 #include "vmm/snapshot.h"
 
 /* The UART's host side: takes nothing, so what the guest writes stays in its FIFO. */
@@ -258,6 +261,60 @@ START_TEST(parts_must_match_the_machine)
 }
 END_TEST
 
+/* Two regions with data scattered between holes; the same bytes come back. */
+static void fill_pattern(struct guest_memory *m)
+{
+	for (unsigned i = 0; i < m->nr_regions; i++)
+		for (uint64_t off = 0; off < m->regions[i].size; off += 3 * 4096 + 512)
+			memset(m->regions[i].host + off, 0x40 + (int)(off / 4096 % 50) + (int)i,
+			       700);
+}
+
+/*
+ * The ram file restores into private memory (mapped copy-on-write) and into shared memory (a
+ * memfd, for virtio-fs: copied in, holes skipped); both read back what was saved.
+ */
+START_TEST(ram_restores_private_and_shared)
+{
+	static struct vm_config cfg;
+	struct snapshot_parts parts = {0};
+	struct guest_memory saved = {0};
+	char err[600] = "";
+	const char *dir;
+
+	scratch_dir_make("vmm-snap-ram");
+	dir = scratch_path("snap");
+	ck_assert_int_eq(guest_memory_add(&saved, 0, 1 << 20), 0);
+	ck_assert_int_eq(guest_memory_add(&saved, 4ULL << 30, 2 << 20), 0);
+	fill_pattern(&saved);
+	ck_assert_msg(snapshot_save(&parts, &saved, &cfg, dir, err, sizeof(err)) == 0, "%s", err);
+	for (int shared = 0; shared < 2; shared++) {
+		struct guest_memory m = {.shared = shared};
+
+		ck_assert_int_eq(guest_memory_add(&m, 0, 1 << 20), 0);
+		ck_assert_int_eq(guest_memory_add(&m, 4ULL << 30, 2 << 20), 0);
+		ck_assert(!shared || m.regions[0].fd >= 0);
+		ck_assert_msg(snapshot_map_ram(&m, dir, err, sizeof(err)) == 0, "%s", err);
+		for (unsigned i = 0; i < 2; i++)
+			ck_assert_msg(!memcmp(m.regions[i].host, saved.regions[i].host,
+			                      m.regions[i].size),
+			              "region %u differs (shared %d)", i, shared);
+		guest_memory_free(&m);
+	}
+	/* A ram file of another size is refused. */
+	{
+		struct guest_memory m = {.shared = true};
+
+		ck_assert_int_eq(guest_memory_add(&m, 0, 1 << 20), 0);
+		ck_assert_int_eq(snapshot_map_ram(&m, dir, err, sizeof(err)), -EINVAL);
+		ck_assert_ptr_nonnull(strstr(err, "not a regular file of 1048576 bytes"));
+		guest_memory_free(&m);
+	}
+	guest_memory_free(&saved);
+	scratch_dir_remove();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -266,6 +323,7 @@ int main(void)
 	tcase_add_test(tc, devices_come_back_as_they_were);
 	tcase_add_test(tc, bad_sections_are_refused);
 	tcase_add_test(tc, parts_must_match_the_machine);
+	tcase_add_test(tc, ram_restores_private_and_shared);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }

@@ -207,6 +207,33 @@ START_TEST(identity)
 }
 END_TEST
 
+/* A spare window (--save-ready): a placeholder Linux leaves unbound, ignoring writes. */
+START_TEST(placeholder_window)
+{
+	struct bus b;
+	const uint64_t at = 0x40000000;
+	uint32_t v = 0;
+	uint16_t half = 0xabcd;
+
+	bus_init(&b, "mmio");
+	ck_assert_int_eq(virtio_mmio_add_placeholder(&b, at), 0);
+	ck_assert_int_eq(bus_access(&b, at + R(MAGIC), &v, 4, false), 0);
+	ck_assert_uint_eq(v, 0x74726976);
+	ck_assert_int_eq(bus_access(&b, at + R(VERSION), &v, 4, false), 0);
+	ck_assert_uint_eq(v, 2);
+	ck_assert_int_eq(bus_access(&b, at + R(DEVICE_ID), &v, 4, false), 0);
+	ck_assert_uint_eq(v, 0);
+	v = ACK;
+	ck_assert_int_eq(bus_access(&b, at + R(STATUS), &v, 4, true), 0);
+	ck_assert_int_eq(bus_access(&b, at + R(STATUS), &v, 4, false), 0);
+	ck_assert_uint_eq(v, 0);
+	ck_assert_int_eq(bus_access(&b, at + R(MAGIC), &half, 2, false), 0);
+	ck_assert_uint_eq(half, 0);
+	ck_assert_int_eq(virtio_mmio_add_placeholder(&b, at), -EEXIST);
+	bus_free(&b);
+}
+END_TEST
+
 START_TEST(feature_negotiation)
 {
 	wr(R(DEVICE_FEATURES_SEL), 0);
@@ -690,6 +717,7 @@ static Suite *virtio_mmio_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, identity);
+	tcase_add_test(tc, placeholder_window);
 	tcase_add_test(tc, feature_negotiation);
 	tcase_add_test(tc, features_ok_refused);
 	tcase_add_test(tc, status_bits_not_cleared);
