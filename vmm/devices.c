@@ -20,6 +20,22 @@ static int next_gsi(struct vm_devices *d, unsigned *gsi)
 	return 0;
 }
 
+/* Attaches @vdev to window @m, placed already. */
+static int attach_window(struct vm *vm, struct mmio_device *m, struct virtio_dev *vdev,
+                         const char *what)
+{
+	int ret = virtio_mmio_attach(&m->transport, vdev, &vm->mmio, m->base, vm->vm_fd, m->gsi,
+	                             &vm->loop);
+
+	if (ret) {
+		log_error("%s: cannot attach to virtio-mmio at %#llx: %s", what,
+		          (unsigned long long)m->base, strerror(-ret));
+		return ret;
+	}
+	m->attached = true;
+	return 0;
+}
+
 static int attach_mmio(struct vm *vm, struct virtio_dev *vdev, const char *what)
 {
 	struct vm_devices *d = &vm->devices;
@@ -38,14 +54,9 @@ static int attach_mmio(struct vm *vm, struct virtio_dev *vdev, const char *what)
 		log_error("%s: no interrupt line left", what);
 		return ret;
 	}
-	ret = virtio_mmio_attach(&m->transport, vdev, &vm->mmio, m->base, vm->vm_fd, m->gsi,
-	                         &vm->loop);
-	if (ret) {
-		log_error("%s: cannot attach to virtio-mmio at %#llx: %s", what,
-		          (unsigned long long)m->base, strerror(-ret));
+	ret = attach_window(vm, m, vdev, what);
+	if (ret)
 		return ret;
-	}
-	m->attached = true;
 	d->nr_mmio++;
 	return virtio_mmio_snapshot_add(&m->transport, &vm->snapshot, d->nr_mmio - 1);
 }
@@ -108,22 +119,16 @@ static int reserve_spares(struct vm *vm)
 static int attach_spare(struct vm *vm, struct virtio_dev *vdev, const char *what)
 {
 	struct vm_devices *d = &vm->devices;
-	struct mmio_device *m = &d->mmio[d->first_spare + d->nr_spares_used];
+	unsigned index = d->first_spare + d->nr_spares_used;
 	int ret;
 
 	if (d->nr_spares_used == d->nr_spares)
 		return -ENOSPC;
-	ret = virtio_mmio_attach(&m->transport, vdev, &vm->mmio, m->base, vm->vm_fd, m->gsi,
-	                         &vm->loop);
-	if (ret) {
-		log_error("%s: cannot attach to virtio-mmio at %#llx: %s", what,
-		          (unsigned long long)m->base, strerror(-ret));
+	ret = attach_window(vm, &d->mmio[index], vdev, what);
+	if (ret)
 		return ret;
-	}
-	m->attached = true;
 	d->nr_spares_used++;
-	return virtio_mmio_snapshot_add(&m->transport, &vm->snapshot,
-	                                d->first_spare + d->nr_spares_used - 1);
+	return virtio_mmio_snapshot_add(&d->mmio[index].transport, &vm->snapshot, index);
 }
 
 /* Attaches @vdev to the transport the config chose; @what names it in errors. */
