@@ -24,6 +24,18 @@ directly. Scenarios (--scenario):
   on L1's loopback through 10.0.2.2 and answers a connection through the forward, vsock
   both ways, and vmm's exit status is 0 after the guest's reboot -f.
 
+  pci-its: --transport pci in the GICv3 L1, with the default --irqchip, which is then a GICv3
+  with its ITS. L2 gets 2 vCPUs, the disk with the token, --console virtio, --net tap=tap0,
+  --net user with a port forward and the default virtio-rng, all five on PCI. Checks: the
+  GICv3 driver, the five virtio-pci devices, every virtio interrupt in /proc/interrupts an
+  ITS-MSI (none on INTx) and the disk's and the NICs' counting, hvc0, virtio-rng's bytes, the
+  disk's size, token and 1 MiB written (in the image after vmm exits), a ping to L1 over the
+  TAP NIC, DHCP, 1 MiB and the forward over the user NIC, and vmm's status 0 after poweroff -f.
+  pci-gicv2m: the same with --irqchip gicv2m in an L1 with only a GICv2: the GICv2 driver, its
+  GICv2m frame serving SPIs 96..223 (read from the emulated MSI_TYPER), every virtio interrupt
+  an MSI of that frame; and --irqchip gicv3-its there is a one-line refusal naming gicv2 and
+  gicv2m.
+
   snapshot: L2 gets 2 vCPUs, 256 MiB, a disk and the default virtio-rng, and --api-socket.
   The guest writes "before" to its disk's first sector (synced), keeps the disk busy and
   counts in the background (T-COUNT=1, 2, ...); once it printed T-COUNT=5, L1 takes a
@@ -148,9 +160,8 @@ def l1_command_devices(vmm, kernel, initrd, disk, token, vsockcat):
         '  sleep 0.5; done; echo ok >/tmp/fwd_ok) &',
         f'(until echo {VSOCK_H2G} | {cat} -U {VSOCK_SOCK} "CONNECT 5000" >/dev/null 2>&1; do',
         '  sleep 0.5; done) &',
-        # No PCI and no x86 test device on arm64: a usage error, and --help offers neither.
-        f'o=$({q(vmm)} --kernel {q(kernel)} --transport pci 2>&1); echo "T-NO-PCI=$? $o"',
-        f'echo "T-HELP-X86=$({q(vmm)} --help | grep -c -E \'bzImage|PVH|pci|test-device|0xf4\')"',
+        # No x86 test device or boot formats on arm64: --help offers none of them.
+        f'echo "T-HELP-X86=$({q(vmm)} --help | grep -c -E \'bzImage|PVH|test-device|0xf4\')"',
         '(until ip link show tap0 >/dev/null 2>&1; do sleep 0.1; done',
         f' ip addr add {NET_HOST_ADDR}/24 dev tap0 && ip link set tap0 up) &',
         f'{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
@@ -255,12 +266,9 @@ def check_devices(g, want_gic):
     check(gic in ('GIC-0', 'GICv3') and gic == (want_gic or gic),
           f'the guest\'s interrupt controller is {gic!r}, expected {want_gic or "a GIC"} '
           '(GIC-0 is the GICv2 driver; L1 offers no GICv3)')
-    m = re.search(r'T-NO-PCI=(\d+) ([^\n]*)\n', g.output)
-    check(m and m.group(1) == '2' and 'has no PCI' in m.group(2),
-          f'vmm --transport pci on arm64: {m and m.group(0)!r}, expected status 2 and "has no PCI"')
     m = re.search(r'T-HELP-X86=(\d+)\n', g.output)
     check(m and m.group(1) == '0', f'vmm --help on arm64 has {m and m.group(1)} lines naming '
-          'x86-only things (bzImage, PVH, PCI, the test device, port 0xf4), expected 0')
+          'x86-only things (bzImage, PVH, the test device, port 0xf4), expected 0')
     nproc = ask(g, 'echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
     check(nproc == '2', f'nproc in the guest says {nproc}, vmm has --cpus 2')
     console = ask(g, 'echo "T-CONSOLE=$(head -n 1 /proc/consoles | cut -d\' \' -f1)"',
@@ -427,6 +435,128 @@ def check_disk(g, token):
     check(status == 0, f'vmm exit status {status} after the guest\'s poweroff -f, expected 0')
 
 
+# The pci scenarios: the --irqchip each passes (None: the default), the GIC driver and the
+# /proc/interrupts chip of virtio's MSIs they expect in the nested L1, and a choice that L1
+# cannot offer, with what its one-line refusal must say (None: not checked).
+PCI_SCENARIOS = {
+    'pci-its': (None, 'GICv3', r'ITS-(PCI-)?MSI', None),
+    'pci-gicv2m': ('gicv2m', 'GIC-0', r'(GICv2m-)?(PCI-)?MSI',
+                   ('gicv3-its', "vmm: --irqchip gicv3-its: this host's KVM cannot emulate a "
+                    'GICv3 ITS (it offers gicv2, gicv2m)')),
+}
+PCI_DEVICES = 5  # the disk, two NICs, virtio-rng and the console
+
+
+def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused):
+    """Shell text for the pci scenarios: a refused --irqchip (when @refused), the user NIC's
+    and the TAP's L1 side as in the devices scenario, the disk with the token, vmm with every
+    device on PCI, then the image's checksum where the guest wrote and the forward's answer."""
+    q = shlex.quote
+    lines = []
+    if refused:
+        lines.append(f'o=$({q(vmm)} --kernel {q(kernel)} --transport pci --irqchip {refused} '
+                     '--timeout 60 2>&1); echo "T-REFUSED=$? $(echo "$o" | wc -l) $o"')
+    chip = f'--irqchip {irqchip} ' if irqchip else ''
+    return '\n'.join(lines + [
+        'ip link set lo up',
+        f'head -c {USER_BYTES} /dev/urandom >/tmp/uh2g',
+        'echo "T-UH2G-SENT=$(sha256sum </tmp/uh2g | cut -d\' \' -f1)"',
+        '(nc -l -p 5003 </tmp/uh2g >/dev/null) &',
+        f'(until (echo {USER_FWD_WORD}; sleep 3) | nc 127.0.0.1 6001 2>/dev/null | grep -q {USER_FWD_ACK}; do',
+        '  sleep 0.5; done; echo ok >/tmp/fwd_ok) &',
+        '(until ip link show tap0 >/dev/null 2>&1; do sleep 0.1; done',
+        f' ip addr add {NET_HOST_ADDR}/24 dev tap0 && ip link set tap0 up) &',
+        f'if ! (rm -f {q(disk)} && truncate -s {DISK_MIB}M {q(disk)} && '
+        f'printf %s {q(token)} | dd of={q(disk)} conv=notrunc 2>/dev/null); then',
+        '\techo "T-SETUP-FAILED: cannot make the disk image"; s=99',
+        'else',
+        f'\t{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
+        f'--transport pci {chip}--disk {q(disk)} --console virtio '
+        f'--net tap=tap0,mac={TAP_MAC} --net user,hostfwd=tcp:127.0.0.1:6001-:5001,mac={USER_MAC} '
+        '--cmdline quiet',
+        '\ts=$?',
+        f'\techo "T-IMAGE-SHA=$(dd if={q(disk)} bs=1M skip={WRITE_OFFSET_MIB} count=1 '
+        "2>/dev/null | sha256sum | cut -d' ' -f1)\"",
+        'fi',
+        'i=0; while [ ! -s /tmp/fwd_ok ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done',
+        'echo "T-FWD-OK=$(cat /tmp/fwd_ok)"',
+        '(exit $s)',
+    ])
+
+
+def check_pci_interrupts(g, chip_re):
+    """Every virtio interrupt in /proc/interrupts is an MSI of @chip_re (none on INTx, whose
+    chip is the GIC's), the five devices have vectors, and the disk's and NICs' ones counted."""
+    irqs = ask(g, 'echo "T-IRQS=$(grep virtio /proc/interrupts | '
+               'awk \'{printf "%s,%s,%d ", $4, $NF, $2 + $3}\')"', 'T-IRQS', r'[^\n$]*').split()
+    print(f'virtio interrupts (chip,name,count): {" ".join(irqs)}')
+    vectors = [v.split(',') for v in irqs if v.count(',') == 2]
+    check(vectors and len(vectors) == len(irqs), f'no virtio interrupts, or unreadable: {irqs}')
+    chips = {c for c, _, _ in vectors}
+    check(all(re.fullmatch(chip_re, c) for c in chips),
+          f'virtio interrupts on {sorted(chips)}, expected only MSIs ({chip_re})')
+    devices = {re.match(r'virtio(\d+)-', n).group(1) for _, n, _ in vectors
+               if re.match(r'virtio\d+-', n)}
+    check(len(devices) == PCI_DEVICES, f'MSI-X vectors for {len(devices)} virtio devices, '
+          f'expected {PCI_DEVICES}: {irqs}')
+    for what, pat in (('the disk\'s requests', 'req'), ('the NICs\' receive', 'input'),
+                      ('the NICs\' transmit', 'output')):
+        n = sum(int(c) for _, name, c in vectors if pat in name)
+        check(n > 0, f'{what}: no interrupts counted on its MSI-X vectors ({irqs})')
+
+
+def check_pci(g, token, want_gic, chip_re, refused):
+    """The pci scenarios' checks (see the module's docstring)."""
+    if refused:
+        m = re.search(r'T-REFUSED=([^\n]*)\n', g.output)
+        got = m.group(1).strip() if m else ''
+        check(got.startswith('1 1 ' + refused[1]), f'--irqchip {refused[0]} in this L1 gave '
+              f'{got!r}, expected status 1 and the one line {refused[1]!r}')
+    gic = ask(g, 'echo "T-GIC=$(grep -o -m 1 -E \'GICv3|GIC-0\' /proc/interrupts)"', 'T-GIC',
+              r'[A-Za-z0-9-]*')
+    check(gic == (want_gic or gic), f'the guest\'s interrupt controller is {gic!r}, expected '
+          f'{want_gic}')
+    if want_gic == 'GIC-0':  # the GICv2m frame's SPIs, as the guest read them from MSI_TYPER
+        spis = ask(g, 'echo "T-V2M=$(dmesg | grep -o -m 1 \'SPI\\[[0-9]*:[0-9]*\\]\')"',
+                   'T-V2M', r'[^\n$]*').strip()
+        check(spis == 'SPI[96:223]', f'the guest\'s GICv2m frame: {spis!r}, expected SPI[96:223]')
+    pci = ask(g, 'echo "T-PCI=$(ls /sys/bus/pci/drivers/virtio-pci | grep -c :)"', 'T-PCI',
+              r'\d+')
+    check(pci == str(PCI_DEVICES), f'{pci} devices bound to virtio-pci, expected {PCI_DEVICES}')
+    console = ask(g, 'echo "T-CONSOLE=$(head -n 1 /proc/consoles | cut -d\' \' -f1)"',
+                  'T-CONSOLE', r'\S*')
+    check(console == 'hvc0', f'the guest\'s console is {console!r}, expected hvc0')
+    rng = ask(g, RNG_READ.replace('@KEY@', 'T-RNG'), 'T-RNG', r'[a-z_.0-9]*/\d+')
+    check(re.fullmatch(r'virtio_rng\.\d+/64', rng) is not None,
+          f'the guest reads {rng!r} from /dev/hwrng, expected virtio_rng/64')
+    size = ask(g, 'echo "T-SIZE=$(blockdev --getsize64 /dev/vda)"', 'T-SIZE', r'\d+')
+    check(size == str(DISK_MIB << 20), f'/dev/vda has {size} bytes, the image {DISK_MIB << 20}')
+    got = ask(g, f'echo "T-READ=$(head -c {len(token)} /dev/vda)"', 'T-READ', r'[0-9a-z-]*')
+    check(got == token, f'the first bytes of /dev/vda are {got!r}, the image holds {token!r}')
+    out = ask(g, 'head -c 1048576 /dev/urandom >/tmp/w && '
+              f'dd if=/tmp/w of=/dev/vda bs=1M seek={WRITE_OFFSET_MIB} conv=fsync 2>/dev/null; '
+              'echo "T-WRITE=$? $(sha256sum </tmp/w | cut -d\' \' -f1)"', 'T-WRITE',
+              r'\d+ [0-9a-f]{64}')
+    wstatus, wsha = out.split()
+    check(wstatus == '0', f'dd to /dev/vda in the guest failed (status {wstatus})')
+    ping = ask(g, f'{GUEST_NIC}; T=$(nic {TAP_MAC}); ip link set $T up && '
+               f'ip addr add {NET_GUEST_ADDR}/24 dev $T && '
+               f'ping -c 2 -W 5 {NET_HOST_ADDR} >/dev/null; echo "T-PING=$?"', 'T-PING', r'\d+')
+    check(ping == '0', f'ping from the guest to L1 over virtio-net on PCI failed (status {ping})')
+    check_user_net(g)
+    check_pci_interrupts(g, chip_re)
+    g.send('poweroff -f\n')
+    m = g.expect(r'T-IMAGE-SHA=([0-9a-f]{64})\n', PHASE_TIMEOUT,
+                 what='the image checksum after vmm exited')
+    check(m.group(1) == wsha, f'the image holds {m.group(1)} at {WRITE_OFFSET_MIB} MiB, '
+          f'the guest wrote {wsha}')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after the guest\'s poweroff -f, expected 0')
+    m = re.search(r'T-FWD-OK=([^\n]*)\n', g.output)
+    check(m and m.group(1).strip() == 'ok', f'the guest\'s answer through the forward: L1 got '
+          f'{m and m.group(1)!r} (ok when it read {USER_FWD_ACK!r})')
+
+
 # raw-payload: guest-firmware/aarch64/raw_payload.c, a file without the Image header, run with
 # --cmdline-verbatim and a command line whose spaces and "--" must arrive as typed.
 RAW_ARGS = 'alpha  beta -- gamma=1'
@@ -540,6 +670,15 @@ def run_once(args, mode, vmm):
             command = l1_command_snapshot(*paths, vsockcat, *state)
             want = 'GIC-0' if args.scenario == 'snapshot-gicv2' else 'GICv3'
             checks = functools.partial(check_snapshot, want_gic=want if mode == 'nested' else None)
+        elif args.scenario in PCI_SCENARIOS:
+            irqchip, want_gic, chip_re, refused = PCI_SCENARIOS[args.scenario]
+            nested = mode == 'nested'
+            command = l1_command_pci(*paths, token, irqchip, refused[0] if nested and refused
+                                     else None)
+            # Directly on an arm64 host, the guest has whatever GIC the host has.
+            checks = functools.partial(check_pci, token=token,
+                                       want_gic=want_gic if nested else None, chip_re=chip_re,
+                                       refused=refused if nested else None)
         elif devices:
             token = None
             tool, initrd = vsock_files(tmp, os.path.join(args.build_dir, ARCH.guest_subdir))
@@ -562,7 +701,7 @@ def run_once(args, mode, vmm):
             command = l1_command(*paths, token)
             checks = functools.partial(check_disk, token=token)
         # Directly on an arm64 host, the host's GIC is what it is.
-        gicv2 = devices or args.scenario == 'snapshot-gicv2'
+        gicv2 = devices or args.scenario in ('snapshot-gicv2', 'pci-gicv2m')
         machine = GICV2_MACHINE if gicv2 and mode == 'nested' else None
         g = harness.Guest(args.build_dir, vmm, arch=ARCH.name, mode=mode, log_path=log,
                           command=command, l1_machine=machine, initrd=initrd,
@@ -596,10 +735,12 @@ def main():
                     '(an aarch64 host); otherwise scripts/build-aarch64 BUILD_DIR/aarch64 '
                     'makes one')
     ap.add_argument('--scenario', default='disk',
-                    choices=('disk', 'gicv2-devices', 'snapshot', 'snapshot-gicv2',
-                             'raw-payload'),
+                    choices=('disk', 'gicv2-devices', 'pci-its', 'pci-gicv2m', 'snapshot',
+                             'snapshot-gicv2', 'raw-payload'),
                     help='disk: GICv3, initramfs, a disk, 2 vCPUs, poweroff (default); '
                     'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot; '
+                    'pci-its: every device on PCI, MSI-X through the GICv3 ITS; '
+                    'pci-gicv2m: the same through a GICv2m frame in an L1 with only a GICv2; '
                     'snapshot: a counting guest snapshotted over --api-socket, restored twice; '
                     'snapshot-gicv2: the same in an L1 with only a GICv2; '
                     'raw-payload: a freestanding program without the Image header, '
