@@ -437,25 +437,40 @@ def check_disk(g, token):
 
 # The pci scenarios: the --irqchip each passes (None: the default), the GIC driver and the
 # /proc/interrupts chip of virtio's MSIs they expect in the nested L1, and a choice that L1
-# cannot offer, with what its one-line refusal must say (None: not checked).
+# cannot offer, with what its one-line refusal must say (None: not checked), and what a
+# snapshot's refusal names.
 PCI_SCENARIOS = {
-    'pci-its': (None, 'GICv3', r'ITS-(PCI-)?MSI', None),
+    'pci-its': (None, 'GICv3', r'ITS-(PCI-)?MSI', None, 'a GICv3 ITS'),
     'pci-gicv2m': ('gicv2m', 'GIC-0', r'(GICv2m-)?(PCI-)?MSI',
                    ('gicv3-its', "vmm: --irqchip gicv3-its: this host's KVM cannot emulate a "
-                    'GICv3 ITS (it offers gicv2, gicv2m)')),
+                    'GICv3 ITS (it offers gicv2, gicv2m)'), 'a GICv2m frame'),
 }
 PCI_DEVICES = 5  # the disk, two NICs, virtio-rng and the console
 
 
-def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused):
-    """Shell text for the pci scenarios: a refused --irqchip (when @refused), the user NIC's
-    and the TAP's L1 side as in the devices scenario, the disk with the token, vmm with every
-    device on PCI, then the image's checksum where the guest wrote and the forward's answer."""
+# A snapshot of a VM with PCI on arm64 must be refused (the ITS's tables are not saved yet);
+# the refused snapshot leaves the VM paused, so the host resumes it.
+PCI_SNAP = r"""
+rm -f /tmp/snap_pci
+(until [ -S @API@ ]; do sleep 0.1; done; sleep 1
+ for op in '{"op":"snapshot","dir":"/tmp/snap-pci"}' '{"op":"resume"}'; do
+	echo "$op" | @CAT@ -U @API@ >>/tmp/snap_pci; done) &
+"""
+
+
+def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused, vsockcat):
+    """Shell text for the pci scenarios: a refused --irqchip (when @refused), a refused
+    snapshot over --api-socket (when @vsockcat), the user NIC's and the TAP's L1 side as in the
+    devices scenario, the disk with the token, vmm with every device on PCI, then the image's
+    checksum where the guest wrote, the forward's answer and the snapshot's replies."""
     q = shlex.quote
-    lines = []
+    lines, api = [], ''
     if refused:
         lines.append(f'o=$({q(vmm)} --kernel {q(kernel)} --transport pci --irqchip {refused} '
                      '--timeout 60 2>&1); echo "T-REFUSED=$? $(echo "$o" | wc -l) $o"')
+    if vsockcat:
+        lines.append(PCI_SNAP.replace('@API@', SNAP_API).replace('@CAT@', q(vsockcat)))
+        api = f'--api-socket {SNAP_API} '
     chip = f'--irqchip {irqchip} ' if irqchip else ''
     return '\n'.join(lines + [
         'ip link set lo up',
@@ -471,7 +486,7 @@ def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused):
         '\techo "T-SETUP-FAILED: cannot make the disk image"; s=99',
         'else',
         f'\t{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
-        f'--transport pci {chip}--disk {q(disk)} --console virtio '
+        f'--transport pci {chip}{api}--disk {q(disk)} --console virtio '
         f'--net tap=tap0,mac={TAP_MAC} --net user,hostfwd=tcp:127.0.0.1:6001-:5001,mac={USER_MAC} '
         '--cmdline quiet',
         '\ts=$?',
@@ -480,6 +495,7 @@ def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused):
         'fi',
         'i=0; while [ ! -s /tmp/fwd_ok ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done',
         'echo "T-FWD-OK=$(cat /tmp/fwd_ok)"',
+        'echo "T-SNAP-PCI=$(tr -d \'\\n\' </tmp/snap_pci 2>/dev/null)"',
         '(exit $s)',
     ])
 
@@ -505,7 +521,7 @@ def check_pci_interrupts(g, chip_re):
         check(n > 0, f'{what}: no interrupts counted on its MSI-X vectors ({irqs})')
 
 
-def check_pci(g, token, want_gic, chip_re, refused):
+def check_pci(g, token, want_gic, chip_re, refused, snapshot_refusal):
     """The pci scenarios' checks (see the module's docstring)."""
     if refused:
         m = re.search(r'T-REFUSED=([^\n]*)\n', g.output)
@@ -555,6 +571,13 @@ def check_pci(g, token, want_gic, chip_re, refused):
     m = re.search(r'T-FWD-OK=([^\n]*)\n', g.output)
     check(m and m.group(1).strip() == 'ok', f'the guest\'s answer through the forward: L1 got '
           f'{m and m.group(1)!r} (ok when it read {USER_FWD_ACK!r})')
+    if snapshot_refusal:
+        m = re.search(r'T-SNAP-PCI=([^\n]*)\n', g.output)
+        got = m.group(1).strip() if m else ''
+        want = f'this VM has {snapshot_refusal}, whose state snapshots do not save yet'
+        check('"ok":false' in got and want in got and got.endswith('{"ok":true}'), f'snapshot, then resume, over the API '
+              f'socket: {got!r}, expected the snapshot refused because of {snapshot_refusal} '
+              'and the resume accepted')
 
 
 # raw-payload: guest-firmware/aarch64/raw_payload.c, a file without the Image header, run with
@@ -671,14 +694,18 @@ def run_once(args, mode, vmm):
             want = 'GIC-0' if args.scenario == 'snapshot-gicv2' else 'GICv3'
             checks = functools.partial(check_snapshot, want_gic=want if mode == 'nested' else None)
         elif args.scenario in PCI_SCENARIOS:
-            irqchip, want_gic, chip_re, refused = PCI_SCENARIOS[args.scenario]
+            irqchip, want_gic, chip_re, refused, snap = PCI_SCENARIOS[args.scenario]
             nested = mode == 'nested'
+            tool = vsock_tool(tmp)
+            vsockcat = '/usr/local/bin/vsockcat' if nested else tool
+            files.append((vsockcat, tool))
             command = l1_command_pci(*paths, token, irqchip, refused[0] if nested and refused
-                                     else None)
+                                     else None, vsockcat if nested else None)
             # Directly on an arm64 host, the guest has whatever GIC the host has.
             checks = functools.partial(check_pci, token=token,
                                        want_gic=want_gic if nested else None, chip_re=chip_re,
-                                       refused=refused if nested else None)
+                                       refused=refused if nested else None,
+                                       snapshot_refusal=snap if nested else None)
         elif devices:
             token = None
             tool, initrd = vsock_files(tmp, os.path.join(args.build_dir, ARCH.guest_subdir))
