@@ -30,7 +30,8 @@ directly. Scenarios (--scenario):
   GICv3 driver, the five virtio-pci devices, every virtio interrupt in /proc/interrupts an
   ITS-MSI (none on INTx) and the disk's and the NICs' counting, hvc0, virtio-rng's bytes, the
   disk's size, token and 1 MiB written (in the image after vmm exits), a ping to L1 over the
-  TAP NIC, DHCP, 1 MiB and the forward over the user NIC, and vmm's status 0 after poweroff -f.
+  TAP NIC, DHCP, 1 MiB and the forward over the user NIC, a snapshot over --api-socket
+  refused (naming the ITS) and the VM resumed, and vmm's status 0 after poweroff -f.
   pci-gicv2m: the same with --irqchip gicv2m in an L1 with only a GICv2: the GICv2 driver, its
   GICv2m frame serving SPIs 96..223 (read from the emulated MSI_TYPER), every virtio interrupt
   an MSI of that frame; and --irqchip gicv3-its there is a one-line refusal naming gicv2 and
