@@ -15,8 +15,9 @@
  * system registers; GICC_* on a GICv2). Pending bits are KVM's latches; with a GICv3 the line
  * levels are saved beside them (KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO), a GICv2 has no such group:
  * a level-triggered line that was high comes back pending until its device drives it again.
- * The machine has no ITS, so there are no LPIs to save. KVM initialised the GIC
- * (KVM_DEV_ARM_VGIC_CTRL_INIT) when the last vCPU was made, before this part loads.
+ * A machine with an ITS refuses snapshots (machine.c), so there are no LPIs to save. KVM
+ * initialised the GIC (KVM_DEV_ARM_VGIC_CTRL_INIT) when the last vCPU was made, before this
+ * part loads.
  *
  * Threads: saved on the thread that takes the snapshot with every vCPU parked (KVM refuses
  * while one runs), loaded before the vCPU threads start.

@@ -35,7 +35,7 @@ directly. Scenarios (--scenario):
   pci-gicv2m: the same with --irqchip gicv2m in an L1 with only a GICv2: the GICv2 driver, its
   GICv2m frame serving SPIs 96..223 (read from the emulated MSI_TYPER), every virtio interrupt
   an MSI of that frame; and --irqchip gicv3-its there is a one-line refusal naming gicv2 and
-  gicv2m.
+  gicv2m (no snapshot step: snapshot-pci-gicv2m saves and restores such a VM).
 
   snapshot: L2 gets 2 vCPUs, 256 MiB, a disk and the default virtio-rng, and --api-socket.
   The guest writes "before" to its disk's first sector (synced), keeps the disk busy and
@@ -45,7 +45,9 @@ directly. Scenarios (--scenario):
   the same snapshot. Checks: each restore counts on from the number after the snapshot's last
   (1..N in order, no restart), sees 2 vCPUs, reads "before" from the disk and bytes from
   virtio-rng, and every vmm exits 0. snapshot-gicv2: the same in an L1 whose machine has
-  only a GICv2 (the GIC's other save and restore).
+  only a GICv2 (the GIC's other save and restore). snapshot-pci-gicv2m: the same with
+  --transport pci --irqchip gicv2m in that L1 (the PCI devices' MSI-X state and routes through
+  the GICv2m frame; a VM with an ITS is refused instead, see pci-its).
 
   raw-payload: guest-firmware/aarch64/raw_payload.c, built freestanding and flattened (no
   Image header), as --kernel with --cmdline-verbatim. Checks: it found a device tree at x0,
@@ -194,9 +196,10 @@ api() { echo "$1" | @CAT@ -U @API@; }
 """
 
 
-def l1_command_snapshot(vmm, kernel, initrd, disk, vsockcat, snap, api):
+def l1_command_snapshot(vmm, kernel, initrd, disk, vsockcat, snap, api, extra=''):
     """Shell text for the snapshot scenario: the first vmm (its console also into
-    /tmp/vmm1.out, which SNAP_HOST watches), the re-labelled state file, two restores."""
+    /tmp/vmm1.out, which SNAP_HOST watches) with @extra options, the re-labelled state file,
+    two restores."""
     q = shlex.quote
     host = SNAP_HOST.replace('@SNAP@', snap).replace('@CAT@', q(vsockcat)).replace('@API@', api)
     x86 = snap + '-x86'
@@ -204,7 +207,7 @@ def l1_command_snapshot(vmm, kernel, initrd, disk, vsockcat, snap, api):
         host,
         f'rm -f {q(disk)} && truncate -s {DISK_MIB}M {q(disk)}',
         f'{{ {q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 256M --cpus 2 '
-        f'--disk {q(disk)} --cmdline quiet --api-socket {api}; '
+        f'--disk {q(disk)} --cmdline quiet --api-socket {api}{extra}; '
         'echo "T-FIRST-EXIT=$?" >>/tmp/host_results; } | tee /tmp/vmm1.out',
         # The architecture field (u32 at offset 12) made 62, x86_64's ELF machine.
         f'mkdir -p {x86} && cp {snap}/state {x86}/ && '
@@ -444,7 +447,7 @@ PCI_SCENARIOS = {
     'pci-its': (None, 'GICv3', r'ITS-(PCI-)?MSI', None, 'a GICv3 ITS'),
     'pci-gicv2m': ('gicv2m', 'GIC-0', r'(GICv2m-)?(PCI-)?MSI',
                    ('gicv3-its', "vmm: --irqchip gicv3-its: this host's KVM cannot emulate a "
-                    'GICv3 ITS (it offers gicv2, gicv2m)'), 'a GICv2m frame'),
+                    'GICv3 ITS (it offers gicv2, gicv2m)'), None),
 }
 PCI_DEVICES = 5  # the disk, two NICs, virtio-rng and the console
 
@@ -691,8 +694,10 @@ def run_once(args, mode, vmm):
             files.append((vsockcat, tool))
             state = ((SNAP_DIR, SNAP_API) if mode == 'nested' else
                      (os.path.join(tmp, 'snap'), os.path.join(tmp, 'api.sock')))
-            command = l1_command_snapshot(*paths, vsockcat, *state)
-            want = 'GIC-0' if args.scenario == 'snapshot-gicv2' else 'GICv3'
+            pci = args.scenario == 'snapshot-pci-gicv2m'
+            command = l1_command_snapshot(*paths, vsockcat, *state,
+                                          ' --transport pci --irqchip gicv2m' if pci else '')
+            want = 'GIC-0' if args.scenario != 'snapshot' else 'GICv3'
             checks = functools.partial(check_snapshot, want_gic=want if mode == 'nested' else None)
         elif args.scenario in PCI_SCENARIOS:
             irqchip, want_gic, chip_re, refused, snap = PCI_SCENARIOS[args.scenario]
@@ -701,7 +706,7 @@ def run_once(args, mode, vmm):
             vsockcat = '/usr/local/bin/vsockcat' if nested else tool
             files.append((vsockcat, tool))
             command = l1_command_pci(*paths, token, irqchip, refused[0] if nested and refused
-                                     else None, vsockcat if nested else None)
+                                     else None, vsockcat if nested and snap else None)
             # Directly on an arm64 host, the guest has whatever GIC the host has.
             checks = functools.partial(check_pci, token=token,
                                        want_gic=want_gic if nested else None, chip_re=chip_re,
@@ -729,7 +734,7 @@ def run_once(args, mode, vmm):
             command = l1_command(*paths, token)
             checks = functools.partial(check_disk, token=token)
         # Directly on an arm64 host, the host's GIC is what it is.
-        gicv2 = devices or args.scenario in ('snapshot-gicv2', 'pci-gicv2m')
+        gicv2 = devices or args.scenario in ('snapshot-gicv2', 'snapshot-pci-gicv2m', 'pci-gicv2m')
         machine = GICV2_MACHINE if gicv2 and mode == 'nested' else None
         g = harness.Guest(args.build_dir, vmm, arch=ARCH.name, mode=mode, log_path=log,
                           command=command, l1_machine=machine, initrd=initrd,
@@ -764,13 +769,15 @@ def main():
                     'makes one')
     ap.add_argument('--scenario', default='disk',
                     choices=('disk', 'gicv2-devices', 'pci-its', 'pci-gicv2m', 'snapshot',
-                             'snapshot-gicv2', 'raw-payload'),
+                             'snapshot-gicv2', 'snapshot-pci-gicv2m', 'raw-payload'),
                     help='disk: GICv3, initramfs, a disk, 2 vCPUs, poweroff (default); '
                     'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot; '
                     'pci-its: every device on PCI, MSI-X through the GICv3 ITS; '
                     'pci-gicv2m: the same through a GICv2m frame in an L1 with only a GICv2; '
                     'snapshot: a counting guest snapshotted over --api-socket, restored twice; '
                     'snapshot-gicv2: the same in an L1 with only a GICv2; '
+                    'snapshot-pci-gicv2m: the same with the devices on PCI, MSI-X through '
+                    'a GICv2m frame; '
                     'raw-payload: a freestanding program without the Image header, '
                     '--cmdline-verbatim')
     args = ap.parse_args()
