@@ -317,8 +317,9 @@ def counts(g):
     return [int(n) for n in re.findall(COUNT_RE, g.output)]
 
 
-def check_restored(g, what):
-    """After a restore: three more counts, both vCPUs, the disk's "before", virtio-rng."""
+def check_restored(g, what, pci=False):
+    """After a restore: three more counts, both vCPUs, the disk's "before", virtio-rng; with
+    @pci, both devices on virtio-pci and every virtio interrupt an MSI."""
     for i in range(3):
         expect(g, COUNT_RE, f'count {i + 1} after {what}')
     nproc = ask(g, 'echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
@@ -334,9 +335,14 @@ def check_restored(g, what):
     rng = ask(g, RNG_READ.replace('@KEY@', 'T-RNG1'), 'T-RNG1', r'[a-z_.0-9]*/\d+')
     check(re.fullmatch(r'virtio_rng\.\d+/64', rng) is not None,
           f'after {what} the guest reads {rng!r} from /dev/hwrng, expected virtio_rng/64')
+    if pci:
+        got = ask(g, 'echo "T-PCI-MSI=$(ls /sys/bus/pci/drivers/virtio-pci | grep -c :)/'
+                  '$(grep virtio /proc/interrupts | grep -c -v -w MSI)"', 'T-PCI-MSI', r'\d+/\d+')
+        check(got == '2/0', f'after {what}: {got} (devices on virtio-pci/virtio interrupts that '
+              'are not MSIs), expected 2/0')
 
 
-def check_snapshot(g, want_gic):
+def check_snapshot(g, want_gic, pci=False):
     """The snapshot scenario's guest side and its checks (see the module's docstring), in a
     guest whose GIC driver is @want_gic (GICv3, GIC-0 for a GICv2, None: any)."""
     gic = ask(g, 'echo "T-GIC=$(grep -o -m 1 -E \'GICv3|GIC-0\' /proc/interrupts)"', 'T-GIC',
@@ -356,11 +362,11 @@ def check_snapshot(g, want_gic):
     expect(g, r'T-RESTORING\r?\n', 'the first vmm stopping after the snapshot')
     before = counts(g)
     check(before and before[-1] >= 5, f'counts before the snapshot: {before}')
-    check_restored(g, 'the restore')
+    check_restored(g, 'the restore', pci)
     g.send('poweroff -f\n')
     expect(g, r'T-RESTORING-AGAIN\r?\n', 'the restored vmm stopping')
     first = counts(g)
-    check_restored(g, 'the second restore')
+    check_restored(g, 'the second restore', pci)
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'the second restored vmm exited with {status} after poweroff -f')
@@ -698,7 +704,8 @@ def run_once(args, mode, vmm):
             command = l1_command_snapshot(*paths, vsockcat, *state,
                                           ' --transport pci --irqchip gicv2m' if pci else '')
             want = 'GIC-0' if args.scenario != 'snapshot' else 'GICv3'
-            checks = functools.partial(check_snapshot, want_gic=want if mode == 'nested' else None)
+            checks = functools.partial(check_snapshot, want_gic=want if mode == 'nested' else None,
+                                       pci=pci)
         elif args.scenario in PCI_SCENARIOS:
             irqchip, want_gic, chip_re, refused, snap = PCI_SCENARIOS[args.scenario]
             nested = mode == 'nested'
