@@ -182,13 +182,6 @@ int arch_vm_init(struct vm *vm)
 	ret = create_gic(vm);
 	if (ret)
 		return ret;
-	/*
-	 * The ITS's registers and tables (KVM_DEV_ARM_ITS_SAVE_TABLES) and the LPIs' pending
-	 * tables are not saved yet. A GICv2m frame has no state of its own: its SPIs are the
-	 * GIC's, its routes come back with the MSI-X tables.
-	 */
-	if (a->msi == ARM64_MSI_ITS)
-		snapshot_unsupported(&vm->snapshot, "a GICv3 ITS");
 	uart_init(&a->uart, &uart_irq, &uart_backend);
 	a->uart_initialized = true;
 	ret = to_chardev ? chardev_add_output_waiter(&vm->console, uart_tx_space_cb, &a->uart) : 0;

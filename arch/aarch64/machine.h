@@ -44,5 +44,6 @@ struct vm;
 int arm64_vcpu_snapshot_add(struct vcpu *vcpu) MUST_CHECK;
 int arm64_vm_snapshot_add(struct vm *vm) MUST_CHECK;
 int arm64_gic_snapshot_add(struct vm *vm) MUST_CHECK;
+int arm64_its_snapshot_add(struct vm *vm) MUST_CHECK; /* after the GIC's */
 
 #endif

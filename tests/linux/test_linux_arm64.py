@@ -30,12 +30,11 @@ directly. Scenarios (--scenario):
   GICv3 driver, the five virtio-pci devices, every virtio interrupt in /proc/interrupts an
   ITS-MSI (none on INTx) and the disk's and the NICs' counting, hvc0, virtio-rng's bytes, the
   disk's size, token and 1 MiB written (in the image after vmm exits), a ping to L1 over the
-  TAP NIC, DHCP, 1 MiB and the forward over the user NIC, a snapshot over --api-socket
-  refused (naming the ITS) and the VM resumed, and vmm's status 0 after poweroff -f.
+  TAP NIC, DHCP, 1 MiB and the forward over the user NIC, and vmm's status 0 after poweroff -f.
   pci-gicv2m: the same with --irqchip gicv2m in an L1 with only a GICv2: the GICv2 driver, its
   GICv2m frame serving SPIs 96..223 (read from the emulated MSI_TYPER), every virtio interrupt
   an MSI of that frame; and --irqchip gicv3-its there is a one-line refusal naming gicv2 and
-  gicv2m (no snapshot step: snapshot-pci-gicv2m saves and restores such a VM).
+  gicv2m (snapshot-pci-its and snapshot-pci-gicv2m save and restore such VMs).
 
   snapshot: L2 gets 2 vCPUs, 256 MiB, a disk and the default virtio-rng, and --api-socket.
   The guest writes "before" to its disk's first sector (synced), keeps the disk busy and
@@ -45,9 +44,11 @@ directly. Scenarios (--scenario):
   the same snapshot. Checks: each restore counts on from the number after the snapshot's last
   (1..N in order, no restart), sees 2 vCPUs, reads "before" from the disk and bytes from
   virtio-rng, and every vmm exits 0. snapshot-gicv2: the same in an L1 whose machine has
-  only a GICv2 (the GIC's other save and restore). snapshot-pci-gicv2m: the same with
-  --transport pci --irqchip gicv2m in that L1 (the PCI devices' MSI-X state and routes through
-  the GICv2m frame; a VM with an ITS is refused instead, see pci-its).
+  only a GICv2 (the GIC's other save and restore). snapshot-pci-its: the same with
+  --transport pci (MSI-X through the ITS: its registers and tables, the LPIs' pending tables);
+  snapshot-pci-gicv2m: with --transport pci --irqchip gicv2m in the GICv2 L1 (MSI-X routes
+  through the GICv2m frame). After each restore both devices are on virtio-pci and every
+  virtio interrupt is an MSI.
 
   raw-payload: guest-firmware/aarch64/raw_payload.c, built freestanding and flattened (no
   Image header), as --kernel with --cmdline-verbatim. Checks: it found a device tree at x0,
@@ -447,40 +448,25 @@ def check_disk(g, token):
 
 # The pci scenarios: the --irqchip each passes (None: the default), the GIC driver and the
 # /proc/interrupts chip of virtio's MSIs they expect in the nested L1, and a choice that L1
-# cannot offer, with what its one-line refusal must say (None: not checked), and what a
-# snapshot's refusal names.
+# cannot offer, with what its one-line refusal must say (None: not checked).
 PCI_SCENARIOS = {
-    'pci-its': (None, 'GICv3', r'ITS-(PCI-)?MSI', None, 'a GICv3 ITS'),
+    'pci-its': (None, 'GICv3', r'ITS-(PCI-)?MSI', None),
     'pci-gicv2m': ('gicv2m', 'GIC-0', r'(GICv2m-)?(PCI-)?MSI',
                    ('gicv3-its', "vmm: --irqchip gicv3-its: this host's KVM cannot emulate a "
-                    'GICv3 ITS (it offers gicv2, gicv2m)'), None),
+                    'GICv3 ITS (it offers gicv2, gicv2m)')),
 }
 PCI_DEVICES = 5  # the disk, two NICs, virtio-rng and the console
 
 
-# A snapshot of a VM with PCI on arm64 must be refused (the ITS's tables are not saved yet);
-# the refused snapshot leaves the VM paused, so the host resumes it.
-PCI_SNAP = r"""
-rm -f /tmp/snap_pci
-(until [ -S @API@ ]; do sleep 0.1; done; sleep 1
- for op in '{"op":"snapshot","dir":"/tmp/snap-pci"}' '{"op":"resume"}'; do
-	echo "$op" | @CAT@ -U @API@ >>/tmp/snap_pci; done) &
-"""
-
-
-def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused, vsockcat):
-    """Shell text for the pci scenarios: a refused --irqchip (when @refused), a refused
-    snapshot over --api-socket (when @vsockcat), the user NIC's and the TAP's L1 side as in the
-    devices scenario, the disk with the token, vmm with every device on PCI, then the image's
-    checksum where the guest wrote, the forward's answer and the snapshot's replies."""
+def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused):
+    """Shell text for the pci scenarios: a refused --irqchip (when @refused), the user NIC's
+    and the TAP's L1 side as in the devices scenario, the disk with the token, vmm with every
+    device on PCI, then the image's checksum where the guest wrote and the forward's answer."""
     q = shlex.quote
-    lines, api = [], ''
+    lines = []
     if refused:
         lines.append(f'o=$({q(vmm)} --kernel {q(kernel)} --transport pci --irqchip {refused} '
                      '--timeout 60 2>&1); echo "T-REFUSED=$? $(echo "$o" | wc -l) $o"')
-    if vsockcat:
-        lines.append(PCI_SNAP.replace('@API@', SNAP_API).replace('@CAT@', q(vsockcat)))
-        api = f'--api-socket {SNAP_API} '
     chip = f'--irqchip {irqchip} ' if irqchip else ''
     return '\n'.join(lines + [
         'ip link set lo up',
@@ -496,7 +482,7 @@ def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused, vsockcat)
         '\techo "T-SETUP-FAILED: cannot make the disk image"; s=99',
         'else',
         f'\t{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
-        f'--transport pci {chip}{api}--disk {q(disk)} --console virtio '
+        f'--transport pci {chip}--disk {q(disk)} --console virtio '
         f'--net tap=tap0,mac={TAP_MAC} --net user,hostfwd=tcp:127.0.0.1:6001-:5001,mac={USER_MAC} '
         '--cmdline quiet',
         '\ts=$?',
@@ -505,7 +491,6 @@ def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused, vsockcat)
         'fi',
         'i=0; while [ ! -s /tmp/fwd_ok ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done',
         'echo "T-FWD-OK=$(cat /tmp/fwd_ok)"',
-        'echo "T-SNAP-PCI=$(tr -d \'\\n\' </tmp/snap_pci 2>/dev/null)"',
         '(exit $s)',
     ])
 
@@ -531,7 +516,7 @@ def check_pci_interrupts(g, chip_re):
         check(n > 0, f'{what}: no interrupts counted on its MSI-X vectors ({irqs})')
 
 
-def check_pci(g, token, want_gic, chip_re, refused, snapshot_refusal):
+def check_pci(g, token, want_gic, chip_re, refused):
     """The pci scenarios' checks (see the module's docstring)."""
     if refused:
         m = re.search(r'T-REFUSED=([^\n]*)\n', g.output)
@@ -581,13 +566,6 @@ def check_pci(g, token, want_gic, chip_re, refused, snapshot_refusal):
     m = re.search(r'T-FWD-OK=([^\n]*)\n', g.output)
     check(m and m.group(1).strip() == 'ok', f'the guest\'s answer through the forward: L1 got '
           f'{m and m.group(1)!r} (ok when it read {USER_FWD_ACK!r})')
-    if snapshot_refusal:
-        m = re.search(r'T-SNAP-PCI=([^\n]*)\n', g.output)
-        got = m.group(1).strip() if m else ''
-        want = f'this VM has {snapshot_refusal}, whose state snapshots do not save yet'
-        check('"ok":false' in got and want in got and got.endswith('{"ok":true}'), f'snapshot, then resume, over the API '
-              f'socket: {got!r}, expected the snapshot refused because of {snapshot_refusal} '
-              'and the resume accepted')
 
 
 # raw-payload: guest-firmware/aarch64/raw_payload.c, a file without the Image header, run with
@@ -700,25 +678,23 @@ def run_once(args, mode, vmm):
             files.append((vsockcat, tool))
             state = ((SNAP_DIR, SNAP_API) if mode == 'nested' else
                      (os.path.join(tmp, 'snap'), os.path.join(tmp, 'api.sock')))
-            pci = args.scenario == 'snapshot-pci-gicv2m'
+            pci = args.scenario.startswith('snapshot-pci')
+            extra = {'snapshot-pci-its': ' --transport pci',
+                     'snapshot-pci-gicv2m': ' --transport pci --irqchip gicv2m'}
             command = l1_command_snapshot(*paths, vsockcat, *state,
-                                          ' --transport pci --irqchip gicv2m' if pci else '')
-            want = 'GIC-0' if args.scenario != 'snapshot' else 'GICv3'
+                                          extra.get(args.scenario, ''))
+            want = 'GICv3' if args.scenario in ('snapshot', 'snapshot-pci-its') else 'GIC-0'
             checks = functools.partial(check_snapshot, want_gic=want if mode == 'nested' else None,
                                        pci=pci)
         elif args.scenario in PCI_SCENARIOS:
-            irqchip, want_gic, chip_re, refused, snap = PCI_SCENARIOS[args.scenario]
+            irqchip, want_gic, chip_re, refused = PCI_SCENARIOS[args.scenario]
             nested = mode == 'nested'
-            tool = vsock_tool(tmp)
-            vsockcat = '/usr/local/bin/vsockcat' if nested else tool
-            files.append((vsockcat, tool))
             command = l1_command_pci(*paths, token, irqchip, refused[0] if nested and refused
-                                     else None, vsockcat if nested and snap else None)
+                                     else None)
             # Directly on an arm64 host, the guest has whatever GIC the host has.
             checks = functools.partial(check_pci, token=token,
                                        want_gic=want_gic if nested else None, chip_re=chip_re,
-                                       refused=refused if nested else None,
-                                       snapshot_refusal=snap if nested else None)
+                                       refused=refused if nested else None)
         elif devices:
             token = None
             tool, initrd = vsock_files(tmp, os.path.join(args.build_dir, ARCH.guest_subdir))
@@ -776,15 +752,16 @@ def main():
                     'makes one')
     ap.add_argument('--scenario', default='disk',
                     choices=('disk', 'gicv2-devices', 'pci-its', 'pci-gicv2m', 'snapshot',
-                             'snapshot-gicv2', 'snapshot-pci-gicv2m', 'raw-payload'),
+                             'snapshot-gicv2', 'snapshot-pci-its', 'snapshot-pci-gicv2m',
+                             'raw-payload'),
                     help='disk: GICv3, initramfs, a disk, 2 vCPUs, poweroff (default); '
                     'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot; '
                     'pci-its: every device on PCI, MSI-X through the GICv3 ITS; '
                     'pci-gicv2m: the same through a GICv2m frame in an L1 with only a GICv2; '
                     'snapshot: a counting guest snapshotted over --api-socket, restored twice; '
                     'snapshot-gicv2: the same in an L1 with only a GICv2; '
-                    'snapshot-pci-gicv2m: the same with the devices on PCI, MSI-X through '
-                    'a GICv2m frame; '
+                    'snapshot-pci-its: the same with the devices on PCI, MSI-X through the '
+                    'ITS; snapshot-pci-gicv2m: the same through a GICv2m frame in the GICv2 L1; '
                     'raw-payload: a freestanding program without the Image header, '
                     '--cmdline-verbatim')
     args = ap.parse_args()
