@@ -88,10 +88,14 @@
 #define ARCH_HAS_TEST_DEVICE false
 #define ARCH_HAS_GIC         true /* --irqchip picks its version */
 #define ARCH_DEFAULT_ARGS    ""
-/* What a snapshot reads from KVM (arch/aarch64/snapshot.c, gic_snapshot.c). */
+/*
+ * What a snapshot reads from KVM (arch/aarch64/snapshot.c, gic_snapshot.c), and the one write:
+ * KVM_SET_DEVICE_ATTR has the GIC and its ITS save the LPIs' state into guest RAM
+ * (its_snapshot.c).
+ */
 #define ARCH_SNAPSHOT_IOCTLS                                                                       \
 	KVM_CHECK_EXTENSION, KVM_GET_REG_LIST, KVM_GET_ONE_REG, KVM_GET_MP_STATE,                  \
-	        KVM_GET_VCPU_EVENTS, KVM_GET_DEVICE_ATTR
+	        KVM_GET_VCPU_EVENTS, KVM_GET_DEVICE_ATTR, KVM_SET_DEVICE_ATTR
 
 #else
 #error "vmm has no back-end for this architecture"
