@@ -34,7 +34,9 @@ directly. Scenarios (--scenario):
   pci-gicv2m: the same with --irqchip gicv2m in an L1 with only a GICv2: the GICv2 driver, its
   GICv2m frame serving SPIs 96..223 (read from the emulated MSI_TYPER), every virtio interrupt
   an MSI of that frame; and --irqchip gicv3-its there is a one-line refusal naming gicv2 and
-  gicv2m (snapshot-pci-its and snapshot-pci-gicv2m save and restore such VMs).
+  gicv2m (snapshot-pci-its and snapshot-pci-gicv2m save and restore such VMs). pci-intx:
+  --irqchip gicv3 (no ITS, so no MSIs): each device's INTx line, a level-triggered GIC SPI
+  through the host bridge's interrupt-map, in /proc/interrupts, and the same devices working.
 
   snapshot: L2 gets 2 vCPUs, 256 MiB, a disk and the default virtio-rng, and --api-socket.
   The guest writes "before" to its disk's first sector (synced), keeps the disk busy and
@@ -451,6 +453,8 @@ def check_disk(g, token):
 # cannot offer, with what its one-line refusal must say (None: not checked).
 PCI_SCENARIOS = {
     'pci-its': (None, 'GICv3', r'ITS-(PCI-)?MSI', None),
+    # a GICv3 without its ITS: no MSI controller, so the devices' INTx lines (interrupt-map)
+    'pci-intx': ('gicv3', 'GICv3', 'GICv3', None),
     'pci-gicv2m': ('gicv2m', 'GIC-0', r'(GICv2m-)?(PCI-)?MSI',
                    ('gicv3-its', "vmm: --irqchip gicv3-its: this host's KVM cannot emulate a "
                     'GICv3 ITS (it offers gicv2, gicv2m)')),
@@ -497,7 +501,11 @@ def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused):
 
 def check_pci_interrupts(g, chip_re):
     """Every virtio interrupt in /proc/interrupts is an MSI of @chip_re (none on INTx, whose
-    chip is the GIC's), the five devices have vectors, and the disk's and NICs' ones counted."""
+    chip is the GIC's), the five devices have vectors, and the disk's and NICs' ones counted;
+    or, with @chip_re the GIC's, each device has its INTx line, the disk's and NICs' counting."""
+    if chip_re == 'GICv3':
+        check_pci_intx(g)
+        return
     irqs = ask(g, 'echo "T-IRQS=$(grep virtio /proc/interrupts | '
                'awk \'{printf "%s,%s,%d ", $4, $NF, $2 + $3}\')"', 'T-IRQS', r'[^\n$]*').split()
     print(f'virtio interrupts (chip,name,count): {" ".join(irqs)}')
@@ -514,6 +522,20 @@ def check_pci_interrupts(g, chip_re):
                       ('the NICs\' transmit', 'output')):
         n = sum(int(c) for _, name, c in vectors if pat in name)
         check(n > 0, f'{what}: no interrupts counted on its MSI-X vectors ({irqs})')
+
+
+def check_pci_intx(g):
+    """INTx: one level-triggered GIC line per device (virtio0, the disk; 1 and 2, the NICs)."""
+    irqs = ask(g, 'echo "T-IRQS=$(grep virtio /proc/interrupts | '
+               'awk \'{printf "%s,%s,%s,%d ", $4, $6, $NF, $2 + $3}\')"', 'T-IRQS',
+               r'[^\n$]*').split()
+    print(f'virtio interrupts (chip,trigger,name,count): {" ".join(irqs)}')
+    lines = {v.split(',')[2]: v.split(',') for v in irqs if v.count(',') == 3}
+    check(sorted(lines) == [f'virtio{i}' for i in range(PCI_DEVICES)] and
+          all(c == 'GICv3' and t == 'Level' for c, t, _, _ in lines.values()),
+          f'virtio interrupts {irqs}, expected one GICv3 Level line per device')
+    for dev in ('virtio0', 'virtio1', 'virtio2'):
+        check(int(lines[dev][3]) > 0, f'{dev}: no interrupts counted on its INTx line ({irqs})')
 
 
 def check_pci(g, token, want_gic, chip_re, refused):
@@ -751,13 +773,14 @@ def main():
                     '(an aarch64 host); otherwise scripts/build-aarch64 BUILD_DIR/aarch64 '
                     'makes one')
     ap.add_argument('--scenario', default='disk',
-                    choices=('disk', 'gicv2-devices', 'pci-its', 'pci-gicv2m', 'snapshot',
+                    choices=('disk', 'gicv2-devices', 'pci-its', 'pci-gicv2m', 'pci-intx', 'snapshot',
                              'snapshot-gicv2', 'snapshot-pci-its', 'snapshot-pci-gicv2m',
                              'raw-payload'),
                     help='disk: GICv3, initramfs, a disk, 2 vCPUs, poweroff (default); '
                     'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot; '
                     'pci-its: every device on PCI, MSI-X through the GICv3 ITS; '
                     'pci-gicv2m: the same through a GICv2m frame in an L1 with only a GICv2; '
+                    'pci-intx: the same with --irqchip gicv3, no ITS: INTx; '
                     'snapshot: a counting guest snapshotted over --api-socket, restored twice; '
                     'snapshot-gicv2: the same in an L1 with only a GICv2; '
                     'snapshot-pci-its: the same with the devices on PCI, MSI-X through the '
