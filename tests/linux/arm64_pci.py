@@ -37,7 +37,8 @@ def l1_command_pci(vmm, kernel, initrd, disk, token, irqchip, refused):
         f'head -c {USER_BYTES} /dev/urandom >/tmp/uh2g',
         'echo "T-UH2G-SENT=$(sha256sum </tmp/uh2g | cut -d\' \' -f1)"',
         '(nc -l -p 5003 </tmp/uh2g >/dev/null) &',
-        f'(until (echo {USER_FWD_WORD}; sleep 3) | nc 127.0.0.1 6001 2>/dev/null | grep -q {USER_FWD_ACK}; do',
+        f'(until (echo {USER_FWD_WORD}; sleep 3) | nc 127.0.0.1 6001 2>/dev/null | '
+        f'grep -q {USER_FWD_ACK}; do',
         '  sleep 0.5; done; echo ok >/tmp/fwd_ok) &',
         '(until ip link show tap0 >/dev/null 2>&1; do sleep 0.1; done',
         f' ip addr add {NET_HOST_ADDR}/24 dev tap0 && ip link set tap0 up) &',

@@ -571,9 +571,9 @@ def main():
                     '(an aarch64 host); otherwise scripts/build-aarch64 BUILD_DIR/aarch64 '
                     'makes one')
     ap.add_argument('--scenario', default='disk',
-                    choices=('disk', 'gicv2-devices', 'pci-its', 'pci-gicv2m', 'pci-intx', 'snapshot',
-                             'snapshot-gicv2', 'snapshot-pci-its', 'snapshot-pci-gicv2m',
-                             'raw-payload'),
+                    choices=('disk', 'gicv2-devices', 'pci-its', 'pci-gicv2m', 'pci-intx',
+                             'snapshot', 'snapshot-gicv2', 'snapshot-pci-its',
+                             'snapshot-pci-gicv2m', 'raw-payload'),
                     help='disk: GICv3, initramfs, a disk, 2 vCPUs, poweroff (default); '
                     'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot; '
                     'pci-its: every device on PCI, MSI-X through the GICv3 ITS; '
