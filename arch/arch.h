@@ -41,6 +41,7 @@
 /* A PCI host bridge for virtio (the default transport), and the x86 I/O ports of the debug
  * exit (0xf4) and the scratch test device. */
 #define ARCH_HAS_PCI         true
+#define ARCH_DEFAULT_PCI     true /* virtio's default transport */
 #define ARCH_HAS_TEST_DEVICE true
 #define ARCH_HAS_GIC         false
 /*
@@ -76,17 +77,25 @@
 #define ARCH_HELP_INTRO                                                                            \
 	"Boot an arm64 Linux kernel (Image), or a raw payload, under KVM on a machine described\n" \
 	"by a device tree,\n"                                                                      \
-	"with a 16550A UART console (on MMIO) on stdin/stdout and virtio-mmio devices\n"           \
-	"(disks, network, entropy, optionally the console).\n"
-/* No PCI (virtio is on virtio-mmio) and no I/O ports for the debug exit or the test device. */
-#define ARCH_HAS_PCI         false
+	"with a 16550A UART console (on MMIO) on stdin/stdout and virtio devices (disks,\n"        \
+	"network, entropy, optionally the console) on virtio-mmio or PCI.\n"
+/*
+ * virtio-mmio by default, PCI (a generic ECAM host bridge) with --transport pci; no I/O ports
+ * for the debug exit or the test device.
+ */
+#define ARCH_HAS_PCI         true
+#define ARCH_DEFAULT_PCI     false
 #define ARCH_HAS_TEST_DEVICE false
 #define ARCH_HAS_GIC         true /* --irqchip picks its version */
 #define ARCH_DEFAULT_ARGS    ""
-/* What a snapshot reads from KVM (arch/aarch64/snapshot.c, gic_snapshot.c). */
+/*
+ * What a snapshot reads from KVM (arch/aarch64/snapshot.c, gic_snapshot.c), and the one write:
+ * KVM_SET_DEVICE_ATTR has the GIC and its ITS save the LPIs' state into guest RAM
+ * (its_snapshot.c).
+ */
 #define ARCH_SNAPSHOT_IOCTLS                                                                       \
 	KVM_CHECK_EXTENSION, KVM_GET_REG_LIST, KVM_GET_ONE_REG, KVM_GET_MP_STATE,                  \
-	        KVM_GET_VCPU_EVENTS, KVM_GET_DEVICE_ATTR
+	        KVM_GET_VCPU_EVENTS, KVM_GET_DEVICE_ATTR, KVM_SET_DEVICE_ATTR
 
 #else
 #error "vmm has no back-end for this architecture"
@@ -113,8 +122,11 @@ int arch_vm_init(struct vm *vm) MUST_CHECK;
 int arch_vm_load(struct vm *vm) MUST_CHECK;
 void arch_vm_destroy(struct vm *vm);
 
-/* The PCI host bridge's place in the memory map; false where the arch has no PCI. */
+/* The PCI host bridge's place in the memory map; false where the VM has no PCI. */
 bool arch_pci_layout(const struct vm *vm, struct pci_layout *out);
+/* How the VM's interrupt controller takes MSIs (see struct msi_translation). */
+struct msi_translation;
+void arch_msi_translation(const struct vm *vm, struct msi_translation *out);
 
 /*
  * Sets up a created vCPU (x86: CPUID, MSRs, FPU, local APIC; arm64: KVM_ARM_VCPU_INIT). vCPUs are

@@ -183,11 +183,14 @@ ARCH_HELP_INTRO
 "VMM_ALLOW_PVM=1 lets --run try a PVM host's KVM (kvm_pvm), which runs only\n"
 "PVM-aware guest kernels.\n",
 		CONFIG_MAX_CPUS, CONFIG_MAX_DISKS,
-		ARCH_HAS_PCI ? "      --transport pci|mmio  virtio transport (default pci)\n"
-		             : "      --transport mmio  virtio transport (the only one: no PCI here)\n"
-		               "      --irqchip gicv2|gicv3  the interrupt controller (default: a GICv3\n"
-		               "                        where the host's KVM has one, else a GICv2)\n"
-		               "      --pmu             a PMUv3 in every vCPU (perf's hardware counters)\n",
+		!ARCH_HAS_GIC ? "      --transport pci|mmio  virtio transport (default pci)\n"
+		              : "      --transport mmio|pci  virtio transport (default mmio; pci: a PCIe\n"
+		                "                        host bridge, MSI-X through a GICv3 ITS or GICv2m)\n"
+		                "      --irqchip gicv2|gicv2m|gicv3|gicv3-its  the interrupt controller\n"
+		                "                        (default: a GICv3 where the host's KVM has one,\n"
+		                "                        else a GICv2; with --transport pci plus its ITS,\n"
+		                "                        or the GICv2m MSI frame)\n"
+		                "      --pmu             a PMUv3 in every vCPU (perf's hardware counters)\n",
 		CONFIG_MAX_NETS, USER_NET_MAX_FORWARDS, CONFIG_MAX_SHARES,
 		ARCH_HAS_TEST_DEVICE
 		        ? "      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
@@ -455,15 +458,10 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 			return fail(err, errlen,
 			            "--irqchip: an aarch64 option (the GIC's version); vmm "
 			            "on " ARCH_NAME " has one interrupt controller set-up");
-		if (!strcmp(arg, "gicv2") || !strcmp(arg, "gicv3"))
-			cfg->irqchip = arg[4] == '2' ? IRQCHIP_GICV2 : IRQCHIP_GICV3;
-		else if (!strcmp(arg, "gicv2m") || !strcmp(arg, "gicv3-its"))
+		if (config_parse_irqchip(arg, &cfg->irqchip))
 			return fail(err, errlen,
-			            "--irqchip %s: not offered yet (it is for MSIs, and vmm's "
-			            "aarch64 devices are on virtio-mmio): use gicv2 or gicv3",
+			            "--irqchip: '%s' is not gicv2, gicv2m, gicv3 or gicv3-its",
 			            arg);
-		else
-			return fail(err, errlen, "--irqchip: '%s' is not gicv2 or gicv3", arg);
 		break;
 	case OPT_LOG_LEVEL:
 		if (log_parse_level(arg, &cfg->log_level))
@@ -485,7 +483,7 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 	case OPT_TRANSPORT:
 		if (strcmp(arg, "pci") && strcmp(arg, "mmio"))
 			return fail(err, errlen, "--transport: '%s' is not pci or mmio", arg);
-		if (!strcmp(arg, "pci") && !ARCH_HAS_PCI)
+		if (!strcmp(arg, "pci") && !ARCH_HAS_PCI) /* not reached: both arches have it */
 			return fail(err, errlen,
 			            "--transport pci: vmm on " ARCH_NAME " has no PCI; its virtio "
 			            "devices are on virtio-mmio");
@@ -568,6 +566,27 @@ static enum config_result parse_option(int opt, const char *arg, struct vm_confi
 	return CONFIG_OK;
 }
 
+static const char *const irqchip_names[] = {
+        [IRQCHIP_AUTO] = "auto",   [IRQCHIP_GICV2] = "gicv2",         [IRQCHIP_GICV2M] = "gicv2m",
+        [IRQCHIP_GICV3] = "gicv3", [IRQCHIP_GICV3_ITS] = "gicv3-its",
+};
+
+int config_parse_irqchip(const char *text, enum irqchip_kind *out)
+{
+	for (unsigned i = IRQCHIP_GICV2; i < ARRAY_SIZE(irqchip_names); i++) {
+		if (!strcmp(text, irqchip_names[i])) {
+			*out = (enum irqchip_kind)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *config_irqchip_name(enum irqchip_kind kind)
+{
+	return (unsigned)kind < ARRAY_SIZE(irqchip_names) ? irqchip_names[kind] : "?";
+}
+
 enum config_result config_parse(int argc, char *const argv[], struct vm_config *out, char *err,
                                 size_t errlen)
 {
@@ -580,7 +599,7 @@ enum config_result config_parse(int argc, char *const argv[], struct vm_config *
 	out->log_level = LOG_WARN;
 	out->rng = true;
 	out->seccomp = true;
-	out->transport = ARCH_HAS_PCI ? TRANSPORT_PCI : TRANSPORT_MMIO;
+	out->transport = ARCH_DEFAULT_PCI ? TRANSPORT_PCI : TRANSPORT_MMIO;
 	optind = 0; /* restart getopt: config_parse may be called more than once */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":k:h", long_options, NULL)) != -1) {

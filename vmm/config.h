@@ -68,8 +68,11 @@ struct config_arg {
 
 enum virtio_transport_kind { TRANSPORT_PCI, TRANSPORT_MMIO };
 enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
-/* aarch64's interrupt controller (--irqchip): the host's best, or the one asked for. */
-enum irqchip_kind { IRQCHIP_AUTO, IRQCHIP_GICV2, IRQCHIP_GICV3 };
+/*
+ * aarch64's interrupt controller (--irqchip): the host's best, or the one asked for; the "m"
+ * and "-its" kinds add what gives MSIs (a GICv2m frame, a GICv3 ITS).
+ */
+enum irqchip_kind { IRQCHIP_AUTO, IRQCHIP_GICV2, IRQCHIP_GICV2M, IRQCHIP_GICV3, IRQCHIP_GICV3_ITS };
 
 struct vm_config {
 	const char *kernel_path;
@@ -149,6 +152,10 @@ void config_usage(FILE *out);
  * case-insensitive, optional trailing "B" or "iB"). Returns 0, or -EINVAL / -ERANGE.
  */
 int config_parse_size(const char *text, uint64_t *out);
+/* --irqchip's value: gicv2, gicv2m, gicv3 or gicv3-its. Returns 0 or -EINVAL. */
+int config_parse_irqchip(const char *text, enum irqchip_kind *out);
+/* The name config_parse_irqchip takes for @kind ("auto" for IRQCHIP_AUTO). */
+const char *config_irqchip_name(enum irqchip_kind kind);
 
 /*
  * Parses a --disk value: PATH[,ro][,cache=none|writeback][,serial=ID], each option at most

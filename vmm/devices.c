@@ -159,12 +159,15 @@ static void map_ecam(struct pci_host *pci, int vm_fd)
 static int create_pci_host(struct vm *vm)
 {
 	struct vm_devices *d = &vm->devices;
+	struct msi_translation translation;
 	struct pci_layout layout;
 	int ret;
 
 	if (!arch_pci_layout(vm, &layout))
 		return 0;
 	ret = msi_router_init(&d->msi, vm->vm_fd);
+	arch_msi_translation(vm, &translation);
+	msi_router_set_translation(&d->msi, &translation);
 	if (ret) {
 		log_error("cannot set up the MSI routing table (KVM_SET_GSI_ROUTING): %s",
 		          strerror(-ret));

@@ -192,3 +192,23 @@ uint64_t guest_memory_size(const struct guest_memory *mem)
 		total += mem->regions[i].size;
 	return total;
 }
+
+void host_writes_to_guest_visible(const void *addr, size_t len)
+{
+#if defined(__aarch64__)
+	uint64_t ctr, line;
+	uintptr_t p, end = (uintptr_t)addr + len;
+
+	if (!len)
+		return;
+	__asm__ volatile("mrs %0, ctr_el0" : "=r"(ctr));
+	line = 4ULL << ((ctr >> 16) &
+	                0xf); /* DminLine: log2 of the smallest D-cache line's words */
+	for (p = (uintptr_t)addr & ~(uintptr_t)(line - 1); p < end; p += line)
+		__asm__ volatile("dc civac, %0" : : "r"(p) : "memory");
+	__asm__ volatile("dsb ish" : : : "memory");
+#else
+	(void)addr;
+	(void)len;
+#endif
+}

@@ -63,4 +63,13 @@ int guest_write(const struct guest_memory *mem, uint64_t gpa, const void *buf,
 /* Total bytes of RAM in all regions. */
 uint64_t guest_memory_size(const struct guest_memory *mem);
 
+/*
+ * Makes the host's writes to [@addr, + @len) visible to a guest that reads that memory through
+ * a non-cacheable mapping (an arm64 guest's Device mapping of a RAM-backed MMIO region, e.g.
+ * the PCI ECAM mirror): without stage-2 forced write-back such reads go past the caches, so on
+ * arm64 the lines are cleaned to the point of coherency (DC CIVAC, which Linux lets user space
+ * run). Nothing to do on x86_64, whose caches are coherent with every access. Any thread.
+ */
+void host_writes_to_guest_visible(const void *addr, size_t len);
+
 #endif

@@ -1,6 +1,7 @@
 /*
- * The table is kept in the form KVM_SET_GSI_ROUTING takes: the irqchip entries first, then at
- * most one MSI entry per allocated GSI, in no particular order.
+ * The table is kept in the form KVM_SET_GSI_ROUTING takes: the wired irqchip entries first (GSIs
+ * below MSI_FIRST_GSI), then at most one message route per allocated GSI (an MSI entry, or an
+ * irqchip entry for a doorbell's message), in no particular order.
  */
 #include "vmm/msi.h"
 
@@ -97,23 +98,56 @@ int msi_route_alloc(struct msi_router *r, unsigned *gsi)
 	return ret;
 }
 
-/* The MSI entry of @gsi, or NULL. Under r->lock. */
+/* The message route of @gsi (from MSI_FIRST_GSI up), or NULL. Under r->lock. */
 static struct kvm_irq_routing_entry *find(struct msi_router *r, unsigned gsi)
 {
 	for (unsigned i = 0; i < r->nr_entries; i++)
-		if (r->entries[i].gsi == gsi && r->entries[i].type == KVM_IRQ_ROUTING_MSI)
+		if (r->entries[i].gsi == gsi)
 			return &r->entries[i];
 	return NULL;
 }
 
-int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t data)
+void msi_router_set_translation(struct msi_router *r, const struct msi_translation *t)
 {
-	struct kvm_irq_routing_entry *e, old;
+	r->translation = *t;
+}
+
+int msi_route_entry(const struct msi_translation *t, unsigned gsi, uint64_t address, uint32_t data,
+                    uint32_t devid, struct kvm_irq_routing_entry *out)
+{
+	if (t->doorbell) {
+		if (address != t->doorbell || data < t->doorbell_first ||
+		    data - t->doorbell_first >= t->doorbell_count || data < t->doorbell_pin_base)
+			return -EINVAL;
+		*out = (struct kvm_irq_routing_entry){
+		        .gsi = gsi,
+		        .type = KVM_IRQ_ROUTING_IRQCHIP,
+		        .u.irqchip = {.irqchip = 0, .pin = data - t->doorbell_pin_base},
+		};
+		return 0;
+	}
+	*out = (struct kvm_irq_routing_entry){
+	        .gsi = gsi,
+	        .type = KVM_IRQ_ROUTING_MSI,
+	        .flags = t->devid ? KVM_MSI_VALID_DEVID : 0,
+	        .u.msi = {.address_lo = (uint32_t)address,
+	                  .address_hi = (uint32_t)(address >> 32),
+	                  .data = data,
+	                  .devid = t->devid ? devid : 0},
+	};
+	return 0;
+}
+
+int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t data,
+                  uint32_t devid)
+{
+	struct kvm_irq_routing_entry *e, old, route;
 	bool existed;
 	int ret;
 
 	pthread_mutex_lock(&r->lock);
-	if (gsi < MSI_FIRST_GSI || gsi >= r->next_gsi) {
+	if (gsi < MSI_FIRST_GSI || gsi >= r->next_gsi ||
+	    msi_route_entry(&r->translation, gsi, address, data, devid, &route)) {
 		pthread_mutex_unlock(&r->lock);
 		return -EINVAL;
 	}
@@ -122,13 +156,7 @@ int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t
 	if (!e)
 		e = &r->entries[r->nr_entries++];
 	old = *e;
-	*e = (struct kvm_irq_routing_entry){
-	        .gsi = gsi,
-	        .type = KVM_IRQ_ROUTING_MSI,
-	        .u.msi = {.address_lo = (uint32_t)address,
-	                  .address_hi = (uint32_t)(address >> 32),
-	                  .data = data},
-	};
+	*e = route;
 	ret = commit(r);
 	if (ret < 0) {
 		/* A message KVM refuses must not poison later commits for other vectors. */
@@ -147,7 +175,7 @@ int msi_route_clear(struct msi_router *r, unsigned gsi)
 	int ret = 0;
 
 	pthread_mutex_lock(&r->lock);
-	e = find(r, gsi);
+	e = gsi >= MSI_FIRST_GSI ? find(r, gsi) : NULL;
 	if (e) {
 		*e = r->entries[--r->nr_entries];
 		ret = commit(r);

@@ -8,14 +8,29 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vmm/util.h"
 
 #define MSI_FIRST_GSI 24 /* after the IOAPIC's pins */
 
+/*
+ * How a device's message (address, data) becomes a route; all zero: a plain MSI route (x86).
+ * @devid: the route carries the device's requester ID (KVM_MSI_VALID_DEVID), as arm64's ITS
+ * needs to find the device's tables. @doorbell: an SPI doorbell (arm64's GICv2m frame, which
+ * KVM does not emulate): only messages written there are accepted, data D in [doorbell_first,
+ * doorbell_first + doorbell_count) becoming a route to irqchip pin D - doorbell_pin_base.
+ */
+struct msi_translation {
+	bool devid;
+	uint64_t doorbell; /* 0: none */
+	uint32_t doorbell_first, doorbell_count, doorbell_pin_base;
+};
+
 struct msi_router {
 	int vm_fd;
+	struct msi_translation translation; /* msi_router_set_translation; fixed after set-up */
 	pthread_mutex_t lock;
 	unsigned max_gsi; /* KVM's limit (KVM_CAP_IRQ_ROUTING) */
 	unsigned next_gsi;
@@ -34,15 +49,29 @@ struct msi_router {
 int msi_router_init(struct msi_router *r, int vm_fd) MUST_CHECK;
 void msi_router_destroy(struct msi_router *r);
 
+/* How messages become routes (default: plain MSI routes). Set-up time, before any route. */
+void msi_router_set_translation(struct msi_router *r, const struct msi_translation *t);
+
+/*
+ * The route of @gsi for the message (@address, @data) (guest-controlled) from the device with
+ * requester ID @devid, as @t translates it, into @out. Pure. Returns 0, or -EINVAL for a
+ * message @t cannot route (not to its doorbell, or data outside the doorbell's range).
+ */
+int msi_route_entry(const struct msi_translation *t, unsigned gsi, uint64_t address, uint32_t data,
+                    uint32_t devid, struct kvm_irq_routing_entry *out) MUST_CHECK;
+
 /* A new GSI (from MSI_FIRST_GSI up) for an MSI route, none installed yet. Returns 0 or -ENOSPC. */
 int msi_route_alloc(struct msi_router *r, unsigned *gsi) MUST_CHECK;
 /*
  * Points allocated @gsi at the MSI (@address, @data) (both guest-controlled; KVM may refuse
- * them), and commits the whole table with KVM_SET_GSI_ROUTING. Any thread; takes r->lock, which
- * is taken after every device lock. Returns 0, -EINVAL (@gsi not allocated) or the ioctl's
- * -errno (the route is then left as it was, so a refused message cannot break other routes).
+ * them) of the device with requester ID @devid (bus << 8 | device << 3 | function), as the
+ * router's msi_translation says, and commits the whole table with KVM_SET_GSI_ROUTING. Any
+ * thread; takes r->lock, which is taken after every device lock. Returns 0, -EINVAL (@gsi not
+ * allocated, or a message the translation refuses) or the ioctl's -errno (the route is then
+ * left as it was, so a refused message cannot break other routes).
  */
-int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t data);
+int msi_route_set(struct msi_router *r, unsigned gsi, uint64_t address, uint32_t data,
+                  uint32_t devid);
 /* Removes @gsi's MSI route, if any, and commits. Returns 0 or the ioctl's -errno. */
 int msi_route_clear(struct msi_router *r, unsigned gsi);
 

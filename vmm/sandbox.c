@@ -146,7 +146,8 @@ static const struct allow api_syscalls[] = {
         ALLOW("unlinkat"),
 };
 
-/* A snapshot reads the vCPUs' and the VM's state from KVM (every vCPU parked). */
+/* A snapshot reads the vCPUs' and the VM's state from KVM (every vCPU parked;
+ * ARCH_SNAPSHOT_IOCTLS). */
 static const unsigned long api_ioctls[] = {ARCH_SNAPSHOT_IOCTLS};
 
 /* Read-only opens: no write access, creation, truncation or O_PATH handles. */

@@ -12,6 +12,7 @@
 
 #define FDT_MAX_CPUS     256 /* Aff0 and Aff1 of KVM's MPIDR; one redistributor each */
 #define GIC_PHANDLE      1
+#define MSI_PHANDLE      2
 #define GIC_SPI          0 /* first interrupt cell */
 #define GIC_PPI          1
 #define GIC_MAX_SPI      987        /* INTIDs 32..1019 */
@@ -21,6 +22,15 @@
 #define KASLR_SEED_SIZE  8
 #define RNG_SEED_SIZE    32
 #define NODE_NAME_MAX    32
+#define PCI_BUS_ECAM     0x100000ULL /* 1 MiB of config space per bus */
+#define PCI_MAX_BUSES    256
+#define PCI_SLOTS        32
+#define PCI_RID_COUNT    0x10000 /* every requester ID maps to itself (msi-map) */
+/* The first cell of a PCI address: the space code (bits 25:24) and prefetchable (bit 30). */
+#define PCI_SPACE_MEM32  0x02000000u
+#define PCI_SPACE_MEM64  0x03000000u
+#define PCI_PREFETCHABLE 0x40000000u
+#define PCI_INTA         1
 
 /* The first libfdt error sticks: once set, nothing more is written and the build fails with it. */
 struct fdt_writer {
@@ -219,6 +229,38 @@ static void add_timer(struct fdt_writer *w, const struct arm64_fdt_config *cfg)
 	end(w);
 }
 
+/* The GICv3's ITS, whose single msi-cell is the device ID (for PCI: the requester ID). */
+static void add_its(struct fdt_writer *w, const struct arm64_fdt_config *cfg)
+{
+	begin_at(w, "msi-controller", cfg->msi_base);
+	prop_str(w, "compatible", "arm,gic-v3-its");
+	prop_empty(w, "msi-controller");
+	prop_u32(w, "#msi-cells", 1);
+	prop_reg(w, cfg->msi_base, cfg->msi_size, 0, 0, 1);
+	prop_u32(w, "phandle", MSI_PHANDLE);
+	end(w);
+}
+
+/*
+ * The GICv2m frame: the guest reads which SPIs it serves from its MSI_TYPER register (no
+ * arm,msi-base-spi override: that is for frames whose register is wrong).
+ */
+static void add_v2m(struct fdt_writer *w, const struct arm64_fdt_config *cfg)
+{
+	begin_at(w, "v2m", cfg->msi_base);
+	prop_str(w, "compatible", "arm,gic-v2m-frame");
+	prop_empty(w, "msi-controller");
+	prop_reg(w, cfg->msi_base, cfg->msi_size, 0, 0, 1);
+	prop_u32(w, "phandle", MSI_PHANDLE);
+	end(w);
+}
+
+/* The GIC's address cells: 2 when it has an MSI frame below it (its children's reg), else 0. */
+static unsigned gic_address_cells(const struct arm64_fdt_config *cfg)
+{
+	return cfg->msi == ARM64_MSI_NONE ? 0 : 2;
+}
+
 static void add_gic(struct fdt_writer *w, const struct arm64_fdt_config *cfg)
 {
 	begin_at(w, "intc", cfg->gic_dist_base);
@@ -234,6 +276,15 @@ static void add_gic(struct fdt_writer *w, const struct arm64_fdt_config *cfg)
 	prop_u32(w, "#interrupt-cells", 3);
 	prop_empty(w, "interrupt-controller");
 	prop_u32(w, "phandle", GIC_PHANDLE);
+	if (gic_address_cells(cfg)) {
+		prop_u32(w, "#address-cells", gic_address_cells(cfg));
+		prop_u32(w, "#size-cells", 2);
+		prop_empty(w, "ranges"); /* the children's addresses are the root's */
+	}
+	if (cfg->msi == ARM64_MSI_ITS)
+		add_its(w, cfg);
+	else if (cfg->msi == ARM64_MSI_V2M)
+		add_v2m(w, cfg);
 	end(w);
 }
 
@@ -255,6 +306,93 @@ static void add_virtio(struct fdt_writer *w, const struct arm64_fdt_device *dev)
 	prop_str(w, "compatible", "virtio,mmio");
 	prop_reg(w, dev->base, dev->size, 0, 0, 1);
 	prop_spi(w, dev->spi, IRQ_EDGE_RISING);
+	prop_empty(w, "dma-coherent");
+	end(w);
+}
+
+/* A PCI address's three cells: @space, then the 64-bit address. */
+static void pci_addr(fdt32_t *cells, uint32_t space, uint64_t addr)
+{
+	cells[0] = cpu_to_fdt32(space);
+	cells[1] = cpu_to_fdt32((uint32_t)(addr >> 32));
+	cells[2] = cpu_to_fdt32((uint32_t)addr);
+}
+
+/* One identity-mapped window: child address (3 cells), parent address (2), size (2). */
+static unsigned pci_range(fdt32_t *cells, uint32_t space, uint64_t base, uint64_t size)
+{
+	pci_addr(cells, space, base);
+	cells[3] = cpu_to_fdt32((uint32_t)(base >> 32));
+	cells[4] = cpu_to_fdt32((uint32_t)base);
+	cells[5] = cpu_to_fdt32((uint32_t)(size >> 32));
+	cells[6] = cpu_to_fdt32((uint32_t)size);
+	return 7;
+}
+
+/* The 32-bit window, and the 64-bit one (prefetchable) when there is one. */
+static void add_pci_ranges(struct fdt_writer *w, const struct arm64_fdt_pci *pci)
+{
+	fdt32_t cells[2 * 7];
+	unsigned n = pci_range(cells, PCI_SPACE_MEM32, pci->mmio32_base, pci->mmio32_size);
+
+	if (pci->mmio64_size)
+		n += pci_range(cells + n, PCI_SPACE_MEM64 | PCI_PREFETCHABLE, pci->mmio64_base,
+		               pci->mmio64_size);
+	prop(w, "ranges", cells, (int)(n * sizeof(cells[0])));
+}
+
+/*
+ * INTA of each device to its SPI, level-triggered: child unit address (3 cells: the slot in
+ * bits 15:11 of the first), pin, the GIC, its unit address (gic_address_cells zeros), the SPI.
+ */
+static void add_pci_intx(struct fdt_writer *w, const struct arm64_fdt_config *cfg)
+{
+	const fdt32_t mask[4] = {cpu_to_fdt32(0xf800), 0, 0, cpu_to_fdt32(7)};
+	const unsigned per = 4 + 1 + gic_address_cells(cfg) + 3;
+	fdt32_t map[PCI_SLOTS * 10];
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < cfg->pci->nr_intx; i++) {
+		fdt32_t *e = map + i * per;
+
+		pci_addr(e, cfg->pci->intx[i].slot << 11, 0);
+		e[3] = cpu_to_fdt32(PCI_INTA);
+		e[4] = cpu_to_fdt32(GIC_PHANDLE);
+		n = 5;
+		for (unsigned c = 0; c < gic_address_cells(cfg); c++)
+			e[n++] = 0;
+		e[n++] = cpu_to_fdt32(GIC_SPI);
+		e[n++] = cpu_to_fdt32(cfg->pci->intx[i].spi);
+		e[n++] = cpu_to_fdt32(IRQ_LEVEL_HIGH);
+	}
+	prop_u32(w, "#interrupt-cells", 1);
+	prop(w, "interrupt-map-mask", mask, sizeof(mask));
+	prop(w, "interrupt-map", map, (int)(cfg->pci->nr_intx * per * sizeof(map[0])));
+}
+
+/*
+ * The host bridge: Linux's pci-host-ecam-generic. It assigns the BARs itself (no
+ * linux,pci-probe-only). Every requester ID is its own device ID at the MSI controller.
+ */
+static void add_pci(struct fdt_writer *w, const struct arm64_fdt_config *cfg)
+{
+	const struct arm64_fdt_pci *pci = cfg->pci;
+	const fdt32_t bus_range[2] = {0,
+	                              cpu_to_fdt32((uint32_t)(pci->ecam_size / PCI_BUS_ECAM) - 1)};
+	const fdt32_t msi_map[4] = {0, cpu_to_fdt32(MSI_PHANDLE), 0, cpu_to_fdt32(PCI_RID_COUNT)};
+
+	begin_at(w, "pcie", pci->ecam_base);
+	prop_str(w, "compatible", "pci-host-ecam-generic");
+	prop_str(w, "device_type", "pci");
+	prop_u32(w, "#address-cells", 3);
+	prop_u32(w, "#size-cells", 2);
+	prop_reg(w, pci->ecam_base, pci->ecam_size, 0, 0, 1);
+	prop(w, "bus-range", bus_range, sizeof(bus_range));
+	prop_u32(w, "linux,pci-domain", 0);
+	add_pci_ranges(w, pci);
+	add_pci_intx(w, cfg);
+	if (cfg->msi != ARM64_MSI_NONE)
+		prop(w, "msi-map", msi_map, sizeof(msi_map));
 	prop_empty(w, "dma-coherent");
 	end(w);
 }
@@ -282,8 +420,47 @@ static const char *gic_error(const struct arm64_fdt_config *cfg)
 	return NULL;
 }
 
+static const char *msi_error(const struct arm64_fdt_config *cfg)
+{
+	if (cfg->msi == ARM64_MSI_NONE)
+		return NULL;
+	if (cfg->msi != ARM64_MSI_ITS && cfg->msi != ARM64_MSI_V2M)
+		return "unknown MSI controller";
+	if ((cfg->msi == ARM64_MSI_ITS) != (cfg->gic == ARM64_GIC_V3))
+		return "an ITS needs a GICv3, a GICv2m frame a GICv2";
+	if (!window_ok(cfg->msi_base, cfg->msi_size))
+		return "empty or wrapping MSI controller window";
+	return NULL;
+}
+
+static const char *pci_error(const struct arm64_fdt_pci *pci)
+{
+	if (!pci)
+		return NULL;
+	if (!window_ok(pci->ecam_base, pci->ecam_size) || pci->ecam_size % PCI_BUS_ECAM ||
+	    pci->ecam_size / PCI_BUS_ECAM > PCI_MAX_BUSES)
+		return "PCI ECAM not 1 to 256 buses of 1 MiB";
+	if (!window_ok(pci->mmio32_base, pci->mmio32_size) ||
+	    pci->mmio32_base + pci->mmio32_size - 1 > UINT32_MAX)
+		return "empty, wrapping or 64-bit PCI 32-bit window";
+	if (pci->mmio64_size && !window_ok(pci->mmio64_base, pci->mmio64_size))
+		return "wrapping PCI 64-bit window";
+	if (pci->nr_intx > PCI_SLOTS || (pci->nr_intx && !pci->intx))
+		return "more PCI INTx entries than slots, or none given";
+	for (unsigned i = 0; i < pci->nr_intx; i++)
+		if (pci->intx[i].slot >= PCI_SLOTS || pci->intx[i].spi > GIC_MAX_SPI)
+			return "PCI INTx entry with a slot above 31 or an SPI above 987";
+	return NULL;
+}
+
 static const char *devices_error(const struct arm64_fdt_config *cfg)
 {
+	const char *why = msi_error(cfg);
+
+	if (!why)
+		why = pci_error(cfg->pci);
+	if (why)
+		return why;
 	if (!window_ok(cfg->uart_base, cfg->uart_size))
 		return "empty or wrapping UART window";
 	if (cfg->uart_spi > GIC_MAX_SPI)
@@ -346,6 +523,8 @@ int arm64_fdt_build(const struct arm64_fdt_config *cfg, void *buf, size_t size, 
 	add_uart(&w, cfg);
 	for (unsigned i = 0; i < cfg->nr_virtio; i++)
 		add_virtio(&w, &cfg->virtio[i]);
+	if (cfg->pci)
+		add_pci(&w, cfg);
 	end(&w);
 	if (!w.err)
 		w.err = fdt_finish(buf);

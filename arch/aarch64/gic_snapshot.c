@@ -15,8 +15,10 @@
  * system registers; GICC_* on a GICv2). Pending bits are KVM's latches; with a GICv3 the line
  * levels are saved beside them (KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO), a GICv2 has no such group:
  * a level-triggered line that was high comes back pending until its device drives it again.
- * The machine has no ITS, so there are no LPIs to save. KVM initialised the GIC
- * (KVM_DEV_ARM_VGIC_CTRL_INIT) when the last vCPU was made, before this part loads.
+ * With an ITS, each redistributor's GICR_PROPBASER and GICR_PENDBASER come before its
+ * GICR_CTLR; the LPIs themselves are in guest RAM and the ITS's part (its_snapshot.c). KVM
+ * initialised the GIC (KVM_DEV_ARM_VGIC_CTRL_INIT) when the last vCPU was made, before this
+ * part loads.
  *
  * Threads: saved on the thread that takes the snapshot with every vCPU parked (KVM refuses
  * while one runs), loaded before the vCPU threads start.
@@ -46,6 +48,8 @@
 #define GICD_SPENDSGIR  0x0f20 /* GICv2 */
 #define GICD_IROUTER    0x6000 /* GICv3: 64 bits per interrupt */
 #define GICR_CTLR       0x0000
+#define GICR_PROPBASER  0x0070 /* with an ITS: the LPIs' configuration and pending tables */
+#define GICR_PENDBASER  0x0078
 #define GICR_SGI_BASE   0x10000 /* the redistributor's second frame */
 #define GICC_CTLR       0x00
 #define GICC_PMR        0x04
@@ -137,7 +141,11 @@ static int vcpu_affinity(struct vcpu *vcpu, uint64_t *out)
 	return 0;
 }
 
-static void plan_v3_cpu(struct gic_plan *p, uint64_t aff, unsigned pri_bits)
+/*
+ * With an ITS (@lpis), the LPI tables' bases before GICR_CTLR, whose EnableLPIs freezes them;
+ * KVM takes 64-bit registers a word at a time.
+ */
+static void plan_v3_cpu(struct gic_plan *p, uint64_t aff, unsigned pri_bits, bool lpis)
 {
 	struct gic_block *b = plan_block(p, KVM_DEV_ARM_VGIC_GRP_REDIST_REGS);
 	static const uint32_t icc_first[] = {ICC_SRE_EL1,     ICC_CTLR_EL1, ICC_IGRPEN0_EL1,
@@ -156,6 +164,8 @@ static void plan_v3_cpu(struct gic_plan *p, uint64_t aff, unsigned pri_bits)
 	plan_reg(p, b, aff | (GICR_SGI_BASE + GICD_ISENABLER), 4);
 	plan_reg(p, b, aff | (GICR_SGI_BASE + GICD_ISPENDR), 4);
 	plan_reg(p, b, aff | (GICR_SGI_BASE + GICD_ISACTIVER), 4);
+	for (unsigned w = 0; lpis && w < 4; w++)
+		plan_reg(p, b, aff | (GICR_PROPBASER + 4 * w), 4);
 	plan_reg(p, b, aff | GICR_CTLR, 4);
 	b = plan_block(p, KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS);
 	for (unsigned i = 0; i < ARRAY_SIZE(icc_first); i++)
@@ -200,7 +210,7 @@ static int plan_v3(struct vm *vm, struct gic_plan *p)
 
 		ret = vcpu_affinity(&vm->vcpus[i], &aff);
 		if (!ret)
-			plan_v3_cpu(p, aff, ICC_CTLR_PRIBITS(icc_ctlr));
+			plan_v3_cpu(p, aff, ICC_CTLR_PRIBITS(icc_ctlr), vm->arch->its_fd >= 0);
 	}
 	return ret;
 }

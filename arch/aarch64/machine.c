@@ -1,4 +1,7 @@
-/* The aarch64 machine: RAM at 2 GiB, in-kernel GICv3 (or v2), an MMIO 16550, device tree. */
+/*
+ * The aarch64 machine: RAM at 2 GiB, in-kernel GICv3 (or v2) with an ITS (or a GICv2m frame)
+ * for MSIs, an MMIO 16550, PCI on request, device tree.
+ */
 #include "arch/aarch64/machine.h"
 
 #include <errno.h>
@@ -7,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "arch/aarch64/irqchip.h"
 #include "arch/arch.h"
 #include "devices/virtio/virtio_mmio.h"
 #include "vmm/boot_image.h"
@@ -35,61 +39,113 @@ static int create_gic_device(struct vm *vm, uint32_t type)
 	return ioctl(vm->vm_fd, KVM_CREATE_DEVICE, &dev) < 0 ? -errno : (int)dev.fd;
 }
 
+/* What this host's KVM can emulate (KVM_CREATE_DEVICE_TEST creates nothing). */
+static struct arm64_gic_offer gic_offer(struct vm *vm)
+{
+	struct kvm_create_device v2 = {.type = KVM_DEV_TYPE_ARM_VGIC_V2,
+	                               .flags = KVM_CREATE_DEVICE_TEST};
+	struct kvm_create_device v3 = {.type = KVM_DEV_TYPE_ARM_VGIC_V3,
+	                               .flags = KVM_CREATE_DEVICE_TEST};
+	struct kvm_create_device its = {.type = KVM_DEV_TYPE_ARM_VGIC_ITS,
+	                                .flags = KVM_CREATE_DEVICE_TEST};
+
+	return (struct arm64_gic_offer){
+	        .v2 = ioctl(vm->vm_fd, KVM_CREATE_DEVICE, &v2) == 0,
+	        .v3 = ioctl(vm->vm_fd, KVM_CREATE_DEVICE, &v3) == 0,
+	        .its = ioctl(vm->vm_fd, KVM_CREATE_DEVICE, &its) == 0,
+	};
+}
+
+static int create_gicv3(struct vm *vm)
+{
+	struct arch_vm *a = vm->arch;
+	const uint64_t dist = ARM64_GIC_DIST_BASE, redist = ARM64_GIC_REDIST_BASE;
+	const uint64_t its = ARM64_GIC_ITS_BASE;
+	int ret;
+
+	a->gic_fd = create_gic_device(vm, KVM_DEV_TYPE_ARM_VGIC_V3);
+	if (a->gic_fd < 0)
+		return a->gic_fd;
+	ret = set_device_attr(a->gic_fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_DIST,
+	                      &dist);
+	if (!ret)
+		ret = set_device_attr(a->gic_fd, KVM_DEV_ARM_VGIC_GRP_ADDR,
+		                      KVM_VGIC_V3_ADDR_TYPE_REDIST, &redist);
+	if (ret || a->msi != ARM64_MSI_ITS)
+		return ret;
+	a->its_fd = create_gic_device(vm, KVM_DEV_TYPE_ARM_VGIC_ITS);
+	if (a->its_fd < 0)
+		return a->its_fd;
+	return set_device_attr(a->its_fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_ITS_ADDR_TYPE, &its);
+}
+
+static int create_gicv2(struct vm *vm)
+{
+	struct arch_vm *a = vm->arch;
+	const uint64_t dist = ARM64_GIC_DIST_BASE, cpu = ARM64_GIC_CPU_BASE;
+	int ret;
+
+	a->gic_fd = create_gic_device(vm, KVM_DEV_TYPE_ARM_VGIC_V2);
+	if (a->gic_fd < 0)
+		return a->gic_fd;
+	ret = set_device_attr(a->gic_fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V2_ADDR_TYPE_DIST,
+	                      &dist);
+	if (!ret)
+		ret = set_device_attr(a->gic_fd, KVM_DEV_ARM_VGIC_GRP_ADDR,
+		                      KVM_VGIC_V2_ADDR_TYPE_CPU, &cpu);
+	if (ret || a->msi != ARM64_MSI_V2M)
+		return ret;
+	ret = gicv2m_init(&a->v2m, vm->vm_fd, ARM64_GICV2M_FIRST_INTID, ARM64_GICV2M_NR_SPIS);
+	if (!ret)
+		ret = bus_register(&vm->mmio, ARM64_GICV2M_BASE, GICV2M_FRAME_SIZE, &gicv2m_bus_ops,
+		                   &a->v2m, "gicv2m");
+	return ret;
+}
+
 /*
- * GICv3 where KVM has it; GICv2 (at most 8 vCPUs) on hosts whose GIC cannot emulate v3. With
- * --irqchip, that version or a one-line error.
+ * The GIC --irqchip asks for (arm64_irqchip_choose: by default a GICv3 where KVM has one, else
+ * a GICv2, and with --transport pci the ITS or the GICv2m frame), or a one-line error.
  */
 static int create_gic(struct vm *vm)
 {
 	struct arch_vm *a = vm->arch;
-	const uint64_t dist = ARM64_GIC_DIST_BASE, cpu = ARM64_GIC_CPU_BASE;
-	const uint64_t redist = ARM64_GIC_REDIST_BASE;
-	enum irqchip_kind want = vm->config->irqchip;
-	int fd = want == IRQCHIP_GICV2 ? -ENODEV : create_gic_device(vm, KVM_DEV_TYPE_ARM_VGIC_V3);
-	int ret;
+	const struct arm64_gic_offer offer = gic_offer(vm);
+	struct arm64_irqchip chip;
+	char err[256];
+	int ret = arm64_irqchip_choose(vm->config->irqchip, vm->config->transport == TRANSPORT_PCI,
+	                               &offer, &chip, err, sizeof(err));
 
-	if (fd < 0 && want == IRQCHIP_GICV3) {
-		log_error("--irqchip gicv3: this host's KVM cannot emulate a GICv3 (%s)",
-		          strerror(-fd));
+	if (ret) {
+		log_error("%s", err);
 		return -EINVAL;
 	}
-	if (fd >= 0) {
-		a->gic = ARM64_GIC_V3;
-		a->gic_fd = fd;
-		ret = set_device_attr(fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_DIST,
-		                      &dist);
-		if (!ret)
-			ret = set_device_attr(fd, KVM_DEV_ARM_VGIC_GRP_ADDR,
-			                      KVM_VGIC_V3_ADDR_TYPE_REDIST, &redist);
-		return ret;
-	}
-	fd = create_gic_device(vm, KVM_DEV_TYPE_ARM_VGIC_V2);
-	if (fd < 0 && want == IRQCHIP_GICV2) {
-		log_error("--irqchip gicv2: this host's KVM cannot emulate a GICv2 (%s; a GICv3 "
-		          "host needs its GICv2 compatibility for that)",
-		          strerror(-fd));
+	a->gic = chip.gic;
+	a->msi = chip.msi;
+	if (a->gic == ARM64_GIC_V2 && vm->config->cpus > ARM64_GICV2_MAX_CPUS) {
+		log_error("--cpus %u: the GIC is a GICv2, which serves at most %d vCPUs%s",
+		          vm->config->cpus, ARM64_GICV2_MAX_CPUS,
+		          offer.v3 ? " (--irqchip gicv3 has no such limit)" : "");
 		return -EINVAL;
 	}
-	if (fd < 0)
-		return fd;
-	a->gic = ARM64_GIC_V2;
-	a->gic_fd = fd;
-	if (vm->config->cpus > ARM64_GICV2_MAX_CPUS) {
-		log_error("--cpus %u: this host's GIC is a GICv2, which serves at most %d vCPUs",
-		          vm->config->cpus, ARM64_GICV2_MAX_CPUS);
-		return -EINVAL;
-	}
-	ret = set_device_attr(fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V2_ADDR_TYPE_DIST, &dist);
-	if (!ret)
-		ret = set_device_attr(fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V2_ADDR_TYPE_CPU,
-		                      &cpu);
-	return ret;
+	ret = a->gic == ARM64_GIC_V3 ? create_gicv3(vm) : create_gicv2(vm);
+	if (ret)
+		log_error("cannot create the in-kernel GIC%s: %s",
+		          a->msi == ARM64_MSI_ITS   ? " and its ITS"
+		          : a->msi == ARM64_MSI_V2M ? " and its GICv2m frame"
+		                                    : "",
+		          strerror(-ret));
+	return ret ? -EINVAL : 0;
 }
 
 int arm64_gic_finalize(struct arch_vm *a)
 {
-	return set_device_attr(a->gic_fd, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT,
-	                       NULL);
+	int ret = set_device_attr(a->gic_fd, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT,
+	                          NULL);
+
+	if (!ret && a->its_fd >= 0)
+		ret = set_device_attr(a->its_fd, KVM_DEV_ARM_VGIC_GRP_CTRL,
+		                      KVM_DEV_ARM_VGIC_CTRL_INIT, NULL);
+	return ret;
 }
 
 size_t arch_console_input(struct vm *vm, const uint8_t *buf, size_t len)
@@ -111,6 +167,7 @@ int arch_vm_init(struct vm *vm)
 	if (!a)
 		return -ENOMEM;
 	a->gic_fd = -1;
+	a->its_fd = -1;
 	vm->arch = a;
 	if (ioctl(vm->vm_fd, KVM_ARM_PREFERRED_TARGET, &a->vcpu_template) < 0) {
 		ret = -errno;
@@ -123,11 +180,8 @@ int arch_vm_init(struct vm *vm)
 		return -EINVAL;
 	}
 	ret = create_gic(vm);
-	if (ret) {
-		if (ret != -EINVAL)
-			log_error("cannot create the in-kernel GIC: %s", strerror(-ret));
+	if (ret)
 		return ret;
-	}
 	uart_init(&a->uart, &uart_irq, &uart_backend);
 	a->uart_initialized = true;
 	ret = to_chardev ? chardev_add_output_waiter(&vm->console, uart_tx_space_cb, &a->uart) : 0;
@@ -138,11 +192,35 @@ int arch_vm_init(struct vm *vm)
 	return ret;
 }
 
+/* --transport pci: bus 0's ECAM and one 32-bit window for every BAR (layout.h). */
 bool arch_pci_layout(const struct vm *vm, struct pci_layout *out)
 {
-	(void)vm;
-	(void)out;
-	return false;
+	if (vm->config->transport != TRANSPORT_PCI)
+		return false;
+	*out = (struct pci_layout){
+	        .ecam_base = ARM64_PCI_ECAM_BASE,
+	        .ecam_size = ARM64_PCI_ECAM_SIZE,
+	        .mmio32_base = ARM64_PCI_MMIO32_BASE,
+	        .mmio32_size = ARM64_PCI_MMIO32_SIZE,
+	};
+	return true;
+}
+
+/*
+ * The ITS finds a device's tables by its ID (the requester ID, which the device tree's msi-map
+ * passes through); a GICv2m frame's messages become routes to their SPI.
+ */
+void arch_msi_translation(const struct vm *vm, struct msi_translation *out)
+{
+	const struct arch_vm *a = vm->arch;
+
+	*out = (struct msi_translation){.devid = a->msi == ARM64_MSI_ITS};
+	if (a->msi == ARM64_MSI_V2M) {
+		out->doorbell = ARM64_GICV2M_BASE + GICV2M_MSI_SETSPI;
+		out->doorbell_first = a->v2m.first_intid;
+		out->doorbell_count = a->v2m.count;
+		out->doorbell_pin_base = GICV2M_SPI_INTID_0;
+	}
 }
 
 static int load_kernel(struct vm *vm, struct boot_image *kernel, struct boot_image *initrd)
@@ -163,12 +241,40 @@ static int load_kernel(struct vm *vm, struct boot_image *kernel, struct boot_ima
 	return ret;
 }
 
-/* The device tree describes the vCPUs, the GIC, the UART and every virtio-mmio device. */
+/* The host bridge's windows and the INTx line of each device on it, for the device tree. */
+static void describe_pci(const struct vm_devices *d, struct arm64_fdt_pci *pci,
+                         struct arm64_fdt_pci_intx *intx)
+{
+	const struct pci_layout *l = &d->pci.layout;
+
+	*pci = (struct arm64_fdt_pci){
+	        .ecam_base = l->ecam_base,
+	        .ecam_size = l->ecam_size,
+	        .mmio32_base = l->mmio32_base,
+	        .mmio32_size = l->mmio32_size,
+	        .mmio64_base = l->mmio64_base,
+	        .mmio64_size = l->mmio64_size,
+	        .intx = intx,
+	};
+	for (unsigned s = 1; s < PCI_SLOTS; s++) {
+		const struct pci_device *dev = d->pci.slots[s];
+
+		if (dev && dev->intx_pin)
+			intx[pci->nr_intx++] = (struct arm64_fdt_pci_intx){s, dev->intx_gsi};
+	}
+}
+
+/*
+ * The device tree describes the vCPUs, the GIC (with its ITS or GICv2m frame), the UART, every
+ * virtio-mmio device and the PCI host bridge.
+ */
 static int write_device_tree(struct vm *vm, const char *cmdline)
 {
 	const struct arch_vm *a = vm->arch;
 	const struct vm_devices *d = &vm->devices;
 	struct arm64_fdt_device virtio[DEVICES_MAX];
+	struct arm64_fdt_pci_intx intx[PCI_SLOTS];
+	struct arm64_fdt_pci pci;
 	struct arm64_fdt_config cfg = {
 	        .ram_base = vm->mem.regions[0].gpa,
 	        .ram_size = vm->mem.regions[0].size,
@@ -180,12 +286,16 @@ static int write_device_tree(struct vm *vm, const char *cmdline)
 	        .gic_cpu_size = ARM64_GIC_CPU_SIZE,
 	        .gic_redist_base = ARM64_GIC_REDIST_BASE,
 	        .gic_redist_size = vm->config->cpus * ARM64_GIC_REDIST_STRIDE,
+	        .msi = a->msi,
+	        .msi_base = a->msi == ARM64_MSI_ITS ? ARM64_GIC_ITS_BASE : ARM64_GICV2M_BASE,
+	        .msi_size = a->msi == ARM64_MSI_ITS ? ARM64_GIC_ITS_SIZE : GICV2M_FRAME_SIZE,
 	        .uart_base = ARM64_UART_BASE,
 	        .uart_size = ARM64_UART_SIZE,
 	        .uart_spi = ARM64_UART_SPI,
 	        .uart_clock = ARM64_UART_CLOCK,
 	        .virtio = virtio,
 	        .nr_virtio = d->nr_mmio,
+	        .pci = d->has_pci ? &pci : NULL,
 	        .bootargs = cmdline,
 	        .pmu = vm->config->pmu,
 	        .initrd_start = a->boot.initrd_start,
@@ -195,6 +305,8 @@ static int write_device_tree(struct vm *vm, const char *cmdline)
 	const char *reason = NULL;
 	int ret;
 
+	if (d->has_pci)
+		describe_pci(d, &pci, intx);
 	for (unsigned i = 0; i < d->nr_mmio; i++)
 		virtio[i] = (struct arm64_fdt_device){d->mmio[i].base, VIRTIO_MMIO_SIZE,
 		                                      d->mmio[i].gsi};
@@ -229,6 +341,8 @@ void arch_vm_destroy(struct vm *vm)
 		return;
 	if (a->uart_initialized)
 		uart_destroy(&a->uart);
+	if (a->its_fd >= 0)
+		close(a->its_fd);
 	if (a->gic_fd >= 0)
 		close(a->gic_fd);
 	free(a);

@@ -10,13 +10,17 @@
 
 #include "arch/aarch64/boot.h"
 #include "arch/aarch64/fdt.h"
+#include "devices/gicv2m.h"
 #include "devices/uart_8250.h"
 
 struct arch_vm {
 	struct arm64_boot_info boot;
 	struct kvm_vcpu_init vcpu_template; /* KVM_ARM_PREFERRED_TARGET */
 	enum arm64_gic_version gic;
+	enum arm64_msi_kind msi;
 	int gic_fd;
+	int its_fd;        /* msi ARM64_MSI_ITS */
+	struct gicv2m v2m; /* msi ARM64_MSI_V2M */
 	struct uart_8250 uart;
 	bool uart_initialized;
 };
@@ -25,7 +29,10 @@ struct arch_vm {
 struct vcpu;
 int arm64_set_entry_registers(struct vcpu *vcpu, const struct arm64_boot_info *boot) MUST_CHECK;
 
-/* Finishes the GIC once every vCPU exists (KVM_DEV_ARM_VGIC_CTRL_INIT). Returns 0 or -errno. */
+/*
+ * Finishes the GIC, and its ITS, once every vCPU exists (KVM_DEV_ARM_VGIC_CTRL_INIT). Returns 0
+ * or -errno.
+ */
 int arm64_gic_finalize(struct arch_vm *a) MUST_CHECK;
 
 /*
@@ -37,5 +44,6 @@ struct vm;
 int arm64_vcpu_snapshot_add(struct vcpu *vcpu) MUST_CHECK;
 int arm64_vm_snapshot_add(struct vm *vm) MUST_CHECK;
 int arm64_gic_snapshot_add(struct vm *vm) MUST_CHECK;
+int arm64_its_snapshot_add(struct vm *vm) MUST_CHECK; /* after the GIC's */
 
 #endif

@@ -181,6 +181,8 @@ int arm64_vm_snapshot_add(struct vm *vm)
 {
 	int ret = arm64_gic_snapshot_add(vm);
 
+	if (!ret && vm->arch->its_fd >= 0)
+		ret = arm64_its_snapshot_add(vm);
 	if (!ret)
 		ret = uart_snapshot_add(&vm->arch->uart, &vm->snapshot, 0);
 	return ret;

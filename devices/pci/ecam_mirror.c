@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 
 #include "vmm/log.h"
+#include "vmm/memory.h"
 
 #define MIRROR_SIZE ((size_t)PCI_SLOTS * PCI_ECAM_FN_SIZE)
 
@@ -51,6 +52,7 @@ void pci_ecam_mirror_update(struct pci_host *h, const struct pci_device *d)
 	/* All but the Status register's low byte, whose one changing bit is updated atomically. */
 	memcpy(page, d->config, PCI_STATUS);
 	memcpy(page + PCI_STATUS + 1, d->config + PCI_STATUS + 1, PCI_CONFIG_SIZE - PCI_STATUS - 1);
+	host_writes_to_guest_visible(page, PCI_CONFIG_SIZE);
 }
 
 void pci_ecam_mirror_fill(struct pci_host *h, const struct pci_device *d)
@@ -66,6 +68,7 @@ void pci_ecam_mirror_fill(struct pci_host *h, const struct pci_device *d)
 	                 (uint8_t)(d->config[PCI_STATUS] |
 	                           __atomic_load_n(&d->interrupt_status, __ATOMIC_RELAXED)),
 	                 __ATOMIC_RELAXED);
+	host_writes_to_guest_visible(page, PCI_ECAM_FN_SIZE);
 }
 
 /* Deletes the memory slots of slots [0, @n). Host lock held, or set-up. */
@@ -162,4 +165,5 @@ void pci_device_set_interrupt_status(struct pci_device *d, bool pending)
 	else
 		__atomic_fetch_and(slot_page(h, d->slot) + PCI_STATUS,
 		                   (uint8_t)~PCI_STATUS_INTERRUPT, __ATOMIC_RELAXED);
+	host_writes_to_guest_visible(slot_page(h, d->slot) + PCI_STATUS, 1);
 }

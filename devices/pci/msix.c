@@ -72,7 +72,8 @@ static int route(struct msix *m, struct msix_vector *v)
 		return 0;
 	if (v->refused)
 		return -EINVAL;
-	r = msi_route_set(m->router, v->line.gsi, address, v->data);
+	r = msi_route_set(m->router, v->line.gsi, address, v->data,
+	                  pci_device_requester_id(m->pci));
 	if (r < 0) {
 		log_ratelimited(LOG_WARN, "msix: cannot route a vector to %#llx/%#x: %s",
 		                (unsigned long long)address, v->data, strerror(-r));

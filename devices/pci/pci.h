@@ -212,6 +212,12 @@ void pci_device_set_intx(struct pci_device *d, uint8_t pin, uint8_t line);
  */
 int pci_host_add_device(struct pci_host *h, struct pci_device *d) MUST_CHECK;
 
+/* @d's requester ID, as MSIs carry it: bus 0, device d->slot, function 0. */
+static inline uint16_t pci_device_requester_id(const struct pci_device *d)
+{
+	return (uint16_t)(d->slot << 3);
+}
+
 /* Config space accessors for the owning device (host lock held, e.g. in hooks, or set-up). */
 uint16_t pci_config_read16(const struct pci_device *d, unsigned offset);
 uint32_t pci_config_read32(const struct pci_device *d, unsigned offset);

@@ -24,6 +24,20 @@ directly. Scenarios (--scenario):
   on L1's loopback through 10.0.2.2 and answers a connection through the forward, vsock
   both ways, and vmm's exit status is 0 after the guest's reboot -f.
 
+  pci-its: --transport pci in the GICv3 L1, with the default --irqchip, which is then a GICv3
+  with its ITS. L2 gets 2 vCPUs, the disk with the token, --console virtio, --net tap=tap0,
+  --net user with a port forward and the default virtio-rng, all five on PCI. Checks: the
+  GICv3 driver, the five virtio-pci devices, every virtio interrupt in /proc/interrupts an
+  ITS-MSI (none on INTx) and the disk's and the NICs' counting, hvc0, virtio-rng's bytes, the
+  disk's size, token and 1 MiB written (in the image after vmm exits), a ping to L1 over the
+  TAP NIC, DHCP, 1 MiB and the forward over the user NIC, and vmm's status 0 after poweroff -f.
+  pci-gicv2m: the same with --irqchip gicv2m in an L1 with only a GICv2: the GICv2 driver, its
+  GICv2m frame serving SPIs 96..223 (read from the emulated MSI_TYPER), every virtio interrupt
+  an MSI of that frame; and --irqchip gicv3-its there is a one-line refusal naming gicv2 and
+  gicv2m (snapshot-pci-its and snapshot-pci-gicv2m save and restore such VMs). pci-intx:
+  --irqchip gicv3 (no ITS, so no MSIs): each device's INTx line, a level-triggered GIC SPI
+  through the host bridge's interrupt-map, in /proc/interrupts, and the same devices working.
+
   snapshot: L2 gets 2 vCPUs, 256 MiB, a disk and the default virtio-rng, and --api-socket.
   The guest writes "before" to its disk's first sector (synced), keeps the disk busy and
   counts in the background (T-COUNT=1, 2, ...); once it printed T-COUNT=5, L1 takes a
@@ -32,7 +46,11 @@ directly. Scenarios (--scenario):
   the same snapshot. Checks: each restore counts on from the number after the snapshot's last
   (1..N in order, no restart), sees 2 vCPUs, reads "before" from the disk and bytes from
   virtio-rng, and every vmm exits 0. snapshot-gicv2: the same in an L1 whose machine has
-  only a GICv2 (the GIC's other save and restore).
+  only a GICv2 (the GIC's other save and restore). snapshot-pci-its: the same with
+  --transport pci (MSI-X through the ITS: its registers and tables, the LPIs' pending tables);
+  snapshot-pci-gicv2m: with --transport pci --irqchip gicv2m in the GICv2 L1 (MSI-X routes
+  through the GICv2m frame). After each restore both devices are on virtio-pci and every
+  virtio interrupt is an MSI.
 
   raw-payload: guest-firmware/aarch64/raw_payload.c, built freestanding and flattened (no
   Image header), as --kernel with --cmdline-verbatim. Checks: it found a device tree at x0,
@@ -60,36 +78,20 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from arm64_guest import (DISK_MIB, GUEST_NIC, NET_GUEST_ADDR, NET_HOST_ADDR,  # noqa: E402
+                         PHASE_TIMEOUT, RNG_READ, TAP_MAC, USER_BYTES, USER_FWD_ACK,
+                         USER_FWD_WORD, USER_MAC, WRITE_OFFSET_MIB, Failure, ask, check,
+                         check_user_net, expect)
+from arm64_pci import PCI_SCENARIOS, check_pci, l1_command_pci  # noqa: E402
 
 SRC_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARCH = harness.ARCHES['aarch64']
 CROSS_CC = 'aarch64-linux-gnu-gcc'
-# Seconds per wait (TCG is slow, CI machines may be slower); VMM_TEST_TIMEOUT overrides.
-PHASE_TIMEOUT = float(os.environ.get('VMM_TEST_TIMEOUT', 180))
-DISK_MIB = 8
-WRITE_OFFSET_MIB = 1  # where the guest writes its 1 MiB
 NAME = 'linux-arm64'  # the meson test's name; main() appends the scenario's suffix
-# The TAP NIC's subnet; the user NIC's is libslirp's 10.0.2.0/24. The guest tells the two
-# apart by MAC (the order of virtio-mmio devices is the device tree's).
-NET_HOST_ADDR, NET_GUEST_ADDR = '10.0.3.1', '10.0.3.15'
-TAP_MAC, USER_MAC = '52:54:00:12:34:56', '52:54:00:12:34:57'
-USER_BYTES = 1 << 20  # from a server on L1's loopback to the guest through 10.0.2.2
-USER_FWD_WORD, USER_FWD_ACK = 'fwd-arm64', 'fwd-ack-arm64'
-# Prints a NIC's name given its MAC.
-GUEST_NIC = 'nic() { for d in /sys/class/net/*; do [ "$(cat $d/address)" = "$1" ] && basename $d; done; }'
 # Scenarios: L1 command builder, L1 machine arguments (None: the harness's GICv3 virt machine)
 # and whether the scenario writes a disk token.
 GICV2_MACHINE = ['-M', 'virt,virtualization=on,gic-version=2', '-cpu', 'max,pauth=off',
                  '-accel', 'tcg']
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 def run_step(what, argv):
@@ -148,9 +150,8 @@ def l1_command_devices(vmm, kernel, initrd, disk, token, vsockcat):
         '  sleep 0.5; done; echo ok >/tmp/fwd_ok) &',
         f'(until echo {VSOCK_H2G} | {cat} -U {VSOCK_SOCK} "CONNECT 5000" >/dev/null 2>&1; do',
         '  sleep 0.5; done) &',
-        # No PCI and no x86 test device on arm64: a usage error, and --help offers neither.
-        f'o=$({q(vmm)} --kernel {q(kernel)} --transport pci 2>&1); echo "T-NO-PCI=$? $o"',
-        f'echo "T-HELP-X86=$({q(vmm)} --help | grep -c -E \'bzImage|PVH|pci|test-device|0xf4\')"',
+        # No x86 test device or boot formats on arm64: --help offers none of them.
+        f'echo "T-HELP-X86=$({q(vmm)} --help | grep -c -E \'bzImage|PVH|test-device|0xf4\')"',
         '(until ip link show tap0 >/dev/null 2>&1; do sleep 0.1; done',
         f' ip addr add {NET_HOST_ADDR}/24 dev tap0 && ip link set tap0 up) &',
         f'{q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 512M --cpus 2 '
@@ -182,9 +183,10 @@ api() { echo "$1" | @CAT@ -U @API@; }
 """
 
 
-def l1_command_snapshot(vmm, kernel, initrd, disk, vsockcat, snap, api):
+def l1_command_snapshot(vmm, kernel, initrd, disk, vsockcat, snap, api, extra=''):
     """Shell text for the snapshot scenario: the first vmm (its console also into
-    /tmp/vmm1.out, which SNAP_HOST watches), the re-labelled state file, two restores."""
+    /tmp/vmm1.out, which SNAP_HOST watches) with @extra options, the re-labelled state file,
+    two restores."""
     q = shlex.quote
     host = SNAP_HOST.replace('@SNAP@', snap).replace('@CAT@', q(vsockcat)).replace('@API@', api)
     x86 = snap + '-x86'
@@ -192,7 +194,7 @@ def l1_command_snapshot(vmm, kernel, initrd, disk, vsockcat, snap, api):
         host,
         f'rm -f {q(disk)} && truncate -s {DISK_MIB}M {q(disk)}',
         f'{{ {q(vmm)} --kernel {q(kernel)} --initrd {q(initrd)} --mem 256M --cpus 2 '
-        f'--disk {q(disk)} --cmdline quiet --api-socket {api}; '
+        f'--disk {q(disk)} --cmdline quiet --api-socket {api}{extra}; '
         'echo "T-FIRST-EXIT=$?" >>/tmp/host_results; } | tee /tmp/vmm1.out',
         # The architecture field (u32 at offset 12) made 62, x86_64's ELF machine.
         f'mkdir -p {x86} && cp {snap}/state {x86}/ && '
@@ -206,18 +208,6 @@ def l1_command_snapshot(vmm, kernel, initrd, disk, vsockcat, snap, api):
         'echo T-HOST-RESULTS-BEGIN; cat /tmp/host_results; echo T-HOST-RESULTS-END',
         '(exit $s)',
     ])
-
-
-def expect(g, pattern, what):
-    """g.expect(pattern), but vmm's exit (reported by L1) or a failed set-up ends the wait
-    with a Failure that says so."""
-    m = g.expect(rf'(?:{pattern})|T-SETUP-FAILED: (?P<setup>[^\n]*)|VMM-L1-EXIT=(?P<exit>\d+)',
-                 PHASE_TIMEOUT, what=what)
-    if m.group('setup'):
-        raise Failure(m.group('setup'))
-    if m.group('exit'):
-        raise Failure(f'vmm exited with status {m.group("exit")} while waiting for {what}')
-    return m
 
 
 def scenario(g, checks):
@@ -240,13 +230,6 @@ def scenario(g, checks):
     return {'l1': t_l1 - t0, 'l2': t_l2 - t_l1, 'run': time.monotonic() - t0}
 
 
-def ask(g, line, key, value):
-    """Types @line into the guest's shell and returns the value printed after KEY=. The
-    values' patterns cannot match the echo of the typed command ("$(...)")."""
-    g.send(line + '\n')
-    return expect(g, rf'{key}=(?P<v>{value})\n', f'{key} from the guest').group('v')
-
-
 def check_devices(g, want_gic):
     """The GIC driver @want_gic (GIC-0: GICv2, as L1 has no GICv3 to offer; None: any), both
     vCPUs, hvc0, virtio-rng, virtio-net to L1, and the guest's reboot ending vmm with 0."""
@@ -255,12 +238,9 @@ def check_devices(g, want_gic):
     check(gic in ('GIC-0', 'GICv3') and gic == (want_gic or gic),
           f'the guest\'s interrupt controller is {gic!r}, expected {want_gic or "a GIC"} '
           '(GIC-0 is the GICv2 driver; L1 offers no GICv3)')
-    m = re.search(r'T-NO-PCI=(\d+) ([^\n]*)\n', g.output)
-    check(m and m.group(1) == '2' and 'has no PCI' in m.group(2),
-          f'vmm --transport pci on arm64: {m and m.group(0)!r}, expected status 2 and "has no PCI"')
     m = re.search(r'T-HELP-X86=(\d+)\n', g.output)
     check(m and m.group(1) == '0', f'vmm --help on arm64 has {m and m.group(1)} lines naming '
-          'x86-only things (bzImage, PVH, PCI, the test device, port 0xf4), expected 0')
+          'x86-only things (bzImage, PVH, the test device, port 0xf4), expected 0')
     nproc = ask(g, 'echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
     check(nproc == '2', f'nproc in the guest says {nproc}, vmm has --cpus 2')
     console = ask(g, 'echo "T-CONSOLE=$(head -n 1 /proc/consoles | cut -d\' \' -f1)"',
@@ -294,8 +274,6 @@ def check_devices(g, want_gic):
           f'{m and m.group(1)!r} (ok when it read {USER_FWD_ACK!r})')
 
 
-RNG_READ = ('echo "@KEY@=$(cat /sys/class/misc/hw_random/rng_current)/'
-            '$(head -c 64 /dev/hwrng | wc -c)"')
 # A count's line can land inside the echo of a command typed meanwhile ("dd if=T-COUNT=11/dev/
 # vda"): a count is its digits up to the next character that is not one.
 COUNT_RE = r'T-COUNT=(\d+)(?=\D)'
@@ -305,8 +283,9 @@ def counts(g):
     return [int(n) for n in re.findall(COUNT_RE, g.output)]
 
 
-def check_restored(g, what):
-    """After a restore: three more counts, both vCPUs, the disk's "before", virtio-rng."""
+def check_restored(g, what, pci=False):
+    """After a restore: three more counts, both vCPUs, the disk's "before", virtio-rng; with
+    @pci, both devices on virtio-pci and every virtio interrupt an MSI."""
     for i in range(3):
         expect(g, COUNT_RE, f'count {i + 1} after {what}')
     nproc = ask(g, 'echo "T-NPROC=$(nproc)"', 'T-NPROC', r'\d+')
@@ -322,9 +301,14 @@ def check_restored(g, what):
     rng = ask(g, RNG_READ.replace('@KEY@', 'T-RNG1'), 'T-RNG1', r'[a-z_.0-9]*/\d+')
     check(re.fullmatch(r'virtio_rng\.\d+/64', rng) is not None,
           f'after {what} the guest reads {rng!r} from /dev/hwrng, expected virtio_rng/64')
+    if pci:
+        got = ask(g, 'echo "T-PCI-MSI=$(ls /sys/bus/pci/drivers/virtio-pci | grep -c :)/'
+                  '$(grep virtio /proc/interrupts | grep -c -v -w MSI)"', 'T-PCI-MSI', r'\d+/\d+')
+        check(got == '2/0', f'after {what}: {got} (devices on virtio-pci/virtio interrupts that '
+              'are not MSIs), expected 2/0')
 
 
-def check_snapshot(g, want_gic):
+def check_snapshot(g, want_gic, pci=False):
     """The snapshot scenario's guest side and its checks (see the module's docstring), in a
     guest whose GIC driver is @want_gic (GICv3, GIC-0 for a GICv2, None: any)."""
     gic = ask(g, 'echo "T-GIC=$(grep -o -m 1 -E \'GICv3|GIC-0\' /proc/interrupts)"', 'T-GIC',
@@ -344,11 +328,11 @@ def check_snapshot(g, want_gic):
     expect(g, r'T-RESTORING\r?\n', 'the first vmm stopping after the snapshot')
     before = counts(g)
     check(before and before[-1] >= 5, f'counts before the snapshot: {before}')
-    check_restored(g, 'the restore')
+    check_restored(g, 'the restore', pci)
     g.send('poweroff -f\n')
     expect(g, r'T-RESTORING-AGAIN\r?\n', 'the restored vmm stopping')
     first = counts(g)
-    check_restored(g, 'the second restore')
+    check_restored(g, 'the second restore', pci)
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'the second restored vmm exited with {status} after poweroff -f')
@@ -374,29 +358,6 @@ def check_snapshot_results(g, before, first):
               f'repeated?): {seq}')
     print(f'snapshot: counted to {len(before)} before, to {first[-1]} and {again[-1]} after '
           'each restore')
-
-
-def check_user_net(g):
-    """--net user: DHCP, 1 MiB from L1's loopback through 10.0.2.2, and the forward."""
-    dhcp = ask(g, f'U=$(nic {USER_MAC}); ' + harness.guest_dhcp('$U'), 'T-DHCP', r'\d+')
-    check(dhcp == '0', f'udhcpc got no lease on the --net user NIC (status {dhcp})')
-    lease = ask(g, 'echo "T-LEASE=$(ip -4 -o addr show $U | awk \'{print $4}\'),'
-                '$(ip route | awk \'/^default/ {print $3}\'),$(cat /tmp/dns)"', 'T-LEASE',
-                r'[0-9./,]*')
-    check(lease == '10.0.2.15/24,10.0.2.2,10.0.2.3',
-          f'DHCP lease (address, gateway, DNS) {lease}, expected 10.0.2.15/24,10.0.2.2,10.0.2.3')
-    sent = re.search(r'T-UH2G-SENT=([0-9a-f]{64})\n', g.output)
-    got = ask(g, '(sleep 900 | nc 10.0.2.2 5003 >/tmp/uh2g) & '
-              f'while [ "$(stat -c %s /tmp/uh2g 2>/dev/null)" != "{USER_BYTES}" ]; do sleep 0.2; '
-              'done; echo "T-UH2G-GOT=$(sha256sum </tmp/uh2g | cut -d\' \' -f1)"', 'T-UH2G-GOT',
-              r'[0-9a-f]{64}')
-    check(sent and got == sent.group(1), f'{USER_BYTES >> 20} MiB from L1\'s loopback through '
-          f'10.0.2.2: sha256 {got} in the guest, {sent and sent.group(1)} sent')
-    word = ask(g, f'(echo {USER_FWD_ACK}; sleep 5) | nc -l -p 5001 >/tmp/fwd & '
-               'until [ -s /tmp/fwd ]; do sleep 0.2; done; echo "T-FWD=$(cat /tmp/fwd)"', 'T-FWD',
-               r'[^\n$]*')
-    check(word == USER_FWD_WORD, f'through the forward of 127.0.0.1:6001 in L1 to port 5001: '
-          f'the guest got {word!r}, expected {USER_FWD_WORD!r}')
 
 
 def check_disk(g, token):
@@ -537,9 +498,23 @@ def run_once(args, mode, vmm):
             files.append((vsockcat, tool))
             state = ((SNAP_DIR, SNAP_API) if mode == 'nested' else
                      (os.path.join(tmp, 'snap'), os.path.join(tmp, 'api.sock')))
-            command = l1_command_snapshot(*paths, vsockcat, *state)
-            want = 'GIC-0' if args.scenario == 'snapshot-gicv2' else 'GICv3'
-            checks = functools.partial(check_snapshot, want_gic=want if mode == 'nested' else None)
+            pci = args.scenario.startswith('snapshot-pci')
+            extra = {'snapshot-pci-its': ' --transport pci',
+                     'snapshot-pci-gicv2m': ' --transport pci --irqchip gicv2m'}
+            command = l1_command_snapshot(*paths, vsockcat, *state,
+                                          extra.get(args.scenario, ''))
+            want = 'GICv3' if args.scenario in ('snapshot', 'snapshot-pci-its') else 'GIC-0'
+            checks = functools.partial(check_snapshot, want_gic=want if mode == 'nested' else None,
+                                       pci=pci)
+        elif args.scenario in PCI_SCENARIOS:
+            irqchip, want_gic, chip_re, refused = PCI_SCENARIOS[args.scenario]
+            nested = mode == 'nested'
+            command = l1_command_pci(*paths, token, irqchip, refused[0] if nested and refused
+                                     else None)
+            # Directly on an arm64 host, the guest has whatever GIC the host has.
+            checks = functools.partial(check_pci, token=token,
+                                       want_gic=want_gic if nested else None, chip_re=chip_re,
+                                       refused=refused if nested else None)
         elif devices:
             token = None
             tool, initrd = vsock_files(tmp, os.path.join(args.build_dir, ARCH.guest_subdir))
@@ -562,7 +537,7 @@ def run_once(args, mode, vmm):
             command = l1_command(*paths, token)
             checks = functools.partial(check_disk, token=token)
         # Directly on an arm64 host, the host's GIC is what it is.
-        gicv2 = devices or args.scenario == 'snapshot-gicv2'
+        gicv2 = devices or args.scenario in ('snapshot-gicv2', 'snapshot-pci-gicv2m', 'pci-gicv2m')
         machine = GICV2_MACHINE if gicv2 and mode == 'nested' else None
         g = harness.Guest(args.build_dir, vmm, arch=ARCH.name, mode=mode, log_path=log,
                           command=command, l1_machine=machine, initrd=initrd,
@@ -596,12 +571,18 @@ def main():
                     '(an aarch64 host); otherwise scripts/build-aarch64 BUILD_DIR/aarch64 '
                     'makes one')
     ap.add_argument('--scenario', default='disk',
-                    choices=('disk', 'gicv2-devices', 'snapshot', 'snapshot-gicv2',
-                             'raw-payload'),
+                    choices=('disk', 'gicv2-devices', 'pci-its', 'pci-gicv2m', 'pci-intx',
+                             'snapshot', 'snapshot-gicv2', 'snapshot-pci-its',
+                             'snapshot-pci-gicv2m', 'raw-payload'),
                     help='disk: GICv3, initramfs, a disk, 2 vCPUs, poweroff (default); '
                     'gicv2-devices: L1 with only a GICv2, virtio console, net and rng, reboot; '
+                    'pci-its: every device on PCI, MSI-X through the GICv3 ITS; '
+                    'pci-gicv2m: the same through a GICv2m frame in an L1 with only a GICv2; '
+                    'pci-intx: the same with --irqchip gicv3, no ITS: INTx; '
                     'snapshot: a counting guest snapshotted over --api-socket, restored twice; '
                     'snapshot-gicv2: the same in an L1 with only a GICv2; '
+                    'snapshot-pci-its: the same with the devices on PCI, MSI-X through the '
+                    'ITS; snapshot-pci-gicv2m: the same through a GICv2m frame in the GICv2 L1; '
                     'raw-payload: a freestanding program without the Image header, '
                     '--cmdline-verbatim')
     args = ap.parse_args()

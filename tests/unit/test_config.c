@@ -220,10 +220,13 @@ START_TEST(irqchip_option)
 	} cases[] = {
 	        {"gicv2", NULL, IRQCHIP_GICV2},
 	        {"gicv3", NULL, IRQCHIP_GICV3},
-	        {"gicv3-its", "--irqchip gicv3-its: not offered yet", 0},
-	        {"gicv2m", "--irqchip gicv2m: not offered yet", 0},
-	        {"gic", "--irqchip: 'gic' is not gicv2 or gicv3", 0},
-	        {"", "--irqchip: '' is not gicv2 or gicv3", 0},
+	        {"gicv3-its", NULL, IRQCHIP_GICV3_ITS},
+	        {"gicv2m", NULL, IRQCHIP_GICV2M},
+	        {"gic", "--irqchip: 'gic' is not gicv2, gicv2m, gicv3 or gicv3-its", 0},
+	        {"", "--irqchip: '' is not gicv2, gicv2m, gicv3 or gicv3-its", 0},
+	        {"auto", "--irqchip: 'auto' is not gicv2", 0},
+	        {"GICV3", "--irqchip: 'GICV3' is not gicv2", 0},
+	        {"gicv3-its ", "--irqchip: 'gicv3-its ' is not gicv2", 0},
 	};
 	struct vm_config cfg;
 	char err[256];
@@ -240,8 +243,15 @@ START_TEST(irqchip_option)
 		ck_assert_msg(strstr(err, "--pmu: an aarch64 option"), "'%s'", err);
 	}
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum irqchip_kind kind = IRQCHIP_AUTO;
 		enum config_result r;
 
+		/* The value's parser is arch-neutral: every row runs on every host. */
+		ck_assert_int_eq(config_parse_irqchip(cases[i].arg, &kind),
+		                 cases[i].message ? -EINVAL : 0);
+		ck_assert_int_eq(kind, cases[i].message ? IRQCHIP_AUTO : cases[i].kind);
+		if (!cases[i].message)
+			ck_assert_str_eq(config_irqchip_name(kind), cases[i].arg);
 		err[0] = '\0';
 		r = parse(&cfg, err, "-k", "k", "--irqchip", cases[i].arg, NULL);
 		if (!ARCH_HAS_GIC) {
@@ -265,7 +275,13 @@ START_TEST(disks_and_devices)
 
 	ck_assert_int_eq(parse(&cfg, err, "-k", "k", NULL), CONFIG_OK);
 	ck_assert_uint_eq(cfg.nr_disks, 0);
+	/* PCI by default on x86_64, virtio-mmio on aarch64; --transport pci offered on both */
+	ck_assert_int_eq(cfg.transport, ARCH_DEFAULT_PCI ? TRANSPORT_PCI : TRANSPORT_MMIO);
+	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--transport", "pci", NULL), CONFIG_OK);
 	ck_assert_int_eq(cfg.transport, TRANSPORT_PCI);
+	ck_assert_int_eq(
+	        parse(&cfg, err, "-k", "k", "--transport", "pci", "--irqchip", "gicv2m", NULL),
+	        ARCH_HAS_GIC ? CONFIG_OK : CONFIG_ERROR);
 	ck_assert_int_eq(cfg.console, CONSOLE_SERIAL);
 	ck_assert(cfg.rng);
 	ck_assert_int_eq(parse(&cfg, err, "-k", "k", "--disk", "a.img", "--disk",
