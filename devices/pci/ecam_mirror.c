@@ -98,6 +98,7 @@ int pci_host_map_ecam(struct pci_host *h, int vm_fd, uint32_t first_memslot)
 	if (mirror == MAP_FAILED)
 		return -errno;
 	memset(mirror, 0xff, MIRROR_SIZE);
+	host_writes_to_guest_visible(mirror, MIRROR_SIZE); /* the empty slots' all-ones */
 	pthread_mutex_lock(&h->lock);
 	h->ecam_mirror = mirror;
 	h->vm_fd = vm_fd;
