@@ -50,6 +50,22 @@ def ask(g, line, key, value):
     return expect(g, rf'{key}=(?P<v>{value})\n', f'{key} from the guest').group('v')
 
 
+def check_guest_disk(g, token):
+    """/dev/vda in the guest: DISK_MIB large, starting with @token; 1 MiB of random data
+    written at WRITE_OFFSET_MIB. Returns that data's sha256, for the image after vmm exits."""
+    size = ask(g, 'echo "T-SIZE=$(blockdev --getsize64 /dev/vda)"', 'T-SIZE', r'\d+')
+    check(size == str(DISK_MIB << 20), f'/dev/vda has {size} bytes, the image {DISK_MIB << 20}')
+    got = ask(g, f'echo "T-READ=$(head -c {len(token)} /dev/vda)"', 'T-READ', r'[0-9a-z-]*')
+    check(got == token, f'the first bytes of /dev/vda are {got!r}, the image holds {token!r}')
+    out = ask(g, 'head -c 1048576 /dev/urandom >/tmp/w && '
+              f'dd if=/tmp/w of=/dev/vda bs=1M seek={WRITE_OFFSET_MIB} conv=fsync 2>/dev/null; '
+              'echo "T-WRITE=$? $(sha256sum </tmp/w | cut -d\' \' -f1)"', 'T-WRITE',
+              r'\d+ [0-9a-f]{64}')
+    wstatus, wsha = out.split()
+    check(wstatus == '0', f'dd to /dev/vda in the guest failed (status {wstatus})')
+    return wsha
+
+
 def check_user_net(g):
     """--net user: DHCP, 1 MiB from L1's loopback through 10.0.2.2, and the forward."""
     dhcp = ask(g, f'U=$(nic {USER_MAC}); ' + harness.guest_dhcp('$U'), 'T-DHCP', r'\d+')

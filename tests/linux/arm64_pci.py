@@ -6,7 +6,7 @@ import shlex
 
 from arm64_guest import (DISK_MIB, GUEST_NIC, NET_GUEST_ADDR, NET_HOST_ADDR, PHASE_TIMEOUT,
                          RNG_READ, TAP_MAC, USER_BYTES, USER_FWD_ACK, USER_FWD_WORD, USER_MAC,
-                         WRITE_OFFSET_MIB, ask, check, check_user_net)
+                         WRITE_OFFSET_MIB, ask, check, check_guest_disk, check_user_net)
 
 # The pci scenarios: the --irqchip each passes (None: the default), the GIC driver and the
 # /proc/interrupts chip of virtio's MSIs they expect in the nested L1, and a choice that L1
@@ -123,16 +123,7 @@ def check_pci(g, token, want_gic, chip_re, refused):
     rng = ask(g, RNG_READ.replace('@KEY@', 'T-RNG'), 'T-RNG', r'[a-z_.0-9]*/\d+')
     check(re.fullmatch(r'virtio_rng\.\d+/64', rng) is not None,
           f'the guest reads {rng!r} from /dev/hwrng, expected virtio_rng/64')
-    size = ask(g, 'echo "T-SIZE=$(blockdev --getsize64 /dev/vda)"', 'T-SIZE', r'\d+')
-    check(size == str(DISK_MIB << 20), f'/dev/vda has {size} bytes, the image {DISK_MIB << 20}')
-    got = ask(g, f'echo "T-READ=$(head -c {len(token)} /dev/vda)"', 'T-READ', r'[0-9a-z-]*')
-    check(got == token, f'the first bytes of /dev/vda are {got!r}, the image holds {token!r}')
-    out = ask(g, 'head -c 1048576 /dev/urandom >/tmp/w && '
-              f'dd if=/tmp/w of=/dev/vda bs=1M seek={WRITE_OFFSET_MIB} conv=fsync 2>/dev/null; '
-              'echo "T-WRITE=$? $(sha256sum </tmp/w | cut -d\' \' -f1)"', 'T-WRITE',
-              r'\d+ [0-9a-f]{64}')
-    wstatus, wsha = out.split()
-    check(wstatus == '0', f'dd to /dev/vda in the guest failed (status {wstatus})')
+    wsha = check_guest_disk(g, token)
     ping = ask(g, f'{GUEST_NIC}; T=$(nic {TAP_MAC}); ip link set $T up && '
                f'ip addr add {NET_GUEST_ADDR}/24 dev $T && '
                f'ping -c 2 -W 5 {NET_HOST_ADDR} >/dev/null; echo "T-PING=$?"', 'T-PING', r'\d+')

@@ -81,7 +81,7 @@ import harness  # noqa: E402
 from arm64_guest import (DISK_MIB, GUEST_NIC, NET_GUEST_ADDR, NET_HOST_ADDR,  # noqa: E402
                          PHASE_TIMEOUT, RNG_READ, TAP_MAC, USER_BYTES, USER_FWD_ACK,
                          USER_FWD_WORD, USER_MAC, WRITE_OFFSET_MIB, Failure, ask, check,
-                         check_user_net, expect)
+                         check_guest_disk, check_user_net, expect)
 from arm64_pci import PCI_SCENARIOS, check_pci, l1_command_pci  # noqa: E402
 
 SRC_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -369,16 +369,7 @@ def check_disk(g, token):
     cycles = g.expect(r'T-CYCLES=(\d+|error [^\n]*)\r?\n', PHASE_TIMEOUT, what='T-CYCLES').group(1)
     check(cycles.isdigit() and int(cycles) > 0,
           f'perf_event_open in the guest (--pmu) counted cycles: {cycles!r}, expected a count')
-    size = ask(g, 'echo "T-SIZE=$(blockdev --getsize64 /dev/vda)"', 'T-SIZE', r'\d+')
-    check(size == str(DISK_MIB << 20), f'/dev/vda has {size} bytes, the image {DISK_MIB << 20}')
-    got = ask(g, f'echo "T-READ=$(head -c {len(token)} /dev/vda)"', 'T-READ', r'[0-9a-z-]*')
-    check(got == token, f'the first bytes of /dev/vda are {got!r}, the image holds {token!r}')
-    out = ask(g, 'head -c 1048576 /dev/urandom >/tmp/w && '
-              f'dd if=/tmp/w of=/dev/vda bs=1M seek={WRITE_OFFSET_MIB} conv=fsync 2>/dev/null; '
-              'echo "T-WRITE=$? $(sha256sum </tmp/w | cut -d\' \' -f1)"', 'T-WRITE',
-              r'\d+ [0-9a-f]{64}')
-    wstatus, wsha = out.split()
-    check(wstatus == '0', f'dd to /dev/vda in the guest failed (status {wstatus})')
+    wsha = check_guest_disk(g, token)
     g.send('poweroff -f\n')
     m = g.expect(r'T-IMAGE-SHA=([0-9a-f]{64})\n', PHASE_TIMEOUT,
                  what='the image checksum after vmm exited')
