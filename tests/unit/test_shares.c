@@ -50,7 +50,7 @@ static void setup(void)
 	ck_assert_ptr_nonnull(mkdtemp(tmpl));
 	ck_assert_ptr_nonnull(realpath(tmpl, path));
 	ck_assert_uint_lt(strlen(path), sizeof(base));
-	snprintf(base, sizeof(base), "%s", path);
+	memcpy(base, path, strlen(path) + 1);
 }
 
 static void teardown(void)
