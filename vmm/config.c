@@ -89,7 +89,7 @@ ARCH_HELP_INTRO
 "  -k, --kernel PATH     kernel to boot (required)\n"
 "      --initrd PATH     initial ramdisk\n"
 "      --cmdline STRING  kernel command line; vmm appends\n"
-"                        \"" CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS "\"\n"
+"                        \"" CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS CONFIG_SPEED_ARGS "\"\n"
 "                        (console=hvc0 with --console virtio)\n"
 "                        for each of those parameters you do not set yourself\n"
 "                        (so a panicking guest resets, and a reset ends vmm)\n"

@@ -20,12 +20,14 @@ const char *config_default_args(const struct vm_config *cfg)
 	 * 0.2-0.4 s (the garbage was scattered into many short runs).
 	 */
 	if (cfg->save_ready)
-		return CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS " quiet init_on_free=1";
+		return CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS CONFIG_SPEED_ARGS
+		        " quiet init_on_free=1";
 	/* --run: the kernel's messages go to a log, and fewer of them cost fewer UART exits. */
 	if (config_test_run(cfg))
-		return CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS " quiet";
-	return cfg->console == CONSOLE_VIRTIO ? "console=hvc0 panic=-1 reboot=k" ARCH_DEFAULT_ARGS
-	                                      : CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS;
+		return CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS CONFIG_SPEED_ARGS " quiet";
+	return cfg->console == CONSOLE_VIRTIO
+	               ? "console=hvc0 panic=-1 reboot=k" ARCH_DEFAULT_ARGS CONFIG_SPEED_ARGS
+	               : CONFIG_DEFAULT_ARGS ARCH_DEFAULT_ARGS CONFIG_SPEED_ARGS;
 }
 
 /*

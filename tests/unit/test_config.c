@@ -210,6 +210,32 @@ START_TEST(cmdline_verbatim)
 }
 END_TEST
 
+/* Every default line skips the crypto self-tests, unless the user's line says otherwise. */
+START_TEST(cmdline_crypto_self_tests)
+{
+	static const char *const extra[][2] = {{NULL, NULL},
+	                                       {"--console", "virtio"},
+	                                       {"--run", "true"},
+	                                       {"--save-ready", "/tmp/x"}};
+	struct vm_config cfg;
+	char err[256] = "";
+
+	for (unsigned i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+		char *got;
+
+		ck_assert_int_eq(parse(&cfg, err, "-k", "k", extra[i][0], extra[i][1], NULL),
+		                 CONFIG_OK);
+		got = config_kernel_cmdline("quiet", config_default_args(&cfg));
+		ck_assert_ptr_nonnull(strstr(got, " cryptomgr.notests"));
+		free(got);
+		got = config_kernel_cmdline("cryptomgr.notests=0", config_default_args(&cfg));
+		ck_assert_ptr_null(strstr(got, "cryptomgr.notests "));
+		ck_assert_ptr_null(strstr(got + 1, "cryptomgr.notests"));
+		free(got);
+	}
+}
+END_TEST
+
 /* --irqchip and --pmu: aarch64 choices; elsewhere usage errors that say so. */
 START_TEST(irqchip_option)
 {
@@ -306,7 +332,7 @@ START_TEST(disks_and_devices)
 	ck_assert_int_eq(cfg.console, CONSOLE_VIRTIO);
 	ck_assert(!cfg.rng);
 	ck_assert_str_eq(config_default_args(&cfg),
-	                 "console=hvc0 panic=-1 reboot=k" ARCH_DEFAULT_ARGS);
+	                 "console=hvc0 panic=-1 reboot=k" ARCH_DEFAULT_ARGS CONFIG_SPEED_ARGS);
 }
 END_TEST
 
@@ -679,6 +705,7 @@ int main(void)
 	tcase_add_test(tc, usage_errors);
 	tcase_add_test(tc, kernel_cmdline_defaults);
 	tcase_add_test(tc, cmdline_verbatim);
+	tcase_add_test(tc, cmdline_crypto_self_tests);
 	tcase_add_test(tc, cmdline_has_value);
 	tcase_add_test(tc, irqchip_option);
 	tcase_add_test(tc, disks_and_devices);
