@@ -4,11 +4,29 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 /* The one process-wide setting: the log level is a property of the process, not of a VM. */
 static enum log_level current_level = LOG_WARN;
+
+/* When the process started, for the debug lines' timestamps (where a slow start goes). */
+static struct timespec process_start;
+
+__attribute__((constructor)) static void note_process_start(void)
+{
+	clock_gettime(CLOCK_MONOTONIC, &process_start);
+}
+
+static double ms_since_start(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - process_start.tv_sec) * 1e3 +
+	       (double)(now.tv_nsec - process_start.tv_nsec) / 1e6;
+}
 
 void log_set_level(enum log_level level)
 {
@@ -43,6 +61,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 	if (level == LOG_ERROR)
 		fprintf(stderr, "vmm: %s\n", line);
+	else if (level == LOG_DEBUG)
+		fprintf(stderr, "vmm: debug +%.1f ms: %s\n", ms_since_start(), line);
 	else
 		fprintf(stderr, "vmm: %s: %s\n", level_names[level], line);
 }

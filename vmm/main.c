@@ -83,5 +83,6 @@ int main(int argc, char *argv[])
 	status = vm_run(vm);
 	vm_destroy(vm);
 	snapshot_config_free(&snap);
+	log_debug("exit status %d", status);
 	return status;
 }

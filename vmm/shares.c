@@ -199,6 +199,7 @@ static int start_daemon(struct shares *s, struct share *sh, const char *daemon, 
 			         strerror(-ret));
 		return ret;
 	}
+	log_debug("virtiofsd for %s (tag %s) connected", sh->host, sh->tag);
 	return 0;
 }
 

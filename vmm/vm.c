@@ -126,6 +126,8 @@ static int setup_memory(struct vm *vm)
 			log_error("--restore %s: %s", vm->config->restore_dir, err);
 			return ret;
 		}
+		log_debug("--restore: guest RAM %s", vm->mem.shared ? "copied into shared memory"
+		                                                    : "mapped from the snapshot");
 	}
 	if (!ret && vm->mem.huge_pages_off && !vm->restore)
 		log_info("guest RAM in 4 KiB pages (more exits when nested): %s",
@@ -222,9 +224,12 @@ static int restore_state(struct vm *vm)
 	char err[600];
 	int ret = snapshot_load_parts(&vm->snapshot, vm->restore, err, sizeof(err));
 
-	if (ret)
+	if (ret) {
 		log_error("--restore %s: %s", vm->config->restore_dir, err);
-	else if (vm->shares.nr)
+		return ret;
+	}
+	log_debug("--restore: vCPU and device state loaded");
+	if (vm->shares.nr)
 		ret = devices_create_shares(vm);
 	return ret;
 }
@@ -472,6 +477,8 @@ int vm_run(struct vm *vm)
 	/* Only now: a filter is inherited by the threads created after it (see sandbox.h). */
 	else if (sandbox_thread_enter(SANDBOX_MAIN))
 		vm_request_stop(vm, 1, "seccomp: cannot filter the event-loop thread");
+	else
+		log_debug("the vCPUs run");
 	ret = event_loop_run(&vm->loop);
 	if (ret)
 		vm_request_stop(vm, 1, "event loop failed");
