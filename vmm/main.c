@@ -80,6 +80,7 @@ int main(int argc, char *argv[])
 		vm_destroy(vm);
 		return config.run_cmd ? EXIT_RUN_CANNOT : EXIT_VMM_ERROR;
 	}
+	log_debug("set-up done: privileges dropped");
 	status = vm_run(vm);
 	vm_destroy(vm);
 	snapshot_config_free(&snap);

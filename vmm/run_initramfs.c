@@ -206,6 +206,8 @@ int run_build_initramfs(struct cpio *c, const struct vm_config *cfg, const struc
 	boot_image_unmap(&kernel);
 	if (ret == -ENOMEM || ret == -EINVAL)
 		log_error("--run: cannot build the initramfs: %s", strerror(-ret));
+	else if (!ret)
+		log_debug("--run: the initramfs is built");
 	return ret;
 }
 

@@ -277,6 +277,8 @@ static int vm_build(struct vm *vm)
 		ret = vm->restore ? restore_state(vm) : arch_vm_load(vm);
 	if (ret)
 		return ret;
+	if (!vm->restore)
+		log_debug("the kernel is loaded");
 	ret = coalesced_io_start(&vm->coalesced, vm->kvm_fd, vm->vm_fd, vm->vcpus[0].run,
 	                         vm->vcpu_mmap_size);
 	if (ret)
