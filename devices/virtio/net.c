@@ -573,21 +573,13 @@ int virtio_net_open(struct virtio_net *n, const char *tap_name, unsigned pairs, 
 	return r;
 }
 
-void virtio_net_get_stats(struct virtio_net *n, struct virtio_net_stats *out)
+void virtio_net_get_stats(struct virtio_net *n, unsigned pair, struct virtio_net_stats *out)
 {
 	memset(out, 0, sizeof(*out));
+	if (pair >= n->nr_pairs)
+		return;
 	pthread_mutex_lock(&n->vdev.lock);
-	for (unsigned i = 0; i < n->nr_pairs; i++) {
-		const struct virtio_net_stats *s = &n->pairs[i].stats;
-
-		out->rx_packets += s->rx_packets;
-		out->rx_bytes += s->rx_bytes;
-		out->rx_dropped += s->rx_dropped;
-		out->tx_packets += s->tx_packets;
-		out->tx_bytes += s->tx_bytes;
-		out->tx_dropped += s->tx_dropped;
-		out->tx_gso_packets += s->tx_gso_packets;
-	}
+	*out = n->pairs[pair].stats;
 	pthread_mutex_unlock(&n->vdev.lock);
 }
 

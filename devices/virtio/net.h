@@ -223,8 +223,8 @@ int virtio_net_init(struct virtio_net *n, const char *name, const uint8_t mac[6]
                     const struct guest_memory *mem, struct event_loop *loop,
                     const struct virtio_net_backend *be, unsigned pairs) MUST_CHECK;
 
-/* The sum of every pair's counters; takes vdev.lock. */
-void virtio_net_get_stats(struct virtio_net *n, struct virtio_net_stats *out);
+/* Pair @pair's counters (zeros for a pair beyond nr_pairs); takes vdev.lock. Any thread. */
+void virtio_net_get_stats(struct virtio_net *n, unsigned pair, struct virtio_net_stats *out);
 
 /*
  * Unregisters the backend fds, closes the TAP virtio_net_open opened and frees everything.
