@@ -3,11 +3,14 @@
  * backend per pair: the queue layout and config, pair 0 alone until the driver's
  * VQ_PAIRS_SET, every pair's receive and transmit once enabled (one interrupt per batch),
  * counts the command must refuse, pairs given up (stash back to the ring, backend detached),
- * reset, a snapshot of the pairs in use, and a malformed chain on every queue.
+ * reset, a snapshot of the pairs in use, and a malformed chain on every queue. Then two
+ * threads as vmm has them: a "vCPU" resetting the device and bringing it up again while the
+ * "loop" serves backend events, notifications and VQ_PAIRS_SET (also run under TSan).
  */
 #include <check.h>
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -491,6 +494,71 @@ START_TEST(malformed_chain_on_every_queue)
 }
 END_TEST
 
+/*
+ * The vCPU thread's part: resets and DRIVER_OK (activate attaches, reset detaches pairs), as
+ * register writes do, under the device lock; the rings are placed under it too, so the loop
+ * thread, which builds control chains under it, never sees them half-made.
+ */
+static void *vcpu_thread(void *opaque)
+{
+	struct fixture *f = opaque;
+
+	for (unsigned i = 0; i < 300; i++) {
+		pthread_mutex_lock(&f->net.vdev.lock);
+		virtio_write_status(&f->net.vdev, 0);
+		pthread_mutex_unlock(&f->net.vdev.lock);
+		driver_up(f, all_features(f));
+	}
+	return NULL;
+}
+
+/* The loop thread's part: backend events on every pair, every queue notified, pair counts. */
+static void loop_round(struct fixture *f, unsigned i)
+{
+	uint8_t cmd[4] = {VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
+	                  (uint8_t)(1 + i % PAIRS), 0};
+	uint32_t id, len;
+	unsigned q;
+
+	pthread_mutex_lock(&f->net.vdev.lock);
+	q = f->ctrl_q;
+	if (f->ring[q].size) {
+		struct test_ring *r = &f->ring[q];
+		struct test_buf b[2] = {data_buf(r, cmd, sizeof(cmd)),
+		                        {test_ring_alloc(r, 1), 1, true}};
+
+		test_ring_add(r, b, 2);
+	}
+	pthread_mutex_unlock(&f->net.vdev.lock);
+	notify(f, q);
+	for (unsigned p = 0; p < PAIRS; p++) {
+		backend(f, p, EPOLLIN | EPOLLOUT);
+		notify(f, 2 * p);
+		notify(f, 2 * p + 1);
+	}
+	pthread_mutex_lock(&f->net.vdev.lock);
+	while (test_ring_used(&f->ring[q], &id, &len))
+		;
+	pthread_mutex_unlock(&f->net.vdev.lock);
+}
+
+START_TEST(reset_races_loop_work)
+{
+	struct fixture *f = setup();
+	pthread_t vcpu;
+
+	ck_assert_int_eq(pthread_create(&vcpu, NULL, vcpu_thread, f), 0);
+	for (unsigned i = 0; i < 3000; i++)
+		loop_round(f, i);
+	ck_assert_int_eq(pthread_join(vcpu, NULL), 0);
+	ck_assert(!needs_reset(f));
+	for (unsigned i = 0; i < PAIRS; i++)
+		ck_assert_uint_eq(f->fake[i].detached_calls, 0);
+	ck_assert_uint_ge(f->net.curr_pairs, 1);
+	teardown(f);
+}
+END_TEST
+
 static Suite *net_mq_suite(void)
 {
 	Suite *s = suite_create("virtio_net_mq");
@@ -504,6 +572,8 @@ static Suite *net_mq_suite(void)
 	tcase_add_test(tc, reset_detaches_pairs);
 	tcase_add_test(tc, snapshot_keeps_pairs);
 	tcase_add_test(tc, malformed_chain_on_every_queue);
+	tcase_add_test(tc, reset_races_loop_work);
+	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;
 }
