@@ -557,15 +557,19 @@ def scenario_net(g, run, pairs):
     check(got == sent, f'{NET_BYTES >> 20} MiB host to guest: sha256 {got} in the guest, {sent} sent')
     g.send(NET_GUEST[5].replace('@BYTES@', str(NET_BYTES)) + '\n')
     gsent = g.expect(r'T-G2H-SENT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the guest file checksum').group(1)
+    # The host's line and the guest's nc status come in either order.
+    ends = re.compile(r'T-G2H-GOT=(?P<got>[0-9a-f]{64})\n|T-NC=(?P<nc>\d+)\n')
+    found = {}
     try:
-        ggot = g.expect(r'T-G2H-GOT=([0-9a-f]{64})\n', PHASE_TIMEOUT,
-                        what='the host receiving').group(1)
+        while len(found) < 2:
+            m = g.expect(ends, PHASE_TIMEOUT, what='the host receiving and the guest\'s nc')
+            found.update({k: v for k, v in m.groupdict().items() if v is not None})
     except harness.GuestTimeout as e:
         probe_stalled_guest(g)
         raise TransferStalled(str(e)) from e
+    ggot = found['got']
     check(ggot == gsent, f'{NET_BYTES >> 20} MiB guest to host: sha256 {ggot} on the host, {gsent} sent')
-    check(g.expect(r'T-NC=(\d+)\n', PHASE_TIMEOUT, what='nc status').group(1) == '0',
-          'a guest nc failed')
+    check(found['nc'] == '0', f'a guest nc failed: T-NC={found["nc"]}')
     g.send(NET_GUEST[6] + '\n')
     g.expect(r'T-IRQ-END=\d+\n', PHASE_TIMEOUT, what='the guest\'s interrupt counts')
     irqs = g.output[g.output.rfind('T-IRQ-BEGIN=0\n'):]
