@@ -1,6 +1,6 @@
 /*
- * virtio-net: queue pairs, transmit and events over packet backends (net_rx.c receives,
- * net_ctrl.c serves the control queue).
+ * virtio-net: the device, its queue pairs and events over packet backends (net_tx.c transmits,
+ * net_rx.c receives, net_ctrl.c serves the control queue).
  *
  * Queue pairs: pair k has its own backend (a multi-queue TAP gives one fd per pair), receive
  * stash and transmit state; only the first curr_pairs are used, 1 until the driver's MQ
@@ -9,11 +9,8 @@
  * the ring. A transmit chain on a disabled pair is
  * returned unsent and counted: the driver may only use enabled pairs.
  *
- * Transmit: each chain's readable buffers are one packet, header first, written to the pair's
- * backend in one call. When the backend is full the chain is held (tx_chain) and sent first
- * once the fd is writable, so nothing is lost or reordered. A chain with writable buffers or
- * shorter than the header is malformed: it is returned unsent and counted, so one bad packet
- * does not stop the device (there is no status byte to report it).
+ * Transmit (net_tx.c): each chain's readable buffers are one packet, written to the pair's
+ * backend in one call; a full backend keeps the chain until its fd is writable.
  *
  * Receive (net_rx.c): chains are taken from the ring into the pair's stash until it holds a
  * largest packet, and the backend reads the next packet straight into them, with a bounce
@@ -42,11 +39,8 @@
 #include <unistd.h>
 
 #include "devices/tap.h"
-#include "devices/virtio/iov.h"
 #include "vmm/log.h"
 #include "vmm/snapshot_file.h"
-
-#define TX_BATCH 256
 
 static_assert(sizeof(struct virtio_net_config) == 10, "config layout");
 static_assert(VIRTIO_NET_HDR_LEN == TAP_VNET_HDR_LEN, "TAP header size");
@@ -111,97 +105,6 @@ void net_backend_fail(struct virtio_net *n, struct work *w, const char *why)
 	w->link_down = true;
 }
 
-/* ---- Transmit ---- */
-
-/*
- * Sends tx_chain; false when the backend is full and the chain must be kept. A malformed chain
- * or a backend error drops the packet (counted, logged) and the chain is returned.
- */
-static bool tx_send(struct virtio_net_pair *p)
-{
-	const struct vq_chain *c = &p->tx_chain;
-	const char *why;
-	uint8_t gso = VIRTIO_NET_HDR_GSO_NONE;
-	ssize_t r;
-
-	if (c->nr_in || c->out_len < VIRTIO_NET_HDR_LEN) {
-		why = c->nr_in ? "chain with device-writable buffers"
-		               : "chain shorter than the header";
-	} else {
-		r = p->be.ops->send(p->be.opaque, c->iov, (int)c->nr_out);
-		if (r == -EAGAIN)
-			return false;
-		if (r >= 0) {
-			iov_to_buf(c->iov, c->nr_out, 1, &gso, 1);
-			p->stats.tx_packets++;
-			p->stats.tx_gso_packets += gso != VIRTIO_NET_HDR_GSO_NONE;
-			p->stats.tx_bytes += c->out_len - VIRTIO_NET_HDR_LEN;
-			return true;
-		}
-		why = r == -EIO ? "input/output error (is the TAP up?)" : strerror((int)-r);
-	}
-	log_ratelimited(LOG_WARN, "net '%s': transmit: %s; packet dropped", p->net->name, why);
-	p->stats.tx_dropped++;
-	return true;
-}
-
-/* Sends pair @p's transmit chains in ring order, held chain first, up to the batch limit. */
-static void tx_run(struct virtio_net_pair *p, struct work *w)
-{
-	struct virtqueue *vq = &p->net->vdev.queues[tx_queue(p)];
-	int r = 0;
-
-	p->tx_more = false;
-	for (unsigned i = 0; i < TX_BATCH && p->enabled && queue_live(p->net, tx_queue(p)); i++) {
-		if (!p->tx_held) {
-			r = vq_pop_chain(vq, &p->tx_chain);
-			if (r <= 0)
-				break;
-			p->tx_held = true;
-		}
-		if (!tx_send(p)) {
-			p->tx_blocked = true;
-			return;
-		}
-		p->tx_held = false;
-		if (vq_push_used(vq, p->tx_chain.head, 0) == 0)
-			w->pushed |= 1u << tx_queue(p);
-		p->tx_more = i + 1 == TX_BATCH;
-	}
-	if (r < 0)
-		w->bad = "virtio-net: malformed transmit chain";
-}
-
-/*
- * A disabled pair's transmit chains (and one it held) go back unsent: the driver may not use
- * the pair (5.1.6.5.5). At most a ring's worth, so the driver's next kick finds the rest.
- */
-static void tx_discard(struct virtio_net_pair *p, struct work *w)
-{
-	struct virtqueue *vq = &p->net->vdev.queues[tx_queue(p)];
-	unsigned dropped = 0;
-	int r = 0;
-
-	for (unsigned i = 0; i < VIRTIO_NET_QUEUE_SIZE && queue_live(p->net, tx_queue(p)); i++) {
-		if (!p->tx_held) {
-			r = vq_pop_chain(vq, &p->tx_chain);
-			if (r <= 0)
-				break;
-		}
-		p->tx_held = false;
-		dropped++;
-		if (vq_push_used(vq, p->tx_chain.head, 0) == 0)
-			w->pushed |= 1u << tx_queue(p);
-	}
-	p->tx_held = p->tx_blocked = p->tx_more = false;
-	p->stats.tx_dropped += dropped;
-	if (dropped)
-		log_ratelimited(LOG_DEBUG, "net '%s': %u packets on disabled pair %u dropped",
-		                p->net->name, dropped, p->index);
-	if (r < 0)
-		w->bad = "virtio-net: malformed transmit chain";
-}
-
 /* ---- Queue pairs ---- */
 
 /* Attaches and watches pair @p (0 or -errno, nothing changed). */
@@ -235,7 +138,7 @@ static void pair_disable(struct virtio_net_pair *p, struct work *w)
 	int r;
 
 	if (!p->tx_blocked)
-		tx_run(p, w);
+		net_tx_run(p, w);
 	unregister(p);
 	p->enabled = false;
 	if (p->be.ops->set_queue) {
@@ -246,7 +149,7 @@ static void pair_disable(struct virtio_net_pair *p, struct work *w)
 	}
 	net_rx_forget(p, true);
 	if (p->tx_held)
-		tx_discard(p, w);
+		net_tx_discard(p, w);
 	p->tx_held = p->tx_blocked = p->tx_more = false;
 }
 
@@ -309,7 +212,7 @@ static void backend_event(void *opaque, uint32_t events)
 	} else {
 		if (events & EPOLLOUT) {
 			p->tx_blocked = false;
-			tx_run(p, &w);
+			net_tx_run(p, &w);
 		}
 		if ((events & EPOLLIN) && !p->rx_stalled)
 			net_rx_run(p, &w);
@@ -341,9 +244,9 @@ static void net_queue_notify(struct virtio_dev *dev, unsigned q)
 	if (p && q == rx_queue(p) && p->enabled && p->rx_stalled)
 		net_rx_run(p, &w);
 	if (p && q == tx_queue(p) && p->enabled && !p->tx_blocked)
-		tx_run(p, &w);
+		net_tx_run(p, &w);
 	if (p && q == tx_queue(p) && !p->enabled)
-		tx_discard(p, &w);
+		net_tx_discard(p, &w);
 	if (q == ctrl_queue(n))
 		net_ctrl_run(n, &w);
 	update_watch(n, &w);

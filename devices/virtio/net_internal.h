@@ -1,6 +1,6 @@
 /*
- * What net.c (the device, transmit, events, queue pairs), net_ctrl.c (the control queue) and
- * net_rx.c (the receive path) share; not for other files. Everything here runs under the
+ * What net.c (the device, events, queue pairs), net_tx.c (transmit), net_rx.c (receive) and
+ * net_ctrl.c (the control queue) share; not for other files. Everything here runs under the
  * device's vdev.lock.
  */
 #ifndef VMM_DEVICES_VIRTIO_NET_INTERNAL_H
@@ -53,6 +53,14 @@ void net_backend_fail(struct virtio_net *n, struct work *w, const char *why);
  * the backends allow).
  */
 int net_set_pairs(struct virtio_net *n, unsigned pairs, struct work *w);
+/* Sends pair @p's transmit chains in ring order, held chain first, up to a batch (net_tx.c). */
+void net_tx_run(struct virtio_net_pair *p, struct work *w);
+/*
+ * A disabled pair's transmit chains (and one it held) go back unsent: the driver may not use
+ * the pair (5.1.6.5.5). At most a ring's worth, so the driver's next kick finds the rest
+ * (net_tx.c).
+ */
+void net_tx_discard(struct virtio_net_pair *p, struct work *w);
 /* Serves the control queue (net_ctrl.c). */
 void net_ctrl_run(struct virtio_net *n, struct work *w);
 /* Receives up to a batch of packets into pair @p's receive ring (net_rx.c). */
