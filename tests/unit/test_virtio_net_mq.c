@@ -10,10 +10,15 @@
 #include <check.h>
 #include <endian.h>
 #include <errno.h>
+#include <net/if.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "devices/virtio/net.h"
 #include "tests/support/blk_ring.h"
@@ -559,6 +564,93 @@ START_TEST(reset_races_loop_work)
 }
 END_TEST
 
+/* The transmit queues interface @name has (its real_num_tx_queues), from sysfs. */
+static int tx_queues(const char *name)
+{
+	char path[128];
+	int n = 0;
+
+	for (;; n++) {
+		snprintf(path, sizeof(path), "/sys/class/net/%s/queues/tx-%d", name, n);
+		if (access(path, F_OK))
+			return n;
+	}
+}
+
+static int link_up(const char *name)
+{
+	struct ifreq ifr = {0};
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = -1;
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP;
+		r = ioctl(s, SIOCSIFFLAGS, &ifr);
+	}
+	if (s >= 0)
+		close(s);
+	return r;
+}
+
+/*
+ * A real multi-queue TAP (needs CAP_NET_ADMIN; skipped otherwise): the interface has as many
+ * queues as the driver enabled pairs, and each enabled pair transmits through its own fd.
+ */
+START_TEST(real_tap_follows_pairs)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char name[IFNAMSIZ], err[256];
+	int r;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(guest_memory_add(&f->mem, 0, 16 * MIB), 0);
+	ck_assert_int_eq(event_loop_init(&f->loop), 0);
+	snprintf(name, sizeof(name), "vmmp%u", (unsigned)getpid() % 100000);
+	r = virtio_net_open(&f->net, name, PAIRS, true, test_mac, &f->mem, &f->loop, err,
+	                    sizeof(err));
+	if (r == -EPERM || r == -EACCES || r == -ENOENT || r == -ENODEV || r == -ENXIO) {
+		printf("real TAP test skipped: %s\n", err);
+		goto out;
+	}
+	ck_assert_msg(r == 0, "%s", err);
+	f->net.vdev.transport = (struct virtio_transport){count_interrupt, f};
+	ck_assert_int_eq(link_up(name), 0);
+	ck_assert_int_eq(tx_queues(name), 1);
+	driver_up(f, all_features(f));
+	ck_assert_int_eq(tx_queues(name), 1);
+	ck_assert_uint_eq(set_pairs(f, PAIRS), VIRTIO_NET_OK);
+	ck_assert_int_eq(tx_queues(name), PAIRS);
+	for (unsigned i = 0; i < PAIRS; i++) {
+		uint8_t pkt[HDR + 60];
+		size_t len = make_packet(pkt, 60, i);
+		struct test_buf tb;
+		uint16_t th;
+
+		memset(pkt + HDR, 0xff, 6); /* broadcast, from our MAC, EtherType 0x88b5 */
+		memcpy(pkt + HDR + 6, test_mac, 6);
+		pkt[HDR + 12] = 0x88;
+		pkt[HDR + 13] = 0xb5;
+		tb = data_buf(&f->ring[2 * i + 1], pkt, (uint32_t)len);
+		th = test_ring_add(&f->ring[2 * i + 1], &tb, 1);
+		notify(f, 2 * i + 1);
+		expect_used(&f->ring[2 * i + 1], th, 0);
+		ck_assert_uint_eq(f->net.pairs[i].stats.tx_packets, 1);
+		ck_assert_uint_eq(f->net.pairs[i].stats.tx_dropped, 0);
+	}
+	ck_assert_uint_eq(set_pairs(f, 2), VIRTIO_NET_OK);
+	ck_assert_int_eq(tx_queues(name), 2);
+	pthread_mutex_lock(&f->net.vdev.lock);
+	virtio_write_status(&f->net.vdev, 0);
+	pthread_mutex_unlock(&f->net.vdev.lock);
+	ck_assert_int_eq(tx_queues(name), 1);
+out:
+	virtio_net_close(&f->net);
+	event_loop_free(&f->loop);
+	guest_memory_free(&f->mem);
+	free(f);
+}
+END_TEST
+
 static Suite *net_mq_suite(void)
 {
 	Suite *s = suite_create("virtio_net_mq");
@@ -573,6 +665,7 @@ static Suite *net_mq_suite(void)
 	tcase_add_test(tc, snapshot_keeps_pairs);
 	tcase_add_test(tc, malformed_chain_on_every_queue);
 	tcase_add_test(tc, reset_races_loop_work);
+	tcase_add_test(tc, real_tap_follows_pairs);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;
