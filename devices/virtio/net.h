@@ -5,9 +5,8 @@
  * (libslirp), the tests' fakes). Offered: MAC, STATUS (link up), MRG_RXBUF, CTRL_VQ, CTRL_RX,
  * INDIRECT_DESC and EVENT_IDX, MQ with more than one pair, and with a backend that takes
  * offloads CSUM, GUEST_CSUM, HOST_TSO4/6, HOST_ECN and GUEST_TSO4/6. Every packet carries the
- * 12-byte
- * struct virtio_net_hdr_mrg_rxbuf, which the TAP reads and writes as is (IFF_VNET_HDR), so
- * checksum and segmentation offloads pass straight through.
+ * 12-byte struct virtio_net_hdr_mrg_rxbuf, which the TAP reads and writes as is
+ * (IFF_VNET_HDR), so checksum and segmentation offloads pass straight through.
  *
  * Nothing is dropped to make room: when the backend is full, transmit keeps the packet and
  * waits for the backend fd to become writable; when the driver has posted no receive buffers,
@@ -122,8 +121,9 @@ struct virtio_net_backend {
 	int fd; /* pollable: readable when recv has a packet, writable when send would take one */
 	/*
 	 * Packets may carry partial checksums and TSO frames both ways (a TAP with IFF_VNET_HDR):
-	 * the device offers CSUM, GUEST_CSUM and the TSO features, and calls set_offload. Without,
-	 * it offers none of them, so every packet is a whole checked frame (flags and gso_type 0).
+	 * the device offers CSUM, GUEST_CSUM and the TSO features, and calls set_offload (the
+	 * first pair's backend decides for all). Without, it offers none of them, so every packet
+	 * is a whole checked frame (flags and gso_type 0).
 	 */
 	bool offloads;
 };
