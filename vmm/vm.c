@@ -466,12 +466,14 @@ static void print_net_stats(struct virtio_net *n, unsigned nic)
 		virtio_net_get_stats(n, p, &s);
 		fprintf(stderr,
 		        "vmm: stats: NIC %u pair %u: rx %llu packets %llu bytes, tx %llu packets "
-		        "(%llu TSO) %llu bytes (%llu per packet), dropped rx %llu tx %llu\n",
+		        "(%llu TSO) %llu bytes (%llu per packet, largest %llu), dropped rx %llu tx "
+		        "%llu\n",
 		        nic, p, (unsigned long long)s.rx_packets, (unsigned long long)s.rx_bytes,
 		        (unsigned long long)s.tx_packets, (unsigned long long)s.tx_gso_packets,
 		        (unsigned long long)s.tx_bytes,
 		        (unsigned long long)(s.tx_packets ? s.tx_bytes / s.tx_packets : 0),
-		        (unsigned long long)s.rx_dropped, (unsigned long long)s.tx_dropped);
+		        (unsigned long long)s.tx_max_bytes, (unsigned long long)s.rx_dropped,
+		        (unsigned long long)s.tx_dropped);
 	}
 }
 

@@ -137,6 +137,7 @@ struct virtio_net_stats {
 	/* malformed chain, backend error other than full, a pair the driver disabled */
 	uint64_t tx_dropped;
 	uint64_t tx_gso_packets; /* sent with a gso_type: TSO frames of up to 64 KiB */
+	uint64_t tx_max_bytes;   /* the largest frame sent */
 };
 
 /* A receive chain taken from the ring and not yet used: its buffers are in rx_iov. */

@@ -41,6 +41,8 @@ static bool tx_send(struct virtio_net_pair *p)
 			p->stats.tx_packets++;
 			p->stats.tx_gso_packets += gso != VIRTIO_NET_HDR_GSO_NONE;
 			p->stats.tx_bytes += c->out_len - VIRTIO_NET_HDR_LEN;
+			p->stats.tx_max_bytes =
+			        MAX(p->stats.tx_max_bytes, c->out_len - VIRTIO_NET_HDR_LEN);
 			return true;
 		}
 		why = r == -EIO ? "input/output error (is the TAP up?)" : strerror((int)-r);

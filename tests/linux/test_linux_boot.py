@@ -514,7 +514,8 @@ def probe_stalled_guest(g):
 
 
 NET_PAIR_STATS = re.compile(r'vmm: stats: NIC 0 pair (\d+): rx (\d+) packets (\d+) bytes, '
-                            r'tx (\d+) packets \((\d+) TSO\) (\d+) bytes')
+                            r'tx (\d+) packets \((\d+) TSO\) (\d+) bytes \(\d+ per packet, '
+                            r'largest (\d+)\)')
 
 
 def check_net_pairs(g, pairs):
@@ -525,7 +526,8 @@ def check_net_pairs(g, pairs):
     for p, m in sorted(seen.items()):
         rx, tx, tx_bytes = int(m.group(2)), int(m.group(4)), int(m.group(6))
         print(f'  eth0 pair {p}: rx {rx} packets {int(m.group(3)) >> 20} MiB, tx {tx} packets '
-              f'({m.group(5)} TSO) {tx_bytes >> 20} MiB, {tx_bytes // max(tx, 1)} bytes per tx packet')
+              f'({m.group(5)} TSO) {tx_bytes >> 20} MiB, {tx_bytes // max(tx, 1)} bytes per tx '
+              f'packet, largest {m.group(7)}')
         # Each pair carried one connection's worth each way (data or its ACKs): thousands.
         check(rx >= 500 and tx >= 500, f'queue pair {p} of eth0 carried {rx} received and '
               f'{tx} sent packets: not a share of the transfers')
