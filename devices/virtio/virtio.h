@@ -18,8 +18,8 @@
 #include "vmm/memory.h"
 #include "vmm/util.h"
 
-#define VIRTIO_MAX_QUEUES 17 /* virtio-net's 8 queue pairs and control queue; a 7-port console 16  \
-	                      */
+/* virtio-net: 8 queue pairs and its control queue (a console with 7 ports needs 16) */
+#define VIRTIO_MAX_QUEUES 17
 
 /* Device status bits. */
 #define VIRTIO_STATUS_ACKNOWLEDGE 1
