@@ -319,6 +319,38 @@ START_TEST(every_pair_carries_its_traffic)
 }
 END_TEST
 
+/*
+ * A 64 KiB TSO frame (gso_type TCPV4, spread over 17 buffers of an indirect table, as Linux
+ * sends one) leaves as one packet, whole: nothing on the way caps the guest's GSO size.
+ */
+START_TEST(tso_frame_leaves_whole)
+{
+	struct fixture *f = setup();
+	enum { PARTS = 17, PART = 3840 };
+	static uint8_t pkt[HDR + PARTS * PART];
+	struct test_buf b[PARTS + 1];
+	struct test_ring *r = &f->ring[3];
+	uint16_t head;
+
+	ck_assert_uint_eq(set_pairs(f, 2), VIRTIO_NET_OK);
+	make_packet(pkt, PARTS * PART, 9);
+	pkt[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	pkt[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+	b[0] = data_buf(r, pkt, HDR);
+	for (unsigned i = 0; i < PARTS; i++)
+		b[i + 1] = data_buf(r, pkt + HDR + i * PART, PART);
+	head = test_ring_add_indirect(r, b, PARTS + 1);
+	notify(f, 3);
+	expect_used(r, head, 0);
+	ck_assert_uint_eq(f->fake[1].nr_tx, 1);
+	ck_assert_uint_eq(f->fake[1].tx[0].len, sizeof(pkt));
+	ck_assert_mem_eq(f->fake[1].tx[0].data, pkt, sizeof(pkt));
+	ck_assert_uint_eq(f->net.pairs[1].stats.tx_gso_packets, 1);
+	ck_assert_uint_eq(f->net.pairs[1].stats.tx_max_bytes, PARTS * PART);
+	teardown(f);
+}
+END_TEST
+
 /* VQ_PAIRS_SET outside 1..max, malformed, or without MQ: VIRTIO_NET_ERR, nothing changes. */
 START_TEST(bad_pair_counts_refused)
 {
@@ -659,6 +691,7 @@ static Suite *net_mq_suite(void)
 	tcase_add_test(tc, layout_and_config);
 	tcase_add_test(tc, pair0_alone_until_set);
 	tcase_add_test(tc, every_pair_carries_its_traffic);
+	tcase_add_test(tc, tso_frame_leaves_whole);
 	tcase_add_test(tc, bad_pair_counts_refused);
 	tcase_add_test(tc, shrinking_gives_chains_back);
 	tcase_add_test(tc, reset_detaches_pairs);
