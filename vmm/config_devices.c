@@ -119,7 +119,8 @@ int config_parse_net(const char *spec, struct net_config *out, char *err, size_t
 		return spec_error(err, errlen,
 		                  "--net: hostfwd= needs user networking (--net user,...)");
 	if (out->user && out->queues > 1)
-		return spec_error(err, errlen, "--net user has one queue pair (queues=1)");
+		return spec_error(err, errlen,
+		                  "--net: user networking has one queue pair (queues=1)");
 	return 0;
 }
 
