@@ -186,13 +186,16 @@ done) &
 SNAP_TAP_UP = (f'for d in /sys/class/net/*; do [ "$(cat $d/address)" = {SNAP_TAP_MAC} ] && '
                'T=${d##*/}; done; ip addr add 10.0.3.15/24 dev $T && ip link set $T up; '
                'echo T-TAPUP=$?')
-# Both files at once, from vCPU 0 and vCPU 1 (retried until the host's tap0 has its address),
-# then their sha256 together and the interrupts of the NIC's second receive queue.
+# Once the host's tap0 answers a ping (after a restore the host configures the new one), both
+# files at once, from vCPU 0 and vCPU 1, then their sha256 together and the interrupts of the
+# NIC's second receive queue. The clients' input stays open: busybox nc as the host's server
+# stops sending once its peer half-closes.
 SNAP_TAP_FETCH = (
-    'w=; for p in @P0@ @P1@; do (c=$(( p % 2 ? 1 : 2 )); until taskset $c nc 10.0.3.1 $p '
-    f'</dev/null >/tmp/tap$p && [ "$(stat -c %s /tmp/tap$p)" = {SNAP_NET_BYTES} ]; '
-    'do sleep 0.5; done) & w="$w $!"; done; wait $w; '
-    'echo "T-TAP@P0@=$(cat /tmp/tap@P0@ /tmp/tap@P1@ | sha256sum | cut -d\' \' -f1)"; '
+    'until ping -c 1 -W 1 10.0.3.1 >/dev/null 2>&1; do sleep 0.3; done; '
+    'for p in @P0@ @P1@; do (sleep 30 | taskset $(( p % 2 ? 1 : 2 )) nc 10.0.3.1 $p '
+    '>/tmp/tap$p) & done; for p in @P0@ @P1@; do '
+    f'while [ "$(stat -c %s /tmp/tap$p 2>/dev/null)" != {SNAP_NET_BYTES} ]; do sleep 0.2; done; '
+    'done; echo "T-TAP@P0@=$(cat /tmp/tap@P0@ /tmp/tap@P1@ | sha256sum | cut -d\' \' -f1)"; '
     'V=$(basename "$(readlink /sys/class/net/$T/device)"); '
     'echo "T-IRQ@P0@=$(grep "$V-input.1" /proc/interrupts | '
     'awk \'{s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s}\')"')
