@@ -4,7 +4,9 @@
  * TUNSETIFF attaches the fd to the interface, creating a non-persistent one when the name is
  * free. Its errors mean: EPERM, no CAP_NET_ADMIN to create (or the persistent TAP belongs to
  * another user); EBUSY, another process holds a single-queue TAP; EINVAL, the name belongs to
- * an interface that is not a single-queue TAP.
+ * an interface that is not a TAP, or a TAP whose IFF_MULTI_QUEUE differs from the request.
+ * A multi-queue TAP takes one TUNSETIFF per queue, each on its own fd; TUNSETQUEUE detaches
+ * and attaches a queue later (the host sends a detached queue nothing).
  */
 #include "devices/tap.h"
 
@@ -69,16 +71,71 @@ static void explain_setiff(const char *name, int e, char *err, size_t errlen)
 	else if (e == EINVAL)
 		snprintf(err, errlen,
 		         "cannot open TAP '%s': an interface of that name exists and is not a "
-		         "single-queue TAP device",
+		         "TAP device",
 		         name);
 	else
 		snprintf(err, errlen, "cannot open TAP '%s': %s", name, strerror(e));
 }
 
-int tap_open(const char *name, char *err, size_t errlen)
+/* One fd attached to TAP @name with @flags (TUNSETIFF): the fd, or -errno with @err set. */
+static int attach(const char *name, short flags, char *err, size_t errlen)
 {
 	struct ifreq ifr;
-	int fd, r, hdr_len = TAP_VNET_HDR_LEN;
+	int fd = open_tun(err, errlen), e;
+
+	if (fd < 0)
+		return fd;
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, name, strlen(name));
+	ifr.ifr_flags = flags;
+	if (ioctl(fd, TUNSETIFF, &ifr) == 0)
+		return fd;
+	e = errno;
+	close(fd);
+	explain_setiff(name, e, err, errlen);
+	return -e;
+}
+
+/*
+ * The first queue: as asked (@mq), else, for an existing TAP of the other kind, as it is
+ * (EINVAL: a TAP's IFF_MULTI_QUEUE must match). Sets *@mq to the kind opened.
+ */
+static int attach_first(const char *name, bool *mq, char *err, size_t errlen)
+{
+	const short flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	int fd = attach(name, (short)(flags | (*mq ? IFF_MULTI_QUEUE : 0)), err, errlen);
+
+	if (fd != -EINVAL || if_nametoindex(name) == 0)
+		return fd;
+	fd = attach(name, (short)(flags | (*mq ? 0 : IFF_MULTI_QUEUE)), err, errlen);
+	if (fd >= 0)
+		*mq = !*mq;
+	return fd;
+}
+
+/* The vnet header and no offloads on the device (through its first queue's fd). */
+static int tap_setup(const char *name, int fd, char *err, size_t errlen)
+{
+	int r, hdr_len = TAP_VNET_HDR_LEN;
+
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "TAP '%s': cannot set the vnet header size: %s", name,
+		         strerror(-r));
+		return r;
+	}
+	/* A persistent TAP keeps the offloads its last user set; start from none. */
+	r = tap_set_offload(fd, false, false, false);
+	if (r < 0)
+		snprintf(err, errlen, "TAP '%s': cannot set offloads: %s", name, strerror(-r));
+	return r;
+}
+
+int tap_open(const char *name, unsigned nr_queues, bool exact, int fds[], char *err, size_t errlen)
+{
+	bool mq = nr_queues > 1;
+	unsigned n = 0;
+	int r;
 
 	if (!name || !valid_name(name)) {
 		snprintf(err, errlen,
@@ -86,33 +143,51 @@ int tap_open(const char *name, char *err, size_t errlen)
 		         name ? name : "", IFNAMSIZ - 1);
 		return -EINVAL;
 	}
-	fd = open_tun(err, errlen);
-	if (fd < 0)
-		return fd;
-	memset(&ifr, 0, sizeof(ifr));
-	memcpy(ifr.ifr_name, name, strlen(name));
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		r = -errno;
-		explain_setiff(name, -r, err, errlen);
-		goto fail;
+	if (nr_queues < 1 || nr_queues > TAP_MAX_QUEUES) {
+		snprintf(err, errlen, "TAP '%s': %u queues, 1 to %d", name, nr_queues,
+		         TAP_MAX_QUEUES);
+		return -EINVAL;
 	}
-	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "TAP '%s': cannot set the vnet header size: %s", name,
-		         strerror(-r));
-		goto fail;
+	r = attach_first(name, &mq, err, errlen);
+	if (r >= 0 && !mq && nr_queues > 1) {
+		if (!exact) {
+			nr_queues = 1;
+		} else {
+			close(r);
+			snprintf(err, errlen,
+			         "TAP '%s' is single-queue and cannot take %u queues: recreate it "
+			         "with: sudo ip tuntap add dev %s mode tap multi_queue user $USER "
+			         "(or use queues=1)",
+			         name, nr_queues, name);
+			return -EINVAL;
+		}
 	}
-	/* A persistent TAP keeps the offloads its last user set; start from none. */
-	r = tap_set_offload(fd, false, false, false);
-	if (r < 0) {
-		snprintf(err, errlen, "TAP '%s': cannot set offloads: %s", name, strerror(-r));
-		goto fail;
+	if (r < 0)
+		return r;
+	fds[n++] = r;
+	for (; n < nr_queues; n++) {
+		r = attach(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE, err, errlen);
+		if (r < 0)
+			goto fail;
+		fds[n] = r;
 	}
-	return fd;
+	r = tap_setup(name, fds[0], err, errlen);
+	if (r < 0)
+		goto fail;
+	return (int)nr_queues;
 fail:
-	close(fd);
+	while (n--)
+		close(fds[n]);
 	return r;
+}
+
+int tap_set_queue(int fd, bool enabled)
+{
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = enabled ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
+	return ioctl(fd, TUNSETQUEUE, &ifr) < 0 ? -errno : 0;
 }
 
 int tap_set_offload(int fd, bool csum, bool tso4, bool tso6)
@@ -148,16 +223,30 @@ static int tap_offload(void *opaque, bool csum, bool tso4, bool tso6)
 	return tap_set_offload(*(const int *)opaque, csum, tso4, tso6);
 }
 
+static int tap_queue(void *opaque, bool enabled)
+{
+	return tap_set_queue(*(const int *)opaque, enabled);
+}
+
 static const struct virtio_net_backend_ops tap_net_ops = {
         .send = tap_send,
         .recv = tap_recv,
         .set_offload = tap_offload,
 };
 
-void tap_net_backend(struct virtio_net_backend *be, int *fd)
+static const struct virtio_net_backend_ops tap_mq_net_ops = {
+        .send = tap_send,
+        .recv = tap_recv,
+        .set_offload = tap_offload,
+        .set_queue = tap_queue,
+};
+
+void tap_net_backend(struct virtio_net_backend *be, int *fd, bool multi_queue)
 {
-	*be = (struct virtio_net_backend){
-	        .ops = &tap_net_ops, .opaque = fd, .fd = *fd, .offloads = true};
+	*be = (struct virtio_net_backend){.ops = multi_queue ? &tap_mq_net_ops : &tap_net_ops,
+	                                  .opaque = fd,
+	                                  .fd = *fd,
+	                                  .offloads = true};
 }
 
 /* FNV-1a over @len bytes, continuing from @h. */

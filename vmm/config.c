@@ -106,10 +106,13 @@ ARCH_HELP_INTRO
 "      --console serial|virtio  the console on stdin/stdout: the 16550A on ttyS0\n"
 "                        (default) or virtio-console on hvc0 (faster)\n"
 "      --no-rng          no virtio-rng (by default the guest gets entropy from getrandom)\n"
-"      --net tap=NAME[,mac=MAC]\n"
+"      --net tap=NAME[,mac=MAC][,queues=N]\n"
 "                        a virtio-net NIC on TAP device NAME (created when missing,\n"
 "                        which needs CAP_NET_ADMIN); up to %d NICs. Without mac= a locally\n"
-"                        administered MAC derived from NAME and the NIC's index.\n"
+"                        administered MAC derived from NAME and the NIC's index. N queue\n"
+"                        pairs (1 to %d; default one per vCPU, up to %d) on a multi-queue\n"
+"                        TAP; an existing single-queue TAP gets 1 unless queues= asks for\n"
+"                        more (then: ip tuntap add dev NAME mode tap multi_queue)\n"
 "      --net user[,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,mac=MAC]\n"
 "                        a virtio-net NIC on a network inside vmm (libslirp; no root, no\n"
 "                        TAP), as QEMU's -netdev user: the guest gets 10.0.2.15 by DHCP,\n"
@@ -192,7 +195,8 @@ ARCH_HELP_INTRO
 		                "                        else a GICv2; with --transport pci plus its ITS,\n"
 		                "                        or the GICv2m MSI frame)\n"
 		                "      --pmu             a PMUv3 in every vCPU (perf's hardware counters)\n",
-		CONFIG_MAX_NETS, USER_NET_MAX_FORWARDS, CONFIG_MAX_SHARES,
+		CONFIG_MAX_NETS, CONFIG_NET_MAX_QUEUES, CONFIG_NET_MAX_QUEUES, USER_NET_MAX_FORWARDS,
+		CONFIG_MAX_SHARES,
 		ARCH_HAS_TEST_DEVICE
 		        ? "      --test-device     add the scratch test device (port 0x520, MMIO 0xd0000000)\n"
 		          "      --debug-exit      a byte the guest writes to I/O port 0xf4 ends vmm with\n"

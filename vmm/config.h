@@ -23,6 +23,7 @@
 #define CONFIG_MAX_DISKS        8
 #define CONFIG_SERIAL_MAX       20 /* virtio-blk GET_ID returns at most 20 bytes */
 #define CONFIG_MAX_NETS         4
+#define CONFIG_NET_MAX_QUEUES   8  /* queue pairs per NIC (VIRTIO_NET_MAX_PAIRS) */
 #define CONFIG_TAP_NAME_MAX     15 /* IFNAMSIZ - 1 */
 #define CONFIG_MAX_SHARES       8
 #define CONFIG_TAG_MAX          36         /* virtio-fs tag bytes */
@@ -51,6 +52,7 @@ struct net_config {
 	struct user_net_config user_cfg;   /* its port forwards */
 	bool has_mac; /* else vmm generates one from the TAP's name ("user") and the NIC's index */
 	uint8_t mac[6];
+	unsigned queues; /* queues=N: queue pairs on the TAP; 0: one per vCPU, at most 8 */
 };
 
 /* --share HOSTDIR[:GUESTDIR][,ro][,tag=TAG]: a host directory over virtio-fs. */
@@ -171,9 +173,9 @@ const char *config_irqchip_name(enum irqchip_kind kind);
 int config_parse_disk(const char *spec, struct disk_config *out, char *err, size_t errlen);
 
 /*
- * Parses a --net value: tap=NAME[,mac=MAC] or user[,hostfwd=RULE]...[,mac=MAC] (RULE as
- * user_net_parse_forward), each part but hostfwd at most once. Returns 0, or -EINVAL with a
- * one-line message in @err.
+ * Parses a --net value: tap=NAME[,mac=MAC][,queues=N] (N 1 to CONFIG_NET_MAX_QUEUES) or
+ * user[,hostfwd=RULE]...[,mac=MAC] (RULE as user_net_parse_forward), each part but hostfwd at
+ * most once. Returns 0, or -EINVAL with a one-line message in @err.
  */
 int config_parse_net(const char *spec, struct net_config *out, char *err, size_t errlen);
 

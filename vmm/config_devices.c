@@ -52,7 +52,7 @@ static bool repeated(const char *first, const char *opt, size_t len)
 /* One part of a --net value (@len bytes at @p) into @out. */
 static int net_part(const char *p, size_t len, struct net_config *out, char *err, size_t errlen)
 {
-	char text[64];
+	char text[64], *end;
 
 	if (len == 4 && strncmp(p, "user", 4) == 0) {
 		out->user = true;
@@ -65,6 +65,12 @@ static int net_part(const char *p, size_t len, struct net_config *out, char *err
 			                  "--net: '%s' is not a unicast MAC like 52:54:00:12:34:56",
 			                  text);
 		out->has_mac = true;
+	} else if (len > 7 && strncmp(p, "queues=", 7) == 0 && len - 7 < 3) {
+		snprintf(text, sizeof(text), "%.*s", (int)(len - 7), p + 7);
+		out->queues = (unsigned)strtoul(text, &end, 10);
+		if (*end || text[0] < '1' || text[0] > '9' || out->queues > CONFIG_NET_MAX_QUEUES)
+			return spec_error(err, errlen, "--net: queues=%s: 1 to %d queue pairs",
+			                  text, CONFIG_NET_MAX_QUEUES);
 	} else if (len > 8 && strncmp(p, "hostfwd=", 8) == 0 && len - 8 < sizeof(text)) {
 		struct user_net_config *u = &out->user_cfg;
 		char why[200];
@@ -79,7 +85,7 @@ static int net_part(const char *p, size_t len, struct net_config *out, char *err
 	} else {
 		return spec_error(err, errlen,
 		                  "--net: unknown or invalid part '%.*s' (tap=NAME of at most %d "
-		                  "characters, user, hostfwd=..., mac=MAC)",
+		                  "characters, user, hostfwd=..., mac=MAC, queues=N)",
 		                  (int)len, p, CONFIG_TAP_NAME_MAX);
 	}
 	return 0;
@@ -107,11 +113,14 @@ int config_parse_net(const char *spec, struct net_config *out, char *err, size_t
 	}
 	if (out->user == !!out->tap[0])
 		return spec_error(err, errlen,
-		                  "--net: expected tap=NAME[,mac=MAC] or "
+		                  "--net: expected tap=NAME[,mac=MAC][,queues=N] or "
 		                  "user[,hostfwd=...]...[,mac=MAC]");
 	if (out->user_cfg.nr_forwards && !out->user)
 		return spec_error(err, errlen,
 		                  "--net: hostfwd= needs user networking (--net user,...)");
+	if (out->user && out->queues > 1)
+		return spec_error(err, errlen,
+		                  "--net: user networking has one queue pair (queues=1)");
 	return 0;
 }
 

@@ -230,14 +230,18 @@ static int open_net(struct vm *vm, unsigned i, const uint8_t mac[NET_MAC_LEN], c
 	struct virtio_net_backend be;
 	int ret;
 
+	/* A queue pair per vCPU, as for disks, unless queues= says how many. */
 	if (!nc->user)
-		return virtio_net_open(&d->nets[i], nc->tap, mac, &vm->mem, &vm->loop, err, errlen);
+		return virtio_net_open(&d->nets[i], nc->tap,
+		                       nc->queues ? nc->queues
+		                                  : MIN(vm->config->cpus, VIRTIO_NET_MAX_PAIRS),
+		                       nc->queues != 0, mac, &vm->mem, &vm->loop, err, errlen);
 	d->user_nets[i] = user_net_open(&nc->user_cfg, &vm->loop, err, errlen);
 	if (!d->user_nets[i])
 		return -EINVAL;
 	sandbox_allow_user_net();
 	user_net_backend(d->user_nets[i], &be);
-	ret = virtio_net_init(&d->nets[i], "user", mac, &vm->mem, &vm->loop, &be);
+	ret = virtio_net_init(&d->nets[i], "user", mac, &vm->mem, &vm->loop, &be, 1);
 	if (ret)
 		snprintf(err, errlen, "--net user: %s", strerror(-ret));
 	return ret;

@@ -7,8 +7,8 @@
  * - vCPU and event-loop threads run device code (a register write on a vCPU thread may
  *   activate a queue, notify it or reset the device): reads and writes on open fds, io_uring
  *   submission, eventfds, epoll_ctl, timerfd_settime, vhost-user messages, getrandom, and the
- *   KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING and TUNSETOFFLOAD ioctls
- *   (and KVM_SET_USER_MEMORY_REGION while PCI config space is mapped read-only: a config
+ *   KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING, TUNSETOFFLOAD and TUNSETQUEUE
+ *   ioctls (and KVM_SET_USER_MEMORY_REGION while PCI config space is mapped read-only: a config
  *   write may have to unmap it; KVM_(UN)REGISTER_COALESCED_MMIO with a UART whose THR
  *   writes may be coalesced: its IER and MCR writes decide);
  * - vCPU threads: KVM_RUN, and the register reads that describe a crash;
@@ -178,7 +178,7 @@ static const struct allow user_net_syscalls[] = {
 
 /* ioctl requests, besides TCSETS and TCGETS which every thread may make. */
 static const unsigned long device_ioctls[] = {
-        KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING, TUNSETOFFLOAD,
+        KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING, TUNSETOFFLOAD, TUNSETQUEUE,
 };
 
 /* With the PCI host's ECAM copy mapped: unmapping it (pci_device_trap_config_reads). */

@@ -461,6 +461,29 @@ static int setup_event_loop(struct vm *vm)
 	return ret;
 }
 
+/*
+ * --stats: each queue pair's packets and bytes; bytes per transmitted packet show how large
+ * the guest's TSO frames were.
+ */
+static void print_net_stats(struct virtio_net *n, unsigned nic)
+{
+	for (unsigned p = 0; p < n->nr_pairs; p++) {
+		struct virtio_net_stats s;
+
+		virtio_net_get_stats(n, p, &s);
+		fprintf(stderr,
+		        "vmm: stats: NIC %u pair %u: rx %llu packets %llu bytes, tx %llu packets "
+		        "(%llu TSO) %llu bytes (%llu per packet, largest %llu), dropped rx %llu tx "
+		        "%llu\n",
+		        nic, p, (unsigned long long)s.rx_packets, (unsigned long long)s.rx_bytes,
+		        (unsigned long long)s.tx_packets, (unsigned long long)s.tx_gso_packets,
+		        (unsigned long long)s.tx_bytes,
+		        (unsigned long long)(s.tx_packets ? s.tx_bytes / s.tx_packets : 0),
+		        (unsigned long long)s.tx_max_bytes, (unsigned long long)s.rx_dropped,
+		        (unsigned long long)s.tx_dropped);
+	}
+}
+
 int vm_run(struct vm *vm)
 {
 	int ret = setup_event_loop(vm);
@@ -498,6 +521,8 @@ int vm_run(struct vm *vm)
 		if (vm->coalesced.replayed)
 			fprintf(stderr, "vmm: stats: %llu coalesced port writes (no exit)\n",
 			        (unsigned long long)vm->coalesced.replayed);
+		for (unsigned i = 0; i < vm->devices.nr_nets; i++)
+			print_net_stats(&vm->devices.nets[i], i);
 		for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
 			struct user_net *u = vm->devices.user_nets[i];
 

@@ -1,26 +1,30 @@
 /*
- * virtio-net: transmit, receive and control queues over a packet backend.
+ * virtio-net: the device, its queue pairs and events over packet backends (net_tx.c transmits,
+ * net_rx.c receives, net_ctrl.c serves the control queue).
  *
- * Transmit: each chain's readable buffers are one packet, header first, written to the backend
- * in one call. When the backend is full the chain is held (tx_chain) and sent first once the
- * fd is writable, so nothing is lost or reordered. A chain with writable buffers or shorter
- * than the header is malformed: it is returned unsent and counted, so one bad packet does not
- * stop the device (there is no status byte to report it).
+ * Queue pairs: pair k has its own backend (a multi-queue TAP gives one fd per pair), receive
+ * stash and transmit state; only the first curr_pairs are used, 1 until the driver's MQ
+ * VQ_PAIRS_SET (5.1.6.5.5). The others are disabled: their backend detached (set_queue), so
+ * the host steers nothing to them, their fd off the loop and their receive stash given back to
+ * the ring. A transmit chain on a disabled pair is
+ * returned unsent and counted: the driver may only use enabled pairs.
  *
- * Receive (net_rx.c): chains are taken from the ring into a stash until the stash holds a
- * largest packet (one chain without MRG_RXBUF), and the backend reads the next packet straight
- * into the stashed buffers, with a bounce buffer behind them for what does not fit. A packet
- * that overflowed takes more chains as the driver posts them; only then is it handed over:
- * header fix-ups, all its used entries, one interrupt per batch. Chains it did not need stay
- * stashed for the next packet. A receive chain that is readable or shorter than the header
- * breaks 5.1.6.3.1 and sets DEVICE_NEEDS_RESET.
+ * Transmit (net_tx.c): each chain's readable buffers are one packet, written to the pair's
+ * backend in one call; a full backend keeps the chain until its fd is writable.
  *
- * Threads and locking: vdev.lock guards everything below it in struct virtio_net. Queue
- * notifications and backend events run on the event-loop thread (the transports hand a
- * notification that missed its ioeventfd to the loop) and do all their work under the lock;
- * activate and reset run under it from a vCPU thread. Interrupts and needs-reset are raised after
- * unlocking. Batches are bounded so one busy queue cannot starve the loop: receive relies on
- * EPOLLIN staying level-triggered, transmit asks for EPOLLOUT to come back.
+ * Receive (net_rx.c): chains are taken from the ring into the pair's stash until it holds a
+ * largest packet, and the backend reads the next packet straight into them, with a bounce
+ * buffer behind for what does not fit; see there.
+ *
+ * Threads and locking: vdev.lock guards everything marked so in struct virtio_net and its
+ * pairs. Queue notifications and backend events run on the event-loop thread (the transports
+ * hand a notification that missed its ioeventfd to the loop) and do all their work under the
+ * lock; activate and reset run under it from a vCPU thread, and they (like the control
+ * command on the loop) attach, detach and (un)watch pairs: epoll_ctl may come from any thread,
+ * and an event the loop had already collected for a pair disabled since finds it disabled
+ * under the lock and is ignored. Interrupts and needs-reset are raised after unlocking, one
+ * interrupt per queue per batch. Batches are bounded so one busy queue cannot starve the loop:
+ * receive relies on EPOLLIN staying level-triggered, transmit asks for EPOLLOUT to come back.
  */
 #include "devices/virtio/net.h"
 #include "devices/virtio/net_internal.h"
@@ -35,46 +39,57 @@
 #include <unistd.h>
 
 #include "devices/tap.h"
-#include "devices/virtio/iov.h"
 #include "vmm/log.h"
-
-#define TX_BATCH 256
+#include "vmm/snapshot_file.h"
 
 static_assert(sizeof(struct virtio_net_config) == 10, "config layout");
 static_assert(VIRTIO_NET_HDR_LEN == TAP_VNET_HDR_LEN, "TAP header size");
+static_assert(2 * VIRTIO_NET_MAX_PAIRS + 1 <= VIRTIO_MAX_QUEUES, "queues");
+static_assert(VIRTIO_MAX_QUEUES <= 32, "struct work's pushed bits");
 
 static struct virtio_net *to_net(struct virtio_dev *dev)
 {
 	return container_of(dev, struct virtio_net, vdev);
 }
 
-static void set_watch(struct virtio_net *n, uint32_t events)
+static void set_watch(struct virtio_net_pair *p, uint32_t events)
 {
 	int r;
 
-	if (!n->registered || events == n->watching)
+	if (!p->registered || events == p->watching)
 		return;
-	r = event_loop_modify(n->loop, &n->src, events);
+	r = event_loop_modify(p->net->loop, &p->src, events);
 	if (r < 0)
-		log_ratelimited(LOG_WARN, "net '%s': cannot watch the backend: %s", n->name,
-		                strerror(-r));
+		log_ratelimited(LOG_WARN, "net '%s': cannot watch the backend of pair %u: %s",
+		                p->net->name, p->index, strerror(-r));
 	else
-		n->watching = events;
+		p->watching = events;
 }
 
 /*
- * Asks the loop for what the queues wait on: nothing once @w found a malformed chain (the
- * device is about to need a reset).
+ * Asks the loop for what each pair's queues wait on: nothing once @w found a malformed chain
+ * (the device is about to need a reset).
  */
 static void update_watch(struct virtio_net *n, const struct work *w)
 {
-	uint32_t events = 0;
+	for (unsigned i = 0; i < n->nr_pairs; i++) {
+		struct virtio_net_pair *p = &n->pairs[i];
+		uint32_t events = 0;
 
-	if (queue_live(n, RXQ) && !n->rx_stalled)
-		events |= EPOLLIN;
-	if (queue_live(n, TXQ) && (n->tx_blocked || n->tx_more))
-		events |= EPOLLOUT;
-	set_watch(n, w && w->bad ? 0 : events);
+		if (p->enabled && queue_live(n, rx_queue(p)) && !p->rx_stalled)
+			events |= EPOLLIN;
+		if (p->enabled && queue_live(n, tx_queue(p)) && (p->tx_blocked || p->tx_more))
+			events |= EPOLLOUT;
+		set_watch(p, w && w->bad ? 0 : events);
+	}
+}
+
+static void unregister(struct virtio_net_pair *p)
+{
+	if (p->registered)
+		event_loop_del(p->net->loop, &p->src);
+	p->registered = false;
+	p->watching = 0;
 }
 
 /* The backend is gone: stop watching it (epoll would report the error forever), link down. */
@@ -84,158 +99,87 @@ void net_backend_fail(struct virtio_net *n, struct work *w, const char *why)
 		return;
 	log_error("net '%s': backend failed (%s); the guest's link is down", n->name, why);
 	n->backend_failed = true;
-	if (n->registered)
-		event_loop_del(n->loop, &n->src);
-	n->registered = false;
-	n->watching = 0;
+	for (unsigned i = 0; i < n->nr_pairs; i++)
+		unregister(&n->pairs[i]);
 	n->config.status = htole16(0);
 	w->link_down = true;
 }
 
-/* ---- Transmit ---- */
+/* ---- Queue pairs ---- */
 
-/*
- * Sends tx_chain; false when the backend is full and the chain must be kept. A malformed chain
- * or a backend error drops the packet (counted, logged) and the chain is returned.
- */
-static bool tx_send(struct virtio_net *n)
+/* Attaches and watches pair @p (0 or -errno, nothing changed). */
+static int pair_enable(struct virtio_net_pair *p)
 {
-	const struct vq_chain *c = &n->tx_chain;
-	const char *why;
-	ssize_t r;
+	int r;
 
-	if (c->nr_in || c->out_len < VIRTIO_NET_HDR_LEN) {
-		why = c->nr_in ? "chain with device-writable buffers"
-		               : "chain shorter than the header";
-	} else {
-		r = n->be.ops->send(n->be.opaque, c->iov, (int)c->nr_out);
-		if (r == -EAGAIN)
-			return false;
-		if (r >= 0) {
-			n->stats.tx_packets++;
-			n->stats.tx_bytes += c->out_len - VIRTIO_NET_HDR_LEN;
-			return true;
-		}
-		why = r == -EIO ? "input/output error (is the TAP up?)" : strerror((int)-r);
+	if (p->be.ops->set_queue) {
+		r = p->be.ops->set_queue(p->be.opaque, true);
+		if (r < 0)
+			return r;
 	}
-	log_ratelimited(LOG_WARN, "net '%s': transmit: %s; packet dropped", n->name, why);
-	n->stats.tx_dropped++;
-	return true;
+	r = event_loop_add(p->net->loop, &p->src, 0);
+	if (r < 0) {
+		if (p->be.ops->set_queue)
+			(void)p->be.ops->set_queue(p->be.opaque, false);
+		return r;
+	}
+	p->registered = true;
+	p->enabled = true;
+	p->rx_stalled = p->tx_blocked = p->tx_more = false;
+	return 0;
 }
 
-/* Sends transmit chains in ring order, held chain first, up to the batch limit. */
-static void tx_run(struct virtio_net *n, struct work *w)
+/*
+ * Sends what pair @p has (a batch), then stops watching it and detaches it; its receive stash
+ * goes back to the ring, a transmit chain it still holds back to the driver unsent.
+ */
+static void pair_disable(struct virtio_net_pair *p, struct work *w)
 {
-	struct virtqueue *vq = &n->vdev.queues[TXQ];
+	int r;
+
+	if (!p->tx_blocked)
+		net_tx_run(p, w);
+	unregister(p);
+	p->enabled = false;
+	if (p->be.ops->set_queue) {
+		r = p->be.ops->set_queue(p->be.opaque, false);
+		if (r < 0)
+			log_ratelimited(LOG_WARN, "net '%s': cannot detach queue %u of the TAP: %s",
+			                p->net->name, p->index, strerror(-r));
+	}
+	net_rx_forget(p, true);
+	if (p->tx_held)
+		net_tx_discard(p, w);
+	p->tx_held = p->tx_blocked = p->tx_more = false;
+}
+
+int net_set_pairs(struct virtio_net *n, unsigned pairs, struct work *w)
+{
+	unsigned i;
 	int r = 0;
 
-	n->tx_more = false;
-	for (unsigned i = 0; i < TX_BATCH && queue_live(n, TXQ); i++) {
-		if (!n->tx_held) {
-			r = vq_pop_chain(vq, &n->tx_chain);
-			if (r <= 0)
+	if (pairs < 1 || pairs > n->nr_pairs)
+		return -EINVAL;
+	for (i = 0; i < pairs && !n->backend_failed; i++) {
+		if (!n->pairs[i].enabled) {
+			r = pair_enable(&n->pairs[i]);
+			if (r < 0)
 				break;
-			n->tx_held = true;
 		}
-		if (!tx_send(n)) {
-			n->tx_blocked = true;
-			return;
-		}
-		n->tx_held = false;
-		if (vq_push_used(vq, n->tx_chain.head, 0) == 0)
-			w->pushed[TXQ] = true;
-		n->tx_more = i + 1 == TX_BATCH;
 	}
-	if (r < 0)
-		w->bad = "virtio-net: malformed transmit chain";
-}
-
-/* ---- Control ---- */
-
-static uint8_t ctrl_rx(struct virtio_net *n, const struct vq_chain *c, uint8_t cmd)
-{
-	uint8_t on;
-
-	if ((cmd != VIRTIO_NET_CTRL_RX_PROMISC && cmd != VIRTIO_NET_CTRL_RX_ALLMULTI) ||
-	    c->out_len != 3 || iov_to_buf(c->iov, c->nr_out, 2, &on, 1) != 1)
-		return VIRTIO_NET_ERR;
-	if (cmd == VIRTIO_NET_CTRL_RX_PROMISC)
-		n->promisc = on;
-	else
-		n->allmulti = on;
-	return VIRTIO_NET_OK;
-}
-
-/*
- * MAC_TABLE_SET: a unicast and a multicast table, each {le32 entries; u8 mac[entries][6]}.
- * Checked and acknowledged, not applied: the TAP delivers what the host sends it, and
- * receive filtering is best effort (5.1.6.5.1).
- */
-static uint8_t ctrl_mac(const struct vq_chain *c, uint8_t cmd)
-{
-	uint64_t off = 2;
-
-	if (cmd != VIRTIO_NET_CTRL_MAC_TABLE_SET)
-		return VIRTIO_NET_ERR;
-	for (unsigned t = 0; t < 2; t++) {
-		uint32_t entries;
-
-		if (iov_to_buf(c->iov, c->nr_out, off, &entries, sizeof(entries)) != 4)
-			return VIRTIO_NET_ERR;
-		off += 4 + 6ULL * le32toh(entries);
-		if (off > c->out_len)
-			return VIRTIO_NET_ERR;
+	if (r < 0) {
+		log_ratelimited(LOG_WARN, "net '%s': cannot use queue pair %u: %s", n->name, i,
+		                strerror(-r));
+		while (i-- > n->curr_pairs)
+			pair_disable(&n->pairs[i], w);
+		return r;
 	}
-	return off == c->out_len ? VIRTIO_NET_OK : VIRTIO_NET_ERR;
-}
-
-/* Runs one command; the status byte must be the only writable byte. */
-static uint8_t ctrl_command(struct virtio_net *n, const struct vq_chain *c)
-{
-	uint8_t hdr[2] = {0xff, 0xff};
-	uint8_t ack = VIRTIO_NET_ERR;
-
-	if (c->in_len == 1 && iov_to_buf(c->iov, c->nr_out, 0, hdr, 2) == 2 &&
-	    virtio_has_feature(&n->vdev, VIRTIO_NET_F_CTRL_RX)) {
-		if (hdr[0] == VIRTIO_NET_CTRL_RX)
-			ack = ctrl_rx(n, c, hdr[1]);
-		else if (hdr[0] == VIRTIO_NET_CTRL_MAC)
-			ack = ctrl_mac(c, hdr[1]);
+	for (i = pairs; i < n->nr_pairs; i++) {
+		if (n->pairs[i].enabled)
+			pair_disable(&n->pairs[i], w);
 	}
-	if (ack != VIRTIO_NET_OK)
-		log_ratelimited(LOG_DEBUG, "net '%s': control command %u.%u refused", n->name,
-		                hdr[0], hdr[1]);
-	return ack;
-}
-
-static void ctrl_run(struct virtio_net *n, struct work *w)
-{
-	struct virtqueue *vq = &n->vdev.queues[CTLQ];
-	const struct vq_chain *c = &n->chain;
-	int r = 0;
-
-	/*
-	 * A driver has at most a queue's worth of commands outstanding; more means it published
-	 * heads again, and those wait for its next notification.
-	 */
-	for (unsigned i = 0; i < VIRTIO_NET_QUEUE_SIZE && queue_live(n, CTLQ); i++) {
-		uint8_t ack;
-		uint32_t len = 0;
-
-		r = vq_pop_chain(vq, &n->chain);
-		if (r <= 0)
-			break;
-		ack = ctrl_command(n, c);
-		if (c->in_len)
-			len = (uint32_t)iov_from_buf(c->iov + c->nr_out, c->nr_in, 0, &ack, 1);
-		else
-			log_ratelimited(LOG_WARN, "net '%s': control command without a status byte",
-			                n->name);
-		if (vq_push_used(vq, c->head, len) == 0)
-			w->pushed[CTLQ] = true;
-	}
-	if (r < 0)
-		w->bad = "virtio-net: malformed control chain";
+	n->curr_pairs = pairs;
+	return 0;
 }
 
 /* ---- Events ---- */
@@ -247,178 +191,284 @@ static void work_done(struct virtio_net *n, const struct work *w)
 		virtio_set_needs_reset(&n->vdev, w->bad);
 	if (w->link_down)
 		virtio_config_changed(&n->vdev);
-	for (unsigned q = 0; q < ARRAY_SIZE(w->pushed); q++) {
-		if (w->pushed[q])
+	for (unsigned q = 0; q < n->vdev.ops->num_queues; q++) {
+		if (w->pushed & (1u << q))
 			virtio_queue_done(&n->vdev, q);
 	}
 }
 
-/* The backend fd is ready (event-loop thread). */
+/* A pair's backend fd is ready (event-loop thread). */
 static void backend_event(void *opaque, uint32_t events)
 {
-	struct virtio_net *n = opaque;
+	struct virtio_net_pair *p = opaque;
+	struct virtio_net *n = p->net;
 	struct work w = {0};
 
 	pthread_mutex_lock(&n->vdev.lock);
-	if (events & (EPOLLERR | EPOLLHUP))
+	if (!p->enabled || !p->registered) {
+		/* collected before the pair was disabled */
+	} else if (events & (EPOLLERR | EPOLLHUP)) {
 		net_backend_fail(n, &w, "error or hang-up on its fd");
-	if (events & EPOLLOUT) {
-		n->tx_blocked = false;
-		tx_run(n, &w);
+	} else {
+		if (events & EPOLLOUT) {
+			p->tx_blocked = false;
+			net_tx_run(p, &w);
+		}
+		if ((events & EPOLLIN) && !p->rx_stalled)
+			net_rx_run(p, &w);
 	}
-	if ((events & EPOLLIN) && !n->rx_stalled)
-		net_rx_run(n, &w);
 	update_watch(n, &w);
 	pthread_mutex_unlock(&n->vdev.lock);
 	work_done(n, &w);
 }
 
+/* The pair whose queue @q is under the negotiated layout, or NULL (the control queue, none). */
+static struct virtio_net_pair *queue_pair(struct virtio_net *n, unsigned q)
+{
+	unsigned i = q / 2;
+
+	if (q == ctrl_queue(n) || i >= n->nr_pairs || (i && !n->mq))
+		return NULL;
+	return &n->pairs[i];
+}
+
 static void net_queue_notify(struct virtio_dev *dev, unsigned q)
 {
 	struct virtio_net *n = to_net(dev);
+	struct virtio_net_pair *p;
 	struct work w = {0};
 
 	pthread_mutex_lock(&dev->lock);
+	p = queue_pair(n, q);
 	/* Not stalled: EPOLLIN is on. Blocked: EPOLLOUT resumes transmit. */
-	if (q == RXQ && n->rx_stalled)
-		net_rx_run(n, &w);
-	if (q == TXQ && !n->tx_blocked)
-		tx_run(n, &w);
-	if (q == CTLQ)
-		ctrl_run(n, &w);
+	if (p && q == rx_queue(p) && p->enabled && p->rx_stalled)
+		net_rx_run(p, &w);
+	if (p && q == tx_queue(p) && p->enabled && !p->tx_blocked)
+		net_tx_run(p, &w);
+	if (p && q == tx_queue(p) && !p->enabled)
+		net_tx_discard(p, &w);
+	if (q == ctrl_queue(n))
+		net_ctrl_run(n, &w);
 	update_watch(n, &w);
 	pthread_mutex_unlock(&dev->lock);
 	work_done(n, &w);
 }
 
-/* Under vdev.lock: the TAP may hand us exactly the offloads the driver took. */
+/*
+ * Under vdev.lock: the TAP may hand us exactly the offloads the driver took; the pairs a
+ * snapshot had in use (1 at DRIVER_OK) are attached.
+ */
 static int net_activate(struct virtio_dev *dev)
 {
 	struct virtio_net *n = to_net(dev);
+	struct virtio_net_pair *p0 = &n->pairs[0];
+	struct work w = {0};
 	int r;
 
+	n->mq = virtio_has_feature(dev, VIRTIO_NET_F_MQ);
 	n->mrg_rxbuf = virtio_has_feature(dev, VIRTIO_NET_F_MRG_RXBUF);
 	n->guest_csum = virtio_has_feature(dev, VIRTIO_NET_F_GUEST_CSUM);
 	n->guest_tso4 = n->guest_csum && virtio_has_feature(dev, VIRTIO_NET_F_GUEST_TSO4);
 	n->guest_tso6 = n->guest_csum && virtio_has_feature(dev, VIRTIO_NET_F_GUEST_TSO6);
-	if (n->be.offloads && !n->backend_failed) {
-		r = n->be.ops->set_offload(n->be.opaque, n->guest_csum, n->guest_tso4,
-		                           n->guest_tso6);
+	if (p0->be.offloads && !n->backend_failed) {
+		r = p0->be.ops->set_offload(p0->be.opaque, n->guest_csum, n->guest_tso4,
+		                            n->guest_tso6);
 		if (r < 0) {
 			log_ratelimited(LOG_ERROR, "net '%s': cannot set the TAP's offloads: %s",
 			                n->name, strerror(-r));
 			return r;
 		}
 	}
+	if (!n->mq)
+		n->curr_pairs = 1;
+	r = net_set_pairs(n, n->curr_pairs, &w);
+	if (r < 0)
+		return r;
 	update_watch(n, NULL);
 	return 0;
 }
 
-/* Under vdev.lock: stashed chains and a packet in hand belong to the old rings. */
+/* Under vdev.lock: stashed chains and a packet in hand belong to the old rings; pair 0 only. */
 static void net_reset(struct virtio_dev *dev)
 {
 	struct virtio_net *n = to_net(dev);
 
-	if (n->rx_len) {
-		log_debug("net '%s': packet in hand dropped by a device reset", n->name);
-		n->stats.rx_dropped++;
+	for (unsigned i = 0; i < n->nr_pairs; i++) {
+		struct virtio_net_pair *p = &n->pairs[i];
+
+		if (i && p->enabled) {
+			unregister(p);
+			p->enabled = false;
+			if (p->be.ops->set_queue && p->be.ops->set_queue(p->be.opaque, false) < 0)
+				log_ratelimited(LOG_WARN,
+				                "net '%s': cannot detach queue %u of the TAP",
+				                n->name, i);
+		}
+		net_rx_forget(p, false);
+		p->tx_held = p->tx_blocked = p->tx_more = false;
+		set_watch(p, 0);
 	}
-	n->rx_len = n->rx_placed = n->rx_bounce_off = 0;
-	n->rx_nr = n->rx_nr_iov = 0;
-	n->rx_cap = 0;
-	n->rx_stalled = n->tx_held = n->tx_blocked = n->tx_more = false;
+	n->curr_pairs = 1;
+	n->mq = false;
 	n->promisc = n->allmulti = false;
 	n->mrg_rxbuf = n->guest_csum = n->guest_tso4 = n->guest_tso6 = false;
-	set_watch(n, 0);
 }
 
 /*
- * Under vdev.lock: the receive chains in the stash (with a packet in hand, that packet is lost
- * to a restore, as on a wire) and a transmit chain the back-end has not taken.
+ * Under vdev.lock: the receive chains in a pair's stash (with a packet in hand, that packet is
+ * lost to a restore, as on a wire) and a transmit chain the back-end has not taken.
  */
 static unsigned net_chains_held(struct virtio_dev *dev, unsigned q)
 {
 	struct virtio_net *n = to_net(dev);
+	const struct virtio_net_pair *p = queue_pair(n, q);
 
-	return q == RXQ ? n->rx_nr : q == TXQ ? n->tx_held : 0;
+	if (!p)
+		return 0;
+	return q == rx_queue(p) ? p->rx_nr : p->tx_held;
 }
 
-static const struct virtio_device_ops net_ops = {
-        .name = "virtio-net",
-        .device_id = VIRTIO_ID_NET,
-        .num_queues = 3,
-        .max_queue_size = VIRTIO_NET_QUEUE_SIZE,
-        .activate = net_activate,
-        .reset = net_reset,
-        .queue_notify = net_queue_notify,
-        .chains_held = net_chains_held,
-        .snapshots = true, /* control chains are served whole */
+/* The device's own state after the core's: the pairs in use. */
+static void net_save(struct virtio_dev *dev, struct snap_writer *w)
+{
+	snap_put_u16(w, (uint16_t)to_net(dev)->curr_pairs);
+}
+
+static int net_load(struct virtio_dev *dev, struct snap_cursor *c, char *err, size_t errlen)
+{
+	struct virtio_net *n = to_net(dev);
+	uint16_t pairs = snap_get_u16(c);
+
+	if (c->overrun)
+		return 0; /* snap_cursor_finish says so */
+	if (pairs < 1 || pairs > n->nr_pairs) {
+		snprintf(err, errlen, "%u queue pairs in use, this device has %u", pairs,
+		         n->nr_pairs);
+		return -EINVAL;
+	}
+	n->curr_pairs = pairs;
+	return 0;
+}
+
+#define NET_OPS(pairs)                                                                             \
+	{                                                                                          \
+		.name = "virtio-net", .device_id = VIRTIO_ID_NET, .num_queues = 2 * (pairs) + 1,   \
+		.max_queue_size = VIRTIO_NET_QUEUE_SIZE, .activate = net_activate,                 \
+		.reset = net_reset, .queue_notify = net_queue_notify,                              \
+		.chains_held = net_chains_held, .save = net_save, .load = net_load,                \
+		.snapshots = true, /* control chains are served whole */                           \
+	}
+
+/* Indexed by the number of queue pairs less one. */
+static const struct virtio_device_ops net_ops[VIRTIO_NET_MAX_PAIRS] = {
+        NET_OPS(1), NET_OPS(2), NET_OPS(3), NET_OPS(4),
+        NET_OPS(5), NET_OPS(6), NET_OPS(7), NET_OPS(8),
 };
+static_assert(VIRTIO_NET_MAX_PAIRS == 8, "one net_ops entry per pair count");
 
 static const uint64_t net_features = 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_MRG_RXBUF |
                                      1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_CTRL_VQ |
                                      1ULL << VIRTIO_NET_F_CTRL_RX | 1ULL << VIRTIO_F_INDIRECT_DESC |
                                      1ULL << VIRTIO_F_EVENT_IDX;
 
-/* Only over a backend that passes partial checksums and TSO frames (a TAP). */
+/*
+ * Only over a backend that passes partial checksums and TSO frames (a TAP). HOST_ECN lets the
+ * guest hand over TSO frames of a connection that uses ECN too, instead of segmenting them
+ * itself (a TAP takes VIRTIO_NET_HDR_GSO_ECN).
+ */
 static const uint64_t offload_features =
         1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
         1ULL << VIRTIO_NET_F_GUEST_TSO4 | 1ULL << VIRTIO_NET_F_GUEST_TSO6 |
-        1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_HOST_TSO6;
+        1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_HOST_TSO6 |
+        1ULL << VIRTIO_NET_F_HOST_ECN;
 
-/* The device part shared by open and init; @n is zeroed. */
+/* The device part shared by open and init; @n is zeroed, its tap fds set. */
 static int setup(struct virtio_net *n, const char *name, const uint8_t mac[6],
                  const struct guest_memory *mem, struct event_loop *loop,
-                 const struct virtio_net_backend *be)
+                 const struct virtio_net_backend *be, unsigned nr_pairs)
 {
+	uint64_t features = net_features;
 	int r;
 
 	snprintf(n->name, sizeof(n->name), "%s", name ? name : "");
-	n->be = *be;
+	if (nr_pairs < 1 || nr_pairs > VIRTIO_NET_MAX_PAIRS)
+		return -EINVAL;
 	n->loop = loop;
+	n->nr_pairs = nr_pairs;
+	n->curr_pairs = 1;
 	memcpy(n->config.mac, mac, sizeof(n->config.mac));
 	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
-	n->config.max_virtqueue_pairs = htole16(1);
-	virtio_dev_init(&n->vdev, &net_ops, mem,
-	                net_features | (be->offloads ? offload_features : 0), &n->config,
+	n->config.max_virtqueue_pairs = htole16((uint16_t)nr_pairs);
+	if (be[0].offloads)
+		features |= offload_features;
+	if (nr_pairs > 1)
+		features |= 1ULL << VIRTIO_NET_F_MQ;
+	virtio_dev_init(&n->vdev, &net_ops[nr_pairs - 1], mem, features, &n->config,
 	                sizeof(n->config));
-	n->bounce = malloc(BOUNCE_LEN);
-	if (!n->bounce)
+	n->pairs = calloc(nr_pairs, sizeof(n->pairs[0]));
+	if (!n->pairs)
 		return -ENOMEM;
-	n->src = (struct event_source){.fd = be->fd, .handler = backend_event, .opaque = n};
-	r = event_loop_add(loop, &n->src, 0);
-	n->registered = r == 0;
+	for (unsigned i = 0; i < nr_pairs; i++) {
+		struct virtio_net_pair *p = &n->pairs[i];
+
+		p->net = n;
+		p->index = i;
+		p->be = be[i];
+		p->src = (struct event_source){
+		        .fd = be[i].fd, .handler = backend_event, .opaque = p};
+		p->bounce = malloc(BOUNCE_LEN);
+		if (!p->bounce)
+			return -ENOMEM;
+		/* A multi-queue TAP attaches every fd it opens: the driver starts on pair 0. */
+		if (i && be[i].ops->set_queue) {
+			r = be[i].ops->set_queue(be[i].opaque, false);
+			if (r < 0)
+				return r;
+		}
+	}
+	r = event_loop_add(loop, &n->pairs[0].src, 0);
+	n->pairs[0].registered = r == 0;
+	n->pairs[0].enabled = r == 0;
 	return r;
 }
 
 int virtio_net_init(struct virtio_net *n, const char *name, const uint8_t mac[6],
                     const struct guest_memory *mem, struct event_loop *loop,
-                    const struct virtio_net_backend *be)
+                    const struct virtio_net_backend *be, unsigned pairs)
 {
 	int r;
 
 	memset(n, 0, sizeof(*n));
-	r = setup(n, name, mac, mem, loop, be);
+	r = setup(n, name, mac, mem, loop, be, pairs);
 	if (r < 0)
 		virtio_net_close(n);
 	return r;
 }
 
-int virtio_net_open(struct virtio_net *n, const char *tap_name, const uint8_t mac[6],
-                    const struct guest_memory *mem, struct event_loop *loop, char *err,
-                    size_t errlen)
+int virtio_net_open(struct virtio_net *n, const char *tap_name, unsigned pairs, bool exact,
+                    const uint8_t mac[6], const struct guest_memory *mem, struct event_loop *loop,
+                    char *err, size_t errlen)
 {
-	struct virtio_net_backend be;
+	struct virtio_net_backend be[VIRTIO_NET_MAX_PAIRS];
 	int r;
 
 	memset(n, 0, sizeof(*n));
-	r = tap_open(tap_name, err, errlen);
+	if (pairs < 1 || pairs > VIRTIO_NET_MAX_PAIRS) {
+		snprintf(err, errlen, "TAP '%s': %u queue pairs, 1 to %d", tap_name, pairs,
+		         VIRTIO_NET_MAX_PAIRS);
+		return -EINVAL;
+	}
+	r = tap_open(tap_name, pairs, exact, n->tap_fds, err, errlen);
 	if (r < 0)
 		return r;
-	n->tap_fd = r;
-	n->tap_owned = true;
-	tap_net_backend(&be, &n->tap_fd);
-	r = setup(n, tap_name, mac, mem, loop, &be);
+	n->nr_tap_fds = (unsigned)r;
+	if (n->nr_tap_fds < pairs)
+		log_info("TAP '%s' is single-queue: the NIC gets one queue pair, not %u (for more, "
+		         "recreate it with: ip tuntap add dev %s mode tap multi_queue)",
+		         tap_name, pairs, tap_name);
+	for (unsigned i = 0; i < n->nr_tap_fds; i++)
+		tap_net_backend(&be[i], &n->tap_fds[i], n->nr_tap_fds > 1);
+	r = setup(n, tap_name, mac, mem, loop, be, n->nr_tap_fds);
 	if (r < 0) {
 		snprintf(err, errlen, "TAP '%s': %s", tap_name, strerror(-r));
 		virtio_net_close(n);
@@ -426,16 +476,28 @@ int virtio_net_open(struct virtio_net *n, const char *tap_name, const uint8_t ma
 	return r;
 }
 
+void virtio_net_get_stats(struct virtio_net *n, unsigned pair, struct virtio_net_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (pair >= n->nr_pairs)
+		return;
+	pthread_mutex_lock(&n->vdev.lock);
+	*out = n->pairs[pair].stats;
+	pthread_mutex_unlock(&n->vdev.lock);
+}
+
 void virtio_net_close(struct virtio_net *n)
 {
-	if (n->registered)
-		event_loop_del(n->loop, &n->src);
-	n->registered = false;
-	if (n->tap_owned)
-		close(n->tap_fd);
-	n->tap_owned = false;
-	free(n->bounce);
-	n->bounce = NULL;
+	for (unsigned i = 0; n->pairs && i < n->nr_pairs; i++) {
+		unregister(&n->pairs[i]);
+		free(n->pairs[i].bounce);
+	}
+	free(n->pairs);
+	n->pairs = NULL;
+	n->nr_pairs = 0;
+	for (unsigned i = 0; i < n->nr_tap_fds; i++)
+		close(n->tap_fds[i]);
+	n->nr_tap_fds = 0;
 	if (n->vdev.ops)
 		virtio_dev_destroy(&n->vdev);
 	n->vdev.ops = NULL;

@@ -18,7 +18,8 @@
 #include "vmm/memory.h"
 #include "vmm/util.h"
 
-#define VIRTIO_MAX_QUEUES 16 /* a multiport console with 7 ports needs 16 */
+/* virtio-net: 8 queue pairs and its control queue (a console with 7 ports needs 16) */
+#define VIRTIO_MAX_QUEUES 17
 
 /* Device status bits. */
 #define VIRTIO_STATUS_ACKNOWLEDGE 1

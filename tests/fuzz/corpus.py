@@ -405,9 +405,11 @@ def vhost_user():
 
 
 def net_seeds():
-    # RX ring at 0x1000, TX at 0x4000, ctrl at 0x7000 (size 8 each: log2 3); data from 0x10000.
+    # One pair: RX ring at 0x1000, TX at 0x4000, ctrl at 0x7000 (size 8 each: log2 3); data from
+    # 0x10000. Two pairs (MQ): RX0, TX0, RX1 (0x7000), TX1 (0xa000), ctrl at 0xd000.
     feats = 1 << 32 | 1 << 15 | 1 << 17 | 1 << 18 | 1 << 0 | 1 << 1 | 1 << 11 | 1 << 7
-    head = le64(feats) + bytes([3, 3, 3])
+    head = le64(feats) + bytes([0, 3, 3, 3])
+    mq_head = le64(feats | 1 << 22) + bytes([1, 3, 3, 3, 3, 3])
     hdr = bytes(12)
     frame = bytes(range(60))
     tx = chain_ring(0x4000, 8, [[(0x10000, 12, 0), (0x10100, 60, 0)]]) + ram(0x10000, hdr) + \
@@ -417,6 +419,9 @@ def net_seeds():
         ram(0x30000, bytes([0, 0])) + ram(0x30010, bytes([1]))
     pkt = hdr + frame
     small_rx = chain_ring(0x1000, 8, [[(0x20000 + 0x1000 * i, 40, WRITE)] for i in range(3)])
+    pairs_set = [[(0x30000, 4, 0), (0x30020, 1, WRITE)], [(0x30040, 4, 0), (0x30060, 1, WRITE)]]
+    ctrl1 = chain_ring(0xd000, 8, pairs_set[:1]) + ram(0x30000, bytes([4, 0, 2, 0]))
+    ctrl2 = chain_ring(0xd000, 8, pairs_set) + ram(0x30040, bytes([4, 0, 1, 0]))
     return {
         'transmit': head + tx + hook(0, 1),
         'receive': head + rx + hook(0, 0) + hook(1) + le16(len(pkt)) + pkt + hook(2, 1),
@@ -424,6 +429,12 @@ def net_seeds():
         'control': head + ctrl + hook(0, 2),
         'backend_full': head + tx + hook(3, 2) + hook(0, 1) + hook(2, 2) + hook(2, 2),
         'reset': head + tx + hook(5) + hook(0, 1) + hook(4) + hook(0, 1),
+        # VQ_PAIRS_SET 2 on the control queue (4), traffic on pair 1, then VQ_PAIRS_SET 1.
+        'mq_pairs': mq_head + ctrl1 + hook(0, 4) +
+        chain_ring(0x7000, 8, [[(0x20000, 1526, WRITE)]]) +
+        chain_ring(0xa000, 8, [[(0x10000, 12, 0), (0x10100, 60, 0)]]) + ram(0x10000, hdr) +
+        ram(0x10100, frame) + hook(1) + le16(len(pkt)) + pkt + hook(2, 1 | 1 << 2) +
+        hook(0, 3) + ctrl2 + hook(0, 4) + hook(2, 1 | 1 << 2) + hook(0, 3),
     }
 
 

@@ -122,8 +122,8 @@ def scenario_api(g, run, _):
           f'the guest\'s counts are not 1..N in order (a restart or a lost line?): {counts}')
 
 
-# linux-snapshot's host side: once the first vmm (2 vCPUs, virtio-rng, a virtio-blk disk and a
-# --net user NIC on PCI with MSI-X) printed T-COUNT=5, a snapshot (which leaves the guest
+# linux-snapshot's host side: once the first vmm (2 vCPUs, virtio-rng, a virtio-blk disk, a
+# --net user NIC and a TAP NIC with 2 queue pairs on PCI with MSI-X) printed T-COUNT=5, a snapshot (which leaves the guest
 # paused) and a stop; then `vmm --restore` of that snapshot on the same console, twice: the
 # snapshot stays as it was for the second. The disk image is the user's: both restores use it
 # as it is. One listener per phase on the host's loopback serves the guest a file through
@@ -167,7 +167,54 @@ NET_FETCH = ('(nc 10.0.2.2 @PORT@ </dev/null >/tmp/net@PORT@) & '
              'do sleep 0.2; done; echo "T-NET@PORT@=$(sha256sum /tmp/net@PORT@ | cut -d\' \' -f1)"')
 
 
-def setup_snapshot(run, machine='--cpus 2 --disk /tmp/snap-disk.img --net user'):
+# linux-snapshot's second NIC: tap0 with 2 queue pairs (vmm creates it, and each restored vmm
+# again). The host gives every tap0 it sees the same MAC and 10.0.3.1/24, and serves the same
+# file on two ports per phase; the guest fetches both at once from vCPU 0 and vCPU 1, so each
+# queue pair carries one (XPS; the TAP steers a flow back to the queue it came from).
+SNAP_TAP_MAC = '52:54:00:00:00:77'
+SNAP_TAP_HOST = r"""
+for port in 6021 6022 6023 6024 6025 6026; do (nc -l -p $port </tmp/snap-net >/dev/null) & done
+echo "T-TAP-SENT=$(cat /tmp/snap-net /tmp/snap-net | sha256sum | cut -d' ' -f1)"
+(while :; do
+	if ip link show tap0 >/dev/null 2>&1 && ! ip -o addr show dev tap0 | grep -q 10.0.3.1; then
+		ip link set tap0 address 02:00:00:00:03:01
+		ip addr add 10.0.3.1/24 dev tap0 && ip link set tap0 up
+	fi
+	sleep 0.2
+done) &
+"""
+SNAP_TAP_UP = (f'for d in /sys/class/net/*; do [ "$(cat $d/address)" = {SNAP_TAP_MAC} ] && '
+               'T=${d##*/}; done; ip addr add 10.0.3.15/24 dev $T && ip link set $T up; '
+               'echo T-TAPUP=$?')
+# Once the host's tap0 answers a ping (after a restore the host configures the new one), both
+# files at once, from vCPU 0 and vCPU 1, then their sha256 together and the interrupts of the
+# NIC's second receive queue. The clients' input stays open: busybox nc as the host's server
+# stops sending once its peer half-closes.
+SNAP_TAP_FETCH = (
+    'until ping -c 1 -W 1 10.0.3.1 >/dev/null 2>&1; do sleep 0.3; done; '
+    'for p in @P0@ @P1@; do (sleep 30 | taskset $(( p % 2 ? 1 : 2 )) nc 10.0.3.1 $p '
+    '>/tmp/tap$p) & done; for p in @P0@ @P1@; do '
+    f'while [ "$(stat -c %s /tmp/tap$p 2>/dev/null)" != {SNAP_NET_BYTES} ]; do sleep 0.2; done; '
+    'done; echo "T-TAP@P0@=$(cat /tmp/tap@P0@ /tmp/tap@P1@ | sha256sum | cut -d\' \' -f1)"; '
+    'V=$(basename "$(readlink /sys/class/net/$T/device)"); '
+    'echo "T-IRQ@P0@=$(grep "$V-input.1" /proc/interrupts | '
+    'awk \'{s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s}\')"')
+
+
+def snapshot_tap_fetch(g, ports, sent, when):
+    """Both files through the TAP NIC; returns the interrupts of its receive queue 1."""
+    line = SNAP_TAP_FETCH.replace('@P0@', str(ports[0])).replace('@P1@', str(ports[1]))
+    g.send(line + '\n')
+    got = g.expect(rf'T-TAP{ports[0]}=([0-9a-f]{{64}})\r?\n', PHASE_TIMEOUT,
+                   what=f'the two files from 10.0.3.1 {when}').group(1)
+    check(got == sent, f'{when} the guest fetched files with sha256 {got} through the TAP NIC, '
+          f'the host sent {sent}')
+    return int(g.expect(rf'T-IRQ{ports[0]}=(\d+)\r?\n', PHASE_TIMEOUT,
+                        what='the interrupts of receive queue 1').group(1))
+
+
+def setup_snapshot(run, machine='--cpus 2 --disk /tmp/snap-disk.img --net user '
+                   f'--net tap=tap0,mac={SNAP_TAP_MAC},queues=2'):
     initrd, tool = boot.vsock_initrd(run)
     nested = run.mode == 'nested'
     api = '/tmp/vmm-api.sock' if nested else os.path.join(run.tmp, 'api.sock')
@@ -176,6 +223,8 @@ def setup_snapshot(run, machine='--cpus 2 --disk /tmp/snap-disk.img --net user')
     machine = machine.replace('@VSOCK@', sock)
     host = (SNAP_HOST.replace('@API@', api).replace('@CAT@', tool).replace('@SNAP@', snap)
             .replace('@NETBYTES@', str(SNAP_NET_BYTES)).replace('@VSOCK@', sock))
+    if 'tap=' in machine:
+        host += SNAP_TAP_HOST
     vmm = run.vmm_prefix(initrd).split(' --kernel')[0]
     command = (f'{host}\n{{ {run.vmm_prefix(initrd)} --cmdline quiet --mem 256M {machine} '
                f'--api-socket {api}; echo "T-FIRST-EXIT=$?" >>/tmp/host_results; }} | '
@@ -201,11 +250,18 @@ def scenario_snapshot(g, run, _):
     g.start(PHASE_TIMEOUT)
     sent = g.expect(r'T-NET-SENT=([0-9a-f]{64})\r?\n', PHASE_TIMEOUT,
                     what='the host file checksum').group(1)
+    tap_sent = g.expect(r'T-TAP-SENT=([0-9a-f]{64})\r?\n', PHASE_TIMEOUT,
+                        what='the TAP files\' checksum').group(1)
     g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
     g.send(boot.harness.guest_dhcp('eth0') + '\n')
     check(g.expect(r'T-DHCP=(\d+)\r?\n', PHASE_TIMEOUT, what='T-DHCP').group(1) == '0',
           'udhcpc got no lease on eth0 (--net user)')
     snapshot_fetch(g, 5021, sent, 'before the snapshot')
+    g.send(SNAP_TAP_UP + '\n')
+    check(g.expect(r'T-TAPUP=(\d+)\r?\n', PHASE_TIMEOUT, what='T-TAPUP').group(1) == '0',
+          'the guest could not configure its TAP NIC')
+    irq = [snapshot_tap_fetch(g, (6021, 6022), tap_sent, 'before the snapshot')]
+    check(irq[0] > 0, 'receive queue 1 of the TAP NIC had no interrupt before the snapshot')
     g.send(RNG_READ.replace('@KEY@', 'T-RNG0') + '\n')
     rng = g.expect(r'T-RNG0=([a-z_.0-9]*/\d+)\r?\n', PHASE_TIMEOUT, what='T-RNG0').group(1)
     check(rng == 'virtio_rng.0/64', f'before the snapshot the guest reads {rng!r} from '
@@ -227,6 +283,7 @@ def scenario_snapshot(g, run, _):
     check(sector == 'before', f'after the restore sector 0 of the disk reads {sector!r}, '
           'expected "before" (written and synced before the snapshot)')
     snapshot_fetch(g, 5022, sent, 'after the restore')
+    irq.append(snapshot_tap_fetch(g, (6023, 6024), tap_sent, 'after the restore'))
     g.send(RNG_READ.replace('@KEY@', 'T-RNG1') + '\n')
     rng = g.expect(r'T-RNG1=([a-z_.0-9]*/\d+)\r?\n', PHASE_TIMEOUT, what='T-RNG1').group(1)
     check(rng == 'virtio_rng.0/64', f'after the restore the guest reads {rng!r} from /dev/hwrng '
@@ -237,6 +294,11 @@ def scenario_snapshot(g, run, _):
     for i in range(3):
         g.expect(COUNT_RE, PHASE_TIMEOUT, what=f'count {i + 1} after restore 2')
     snapshot_fetch(g, 5023, sent, 'after the second restore')
+    irq.append(snapshot_tap_fetch(g, (6025, 6026), tap_sent, 'after the second restore'))
+    # The restored devices used both pairs: queue 1 received again after each restore.
+    check(irq[1] > irq[0] and irq[2] > irq[0], f'interrupts of the TAP NIC\'s receive queue 1 '
+          f'before the snapshot and after each restore: {irq} (no traffic on pair 1 after a '
+          'restore)')
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'the second restored vmm exit status {status} after poweroff -f, '

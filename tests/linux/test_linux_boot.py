@@ -395,28 +395,36 @@ def scenario_hvc0(g, run, _):
 
 NET_BYTES = 64 << 20
 NET_MAC = '52:54:00:12:34:56'
+NET_PAIRS = 2  # eth0's queue pairs: the guest gets as many vCPUs
 
 # The host side of the network test, in the background: addresses on both TAPs once vmm has
-# made them, a ping of the guest, 64 MiB to the guest and 64 MiB back, with their sha256.
-# Its lines start with a newline: they share the console with the guest's output and may
-# come in the middle of a guest line (seen: "T-UP=0T-HOST-PING=ok").
+# made them, a ping of the guest, then 64 MiB to the guest and 64 MiB back, each as two
+# connections at once (files 0 and 1, half each) so that both queue pairs carry traffic, with
+# their sha256. Its lines start with a newline: they share the console with the guest's
+# output and may come in the middle of a guest line (seen: "T-UP=0T-HOST-PING=ok").
 NET_HOST = r"""
-N=@BYTES@
-head -c $N /dev/urandom >/tmp/h2g
-echo "T-H2G-SENT=$(sha256sum /tmp/h2g | cut -d' ' -f1)"
+H=$((@BYTES@ / 2))
+for i in 0 1; do head -c $H /dev/urandom >/tmp/h2g$i; done
+echo "T-H2G-SENT=$(cat /tmp/h2g0 /tmp/h2g1 | sha256sum | cut -d' ' -f1)"
 (
 	for i in $(seq 300); do ip link show tap1 >/dev/null 2>&1 && break; sleep 0.1; done
 	ip addr add 10.0.2.1/24 dev tap0 && ip link set tap0 up
 	ip addr add 10.0.3.1/24 dev tap1 && ip link set tap1 up
 	until ping -c 1 -W 1 10.0.2.15 >/dev/null 2>&1; do sleep 0.2; done
 	printf '\nT-HOST-PING=ok\n'
-	(sleep 900 | nc -l -p 5002 >/tmp/g2h) &
-	until nc 10.0.2.15 5001 </tmp/h2g 2>/dev/null; do sleep 0.5; done
-	while [ "$(stat -c %s /tmp/g2h 2>/dev/null)" != "$N" ]; do sleep 0.2; done
-	printf '\nT-G2H-GOT=%s\n' "$(sha256sum /tmp/g2h | cut -d' ' -f1)"
+	for i in 0 1; do (sleep 900 | nc -l -p $((5002 + 2 * i)) >/tmp/g2h$i) & done
+	for i in 0 1; do
+		(until nc 10.0.2.15 $((5001 + 2 * i)) </tmp/h2g$i 2>/dev/null; do sleep 0.5; done) &
+	done
+	wait_size() { while [ "$(stat -c %s $1 2>/dev/null)" != "$H" ]; do sleep 0.2; done; }
+	wait_size /tmp/g2h0; wait_size /tmp/g2h1
+	printf '\nT-G2H-GOT=%s\n' "$(cat /tmp/g2h0 /tmp/g2h1 | sha256sum | cut -d' ' -f1)"
 ) &
 """
 
+# Each transfer's two connections run from processes pinned to different vCPUs (taskset; one
+# vCPU: both on it), so the guest sends them on different queues (XPS: a transmit queue per
+# vCPU) and the TAP steers each flow's packets back to the queue it came from.
 NET_GUEST = [
     'ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && '
     'ip addr add 10.0.3.15/24 dev eth1 && ip link set eth1 up; echo T-UP=$?',
@@ -424,11 +432,16 @@ NET_GUEST = [
     'echo "T-CARRIER=$(cat /sys/class/net/eth0/carrier)$(cat /sys/class/net/eth1/carrier)"',
     'ping -c 2 -W 5 10.0.2.1 >/dev/null; echo T-PING0=$?',
     'ping -c 2 -W 5 10.0.3.1 >/dev/null; echo T-PING1=$?',
-    '(sleep 900 | nc -l -p 5001 >/tmp/h2g) & '
-    'while [ "$(stat -c %s /tmp/h2g 2>/dev/null)" != "@BYTES@" ]; do sleep 0.2; done; '
-    'echo "T-H2G-GOT=$(sha256sum /tmp/h2g | cut -d\' \' -f1)"',
-    'head -c @BYTES@ /dev/urandom >/tmp/g2h; echo "T-G2H-SENT=$(sha256sum /tmp/g2h | cut -d\' \' -f1)"; '
-    'nc 10.0.2.1 5002 </tmp/g2h; echo T-NC=$?',
+    'H=$((@BYTES@ / 2)); c1=$(( $(nproc) > 1 ? 2 : 1 )); '
+    '(sleep 900 | taskset 1 nc -l -p 5001 >/tmp/h2g0) & (sleep 900 | taskset $c1 nc -l -p 5003 >/tmp/h2g1) & '
+    'for i in 0 1; do while [ "$(stat -c %s /tmp/h2g$i 2>/dev/null)" != "$H" ]; do sleep 0.2; done; done; '
+    'echo "T-H2G-GOT=$(cat /tmp/h2g0 /tmp/h2g1 | sha256sum | cut -d\' \' -f1)"',
+    'H=$((@BYTES@ / 2)); c1=$(( $(nproc) > 1 ? 2 : 1 )); '
+    'for i in 0 1; do head -c $H /dev/urandom >/tmp/g2h$i; done; '
+    'echo "T-G2H-SENT=$(cat /tmp/g2h0 /tmp/g2h1 | sha256sum | cut -d\' \' -f1)"; '
+    'taskset 1 nc 10.0.2.1 5002 </tmp/g2h0 & p=$!; taskset $c1 nc 10.0.2.1 5004 </tmp/g2h1; '
+    'r=$?; wait $p; echo T-NC=$(($? + r))',
+    'echo T-IRQ-BEGIN=$?; grep -E "virtio[0-9]*-(input|output)" /proc/interrupts; echo T-IRQ-END=$?',
 ]
 
 
@@ -437,12 +450,13 @@ def setup_net(run, transport):
     in a network namespace made here (direct), so no packet can leave the machine."""
     host = NET_HOST.replace('@BYTES@', str(NET_BYTES))
     command = (f'{host}\n{run.vmm_prefix()} --cmdline quiet --transport {transport} '
-               f'--net tap=tap0,mac={NET_MAC} --net tap=tap1')
+               f'--cpus {NET_PAIRS} --stats '
+               f'--net tap=tap0,mac={NET_MAC},queues={NET_PAIRS} --net tap=tap1')
     if run.mode == 'direct':
         if not shutil.which('unshare'):
             raise Failure('direct mode needs unshare (util-linux) for a network namespace')
         command = f'unshare -rn sh -c {shlex.quote(command)}'
-    return dict(command=command, files=run.files), None
+    return dict(command=command, files=run.files), NET_PAIRS
 
 
 # QEMU as the L2 VMM for linux-net's load, for comparing failure rates under the emulated L1
@@ -499,7 +513,27 @@ def probe_stalled_guest(g):
         print(f'the guest does not answer after the stall ({e})')
 
 
-def scenario_net(g, run, _):
+NET_PAIR_STATS = re.compile(r'vmm: stats: NIC 0 pair (\d+): rx (\d+) packets (\d+) bytes, '
+                            r'tx (\d+) packets \((\d+) TSO\) (\d+) bytes \(\d+ per packet, '
+                            r'largest (\d+)\)')
+
+
+def check_net_pairs(g, pairs):
+    """vmm's --stats: every queue pair of eth0 received and sent packets of the transfers."""
+    seen = {int(m.group(1)): m for m in NET_PAIR_STATS.finditer(g.output)}
+    check(sorted(seen) == list(range(pairs)), f'vmm --stats shows pairs {sorted(seen)} of eth0, '
+          f'expected {pairs}')
+    for p, m in sorted(seen.items()):
+        rx, tx, tx_bytes = int(m.group(2)), int(m.group(4)), int(m.group(6))
+        print(f'  eth0 pair {p}: rx {rx} packets {int(m.group(3)) >> 20} MiB, tx {tx} packets '
+              f'({m.group(5)} TSO) {tx_bytes >> 20} MiB, {tx_bytes // max(tx, 1)} bytes per tx '
+              f'packet, largest {m.group(7)}')
+        # Each pair carried one connection's worth each way (data or its ACKs): thousands.
+        check(rx >= 500 and tx >= 500, f'queue pair {p} of eth0 carried {rx} received and '
+              f'{tx} sent packets: not a share of the transfers')
+
+
+def scenario_net(g, run, pairs):
     g.start(PHASE_TIMEOUT)
     sent = g.expect(r'T-H2G-SENT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the host file checksum').group(1)
     g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
@@ -525,16 +559,29 @@ def scenario_net(g, run, _):
     check(got == sent, f'{NET_BYTES >> 20} MiB host to guest: sha256 {got} in the guest, {sent} sent')
     g.send(NET_GUEST[5].replace('@BYTES@', str(NET_BYTES)) + '\n')
     gsent = g.expect(r'T-G2H-SENT=([0-9a-f]{64})\n', PHASE_TIMEOUT, what='the guest file checksum').group(1)
+    # The host's line and the guest's nc status come in either order.
+    ends = re.compile(r'T-G2H-GOT=(?P<got>[0-9a-f]{64})\n|T-NC=(?P<nc>\d+)\n')
+    found = {}
     try:
-        ggot = g.expect(r'T-G2H-GOT=([0-9a-f]{64})\n', PHASE_TIMEOUT,
-                        what='the host receiving').group(1)
+        while len(found) < 2:
+            m = g.expect(ends, PHASE_TIMEOUT, what='the host receiving and the guest\'s nc')
+            found.update({k: v for k, v in m.groupdict().items() if v is not None})
     except harness.GuestTimeout as e:
         probe_stalled_guest(g)
         raise TransferStalled(str(e)) from e
+    ggot = found['got']
     check(ggot == gsent, f'{NET_BYTES >> 20} MiB guest to host: sha256 {ggot} on the host, {gsent} sent')
+    check(found['nc'] == '0', f'a guest nc failed: T-NC={found["nc"]}')
+    g.send(NET_GUEST[6] + '\n')
+    g.expect(r'T-IRQ-END=\d+\n', PHASE_TIMEOUT, what='the guest\'s interrupt counts')
+    irqs = g.output[g.output.rfind('T-IRQ-BEGIN=0\n'):]
+    print('  guest interrupts of the NICs\' queues:\n' + '\n'.join(
+        '    ' + ' '.join(line.split()) for line in irqs.splitlines()[1:-1]))
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+    if pairs:
+        check_net_pairs(g, pairs)
 
 
 # Appended to a scenario's vmm command: the host side's results file, printed after vmm exited

@@ -17,6 +17,7 @@ static ssize_t fake_send(void *opaque, const struct iovec *iov, int iovcnt)
 	size_t len = 0;
 
 	f->sends++;
+	f->detached_calls += f->detached;
 	if (f->eagain) {
 		f->eagain--;
 		return -EAGAIN;
@@ -45,6 +46,7 @@ static ssize_t fake_recv(void *opaque, const struct iovec *iov, int iovcnt)
 	size_t done = 0;
 
 	f->recvs++;
+	f->detached_calls += f->detached;
 	if (f->rx_next == f->nr_rx)
 		return -EAGAIN;
 	p = &f->rx[f->rx_next++];
@@ -68,10 +70,29 @@ static int fake_set_offload(void *opaque, bool csum, bool tso4, bool tso6)
 	return 0;
 }
 
+static int fake_set_queue(void *opaque, bool enabled)
+{
+	struct net_fake *f = opaque;
+
+	f->queue_calls++;
+	if (f->queue_error)
+		return f->queue_error;
+	ck_assert_msg(f->detached == enabled, "set_queue(%d) on a queue already so", enabled);
+	f->detached = !enabled;
+	return 0;
+}
+
 static const struct virtio_net_backend_ops fake_ops = {
         .send = fake_send,
         .recv = fake_recv,
         .set_offload = fake_set_offload,
+};
+
+static const struct virtio_net_backend_ops fake_queue_ops = {
+        .send = fake_send,
+        .recv = fake_recv,
+        .set_offload = fake_set_offload,
+        .set_queue = fake_set_queue,
 };
 
 void net_fake_init(struct net_fake *f)
@@ -81,6 +102,12 @@ void net_fake_init(struct net_fake *f)
 	        .ops = &fake_ops, .opaque = f, .fd = -1, .offloads = true};
 	f->be.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ck_assert_int_ge(f->be.fd, 0);
+}
+
+void net_fake_init_queue(struct net_fake *f)
+{
+	net_fake_init(f);
+	f->be.ops = &fake_queue_ops;
 }
 
 void net_fake_free(struct net_fake *f)

@@ -2,7 +2,9 @@
  * An in-memory packet backend for virtio-net tests: packets the host offers the guest wait in
  * a queue that recv hands out in order (cut to the buffers, like a TAP), packets the guest
  * sends are recorded. Sends can be refused with -EAGAIN (a full TAP) or fail on request. The
- * fd is an eventfd, so the device can register it with a real event loop.
+ * fd is an eventfd, so the device can register it with a real event loop. net_fake_init_queue
+ * makes one queue of a multi-queue backend: set_queue attaches and detaches it, and a send or
+ * recv while detached is counted (a device must make none).
  */
 #ifndef VMM_TESTS_SUPPORT_NET_FAKE_H
 #define VMM_TESTS_SUPPORT_NET_FAKE_H
@@ -31,9 +33,16 @@ struct net_fake {
 	unsigned sends, recvs;
 	unsigned offload_calls;
 	bool csum, tso4, tso6; /* the last set_offload */
+	/* With set_queue (net_fake_init_queue): */
+	bool detached;
+	unsigned queue_calls;
+	unsigned detached_calls; /* sends and recvs while detached */
+	int queue_error;         /* when non-zero: the result of set_queue, state kept */
 };
 
 void net_fake_init(struct net_fake *f);
+/* As net_fake_init, with set_queue: attached, as a TAP opens each queue. */
+void net_fake_init_queue(struct net_fake *f);
 void net_fake_free(struct net_fake *f);
 /* Queues a packet (header and frame) for recv. */
 void net_fake_offer(struct net_fake *f, const void *pkt, size_t len);

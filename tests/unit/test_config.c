@@ -377,6 +377,14 @@ START_TEST(nets)
 	        "user,tap=a",
 	        "user,user",
 	        "tap=a,hostfwd=tcp::1-:2",
+	        "tap=a,queues=0",
+	        "tap=a,queues=9",
+	        "tap=a,queues=",
+	        "tap=a,queues=x",
+	        "tap=a,queues=02",
+	        "tap=a,queues=100",
+	        "tap=a,queues=2,queues=2",
+	        "user,queues=2",
 	        "user,hostfwd=tcp::0-:22",
 	        "user,hostfwd=tcp::22-10.0.3.15:22",
 	        "user,hostfwd=sctp::1-:2",
@@ -389,6 +397,11 @@ START_TEST(nets)
 	ck_assert_int_eq(config_parse_net("tap=tap0", &n, err, sizeof(err)), 0);
 	ck_assert_str_eq(n.tap, "tap0");
 	ck_assert(!n.has_mac);
+	ck_assert_uint_eq(n.queues, 0); /* one per vCPU */
+	ck_assert_int_eq(config_parse_net("tap=tap0,queues=8", &n, err, sizeof(err)), 0);
+	ck_assert_uint_eq(n.queues, 8);
+	ck_assert_int_eq(config_parse_net("user,queues=1", &n, err, sizeof(err)), 0);
+	ck_assert_uint_eq(n.queues, 1);
 	ck_assert_int_eq(config_parse_net("tap=t1,mac=52:54:00:12:34:56", &n, err, sizeof(err)), 0);
 	ck_assert(n.has_mac);
 	ck_assert_uint_eq(n.mac[0], 0x52);

@@ -10,6 +10,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <linux/if_packet.h>
+#include <linux/if_tun.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
@@ -99,7 +100,7 @@ static struct fixture *setup_with(uint64_t features, bool all)
 
 	net_fake_init(&f->fake);
 	ck_assert_int_eq(
-	        virtio_net_init(&f->net, "fake0", test_mac, &f->mem, &f->loop, &f->fake.be), 0);
+	        virtio_net_init(&f->net, "fake0", test_mac, &f->mem, &f->loop, &f->fake.be, 1), 0);
 	f->net.vdev.transport = (struct virtio_transport){count_interrupt, f};
 	if (all)
 		features = base_features(f);
@@ -129,7 +130,7 @@ static void notify(struct fixture *f, unsigned q)
 
 static void backend(struct fixture *f, uint32_t events)
 {
-	f->net.src.handler(f->net.src.opaque, events);
+	f->net.pairs[0].src.handler(f->net.pairs[0].src.opaque, events);
 }
 
 static bool needs_reset(const struct fixture *f)
@@ -210,8 +211,8 @@ START_TEST(transmit_single_and_multi_buffer)
 	expect_used(&f->tx, h2, 0);
 	expect_used(&f->tx, h3, 0);
 	ck_assert_uint_eq(f->interrupts[TXQ], 1);
-	ck_assert_uint_eq(f->net.stats.tx_packets, 3);
-	ck_assert_uint_eq(f->net.stats.tx_bytes, 300);
+	ck_assert_uint_eq(f->net.pairs[0].stats.tx_packets, 3);
+	ck_assert_uint_eq(f->net.pairs[0].stats.tx_bytes, 300);
 	teardown(f);
 }
 END_TEST
@@ -233,7 +234,7 @@ START_TEST(transmit_waits_while_backend_full)
 	ck_assert_uint_eq(f->fake.sends, 1);
 	ck_assert_uint_eq(f->fake.nr_tx, 0);
 	ck_assert(!test_ring_used(&f->tx, &(uint32_t){0}, &(uint32_t){0}));
-	ck_assert(f->net.watching & EPOLLOUT);
+	ck_assert(f->net.pairs[0].watching & EPOLLOUT);
 	notify(f, TXQ); /* blocked: only EPOLLOUT retries */
 	ck_assert_uint_eq(f->fake.sends, 1);
 	backend(f, EPOLLOUT); /* still full */
@@ -245,9 +246,9 @@ START_TEST(transmit_waits_while_backend_full)
 		ck_assert_mem_eq(f->fake.tx[i].data, pkt[i], HDR + 50);
 		expect_used(&f->tx, h[i], 0);
 	}
-	ck_assert(!(f->net.watching & EPOLLOUT));
-	ck_assert(f->net.watching & EPOLLIN);
-	ck_assert_uint_eq(f->net.stats.tx_dropped, 0);
+	ck_assert(!(f->net.pairs[0].watching & EPOLLOUT));
+	ck_assert(f->net.pairs[0].watching & EPOLLIN);
+	ck_assert_uint_eq(f->net.pairs[0].stats.tx_dropped, 0);
 	teardown(f);
 }
 END_TEST
@@ -262,8 +263,8 @@ START_TEST(transmit_error_drops_packet)
 	f->fake.send_error = -EIO;
 	notify(f, TXQ);
 	expect_used(&f->tx, head, 0);
-	ck_assert_uint_eq(f->net.stats.tx_dropped, 1);
-	ck_assert(!(f->net.watching & EPOLLOUT));
+	ck_assert_uint_eq(f->net.pairs[0].stats.tx_dropped, 1);
+	ck_assert(!(f->net.pairs[0].watching & EPOLLOUT));
 	ck_assert(!needs_reset(f));
 	teardown(f);
 }
@@ -289,7 +290,7 @@ START_TEST(transmit_malformed_chains_dropped)
 	ck_assert_uint_eq(f->fake.sends, 1);
 	ck_assert_uint_eq(f->fake.nr_tx, 1);
 	ck_assert_mem_eq(f->fake.tx[0].data, pkt, len);
-	ck_assert_uint_eq(f->net.stats.tx_dropped, 2);
+	ck_assert_uint_eq(f->net.pairs[0].stats.tx_dropped, 2);
 	ck_assert(!needs_reset(f));
 	teardown(f);
 }
@@ -321,7 +322,7 @@ START_TEST(receive_small_packet)
 
 	for (unsigned i = 0; i < 4; i++)
 		b[i] = rx_post(f, 4096, &h[i]);
-	ck_assert(f->net.watching & EPOLLIN);
+	ck_assert(f->net.pairs[0].watching & EPOLLIN);
 	net_fake_offer(&f->fake, pkt, len);
 	backend(f, EPOLLIN);
 	expect_used(&f->rx, h[0], (uint32_t)len);
@@ -330,10 +331,10 @@ START_TEST(receive_small_packet)
 	ck_assert_uint_eq(num_buffers(&f->rx, b[0].gpa), 1);
 	ck_assert_mem_eq(host(&f->rx, b[0].gpa + HDR, 60), pkt + HDR, 60);
 	ck_assert_uint_eq(f->interrupts[RXQ], 1);
-	ck_assert_uint_eq(f->net.stats.rx_packets, 1);
-	ck_assert_uint_eq(f->net.stats.rx_bytes, 60);
-	ck_assert(!f->net.rx_stalled);
-	ck_assert(f->net.watching & EPOLLIN);
+	ck_assert_uint_eq(f->net.pairs[0].stats.rx_packets, 1);
+	ck_assert_uint_eq(f->net.pairs[0].stats.rx_bytes, 60);
+	ck_assert(!f->net.pairs[0].rx_stalled);
+	ck_assert(f->net.pairs[0].watching & EPOLLIN);
 	teardown(f);
 }
 END_TEST
@@ -375,7 +376,7 @@ START_TEST(receive_60k_over_4k_buffers)
 	backend(f, EPOLLIN);
 	expect_spread(f, pkt, len, b, h, 16); /* 15 x 4096 + 12 */
 	ck_assert_uint_eq(f->interrupts[RXQ], 1);
-	ck_assert_uint_eq(f->net.stats.rx_packets, 1);
+	ck_assert_uint_eq(f->net.pairs[0].stats.rx_packets, 1);
 	teardown(f);
 }
 END_TEST
@@ -401,8 +402,8 @@ START_TEST(receive_leaves_unused_buffers_for_the_next_packet)
 	backend(f, EPOLLIN);
 	expect_spread(f, big, big_len, b, h, 3);
 	expect_spread(f, small, small_len, &b[3], &h[3], 1);
-	ck_assert_uint_eq(f->net.stats.rx_packets, 2);
-	ck_assert_uint_eq(f->net.rx_nr, 3);
+	ck_assert_uint_eq(f->net.pairs[0].stats.rx_packets, 2);
+	ck_assert_uint_eq(f->net.pairs[0].rx_nr, 3);
 	teardown(f);
 }
 END_TEST
@@ -420,15 +421,15 @@ START_TEST(receive_large_waits_for_buffers)
 	net_fake_offer(&f->fake, pkt, len);
 	backend(f, EPOLLIN);
 	ck_assert(!test_ring_used(&f->rx, &(uint32_t){0}, &(uint32_t){0}));
-	ck_assert(f->net.rx_stalled);
-	ck_assert(!(f->net.watching & EPOLLIN));
+	ck_assert(f->net.pairs[0].rx_stalled);
+	ck_assert(!(f->net.pairs[0].watching & EPOLLIN));
 	ck_assert_uint_eq(net_fake_pending(&f->fake), 0); /* in hand, not lost */
 	for (unsigned i = 8; i < 16; i++)
 		b[i] = rx_post(f, 4096, &h[i]);
 	notify(f, RXQ);
 	expect_spread(f, pkt, len, b, h, 16);
 	ck_assert_uint_eq(f->interrupts[RXQ], 1);
-	ck_assert(f->net.rx_stalled); /* every buffer used: waiting again */
+	ck_assert(f->net.pairs[0].rx_stalled); /* every buffer used: waiting again */
 	teardown(f);
 }
 END_TEST
@@ -447,8 +448,8 @@ START_TEST(receive_pauses_without_buffers)
 	backend(f, EPOLLIN);
 	ck_assert_uint_eq(f->fake.recvs, 0);
 	ck_assert_uint_eq(net_fake_pending(&f->fake), 3);
-	ck_assert(f->net.rx_stalled);
-	ck_assert(!(f->net.watching & EPOLLIN));
+	ck_assert(f->net.pairs[0].rx_stalled);
+	ck_assert(!(f->net.pairs[0].watching & EPOLLIN));
 
 	b[0] = rx_post(f, 2048, &h[0]);
 	b[1] = rx_post(f, 2048, &h[1]);
@@ -458,8 +459,8 @@ START_TEST(receive_pauses_without_buffers)
 		ck_assert_mem_eq(host(&f->rx, b[i].gpa + HDR, 100), pkt[i] + HDR, 100);
 	}
 	ck_assert_uint_eq(net_fake_pending(&f->fake), 1);
-	ck_assert(f->net.rx_stalled);
-	ck_assert(!(f->net.watching & EPOLLIN));
+	ck_assert(f->net.pairs[0].rx_stalled);
+	ck_assert(!(f->net.pairs[0].watching & EPOLLIN));
 
 	b[2] = rx_post(f, 2048, &h[2]);
 	notify(f, RXQ);
@@ -469,10 +470,10 @@ START_TEST(receive_pauses_without_buffers)
 
 	b[3] = rx_post(f, 2048, &h[3]); /* buffers with nothing to receive: read again */
 	notify(f, RXQ);
-	ck_assert(!f->net.rx_stalled);
-	ck_assert(f->net.watching & EPOLLIN);
+	ck_assert(!f->net.pairs[0].rx_stalled);
+	ck_assert(f->net.pairs[0].watching & EPOLLIN);
 	ck_assert_uint_ge(f->interrupts[RXQ], 1);
-	ck_assert_uint_eq(f->net.stats.rx_dropped, 0);
+	ck_assert_uint_eq(f->net.pairs[0].stats.rx_dropped, 0);
 	teardown(f);
 }
 END_TEST
@@ -500,8 +501,8 @@ START_TEST(receive_without_mrg_rxbuf)
 	expect_used(&f->rx, h2, HDR + 100);
 	ck_assert_mem_eq(host(&f->rx, b2.gpa + HDR, 100), small2 + HDR, 100);
 	ck_assert_uint_eq(num_buffers(&f->rx, b2.gpa), 1);
-	ck_assert_uint_eq(f->net.stats.rx_dropped, 1);
-	ck_assert_uint_eq(f->net.stats.rx_packets, 2);
+	ck_assert_uint_eq(f->net.pairs[0].stats.rx_dropped, 1);
+	ck_assert_uint_eq(f->net.pairs[0].stats.rx_packets, 2);
 	teardown(f);
 }
 END_TEST
@@ -531,7 +532,7 @@ START_TEST(receive_checks_offloads)
 	/* The two dropped packets reused h[1]; the last one landed there. */
 	expect_used(&f->rx, h[1], sizeof(pkt[3]));
 	ck_assert_mem_eq(host(&f->rx, b[1].gpa + HDR, 64), pkt[3] + HDR, 64);
-	ck_assert_uint_eq(f->net.stats.rx_dropped, 2);
+	ck_assert_uint_eq(f->net.pairs[0].stats.rx_dropped, 2);
 	teardown(f);
 
 	f = setup();
@@ -560,7 +561,7 @@ START_TEST(receive_hostile_chains_need_reset)
 		ck_assert(needs_reset(f));
 		ck_assert_uint_eq(f->config_interrupts, 1);
 		ck_assert_uint_eq(net_fake_pending(&f->fake), 1);
-		ck_assert(!(f->net.watching & EPOLLIN));
+		ck_assert(!(f->net.pairs[0].watching & EPOLLIN));
 		teardown(f);
 	}
 }
@@ -572,11 +573,11 @@ START_TEST(receive_before_driver_ready)
 	uint8_t pkt[HDR + 10];
 
 	net_fake_offer(&f->fake, pkt, make_packet(pkt, 0, 0, 10, 0));
-	ck_assert_uint_eq(f->net.watching, 0);
+	ck_assert_uint_eq(f->net.pairs[0].watching, 0);
 	backend(f, EPOLLIN);
 	ck_assert_uint_eq(f->fake.recvs, 0);
 	driver_up(f, base_features(f));
-	ck_assert_uint_eq(f->net.watching, EPOLLIN);
+	ck_assert_uint_eq(f->net.pairs[0].watching, EPOLLIN);
 	teardown(f);
 }
 END_TEST
@@ -741,13 +742,13 @@ START_TEST(reset_forgets_buffers)
 		rx_post(f, 4096, &h);
 	net_fake_offer(&f->fake, pkt, make_packet(pkt, 0, 0, 61440, 1));
 	backend(f, EPOLLIN);
-	ck_assert(f->net.rx_stalled);
+	ck_assert(f->net.pairs[0].rx_stalled);
 	pthread_mutex_lock(&f->net.vdev.lock);
 	virtio_write_status(&f->net.vdev, 0);
 	pthread_mutex_unlock(&f->net.vdev.lock);
-	ck_assert_uint_eq(f->net.stats.rx_dropped, 1);
-	ck_assert_uint_eq(f->net.rx_nr, 0);
-	ck_assert_uint_eq(f->net.watching, 0);
+	ck_assert_uint_eq(f->net.pairs[0].stats.rx_dropped, 1);
+	ck_assert_uint_eq(f->net.pairs[0].rx_nr, 0);
+	ck_assert_uint_eq(f->net.pairs[0].watching, 0);
 
 	driver_up(f, base_features(f));
 	b = rx_post(f, 4096, &h);
@@ -766,7 +767,7 @@ START_TEST(backend_failure_takes_link_down)
 
 	backend(f, EPOLLIN | EPOLLHUP);
 	ck_assert(f->net.backend_failed);
-	ck_assert(!f->net.registered);
+	ck_assert(!f->net.pairs[0].registered);
 	ck_assert_uint_eq(f->config_interrupts, 1);
 	virtio_read_config(&f->net.vdev, 6, cfg, 2);
 	ck_assert_uint_eq(cfg[0] | cfg[1] << 8, 0);
@@ -803,23 +804,24 @@ START_TEST(snapshot_gives_held_chains_back)
 	expect_used(&f->rx, h[0], pkt_len);
 	f->fake.eagain = 1;
 	notify(f, TXQ);
-	ck_assert_uint_eq(f->net.rx_nr, 2);
-	ck_assert(f->net.tx_held);
+	ck_assert_uint_eq(f->net.pairs[0].rx_nr, 2);
+	ck_assert(f->net.pairs[0].tx_held);
 
 	test_snapshot_take(&f->net.vdev, &snap);
 	ck_assert_uint_eq(f->net.vdev.queues[RXQ].last_avail_idx, 3); /* the saved device: as was */
-	ck_assert(f->net.tx_held);
+	ck_assert(f->net.pairs[0].tx_held);
 
 	ck_assert_ptr_nonnull(copy);
 	net_fake_init(&fake2);
-	ck_assert_int_eq(virtio_net_init(copy, "fake1", test_mac, &f->mem, &f->loop, &fake2.be), 0);
+	ck_assert_int_eq(virtio_net_init(copy, "fake1", test_mac, &f->mem, &f->loop, &fake2.be, 1),
+	                 0);
 	copy->vdev.transport = (struct virtio_transport){count_interrupt, f};
 	ck_assert_msg(virtio_dev_load(&copy->vdev, &snap.section, err, sizeof(err)) == 0, "%s",
 	              err);
 	ck_assert_uint_eq(copy->vdev.queues[RXQ].last_avail_idx, 1);
 	ck_assert_uint_eq(copy->vdev.queues[TXQ].last_avail_idx, 0);
 	net_fake_offer(&fake2, pkt[1], pkt_len);
-	copy->src.handler(copy->src.opaque, EPOLLIN);
+	copy->pairs[0].src.handler(copy->pairs[0].src.opaque, EPOLLIN);
 	expect_used(&f->rx, h[1], pkt_len);
 	ck_assert_mem_eq(host(&f->rx, b[1].gpa + HDR, 100), pkt[1] + HDR, 100);
 	copy->vdev.ops->queue_notify(&copy->vdev, TXQ);
@@ -928,13 +930,18 @@ START_TEST(tap_name_checks)
 {
 	const char *bad[] = {"", "a/b", "a:b", "a b", ".", "..", "sixteen-chars-xx"};
 	char err[256];
+	int fds[TAP_MAX_QUEUES];
 
 	for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
 		err[0] = 0;
-		ck_assert_int_eq(tap_open(bad[i], err, sizeof(err)), -EINVAL);
+		ck_assert_int_eq(tap_open(bad[i], 1, true, fds, err, sizeof(err)), -EINVAL);
 		ck_assert_msg(strstr(err, "invalid TAP name"), "%s", err);
 	}
-	ck_assert_int_eq(tap_open(NULL, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(tap_open(NULL, 1, true, fds, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(tap_open("vmmq", 0, true, fds, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(tap_open("vmmq", TAP_MAX_QUEUES + 1, true, fds, err, sizeof(err)),
+	                 -EINVAL);
+	ck_assert_msg(strstr(err, "queues, 1 to"), "%s", err);
 }
 END_TEST
 
@@ -951,21 +958,75 @@ static bool tap_usable(int r, const char *err)
 START_TEST(tap_open_errors)
 {
 	char name[IFNAMSIZ], err[256];
-	int fd, r;
+	int fd, r, fds[TAP_MAX_QUEUES];
 
 	snprintf(name, sizeof(name), "vmmt%u", (unsigned)getpid() % 100000);
-	fd = tap_open(name, err, sizeof(err));
-	if (!tap_usable(fd, err))
+	r = tap_open(name, 1, true, &fd, err, sizeof(err));
+	if (!tap_usable(r, err))
 		return;
+	ck_assert_int_eq(r, 1);
 	ck_assert_int_eq(tap_set_offload(fd, true, true, true), 0);
 	ck_assert_int_eq(tap_set_offload(fd, false, true, true), 0);
-	r = tap_open(name, err, sizeof(err));
+	r = tap_open(name, 1, true, fds, err, sizeof(err));
 	ck_assert_int_eq(r, -EBUSY);
 	ck_assert_msg(strstr(err, "in use by another process"), "%s", err);
-	r = tap_open("lo", err, sizeof(err));
+	r = tap_open("lo", 1, true, fds, err, sizeof(err));
 	ck_assert_int_eq(r, -EINVAL);
-	ck_assert_msg(strstr(err, "not a single-queue TAP"), "%s", err);
+	ck_assert_msg(strstr(err, "not a TAP device"), "%s", err);
+	r = tap_open("lo", 2, true, fds, err, sizeof(err));
+	ck_assert_int_eq(r, -EINVAL);
+	ck_assert_msg(strstr(err, "not a TAP device"), "%s", err);
+	/* A persistent single-queue TAP, free: one queue unless more were asked for exactly. */
+	ck_assert_int_eq(ioctl(fd, TUNSETPERSIST, 1), 0);
 	close(fd);
+	r = tap_open(name, 2, true, fds, err, sizeof(err));
+	ck_assert_int_eq(r, -EINVAL);
+	ck_assert_msg(strstr(err, "is single-queue") && strstr(err, "multi_queue"), "%s", err);
+	r = tap_open(name, 3, false, fds, err, sizeof(err));
+	ck_assert_int_eq(r, 1);
+	ck_assert_int_eq(ioctl(fds[0], TUNSETPERSIST, 0), 0);
+	close(fds[0]);
+}
+END_TEST
+
+/* The transmit queues interface @name has (its real_num_tx_queues), from sysfs. */
+static int tx_queues(const char *name)
+{
+	char path[128];
+	int n = 0;
+
+	for (;; n++) {
+		snprintf(path, sizeof(path), "/sys/class/net/%s/queues/tx-%d", name, n);
+		if (access(path, F_OK))
+			return n;
+	}
+}
+
+/* A multi-queue TAP: one fd per queue, detach and attach, one queue opens it too. */
+START_TEST(tap_multi_queue)
+{
+	char name[IFNAMSIZ], err[256];
+	int fds[TAP_MAX_QUEUES], one, r;
+
+	snprintf(name, sizeof(name), "vmmq%u", (unsigned)getpid() % 100000);
+	r = tap_open(name, 4, true, fds, err, sizeof(err));
+	if (!tap_usable(r, err))
+		return;
+	ck_assert_int_eq(r, 4);
+	ck_assert_int_eq(tx_queues(name), 4);
+	/* The interface's queues are the attached ones. */
+	ck_assert_int_eq(tap_set_queue(fds[3], false), 0);
+	ck_assert_int_eq(tap_set_queue(fds[2], false), 0);
+	ck_assert_int_eq(tx_queues(name), 2);
+	ck_assert_int_eq(tap_set_queue(fds[3], false), -EINVAL);
+	ck_assert_int_eq(tap_set_queue(fds[3], true), 0);
+	ck_assert_int_eq(tx_queues(name), 3);
+	/* Asking for one queue takes the multi-queue TAP as it is. */
+	r = tap_open(name, 1, true, &one, err, sizeof(err));
+	ck_assert_msg(r == 1, "%s", err);
+	close(one);
+	for (unsigned i = 0; i < 4; i++)
+		close(fds[i]);
 }
 END_TEST
 
@@ -1018,7 +1079,7 @@ static bool guest_got(struct fixture *f, const struct test_buf *b, const uint16_
                       const uint8_t *frame)
 {
 	for (int tries = 0; tries < 50; tries++) {
-		struct pollfd p = {.fd = f->net.tap_fd, .events = POLLIN};
+		struct pollfd p = {.fd = f->net.tap_fds[0], .events = POLLIN};
 		uint32_t id, len;
 
 		if (poll(&p, 1, 100) > 0)
@@ -1046,7 +1107,7 @@ START_TEST(tap_end_to_end)
 	int r, ps = -1;
 
 	snprintf(name, sizeof(name), "vmmt%u", (unsigned)getpid() % 100000);
-	r = virtio_net_open(&f->net, name, test_mac, &f->mem, &f->loop, err, sizeof(err));
+	r = virtio_net_open(&f->net, name, 1, true, test_mac, &f->mem, &f->loop, err, sizeof(err));
 	if (tap_usable(r, err)) {
 		f->net.vdev.transport = (struct virtio_transport){count_interrupt, f};
 		driver_up(f, base_features(f));
@@ -1064,7 +1125,7 @@ START_TEST(tap_end_to_end)
 	tx = data_buf(&f->tx, pkt, sizeof(pkt));
 	test_ring_add(&f->tx, &tx, 1);
 	notify(f, TXQ);
-	ck_assert_uint_eq(f->net.stats.tx_packets, 1);
+	ck_assert_uint_eq(f->net.pairs[0].stats.tx_packets, 1);
 	ck_assert(host_got(ps, frame));
 	/* Host to guest. */
 	for (unsigned i = 0; i < 16; i++)
@@ -1114,6 +1175,7 @@ static Suite *net_suite(void)
 	tcase_add_test(helpers, mac_parse);
 	tcase_add_test(helpers, tap_name_checks);
 	tcase_add_test(helpers, tap_open_errors);
+	tcase_add_test(helpers, tap_multi_queue);
 	tcase_add_test(helpers, tap_end_to_end);
 	tcase_set_timeout(helpers, 20);
 	suite_add_tcase(s, helpers);
