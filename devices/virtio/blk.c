@@ -163,10 +163,6 @@ static bool queue_live(struct blk_dev *b, unsigned q)
 	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[q].ready;
 }
 
-/*
- * Pops and starts queue @q's chains while slots last, as one batch for the backend. At most
- * BLK_QUEUE_SIZE chains per call: each takes a slot. Event-loop thread.
- */
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
