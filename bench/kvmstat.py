@@ -60,12 +60,12 @@ kvm_snap() {
 	kvm_hist kvm_apic_accept_irq vec
 }
 kvm_watch() {  # PREFIX FILE DELAY SPAN [JOBS: an extended regex of the job names to time]
-	seen=0
+	seen=0 pat="^$1-JOB (${5:-[a-z0-9_]+})[[:space:]]*\$"
 	while :; do
-		n=$(grep -cE "^$1-JOB (${5:-[a-z0-9_]+})[[:space:]]*\$" "$2")
+		n=$(grep -cE "$pat" "$2")
 		if [ "$n" -gt "$seen" ]; then
 			seen=$n
-			job=$(grep -E "^$1-JOB (${5:-[a-z0-9_]+})[[:space:]]*\$" "$2" | tail -n 1 | tr -d '\r' | cut -d' ' -f2)
+			job=$(grep -E "$pat" "$2" | tail -n 1 | tr -d '\r' | cut -d' ' -f2)
 			sleep "$3"
 			a=$(kvm_snap)
 			sleep "$4"
