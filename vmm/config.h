@@ -39,11 +39,16 @@
 
 enum disk_cache { DISK_CACHE_WRITEBACK, DISK_CACHE_NONE };
 
+#define DISK_POLL_AUTO   (-1) /* poll= not given: vmm decides (devices.c, disk_poll_us) */
+#define DISK_POLL_MAX_US 1000 /* poll=USEC at most */
+#define DISK_POLL_DEF_US 32   /* the auto cap where the host has CPUs to spare */
+
 struct disk_config {
 	char path[4096];
 	bool read_only;
 	enum disk_cache cache;
 	char serial[CONFIG_SERIAL_MAX + 1];
+	int poll_us; /* poll=USEC: a busy queue's polling cap, 0 off; or DISK_POLL_AUTO */
 };
 
 struct net_config {
@@ -167,8 +172,9 @@ int config_parse_irqchip(const char *text, enum irqchip_kind *out);
 const char *config_irqchip_name(enum irqchip_kind kind);
 
 /*
- * Parses a --disk value: PATH[,ro][,cache=none|writeback][,serial=ID], each option at most
- * once. Returns 0, or -EINVAL with a one-line message in @err.
+ * Parses a --disk value: PATH[,ro][,cache=none|writeback][,serial=ID][,poll=USEC], each
+ * option at most once (USEC 0 to DISK_POLL_MAX_US; DISK_POLL_AUTO when not given). Returns 0, or
+ * -EINVAL with a one-line message in @err.
  */
 int config_parse_disk(const char *spec, struct disk_config *out, char *err, size_t errlen);
 

@@ -194,6 +194,22 @@ int config_parse_share(const char *spec, struct share_config *out, char *err, si
 	return 0;
 }
 
+/* poll=USEC's value (@len digits at most 4 long, not NUL-terminated). */
+static int disk_poll(const char *digits, size_t len, struct disk_config *out)
+{
+	int us = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (digits[i] < '0' || digits[i] > '9')
+			return -EINVAL;
+		us = us * 10 + (digits[i] - '0');
+	}
+	if (us > DISK_POLL_MAX_US)
+		return -EINVAL;
+	out->poll_us = us;
+	return 0;
+}
+
 static int disk_option(const char *opt, size_t len, struct disk_config *out)
 {
 	if (len == 2 && strncmp(opt, "ro", 2) == 0)
@@ -204,6 +220,8 @@ static int disk_option(const char *opt, size_t len, struct disk_config *out)
 		out->cache = DISK_CACHE_WRITEBACK;
 	else if (len >= 7 && strncmp(opt, "serial=", 7) == 0 && len - 7 <= CONFIG_SERIAL_MAX)
 		snprintf(out->serial, sizeof(out->serial), "%.*s", (int)(len - 7), opt + 7);
+	else if (len > 5 && len <= 9 && strncmp(opt, "poll=", 5) == 0)
+		return disk_poll(opt + 5, len - 5, out);
 	else
 		return -EINVAL;
 	return 0;
@@ -215,9 +233,11 @@ int config_parse_disk(const char *spec, struct disk_config *out, char *err, size
 	const char *p = spec + path_len;
 
 	memset(out, 0, sizeof(*out));
+	out->poll_us = DISK_POLL_AUTO;
 	if (path_len == 0 || path_len >= sizeof(out->path)) {
 		return spec_error(err, errlen,
-		                  "--disk: expected PATH[,ro][,cache=none|writeback][,serial=ID]");
+		                  "--disk: expected "
+		                  "PATH[,ro][,cache=none|writeback][,serial=ID][,poll=USEC]");
 	}
 	memcpy(out->path, spec, path_len);
 	while (*p == ',') {
@@ -231,8 +251,8 @@ int config_parse_disk(const char *spec, struct disk_config *out, char *err, size
 			return spec_error(err, errlen,
 			                  "--disk: unknown or invalid option '%.*s' (ro, "
 			                  "cache=none|writeback, "
-			                  "serial=ID of at most %d bytes)",
-			                  (int)len, p, CONFIG_SERIAL_MAX);
+			                  "serial=ID of at most %d bytes, poll=USEC of 0 to %d)",
+			                  (int)len, p, CONFIG_SERIAL_MAX, DISK_POLL_MAX_US);
 		}
 		p += len;
 	}

@@ -1,7 +1,9 @@
 #include "vmm/devices.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "arch/arch.h"
 #include "devices/tap.h"
@@ -188,6 +190,23 @@ static int create_pci_host(struct vm *vm)
 	return ret;
 }
 
+/*
+ * A disk's polling cap in us: poll=USEC, or by default DISK_POLL_DEF_US where the CPUs vmm may
+ * run on outnumber the vCPUs and the event-loop thread (polling takes a CPU while it lasts), and
+ * 0 otherwise, where a polling loop would take the time of the vCPUs whose requests it awaits.
+ */
+static unsigned disk_poll_us(const struct vm *vm, const struct disk_config *dc)
+{
+	cpu_set_t set;
+	long cpus;
+
+	if (dc->poll_us != DISK_POLL_AUTO)
+		return (unsigned)dc->poll_us;
+	cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+	                                                    : sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus > (long)vm->config->cpus + 1 ? DISK_POLL_DEF_US : 0;
+}
+
 static int create_disks(struct vm *vm)
 {
 	struct vm_devices *d = &vm->devices;
@@ -205,6 +224,7 @@ static int create_disks(struct vm *vm)
 		        /* A queue per vCPU: each submits without meeting the others in the guest.
 		         */
 		        .num_queues = MIN(vm->config->cpus, BLK_MAX_QUEUES),
+		        .poll_ns = disk_poll_us(vm, dc) * 1000,
 		};
 
 		ret = blk_open(&d->disks[i], &opts, &vm->mem, &vm->loop, err, sizeof(err));
@@ -213,6 +233,8 @@ static int create_disks(struct vm *vm)
 			return ret;
 		}
 		d->nr_disks++;
+		log_debug("disk %u: polling %s (cap %u us)", i, opts.poll_ns ? "on" : "off",
+		          opts.poll_ns / 1000);
 		snprintf(what, sizeof(what), "disk %u", i);
 		ret = attach(vm, &d->disks[i].vdev, what);
 		if (ret)

@@ -14,14 +14,22 @@
  * callback, which the backend calls on the loop; the io_uring backend has no lock of its own
  * and checks its thread.
  *
+ * Polling (blk_set_poll): after serving a queue that it then finds empty, the loop keeps looking
+ * at it for the queue's adaptive window, in posted work (poll_queue), with the driver's
+ * notifications off (vq_notify_off); the window's end turns them on and looks once more
+ * (vq_notify_on), so no chain is left waiting for a notification the driver never sends. The
+ * poll state (struct blk_poll) is the loop thread's, like process_queue; the virtqueue's switch
+ * is under vdev.lock with the rest of the queue.
+ *
  * Locking: vdev.lock guards the queue and the slots (activate and reset run under it, from a
  * vCPU thread). A reset bumps the generation; completions of older requests only free their
  * slot, because the chains they came from no longer exist for the driver. Their data may still
  * land in guest memory, which stays mapped for the VM's lifetime.
  *
- * Block size: cache=none (O_DIRECT) needs offsets and lengths aligned to the host's logical
- * block size, so blk_open asks the host (BLKSSZGET, statx STATX_DIOALIGN) and advertises it as
- * blk_size; an IN or OUT request not aligned to it completes with IOERR (the parser's rule).
+ * Block size (blk_image.c opens, locks and sizes the image): cache=none (O_DIRECT) needs offsets
+ * and lengths aligned to the host's logical block size, so blk_open asks the host (BLKSSZGET, statx
+ * STATX_DIOALIGN) and advertises it as blk_size; an IN or OUT request not aligned to it completes
+ * with IOERR (the parser's rule).
  */
 #include "devices/virtio/blk.h"
 
@@ -29,15 +37,13 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "devices/virtio/blk_image.h"
 #include "devices/virtio/blk_uring.h"
 #include "devices/virtio/iov.h"
 #include "vmm/log.h"
@@ -157,14 +163,43 @@ static bool queue_live(struct blk_dev *b, unsigned q)
 	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[q].ready;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Queue @q was found empty (under vdev.lock, on the loop): keeps polling it, notifications off,
+ * for the window its gaps earned, else turns notifications on, looking once more. Returns true
+ * when the poll work must be posted: to poll, or for chains that arrived meanwhile.
+ */
+static bool poll_after_empty(struct blk_dev *b, unsigned q, uint64_t now)
+{
+	struct blk_poll *p = &b->poll[q];
+	struct virtqueue *vq = &b->vdev.queues[q];
+	uint32_t ns = b->poll_hold ? 0 : poll_window_idle(&p->win, now);
+
+	if (ns) {
+		vq_notify_off(vq);
+		p->deadline = now + ns;
+		return true;
+	}
+	return vq->notify_off && vq_notify_on(vq);
+}
+
 /*
  * Pops and starts queue @q's chains while slots last, as one batch for the backend. At most
- * BLK_QUEUE_SIZE chains per call: each takes a slot. Event-loop thread.
+ * BLK_QUEUE_SIZE chains per call: each takes a slot. Polling: a chain found counts as work for
+ * the queue's window; a ring found empty continues the poll or ends it. Event-loop thread.
  */
 static void process_queue(struct blk_dev *b, unsigned q)
 {
 	struct virtio_dev *dev = &b->vdev;
-	bool done_any = false;
+	uint64_t now = b->loop ? now_ns() : 0;
+	bool done_any = false, popped = false, post = false;
 	int r = 0;
 
 	if (b->be->ops->plug)
@@ -181,17 +216,69 @@ static void process_queue(struct blk_dev *b, unsigned q)
 		r = vq_pop_chain(&dev->queues[q], &slot->chain);
 		if (r <= 0)
 			break;
+		if (!popped && b->loop)
+			poll_window_work(&b->poll[q].win, now);
+		popped = true;
 		b->free_slots = slot->next;
 		slot->q = q;
 		done_any |= start_request(b, slot);
 	}
+	if (r == 0 && b->loop && !(b->starved & 1u << q) && queue_live(b, q))
+		post = poll_after_empty(b, q, now);
 	pthread_mutex_unlock(&dev->lock);
+	if (post)
+		event_loop_post(b->loop, &b->poll[q].work);
 	if (b->be->ops->unplug)
 		b->be->ops->unplug(b->be);
 	if (r < 0)
 		virtio_set_needs_reset(dev, "virtio-blk: malformed descriptor chain");
 	if (done_any)
 		virtio_queue_done(dev, (int)q);
+}
+
+/*
+ * One look at a polled queue (posted work, on the loop): serves the chains that arrived, or
+ * posts itself again until the window ends, then turns notifications on (serving what came in
+ * the meantime). Stops for a queue that was reset, or is short of slots (requests_done comes
+ * back to it, notifications still off).
+ */
+static void poll_queue(void *opaque)
+{
+	struct blk_poll *p = opaque;
+	struct blk_dev *b = p->b;
+	struct virtqueue *vq = &b->vdev.queues[p->q];
+	bool serve;
+
+	pthread_mutex_lock(&b->vdev.lock);
+	if (!queue_live(b, p->q) || (b->starved & 1u << p->q)) {
+		pthread_mutex_unlock(&b->vdev.lock);
+		return;
+	}
+	serve = vq_has_avail(vq);
+	if (!serve && vq->notify_off && now_ns() < p->deadline) {
+		pthread_mutex_unlock(&b->vdev.lock);
+		event_loop_post(b->loop, &p->work);
+		return;
+	}
+	if (!serve && vq->notify_off)
+		serve = vq_notify_on(vq);
+	pthread_mutex_unlock(&b->vdev.lock);
+	if (serve)
+		process_queue(b, p->q);
+}
+
+int blk_set_poll(struct blk_dev *b, struct event_loop *loop, uint32_t max_ns)
+{
+	if (max_ns > POLL_WINDOW_MAX_NS)
+		return -EINVAL;
+	b->loop = max_ns ? loop : NULL;
+	for (unsigned q = 0; q < BLK_MAX_QUEUES; q++) {
+		b->poll[q].b = b;
+		b->poll[q].q = q;
+		poll_window_init(&b->poll[q].win, max_ns);
+		event_work_init(&b->poll[q].work, poll_queue, &b->poll[q]);
+	}
+	return 0;
 }
 
 static void blk_queue_notify(struct virtio_dev *dev, unsigned q)
@@ -282,8 +369,24 @@ static void blk_quiesce(struct virtio_dev *dev)
 {
 	struct blk_dev *b = container_of(dev, struct blk_dev, vdev);
 
+	/*
+	 * Notifications back on (the snapshot holds the rings as they are, and a restored device
+	 * starts with them on), and chains that came during a poll served, while this holds
+	 * polling off; then everything in flight completes.
+	 */
+	b->poll_hold = true;
+	for (unsigned q = 0; b->loop && q < b->nr_queues; q++) {
+		bool serve;
+
+		pthread_mutex_lock(&dev->lock);
+		serve = dev->queues[q].notify_off && vq_notify_on(&dev->queues[q]);
+		pthread_mutex_unlock(&dev->lock);
+		if (serve)
+			process_queue(b, q);
+	}
 	if (b->uring)
 		blk_uring_settle(b->uring);
+	b->poll_hold = false;
 }
 
 #define BLK_OPS(queues)                                                                            \
@@ -409,153 +512,6 @@ int blk_init(struct blk_dev *b, const struct blk_options *opts, uint64_t size_by
 	return r;
 }
 
-/*
- * Opens the image, with O_DIRECT for cache=none where the filesystem allows it; *@direct says
- * whether it did.
- */
-static int open_image(struct blk_dev *b, const struct blk_options *opts, bool *direct, char *err,
-                      size_t errlen)
-{
-	/* O_NONBLOCK: a FIFO must not block the open (lock_and_size refuses it, then clears it). */
-	int flags = (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK;
-
-	if (opts->cache == BLK_CACHE_NONE) {
-		b->fd = open(b->path, flags | O_DIRECT);
-		if (b->fd < 0 && errno == EINVAL)
-			log_warn("disk '%s': cache=none: the filesystem does not support O_DIRECT; "
-			         "using the host page cache (cache=writeback)",
-			         b->path);
-	}
-	*direct = b->fd >= 0;
-	if (b->fd < 0)
-		b->fd = open(b->path, flags);
-	if (b->fd < 0) {
-		int e = errno;
-
-		snprintf(err, errlen, "disk '%s': %s%s", b->path, strerror(e),
-		         !opts->read_only && (e == EACCES || e == EROFS)
-		                 ? " (add ,ro for a read-only disk)"
-		                 : "");
-		return -e;
-	}
-	return 0;
-}
-
-/* Locks the image against other VMs and sizes it. */
-static int lock_and_size(struct blk_dev *b, bool read_only, uint64_t *size, char *err,
-                         size_t errlen)
-{
-	struct stat st;
-	off_t end;
-
-	if (fstat(b->fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		snprintf(err, errlen, "disk '%s': not a regular file or block device", b->path);
-		return -EINVAL;
-	}
-	if (fcntl(b->fd, F_SETFL, fcntl(b->fd, F_GETFL) & ~O_NONBLOCK) < 0) {
-		int e = errno;
-
-		snprintf(err, errlen, "disk '%s': fcntl: %s", b->path, strerror(e));
-		return -e;
-	}
-	if (flock(b->fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		int e = errno;
-
-		if (e == EWOULDBLOCK)
-			snprintf(err, errlen, "disk '%s': in use by another process (locked)",
-			         b->path);
-		else
-			snprintf(err, errlen, "disk '%s': lock: %s", b->path, strerror(e));
-		return -e;
-	}
-	end = lseek(b->fd, 0, SEEK_END);
-	if (end < 0) {
-		int e = errno;
-
-		snprintf(err, errlen, "disk '%s': size: %s", b->path, strerror(e));
-		return -e;
-	}
-	*size = (uint64_t)end;
-	if (*size % BLK_SECTOR_SIZE && *size >= BLK_SECTOR_SIZE)
-		log_warn("disk '%s': size %llu is not a multiple of 512; the guest sees %llu bytes",
-		         b->path, (unsigned long long)*size,
-		         (unsigned long long)ALIGN_DOWN(*size, BLK_SECTOR_SIZE));
-	return 0;
-}
-
-/* Turns O_DIRECT off again (the page cache then takes any alignment), with a warning. */
-static int drop_direct(struct blk_dev *b, const char *why, char *err, size_t errlen)
-{
-	int flags = fcntl(b->fd, F_GETFL);
-
-	if (flags < 0 || fcntl(b->fd, F_SETFL, flags & ~O_DIRECT) < 0) {
-		int e = errno;
-
-		snprintf(err, errlen, "disk '%s': cache=none: %s", b->path, strerror(e));
-		return -e;
-	}
-	log_warn("disk '%s': cache=none: %s; using the host page cache (cache=writeback)", b->path,
-	         why);
-	return 0;
-}
-
-/* A file's direct-I/O offset alignment (statx STATX_DIOALIGN, Linux 6.1; 0: no direct I/O). */
-static uint32_t file_dio_alignment(int fd)
-{
-#ifdef STATX_DIOALIGN
-	struct statx stx;
-
-	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
-	    (stx.stx_mask & STATX_DIOALIGN))
-		return stx.stx_dio_offset_align;
-#else
-	(void)fd;
-#endif
-	return BLK_SECTOR_SIZE; /* the kernel does not say: what all take on 512-byte sectors */
-}
-
-/*
- * The alignment O_DIRECT needs for file offsets and lengths on the open image, or 0 when the
- * kernel says direct I/O does not work on it: a block device's logical block size, else the
- * file's direct-I/O offset alignment.
- */
-static int direct_io_alignment(struct blk_dev *b, uint32_t *align, char *err, size_t errlen)
-{
-	struct stat st;
-	int lbs = 0;
-
-	if (fstat(b->fd, &st) < 0 || (S_ISBLK(st.st_mode) && ioctl(b->fd, BLKSSZGET, &lbs) < 0)) {
-		int e = errno;
-
-		snprintf(err, errlen, "disk '%s': block size: %s", b->path, strerror(e));
-		return -e;
-	}
-	*align = S_ISBLK(st.st_mode) ? (uint32_t)MAX(lbs, 0) : file_dio_alignment(b->fd);
-	return 0;
-}
-
-/*
- * cache=none: advertises the host's block size, which the parser then enforces. Sizes below
- * 512 are raised to it (every request is in 512-byte sectors anyway); direct I/O the kernel
- * says is unsupported, or an alignment we cannot advertise, falls back to the page cache.
- */
-static int set_direct_block_size(struct blk_dev *b, char *err, size_t errlen)
-{
-	char why[96];
-	uint32_t align = 0;
-	int r = direct_io_alignment(b, &align, err, errlen);
-
-	if (r < 0)
-		return r;
-	if (align == 0)
-		return drop_direct(b, "the kernel reports no direct I/O for this file", err,
-		                   errlen);
-	if (blk_set_block_size(b, MAX(align, BLK_SECTOR_SIZE)) == 0)
-		return 0;
-	snprintf(why, sizeof(why), "host block size %u is not supported", align);
-	return drop_direct(b, why, err, errlen);
-}
-
 int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct guest_memory *mem,
              struct event_loop *loop, char *err, size_t errlen)
 {
@@ -564,9 +520,9 @@ int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct gue
 	int r = set_path(b, opts, err, errlen);
 
 	if (r == 0)
-		r = open_image(b, opts, &direct, err, errlen);
+		r = blk_image_open(b, opts, &direct, err, errlen);
 	if (r == 0)
-		r = lock_and_size(b, opts->read_only, &size, err, errlen);
+		r = blk_image_lock_and_size(b, opts->read_only, &size, err, errlen);
 	if (r == 0) {
 		r = blk_uring_create(&b->uring, b->fd, BLK_QUEUE_SIZE, loop);
 		if (r < 0)
@@ -575,7 +531,12 @@ int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct gue
 	if (r == 0)
 		r = init_device(b, opts, size, mem, blk_uring_backend(b->uring), err, errlen);
 	if (r == 0 && direct)
-		r = set_direct_block_size(b, err, errlen);
+		r = blk_image_set_direct_block_size(b, err, errlen);
+	if (r == 0 && blk_set_poll(b, loop, opts->poll_ns) < 0) {
+		snprintf(err, errlen, "disk '%s': poll: at most %u us", b->path,
+		         POLL_WINDOW_MAX_NS / 1000);
+		r = -EINVAL;
+	}
 	if (r < 0)
 		blk_close(b);
 	return r;
@@ -583,6 +544,8 @@ int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct gue
 
 void blk_close(struct blk_dev *b)
 {
+	for (unsigned q = 0; b->loop && q < BLK_MAX_QUEUES; q++)
+		event_loop_cancel(b->loop, &b->poll[q].work);
 	blk_uring_destroy(b->uring);
 	b->uring = NULL;
 	if (b->slots)

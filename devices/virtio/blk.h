@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 
 #include "devices/virtio/blk_request.h"
+#include "devices/virtio/poll_window.h"
 #include "devices/virtio/virtio.h"
 #include "vmm/event_loop.h"
 #include "vmm/util.h"
@@ -111,10 +112,21 @@ struct blk_options {
 	enum blk_cache cache;
 	const char *serial;  /* GET_ID string, at most 20 bytes; NULL or "" for none (zeros) */
 	unsigned num_queues; /* request queues, 1 to BLK_MAX_QUEUES; 0 means 1 */
+	uint32_t poll_ns;    /* polling cap per queue (blk_set_poll); 0: notifications only */
 };
 
 struct blk_slot;
 struct blk_uring;
+struct blk_dev;
+
+/* A queue's polling (blk_set_poll): the event-loop thread's only. */
+struct blk_poll {
+	struct blk_dev *b;
+	unsigned q;
+	struct poll_window win;
+	uint64_t deadline;      /* CLOCK_MONOTONIC ns: the poll going on ends then */
+	struct event_work work; /* one look at the ring, posted while polling */
+};
 
 struct blk_dev {
 	struct virtio_dev vdev; /* first; the ops find us with container_of */
@@ -134,6 +146,11 @@ struct blk_dev {
 	uint32_t starved;    /* bit q: queue q has chains waiting for a free slot */
 	uint32_t completed;  /* bit q: used entries pushed to queue q since its last interrupt */
 	unsigned nr_queues;
+
+	/* The event-loop thread's: */
+	struct event_loop *loop; /* where the poll work runs; NULL: no polling */
+	bool poll_hold;          /* quiescing: notifications stay on */
+	struct blk_poll poll[BLK_MAX_QUEUES];
 };
 
 /*
@@ -165,6 +182,16 @@ int blk_init(struct blk_dev *b, const struct blk_options *opts, uint64_t size_by
  * attached. Returns 0 or -EINVAL.
  */
 int blk_set_block_size(struct blk_dev *b, uint32_t size) MUST_CHECK;
+
+/*
+ * Polling under load (issue 21): after serving a queue, the event-loop thread keeps looking at
+ * its avail ring for up to an adaptive window (struct poll_window, capped at @max_ns; 0 turns
+ * polling off) with the driver's notifications off, in work it posts to @loop, so that a steady
+ * stream of requests costs no notification exits; when the window passes with nothing, it
+ * turns notifications on, looks once more and sleeps. After blk_init or blk_open (which does it
+ * for opts->poll_ns), before the device runs. Returns 0 or -EINVAL (@max_ns too large).
+ */
+int blk_set_poll(struct blk_dev *b, struct event_loop *loop, uint32_t max_ns) MUST_CHECK;
 
 /* Waits for I/O in flight, closes the image and frees everything. Safe after a failed open. */
 void blk_close(struct blk_dev *b);

@@ -27,6 +27,7 @@
 #define DESC_F_WRITE         2
 #define DESC_F_INDIRECT      4
 #define AVAIL_F_NO_INTERRUPT 1
+#define USED_F_NO_NOTIFY     1
 #define RING_HDR             4            /* flags and idx in front of both rings */
 #define CHAIN_MAX_BYTES      (1ULL << 32) /* 2.7.5: a chain is at most 2^32 bytes in total */
 
@@ -235,7 +236,7 @@ static int avail_pending(struct virtqueue *vq)
 	uint16_t delta =
 	        (uint16_t)(load16(vq->avail_hva + 2, __ATOMIC_ACQUIRE) - vq->last_avail_idx);
 
-	if (delta == 0 && vq->event_idx) {
+	if (delta == 0 && vq->event_idx && !vq->notify_off) {
 		/* Ask to be notified of the next chain, then look again. */
 		store16(avail_event_field(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
 		/*
@@ -273,6 +274,47 @@ int vq_pop_chain(struct virtqueue *vq, struct vq_chain *chain)
 		return r;
 	vq->last_avail_idx++;
 	return 1;
+}
+
+void vq_notify_off(struct virtqueue *vq)
+{
+	if (!vq->active || vq->notify_off)
+		return;
+	vq->notify_off = true;
+	/*
+	 * With EVENT_IDX: one behind the chains taken, so the driver's next chains do not cross
+	 * it (after 2^16 of them it would, costing one needless notification).
+	 */
+	if (vq->event_idx)
+		store16(avail_event_field(vq), (uint16_t)(vq->last_avail_idx - 1),
+		        __ATOMIC_RELAXED);
+	else
+		store16(vq->used_hva, USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+}
+
+bool vq_notify_on(struct virtqueue *vq)
+{
+	if (!vq->active) {
+		vq->notify_off = false;
+		return false;
+	}
+	vq->notify_off = false;
+	if (vq->event_idx)
+		store16(avail_event_field(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
+	else
+		store16(vq->used_hva, 0, __ATOMIC_RELAXED);
+	/*
+	 * Full barrier (store-load), as in avail_pending: the request is visible before idx is
+	 * read again, so a driver publishing meanwhile either sees it and notifies or is seen
+	 * here.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return vq_has_avail(vq);
+}
+
+bool vq_has_avail(struct virtqueue *vq)
+{
+	return vq->active && load16(vq->avail_hva + 2, __ATOMIC_ACQUIRE) != vq->last_avail_idx;
 }
 
 int vq_add_used(struct virtqueue *vq, uint16_t head, uint32_t len)

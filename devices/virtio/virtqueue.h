@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include "vmm/memory.h"
+#include "vmm/util.h"
 
 #define VQ_MAX_SIZE 1024 /* largest queue size a device may offer (power of two) */
 #define VQ_MAX_IOV  260  /* buffers per chain a device may get (>= seg_max + 2 for blk) */
@@ -31,6 +32,7 @@ struct virtqueue {
 	uint16_t used_idx;
 	uint16_t signalled_used;
 	bool signalled_used_valid;
+	bool notify_off; /* vq_notify_off: the device polls, the driver need not notify */
 };
 
 /* One request: device-readable buffers first, then device-writable ones. */
@@ -89,6 +91,20 @@ void vq_publish_used(struct virtqueue *vq);
  * not active: chains the driver made available up to now end there.
  */
 uint16_t vq_avail_idx(struct virtqueue *vq);
+
+/*
+ * Polling (a device that looks at the ring by itself for a while): vq_notify_off asks the driver
+ * not to notify, with VRING_USED_F_NO_NOTIFY, or with EVENT_IDX by putting avail_event behind
+ * the chains taken (so the driver's next ones do not cross it; vq_pop_chain stops moving it up
+ * when it finds the ring empty). A driver may still notify; that is harmless. vq_notify_on asks
+ * for notifications again and then looks at the ring once more: true means chains arrived that
+ * the driver may not have notified (it published them before it saw the request), so the
+ * device must serve them without waiting for a notification. No-ops on an inactive queue.
+ */
+void vq_notify_off(struct virtqueue *vq);
+bool vq_notify_on(struct virtqueue *vq) MUST_CHECK;
+/* True when the driver has made chains available that were not taken yet (polling's check). */
+bool vq_has_avail(struct virtqueue *vq);
 
 /*
  * True when the driver wants an interrupt for the used entries pushed since the last call

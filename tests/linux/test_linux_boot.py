@@ -16,6 +16,9 @@
          serial asked for, holds the file mke2fs put there), no ACPI errors in
          dmesg, writes a file, syncs and powers off; vmm must end with 0, then
          e2fsck -fn finds the image clean and debugfs reads the file back.
+  disk-poll
+         disk-pci with poll=1000 on both disks: the same checks with the
+         queues polled under load (notifications off), whatever the host.
   hvc0-pci, hvc0-mmio
          --console virtio: the shell runs on hvc0 (the kernel says so), and
          `poweroff -f` ends vmm with 0.
@@ -215,8 +218,9 @@ def make_root(run, init, size_mib):
     return root_img
 
 
-def setup_disk(run, transport):
-    """A root disk made here with mke2fs, whose init checks the devices and writes a file."""
+def setup_disk(run, transport, opts=''):
+    """A root disk made here with mke2fs, whose init checks the devices and writes a file;
+    opts (',poll=...') goes to both --disk options."""
     token = secrets.token_hex(12)
     root_img = make_root(run, ROOT_INIT.replace('@TOKEN@', token), 32)
     data_tree = os.path.join(run.tmp, 'data')
@@ -229,7 +233,7 @@ def setup_disk(run, transport):
     root, data = run.place(root_img, '/data/root.img'), run.place(data_img, '/data/data.img')
     e2fsck, debugfs = run.tool('e2fsck'), run.tool('debugfs')
     command = (f'{run.vmm_prefix()} --cpus 2 --transport {transport} --cmdline "root=/dev/vda quiet" '
-               f'--disk {root} --disk {data},ro,serial=vmm-data-{token[:6]}; s=$?; '
+               f'--disk {root}{opts} --disk {data},ro,serial=vmm-data-{token[:6]}{opts}; s=$?; '
                f'{e2fsck} -fn {root} >/dev/null 2>&1; echo "T-E2FSCK=$?"; '
                f'echo "T-FILE=$({debugfs} -R "cat /hello.txt" {root} 2>/dev/null)"; '
                f'echo "T-PARHOST=$(for i in 0 1; do {debugfs} -R "cat /par$i" {root} 2>/dev/null '
@@ -863,6 +867,8 @@ SCENARIOS = {
     'smp': simple(scenario_smp, lambda: 'quiet pci=nommconf', 2),
     'disk-pci': (scenario_disk, lambda run: setup_disk(run, 'pci')),
     'disk-mmio': (scenario_disk, lambda run: setup_disk(run, 'mmio')),
+    # The longest polling window, whatever the host's CPUs: every queue polled under load.
+    'disk-poll': (scenario_disk, lambda run: setup_disk(run, 'pci', ',poll=1000')),
     'hvc0-pci': (scenario_hvc0, lambda run: setup_hvc0(run, 'pci')),
     'hvc0-mmio': (scenario_hvc0, lambda run: setup_hvc0(run, 'mmio')),
     'net': (scenario_net, lambda run: setup_net(run, 'pci')),

@@ -140,3 +140,17 @@ uint16_t vrb_avail_event(const struct vring_builder *b)
 {
 	return get16(b, b->used + 4 + 8ULL * b->size);
 }
+
+uint16_t vrb_used_flags(const struct vring_builder *b)
+{
+	return get16(b, b->used);
+}
+
+bool vrb_driver_would_notify(const struct vring_builder *b, uint16_t old_idx, bool event_idx)
+{
+	uint16_t event = vrb_avail_event(b);
+
+	if (!event_idx)
+		return !(vrb_used_flags(b) & 1);
+	return (uint16_t)(b->avail_idx - event - 1) < (uint16_t)(b->avail_idx - old_idx);
+}

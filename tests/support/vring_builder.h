@@ -7,6 +7,7 @@
 #ifndef VMM_TESTS_SUPPORT_VRING_BUILDER_H
 #define VMM_TESTS_SUPPORT_VRING_BUILDER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "devices/virtio/virtqueue.h"
@@ -54,5 +55,13 @@ uint16_t vrb_used_idx(const struct vring_builder *b);
 /* Used ring entry @i (taken modulo the size). */
 void vrb_used_elem(const struct vring_builder *b, uint16_t i, uint32_t *id, uint32_t *len);
 uint16_t vrb_avail_event(const struct vring_builder *b);
+/* The used ring's flags (VRING_USED_F_NO_NOTIFY is bit 0). */
+uint16_t vrb_used_flags(const struct vring_builder *b);
+/*
+ * Whether a driver that moved avail idx from @old_idx to the builder's idx notifies now, as
+ * Linux decides it: with EVENT_IDX when avail_event lies in [old, new), else unless the used
+ * ring says NO_NOTIFY.
+ */
+bool vrb_driver_would_notify(const struct vring_builder *b, uint16_t old_idx, bool event_idx);
 
 #endif

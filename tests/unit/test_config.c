@@ -346,6 +346,11 @@ START_TEST(disk_errors)
 	        "a.img,cache=fast",
 	        "a.img,serial=123456789012345678901",
 	        "a.img,ro,,",
+	        "a.img,poll=",
+	        "a.img,poll=1001",
+	        "a.img,poll=-1",
+	        "a.img,poll=10us",
+	        "a.img,poll=00050",
 	};
 	struct disk_config d;
 	char err[256];
@@ -359,6 +364,13 @@ START_TEST(disk_errors)
 	ck_assert_int_eq(config_parse_disk("a,serial=12345678901234567890", &d, err, sizeof(err)),
 	                 0);
 	ck_assert_str_eq(d.serial, "12345678901234567890");
+	ck_assert_int_eq(d.poll_us, DISK_POLL_AUTO); /* not given: vmm decides */
+	ck_assert_int_eq(config_parse_disk("a,poll=0", &d, err, sizeof(err)), 0);
+	ck_assert_int_eq(d.poll_us, 0);
+	ck_assert_int_eq(config_parse_disk("a,ro,poll=1000", &d, err, sizeof(err)), 0);
+	ck_assert_int_eq(d.poll_us, 1000);
+	ck_assert_int_eq(config_parse_disk("a,poll=5,poll=6", &d, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "--disk: 'poll' given twice");
 }
 END_TEST
 
