@@ -103,8 +103,8 @@ int boot_image_read_file(const char *path, uint64_t max, uint8_t **out, size_t *
 
 int boot_image_map(const char *what, const char *path, struct boot_image *out)
 {
-	uint8_t *buf;
-	size_t len;
+	uint8_t *buf = NULL;
+	size_t len = 0;
 	mode_t mode;
 	bool shrank;
 	int ret = read_file(path, BOOT_IMAGE_MAX, &buf, &len, &mode, &shrank);
