@@ -26,6 +26,7 @@
 #include "devices/virtio/net.h"
 #include "tests/support/blk_ring.h"
 #include "tests/support/net_fake.h"
+#include "tests/support/tap_host.h"
 #include "tests/support/virtio_snapshot.h"
 #include "tests/unit/unit.h"
 
@@ -989,19 +990,6 @@ START_TEST(tap_open_errors)
 }
 END_TEST
 
-/* The transmit queues interface @name has (its real_num_tx_queues), from sysfs. */
-static int tx_queues(const char *name)
-{
-	char path[128];
-	int n = 0;
-
-	for (;; n++) {
-		snprintf(path, sizeof(path), "/sys/class/net/%s/queues/tx-%d", name, n);
-		if (access(path, F_OK))
-			return n;
-	}
-}
-
 /* A multi-queue TAP: one fd per queue, detach and attach, one queue opens it too. */
 START_TEST(tap_multi_queue)
 {
@@ -1013,14 +1001,14 @@ START_TEST(tap_multi_queue)
 	if (!tap_usable(r, err))
 		return;
 	ck_assert_int_eq(r, 4);
-	ck_assert_int_eq(tx_queues(name), 4);
+	ck_assert_int_eq(tap_host_tx_queues(name), 4);
 	/* The interface's queues are the attached ones. */
 	ck_assert_int_eq(tap_set_queue(fds[3], false), 0);
 	ck_assert_int_eq(tap_set_queue(fds[2], false), 0);
-	ck_assert_int_eq(tx_queues(name), 2);
+	ck_assert_int_eq(tap_host_tx_queues(name), 2);
 	ck_assert_int_eq(tap_set_queue(fds[3], false), -EINVAL);
 	ck_assert_int_eq(tap_set_queue(fds[3], true), 0);
-	ck_assert_int_eq(tx_queues(name), 3);
+	ck_assert_int_eq(tap_host_tx_queues(name), 3);
 	/* Asking for one queue takes the multi-queue TAP as it is. */
 	r = tap_open(name, 1, true, &one, err, sizeof(err));
 	ck_assert_msg(r == 1, "%s", err);
@@ -1039,21 +1027,6 @@ static void make_frame(uint8_t *frame, const uint8_t *src, uint8_t seed)
 	frame[13] = 0xb5;
 	for (unsigned i = 14; i < 64; i++)
 		frame[i] = (uint8_t)(i + seed);
-}
-
-static int link_up(const char *name)
-{
-	struct ifreq ifr = {0};
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = -1;
-
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	if (s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-		ifr.ifr_flags |= IFF_UP;
-		r = ioctl(s, SIOCSIFFLAGS, &ifr);
-	}
-	if (s >= 0)
-		close(s);
-	return r;
 }
 
 /* Waits for our frame on the packet socket @ps (other traffic, e.g. IPv6, is skipped). */
@@ -1114,7 +1087,8 @@ START_TEST(tap_end_to_end)
 		sll.sll_ifindex = (int)if_nametoindex(name);
 		ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
 	}
-	if (ps < 0 || link_up(name) < 0 || bind(ps, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+	if (ps < 0 || tap_host_link_up(name) < 0 ||
+	    bind(ps, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
 		if (r >= 0)
 			printf("real TAP test skipped: packet socket: %s\n", strerror(errno));
 		goto out;

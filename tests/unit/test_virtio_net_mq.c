@@ -23,6 +23,7 @@
 #include "devices/virtio/net.h"
 #include "tests/support/blk_ring.h"
 #include "tests/support/net_fake.h"
+#include "tests/support/tap_host.h"
 #include "tests/support/virtio_snapshot.h"
 #include "tests/unit/unit.h"
 
@@ -596,34 +597,6 @@ START_TEST(reset_races_loop_work)
 }
 END_TEST
 
-/* The transmit queues interface @name has (its real_num_tx_queues), from sysfs. */
-static int tx_queues(const char *name)
-{
-	char path[128];
-	int n = 0;
-
-	for (;; n++) {
-		snprintf(path, sizeof(path), "/sys/class/net/%s/queues/tx-%d", name, n);
-		if (access(path, F_OK))
-			return n;
-	}
-}
-
-static int link_up(const char *name)
-{
-	struct ifreq ifr = {0};
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = -1;
-
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	if (s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-		ifr.ifr_flags |= IFF_UP;
-		r = ioctl(s, SIOCSIFFLAGS, &ifr);
-	}
-	if (s >= 0)
-		close(s);
-	return r;
-}
-
 /*
  * A real multi-queue TAP (needs CAP_NET_ADMIN; skipped otherwise): the interface has as many
  * queues as the driver enabled pairs, and each enabled pair transmits through its own fd.
@@ -646,12 +619,12 @@ START_TEST(real_tap_follows_pairs)
 	}
 	ck_assert_msg(r == 0, "%s", err);
 	f->net.vdev.transport = (struct virtio_transport){count_interrupt, f};
-	ck_assert_int_eq(link_up(name), 0);
-	ck_assert_int_eq(tx_queues(name), 1);
+	ck_assert_int_eq(tap_host_link_up(name), 0);
+	ck_assert_int_eq(tap_host_tx_queues(name), 1);
 	driver_up(f, all_features(f));
-	ck_assert_int_eq(tx_queues(name), 1);
+	ck_assert_int_eq(tap_host_tx_queues(name), 1);
 	ck_assert_uint_eq(set_pairs(f, PAIRS), VIRTIO_NET_OK);
-	ck_assert_int_eq(tx_queues(name), PAIRS);
+	ck_assert_int_eq(tap_host_tx_queues(name), PAIRS);
 	for (unsigned i = 0; i < PAIRS; i++) {
 		uint8_t pkt[HDR + 60];
 		size_t len = make_packet(pkt, 60, i);
@@ -670,11 +643,11 @@ START_TEST(real_tap_follows_pairs)
 		ck_assert_uint_eq(f->net.pairs[i].stats.tx_dropped, 0);
 	}
 	ck_assert_uint_eq(set_pairs(f, 2), VIRTIO_NET_OK);
-	ck_assert_int_eq(tx_queues(name), 2);
+	ck_assert_int_eq(tap_host_tx_queues(name), 2);
 	pthread_mutex_lock(&f->net.vdev.lock);
 	virtio_write_status(&f->net.vdev, 0);
 	pthread_mutex_unlock(&f->net.vdev.lock);
-	ck_assert_int_eq(tx_queues(name), 1);
+	ck_assert_int_eq(tap_host_tx_queues(name), 1);
 out:
 	virtio_net_close(&f->net);
 	event_loop_free(&f->loop);
