@@ -20,6 +20,7 @@
 #include "tests/support/blk_fake.h"
 #include "tests/support/blk_ring.h"
 #include "tests/support/loop_harness.h"
+#include "tests/support/virtio_driver.h"
 #include "tests/unit/unit.h"
 
 #define DISK_SIZE (1u * MIB)
@@ -47,17 +48,12 @@ static void driver_up(struct fixture *f)
 {
 	struct virtio_dev *dev = &f->blk.vdev;
 	uint64_t features = dev->device_features;
-	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
+	uint8_t st;
 
 	if (!f->event_idx)
 		features &= ~(1ull << VIRTIO_F_EVENT_IDX);
 	pthread_mutex_lock(&dev->lock);
-	virtio_write_status(dev, VIRTIO_STATUS_ACKNOWLEDGE);
-	virtio_write_status(dev, st);
-	virtio_write_driver_features(dev, 0, (uint32_t)features);
-	virtio_write_driver_features(dev, 1, (uint32_t)(features >> 32));
-	st |= VIRTIO_STATUS_FEATURES_OK;
-	virtio_write_status(dev, st);
+	st = test_virtio_negotiate(dev, features);
 	test_ring_init(&f->ring, &f->mem, 0x10000, 0x100000, BLK_QUEUE_SIZE, &dev->queues[0]);
 	virtio_write_status(dev, st | VIRTIO_STATUS_DRIVER_OK);
 	ck_assert_uint_eq(dev->status & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET),

@@ -24,6 +24,7 @@
 #include "tests/support/blk_ring.h"
 #include "tests/support/net_fake.h"
 #include "tests/support/tap_host.h"
+#include "tests/support/virtio_driver.h"
 #include "tests/support/virtio_snapshot.h"
 #include "tests/unit/unit.h"
 
@@ -63,16 +64,12 @@ static uint64_t all_features(const struct fixture *f)
 static void driver_up(struct fixture *f, uint64_t features)
 {
 	struct virtio_dev *dev = &f->net.vdev;
-	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
 	bool mq = features & BIT(VIRTIO_NET_F_MQ);
 	unsigned nq = mq ? 2 * PAIRS + 1 : 3;
+	uint8_t st;
 
 	pthread_mutex_lock(&dev->lock);
-	virtio_write_status(dev, st);
-	virtio_write_driver_features(dev, 0, (uint32_t)features);
-	virtio_write_driver_features(dev, 1, (uint32_t)(features >> 32));
-	st |= VIRTIO_STATUS_FEATURES_OK;
-	virtio_write_status(dev, st);
+	st = test_virtio_negotiate(dev, features);
 	ck_assert(dev->status & VIRTIO_STATUS_FEATURES_OK);
 	f->ctrl_q = mq ? CTLQ : 2;
 	for (unsigned q = 0; q < nq; q++)
