@@ -42,11 +42,17 @@ static int rx_stash_one(struct virtio_net_pair *p)
 	return 1;
 }
 
-/* Stashes chains until a largest packet fits, or one chain without MRG_RXBUF. */
+/*
+ * Stashes chains until a largest packet fits, or one chain without MRG_RXBUF. While the device
+ * has receive buffers it needs no notification when the driver posts more (a packet from the
+ * backend is what makes it look), so they stay off until it runs out (rx_wait_buffers), as in
+ * QEMU: nested, every refill notification is an exit.
+ */
 static int rx_fill(struct virtio_net_pair *p)
 {
 	int r = 0;
 
+	vq_notify_off(&p->net->vdev.queues[rx_queue(p)]);
 	while (rx_room(p) &&
 	       (!p->rx_nr || (p->net->mrg_rxbuf && p->rx_cap < VIRTIO_NET_MAX_PACKET))) {
 		r = rx_stash_one(p);
@@ -184,6 +190,18 @@ static int rx_place(struct virtio_net_pair *p, struct work *w)
 	return 1;
 }
 
+/*
+ * Out of receive buffers: notifications back on, then one more look. Returns 1 when chains came
+ * meanwhile (go on; the driver may not have notified them), else 0, stalled until a notify.
+ */
+static int rx_wait_buffers(struct virtio_net_pair *p)
+{
+	if (vq_notify_on(&p->net->vdev.queues[rx_queue(p)]))
+		return 1;
+	p->rx_stalled = true;
+	return 0;
+}
+
 /* One packet: 1 to go on, 0 to stop (backend empty, or waiting for buffers), -errno. */
 static int rx_step(struct virtio_net_pair *p, struct work *w)
 {
@@ -193,18 +211,14 @@ static int rx_step(struct virtio_net_pair *p, struct work *w)
 		r = rx_fill(p);
 		if (r < 0)
 			return r;
-		if (!p->rx_nr) {
-			p->rx_stalled = true;
-			return 0;
-		}
+		if (!p->rx_nr)
+			return rx_wait_buffers(p);
 		r = rx_read(p, w);
 		if (r != 1)
 			return r == 2;
 	}
 	r = rx_place(p, w);
-	if (r == 0)
-		p->rx_stalled = true;
-	return r;
+	return r == 0 ? rx_wait_buffers(p) : r;
 }
 
 void net_rx_run(struct virtio_net_pair *p, struct work *w)

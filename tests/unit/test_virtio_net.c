@@ -479,6 +479,65 @@ START_TEST(receive_pauses_without_buffers)
 }
 END_TEST
 
+/*
+ * Whether a Linux driver that published receive chains up to @new_idx from @old_idx notifies:
+ * avail_event with EVENT_IDX (vring_need_event), else the used ring's NO_NOTIFY flag.
+ */
+static bool driver_would_notify(const struct test_ring *r, bool event_idx, uint16_t old_idx,
+                                uint16_t new_idx)
+{
+	const uint8_t *used = test_ring_host(r, r->used, 4 + 8U * r->size + 2);
+	uint16_t flags = (uint16_t)(used[0] | used[1] << 8);
+	const uint8_t *ev = used + 4 + 8U * r->size;
+	uint16_t event = (uint16_t)(ev[0] | ev[1] << 8);
+
+	if (event_idx)
+		return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
+	return !(flags & 1);
+}
+
+/* While the device holds receive buffers, refills need no notification; once out, they do. */
+START_TEST(receive_notifications_only_when_out_of_buffers)
+{
+	for (int event_idx = 0; event_idx < 2; event_idx++) {
+		struct fixture *f = setup_with(0, false);
+		uint64_t features = f->net.vdev.device_features;
+		uint8_t pkt[HDR + 100];
+		uint16_t h[8], old;
+
+		driver_up(f, event_idx ? features : features & ~BIT(VIRTIO_F_EVENT_IDX));
+		for (unsigned i = 0; i < 2; i++)
+			rx_post(f, 2048, &h[i]);
+		net_fake_offer(&f->fake, pkt, make_packet(pkt, 0, 0, 100, 1));
+		backend(f, EPOLLIN);
+		expect_used(&f->rx, h[0], HDR + 100);
+		ck_assert(!f->net.pairs[0].rx_stalled);
+
+		/* One chain still stashed: the driver's refills go unannounced. */
+		old = f->rx.avail_idx;
+		rx_post(f, 2048, &h[2]);
+		rx_post(f, 2048, &h[3]);
+		ck_assert(!driver_would_notify(&f->rx, event_idx, old, f->rx.avail_idx));
+
+		/* Four packets for three chains: the device runs out and asks again. */
+		for (unsigned i = 0; i < 4; i++)
+			net_fake_offer(&f->fake, pkt, make_packet(pkt, 0, 0, 100, 2 + i));
+		backend(f, EPOLLIN);
+		for (unsigned i = 1; i < 4; i++)
+			expect_used(&f->rx, h[i], HDR + 100);
+		ck_assert(f->net.pairs[0].rx_stalled);
+		ck_assert_uint_eq(net_fake_pending(&f->fake), 1);
+		old = f->rx.avail_idx;
+		rx_post(f, 2048, &h[4]);
+		ck_assert(driver_would_notify(&f->rx, event_idx, old, f->rx.avail_idx));
+		notify(f, RXQ);
+		expect_used(&f->rx, h[4], HDR + 100);
+		ck_assert_uint_eq(net_fake_pending(&f->fake), 0);
+		teardown(f);
+	}
+}
+END_TEST
+
 START_TEST(receive_without_mrg_rxbuf)
 {
 	struct fixture *f = setup_with(0, false);
@@ -1133,6 +1192,7 @@ static Suite *net_suite(void)
 	tcase_add_test(dev, receive_leaves_unused_buffers_for_the_next_packet);
 	tcase_add_test(dev, receive_large_waits_for_buffers);
 	tcase_add_test(dev, receive_pauses_without_buffers);
+	tcase_add_test(dev, receive_notifications_only_when_out_of_buffers);
 	tcase_add_test(dev, receive_without_mrg_rxbuf);
 	tcase_add_test(dev, receive_checks_offloads);
 	tcase_add_test(dev, receive_hostile_chains_need_reset);
