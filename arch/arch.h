@@ -122,6 +122,13 @@ int arch_vm_init(struct vm *vm) MUST_CHECK;
 int arch_vm_load(struct vm *vm) MUST_CHECK;
 void arch_vm_destroy(struct vm *vm);
 
+/*
+ * True when vmm itself runs in a virtual machine (x86: CPUID's hypervisor bit), so its guest is
+ * nested and each of the guest's exits is an exit of vmm's host to its hypervisor too; false
+ * where the arch has no such flag (arm64).
+ */
+bool arch_host_is_virtual(void);
+
 /* The PCI host bridge's place in the memory map; false where the VM has no PCI. */
 bool arch_pci_layout(const struct vm *vm, struct pci_layout *out);
 /* How the VM's interrupt controller takes MSIs (see struct msi_translation). */

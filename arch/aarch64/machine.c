@@ -192,6 +192,12 @@ int arch_vm_init(struct vm *vm)
 	return ret;
 }
 
+/* arm64 has no architectural "running under a hypervisor" flag. */
+bool arch_host_is_virtual(void)
+{
+	return false;
+}
+
 /* --transport pci: bus 0's ECAM and one 32-bit window for every BAR (layout.h). */
 bool arch_pci_layout(const struct vm *vm, struct pci_layout *out)
 {

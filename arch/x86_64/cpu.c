@@ -1,4 +1,5 @@
 /* vCPU set-up: CPUID topology, MSRs, FPU, local APIC wiring and the entry registers. */
+#include <cpuid.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,11 +35,19 @@
 #define MTRR_ENABLE_WRITEBACK   0x806 /* MTRRs enabled, default type write-back */
 
 #define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
+#define CPUID_1_ECX_HYPERVISOR   (1u << 31)
 
 #define APIC_LVT0        0x350
 #define APIC_LVT1        0x360
 #define APIC_MODE_NMI    0x4
 #define APIC_MODE_EXTINT 0x7
+
+bool arch_host_is_virtual(void)
+{
+	unsigned eax, ebx, ecx, edx;
+
+	return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & CPUID_1_ECX_HYPERVISOR);
+}
 
 int x86_get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
 {

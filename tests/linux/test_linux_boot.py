@@ -10,8 +10,10 @@
   panic  a guest whose kernel panics (no init: rdinit=/nonexistent-init, no
          root fs) must end vmm, since vmm adds panic=-1 and a reset ends it.
   disk-pci, disk-mmio
-         over each virtio transport, 2 vCPUs: an ext4 root disk this test
-         makes with mke2fs boots as root=/dev/vda; its init checks nproc 2,
+         over each virtio transport, 2 vCPUs (PCI with poll=0, virtio-mmio
+         with the polling cap vmm picks, which must be 1000 us when L1 has
+         the hypervisor bit): an ext4 root disk this test makes with
+         mke2fs boots as root=/dev/vda; its init checks nproc 2,
          /dev/hwrng, a second disk that is read-only (refuses writes, has the
          serial asked for, holds the file mke2fs put there), no ACPI errors in
          dmesg, writes a file, syncs and powers off; vmm must end with 0, then
@@ -220,7 +222,8 @@ def make_root(run, init, size_mib):
 
 def setup_disk(run, transport, opts=''):
     """A root disk made here with mke2fs, whose init checks the devices and writes a file;
-    opts (',poll=...') goes to both --disk options."""
+    opts (',poll=...') goes to both --disk options. Without opts vmm picks the polling cap
+    itself: the debug log says which, beside whether L1 has CPUID's hypervisor bit."""
     token = secrets.token_hex(12)
     root_img = make_root(run, ROOT_INIT.replace('@TOKEN@', token), 32)
     data_tree = os.path.join(run.tmp, 'data')
@@ -232,18 +235,35 @@ def setup_disk(run, transport, opts=''):
 
     root, data = run.place(root_img, '/data/root.img'), run.place(data_img, '/data/data.img')
     e2fsck, debugfs = run.tool('e2fsck'), run.tool('debugfs')
-    command = (f'{run.vmm_prefix()} --cpus 2 --transport {transport} --cmdline "root=/dev/vda quiet" '
+    auto = not opts
+    probe = 'echo "T-L1-HV=$(grep -cw hypervisor /proc/cpuinfo)"; ' if auto else ''
+    debug = ' --log-level debug' if auto else ''
+    command = (f'{probe}{run.vmm_prefix()}{debug} --cpus 2 --transport {transport} '
+               '--cmdline "root=/dev/vda quiet" '
                f'--disk {root}{opts} --disk {data},ro,serial=vmm-data-{token[:6]}{opts}; s=$?; '
                f'{e2fsck} -fn {root} >/dev/null 2>&1; echo "T-E2FSCK=$?"; '
                f'echo "T-FILE=$({debugfs} -R "cat /hello.txt" {root} 2>/dev/null)"; '
                f'echo "T-PARHOST=$(for i in 0 1; do {debugfs} -R "cat /par$i" {root} 2>/dev/null '
                '| sha256sum | cut -d" " -f1; done | tr "\\n" " ")"; (exit $s)')
-    return dict(command=command, files=run.files, cpus=2), (token, transport)
+    return dict(command=command, files=run.files, cpus=2), (token, transport, auto)
+
+
+def check_auto_poll(g):
+    """vmm's own polling cap: 1000 us when it runs in a VM (L1 shows the hypervisor bit)."""
+    m = g.expect(r'T-L1-HV=(\d+)', PHASE_TIMEOUT, what='whether L1 has the hypervisor bit')
+    nested = m.group(1) != '0'
+    m = g.expect(r'disk 0: polling (on|off) \(cap (\d+) us\)', PHASE_TIMEOUT,
+                 what="vmm's debug line with disk 0's polling cap")
+    if nested:
+        check(m.group(2) == '1000', f'disk 0 polls with a cap of {m.group(2)} us in a VM, '
+              'expected the nested default 1000')
 
 
 def scenario_disk(g, run, state):
-    token, transport = state
+    token, transport, auto = state
     g.start(PHASE_TIMEOUT)
+    if auto:
+        check_auto_poll(g)
     want = {'T-ROOT': '/dev/vda', 'T-NPROC': '2', 'T-RNG': '64', 'T-SERIAL': f'vmm-data-{token[:6]}',
             'T-RO': '1', 'T-ROWRITE': 'refused', 'T-DATA': f'data-{token}', 'T-ACPI-ERRORS': '0'}
     for key, value in want.items():
@@ -865,7 +885,8 @@ SCENARIOS = {
                                extra_args=['--stats']), None)),
     'panic': simple(scenario_panic, lambda: 'rdinit=/nonexistent-init', 1),
     'smp': simple(scenario_smp, lambda: 'quiet pci=nommconf', 2),
-    'disk-pci': (scenario_disk, lambda run: setup_disk(run, 'pci')),
+    # Notifications only (poll=0) on PCI; on virtio-mmio the cap vmm picks for this host.
+    'disk-pci': (scenario_disk, lambda run: setup_disk(run, 'pci', ',poll=0')),
     'disk-mmio': (scenario_disk, lambda run: setup_disk(run, 'mmio')),
     # The longest polling window, whatever the host's CPUs: every queue polled under load.
     'disk-poll': (scenario_disk, lambda run: setup_disk(run, 'pci', ',poll=1000')),
