@@ -39,9 +39,9 @@
 
 enum disk_cache { DISK_CACHE_WRITEBACK, DISK_CACHE_NONE };
 
-#define DISK_POLL_AUTO   (-1) /* poll= not given: vmm decides (devices.c, disk_poll_us) */
-#define DISK_POLL_MAX_US 1000 /* poll=USEC at most */
-#define DISK_POLL_DEF_US 32   /* the auto cap where the host has CPUs to spare */
+#define DISK_POLL_AUTO      (-1) /* poll= not given: vmm decides (devices.c, disk_poll_us) */
+#define DISK_POLL_MAX_US    1000 /* poll=USEC at most */
+#define DISK_POLL_DEF_US    32   /* the auto cap where the host has CPUs to spare */
 #define DISK_POLL_NESTED_US 1000 /* the auto cap when vmm's host is itself a VM */
 
 struct disk_config {
