@@ -39,17 +39,18 @@
 
 enum disk_cache { DISK_CACHE_WRITEBACK, DISK_CACHE_NONE };
 
-#define DISK_POLL_AUTO      (-1) /* poll= not given: vmm decides (devices.c, disk_poll_us) */
-#define DISK_POLL_MAX_US    1000 /* poll=USEC at most */
-#define DISK_POLL_DEF_US    32   /* the auto cap where the host has CPUs to spare */
-#define DISK_POLL_NESTED_US 1000 /* the auto cap when vmm's host is itself a VM */
+/* A device queue's polling cap, poll=USEC of --disk and --net. */
+#define POLL_AUTO      (-1) /* poll= not given: vmm decides (devices.c, poll_cap_us) */
+#define POLL_MAX_US    1000 /* poll=USEC at most */
+#define POLL_DEF_US    32   /* the auto cap where the host has CPUs to spare */
+#define POLL_NESTED_US 1000 /* the auto cap when vmm's host is itself a VM */
 
 struct disk_config {
 	char path[4096];
 	bool read_only;
 	enum disk_cache cache;
 	char serial[CONFIG_SERIAL_MAX + 1];
-	int poll_us; /* poll=USEC: a busy queue's polling cap, 0 off; or DISK_POLL_AUTO */
+	int poll_us; /* poll=USEC: a busy queue's polling cap, 0 off; or POLL_AUTO */
 };
 
 struct net_config {
@@ -59,6 +60,7 @@ struct net_config {
 	bool has_mac; /* else vmm generates one from the TAP's name ("user") and the NIC's index */
 	uint8_t mac[6];
 	unsigned queues; /* queues=N: queue pairs on the TAP; 0: one per vCPU, at most 8 */
+	int poll_us;     /* poll=USEC: transmit polling cap, or POLL_AUTO */
 };
 
 /* --share HOSTDIR[:GUESTDIR][,ro][,tag=TAG]: a host directory over virtio-fs. */
@@ -174,7 +176,7 @@ const char *config_irqchip_name(enum irqchip_kind kind);
 
 /*
  * Parses a --disk value: PATH[,ro][,cache=none|writeback][,serial=ID][,poll=USEC], each
- * option at most once (USEC 0 to DISK_POLL_MAX_US; DISK_POLL_AUTO when not given). Returns 0, or
+ * option at most once (USEC 0 to POLL_MAX_US; POLL_AUTO when not given). Returns 0, or
  * -EINVAL with a one-line message in @err.
  */
 int config_parse_disk(const char *spec, struct disk_config *out, char *err, size_t errlen);

@@ -49,6 +49,22 @@ static bool repeated(const char *first, const char *opt, size_t len)
 	return false;
 }
 
+/* poll=USEC's value (@len digits at most 4 long, not NUL-terminated) into *@out. */
+static int parse_poll(const char *digits, size_t len, int *out)
+{
+	int us = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (digits[i] < '0' || digits[i] > '9')
+			return -EINVAL;
+		us = us * 10 + (digits[i] - '0');
+	}
+	if (us > POLL_MAX_US)
+		return -EINVAL;
+	*out = us;
+	return 0;
+}
+
 /* One part of a --net value (@len bytes at @p) into @out. */
 static int net_part(const char *p, size_t len, struct net_config *out, char *err, size_t errlen)
 {
@@ -71,6 +87,10 @@ static int net_part(const char *p, size_t len, struct net_config *out, char *err
 		if (*end || text[0] < '1' || text[0] > '9' || out->queues > CONFIG_NET_MAX_QUEUES)
 			return spec_error(err, errlen, "--net: queues=%s: 1 to %d queue pairs",
 			                  text, CONFIG_NET_MAX_QUEUES);
+	} else if (len > 5 && strncmp(p, "poll=", 5) == 0) {
+		if (len > 9 || parse_poll(p + 5, len - 5, &out->poll_us))
+			return spec_error(err, errlen, "--net: %.*s: poll=USEC of 0 to %d",
+			                  (int)len, p, POLL_MAX_US);
 	} else if (len > 8 && strncmp(p, "hostfwd=", 8) == 0 && len - 8 < sizeof(text)) {
 		struct user_net_config *u = &out->user_cfg;
 		char why[200];
@@ -85,7 +105,7 @@ static int net_part(const char *p, size_t len, struct net_config *out, char *err
 	} else {
 		return spec_error(err, errlen,
 		                  "--net: unknown or invalid part '%.*s' (tap=NAME of at most %d "
-		                  "characters, user, hostfwd=..., mac=MAC, queues=N)",
+		                  "characters, user, hostfwd=..., mac=MAC, queues=N, poll=USEC)",
 		                  (int)len, p, CONFIG_TAP_NAME_MAX);
 	}
 	return 0;
@@ -96,6 +116,7 @@ int config_parse_net(const char *spec, struct net_config *out, char *err, size_t
 	const char *p = spec;
 
 	memset(out, 0, sizeof(*out));
+	out->poll_us = POLL_AUTO;
 	for (;;) {
 		size_t len = strcspn(p, ",");
 		int ret;
@@ -113,8 +134,8 @@ int config_parse_net(const char *spec, struct net_config *out, char *err, size_t
 	}
 	if (out->user == !!out->tap[0])
 		return spec_error(err, errlen,
-		                  "--net: expected tap=NAME[,mac=MAC][,queues=N] or "
-		                  "user[,hostfwd=...]...[,mac=MAC]");
+		                  "--net: expected tap=NAME[,mac=MAC][,queues=N][,poll=USEC] or "
+		                  "user[,hostfwd=...]...[,mac=MAC][,poll=USEC]");
 	if (out->user_cfg.nr_forwards && !out->user)
 		return spec_error(err, errlen,
 		                  "--net: hostfwd= needs user networking (--net user,...)");
@@ -194,22 +215,6 @@ int config_parse_share(const char *spec, struct share_config *out, char *err, si
 	return 0;
 }
 
-/* poll=USEC's value (@len digits at most 4 long, not NUL-terminated). */
-static int disk_poll(const char *digits, size_t len, struct disk_config *out)
-{
-	int us = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		if (digits[i] < '0' || digits[i] > '9')
-			return -EINVAL;
-		us = us * 10 + (digits[i] - '0');
-	}
-	if (us > DISK_POLL_MAX_US)
-		return -EINVAL;
-	out->poll_us = us;
-	return 0;
-}
-
 static int disk_option(const char *opt, size_t len, struct disk_config *out)
 {
 	if (len == 2 && strncmp(opt, "ro", 2) == 0)
@@ -221,7 +226,7 @@ static int disk_option(const char *opt, size_t len, struct disk_config *out)
 	else if (len >= 7 && strncmp(opt, "serial=", 7) == 0 && len - 7 <= CONFIG_SERIAL_MAX)
 		snprintf(out->serial, sizeof(out->serial), "%.*s", (int)(len - 7), opt + 7);
 	else if (len > 5 && len <= 9 && strncmp(opt, "poll=", 5) == 0)
-		return disk_poll(opt + 5, len - 5, out);
+		return parse_poll(opt + 5, len - 5, &out->poll_us);
 	else
 		return -EINVAL;
 	return 0;
@@ -233,7 +238,7 @@ int config_parse_disk(const char *spec, struct disk_config *out, char *err, size
 	const char *p = spec + path_len;
 
 	memset(out, 0, sizeof(*out));
-	out->poll_us = DISK_POLL_AUTO;
+	out->poll_us = POLL_AUTO;
 	if (path_len == 0 || path_len >= sizeof(out->path)) {
 		return spec_error(err, errlen,
 		                  "--disk: expected "
@@ -252,7 +257,7 @@ int config_parse_disk(const char *spec, struct disk_config *out, char *err, size
 			                  "--disk: unknown or invalid option '%.*s' (ro, "
 			                  "cache=none|writeback, "
 			                  "serial=ID of at most %d bytes, poll=USEC of 0 to %d)",
-			                  (int)len, p, CONFIG_SERIAL_MAX, DISK_POLL_MAX_US);
+			                  (int)len, p, CONFIG_SERIAL_MAX, POLL_MAX_US);
 		}
 		p += len;
 	}

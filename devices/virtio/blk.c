@@ -40,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "devices/virtio/blk_image.h"
@@ -163,14 +162,6 @@ static bool queue_live(struct blk_dev *b, unsigned q)
 	       !(dev->status & VIRTIO_STATUS_NEEDS_RESET) && dev->queues[q].ready;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Queue @q was found empty (under vdev.lock, on the loop): keeps polling it, notifications off,
  * for the window its gaps earned, else turns notifications on, looking once more. Returns true
@@ -198,7 +189,7 @@ static bool poll_after_empty(struct blk_dev *b, unsigned q, uint64_t now)
 static void process_queue(struct blk_dev *b, unsigned q)
 {
 	struct virtio_dev *dev = &b->vdev;
-	uint64_t now = b->loop ? now_ns() : 0;
+	uint64_t now = b->loop ? poll_window_now() : 0;
 	bool done_any = false, popped = false, post = false;
 	int r = 0;
 
@@ -255,7 +246,7 @@ static void poll_queue(void *opaque)
 		return;
 	}
 	serve = vq_has_avail(vq);
-	if (!serve && vq->notify_off && now_ns() < p->deadline) {
+	if (!serve && vq->notify_off && poll_window_now() < p->deadline) {
 		pthread_mutex_unlock(&b->vdev.lock);
 		event_loop_post(b->loop, &p->work);
 		return;

@@ -10,7 +10,8 @@
  * returned unsent and counted: the driver may only use enabled pairs.
  *
  * Transmit (net_tx.c): each chain's readable buffers are one packet, written to the pair's
- * backend in one call; a full backend keeps the chain until its fd is writable.
+ * backend in one call; a full backend keeps the chain until its fd is writable. A ring found
+ * empty may be polled for a while (tx_poll, posted on the loop), notifications off.
  *
  * Receive (net_rx.c): chains are taken from the ring into the pair's stash until it holds a
  * largest packet, and the backend reads the next packet straight into them, with a bounce
@@ -135,10 +136,15 @@ static int pair_enable(struct virtio_net_pair *p)
  */
 static void pair_disable(struct virtio_net_pair *p, struct work *w)
 {
+	struct virtqueue *txq = &p->net->vdev.queues[tx_queue(p)];
 	int r;
 
+	/* A poll ends: notifications back on, for when the driver uses the pair again. */
+	if (txq->notify_off && vq_notify_on(txq))
+		log_debug("net '%s': transmit chains came as pair %u was disabled", p->net->name,
+		          p->index);
 	if (!p->tx_blocked)
-		net_tx_run(p, w);
+		(void)net_tx_run(p, w);
 	unregister(p);
 	p->enabled = false;
 	if (p->be.ops->set_queue) {
@@ -212,7 +218,8 @@ static void backend_event(void *opaque, uint32_t events)
 	} else {
 		if (events & EPOLLOUT) {
 			p->tx_blocked = false;
-			net_tx_run(p, &w);
+			if (net_tx_run(p, &w) == 0)
+				net_tx_idle(p);
 		}
 		if ((events & EPOLLIN) && !p->rx_stalled)
 			net_rx_run(p, &w);
@@ -243,12 +250,70 @@ static void net_queue_notify(struct virtio_dev *dev, unsigned q)
 	/* Not stalled: EPOLLIN is on. Blocked: EPOLLOUT resumes transmit. */
 	if (p && q == rx_queue(p) && p->enabled && p->rx_stalled)
 		net_rx_run(p, &w);
-	if (p && q == tx_queue(p) && p->enabled && !p->tx_blocked)
-		net_tx_run(p, &w);
+	if (p && q == tx_queue(p) && p->enabled && !p->tx_blocked && net_tx_run(p, &w) == 0)
+		net_tx_idle(p);
 	if (p && q == tx_queue(p) && !p->enabled)
 		net_tx_discard(p, &w);
 	if (q == ctrl_queue(n))
 		net_ctrl_run(n, &w);
+	update_watch(n, &w);
+	pthread_mutex_unlock(&dev->lock);
+	work_done(n, &w);
+}
+
+/*
+ * One look at a polled transmit queue (posted work, event-loop thread): sends what arrived, or
+ * posts itself again until the window ends, then turns notifications on (sending what came in
+ * the meantime). Stops for a pair disabled or reset since, or blocked (EPOLLOUT resumes it).
+ */
+static void tx_poll(void *opaque)
+{
+	struct virtio_net_pair *p = opaque;
+	struct virtio_net *n = p->net;
+	struct virtqueue *vq = &n->vdev.queues[tx_queue(p)];
+	struct work w = {0};
+	bool serve;
+
+	pthread_mutex_lock(&n->vdev.lock);
+	if (!p->enabled || !queue_live(n, tx_queue(p)) || p->tx_blocked) {
+		pthread_mutex_unlock(&n->vdev.lock);
+		return;
+	}
+	serve = vq_has_avail(vq);
+	if (!serve && vq->notify_off && !n->poll_hold && poll_window_now() < p->tx_deadline) {
+		event_loop_post(n->loop, &p->tx_work);
+		pthread_mutex_unlock(&n->vdev.lock);
+		return;
+	}
+	if (!serve && vq->notify_off)
+		serve = vq_notify_on(vq);
+	if (serve && net_tx_run(p, &w) == 0)
+		net_tx_idle(p);
+	update_watch(n, &w);
+	pthread_mutex_unlock(&n->vdev.lock);
+	work_done(n, &w);
+}
+
+/*
+ * Before a snapshot (the loop's thread, vCPUs paused): transmit notifications back on (the
+ * snapshot holds the rings as they are, and a restored device starts with them on), chains that
+ * came during a poll sent, with polling held off meanwhile.
+ */
+static void net_quiesce(struct virtio_dev *dev)
+{
+	struct virtio_net *n = to_net(dev);
+	struct work w = {0};
+
+	pthread_mutex_lock(&dev->lock);
+	n->poll_hold = true;
+	for (unsigned i = 0; i < n->nr_pairs; i++) {
+		struct virtio_net_pair *p = &n->pairs[i];
+		struct virtqueue *vq = &dev->queues[tx_queue(p)];
+
+		if (vq->notify_off && vq_notify_on(vq) && p->enabled && !p->tx_blocked)
+			(void)net_tx_run(p, &w);
+	}
+	n->poll_hold = false;
 	update_watch(n, &w);
 	pthread_mutex_unlock(&dev->lock);
 	work_done(n, &w);
@@ -354,7 +419,7 @@ static int net_load(struct virtio_dev *dev, struct snap_cursor *c, char *err, si
 	{                                                                                          \
 		.name = "virtio-net", .device_id = VIRTIO_ID_NET, .num_queues = 2 * (pairs) + 1,   \
 		.max_queue_size = VIRTIO_NET_QUEUE_SIZE, .activate = net_activate,                 \
-		.reset = net_reset, .queue_notify = net_queue_notify,                              \
+		.reset = net_reset, .queue_notify = net_queue_notify, .quiesce = net_quiesce,      \
 		.chains_held = net_chains_held, .save = net_save, .load = net_load,                \
 		.snapshots = true, /* control chains are served whole */                           \
 	}
@@ -416,6 +481,7 @@ static int setup(struct virtio_net *n, const char *name, const uint8_t mac[6],
 		p->be = be[i];
 		p->src = (struct event_source){
 		        .fd = be[i].fd, .handler = backend_event, .opaque = p};
+		event_work_init(&p->tx_work, tx_poll, p);
 		p->bounce = malloc(BOUNCE_LEN);
 		if (!p->bounce)
 			return -ENOMEM;
@@ -486,9 +552,22 @@ void virtio_net_get_stats(struct virtio_net *n, unsigned pair, struct virtio_net
 	pthread_mutex_unlock(&n->vdev.lock);
 }
 
+int virtio_net_set_poll(struct virtio_net *n, uint32_t max_ns)
+{
+	if (max_ns > POLL_WINDOW_MAX_NS)
+		return -EINVAL;
+	pthread_mutex_lock(&n->vdev.lock);
+	for (unsigned i = 0; i < n->nr_pairs; i++)
+		poll_window_init(&n->pairs[i].tx_win, max_ns);
+	pthread_mutex_unlock(&n->vdev.lock);
+	return 0;
+}
+
 void virtio_net_close(struct virtio_net *n)
 {
 	for (unsigned i = 0; n->pairs && i < n->nr_pairs; i++) {
+		if (n->loop)
+			event_loop_cancel(n->loop, &n->pairs[i].tx_work);
 		unregister(&n->pairs[i]);
 		free(n->pairs[i].bounce);
 	}

@@ -23,6 +23,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "devices/virtio/poll_window.h"
 #include "devices/virtio/virtio.h"
 #include "vmm/event_loop.h"
 #include "vmm/util.h"
@@ -181,6 +182,10 @@ struct virtio_net_pair {
 	uint64_t rx_len, rx_placed, rx_bounce_off;
 	struct vq_chain chain;    /* scratch for receive */
 	struct vq_chain tx_chain; /* the transmit chain in hand */
+	/* Transmit polling (net_tx.c): the window, when the poll going on ends, its posted look. */
+	struct poll_window tx_win;
+	uint64_t tx_deadline; /* CLOCK_MONOTONIC ns */
+	struct event_work tx_work;
 };
 
 struct virtio_net {
@@ -198,6 +203,7 @@ struct virtio_net {
 	unsigned curr_pairs; /* pairs in use: 1 until the driver sets more (5.1.6.5.5) */
 	bool mrg_rxbuf, guest_csum, guest_tso4, guest_tso6; /* negotiated, cached at activation */
 	bool promisc, allmulti; /* CTRL_RX state; recorded, not applied (filtering is optional) */
+	bool poll_hold;         /* a quiesce: transmit polling off while it lasts */
 	bool backend_failed;    /* a backend fd reported an error: link down, fds unwatched */
 	struct vq_chain ctrl_chain; /* scratch for the control queue */
 };
@@ -223,6 +229,13 @@ int virtio_net_open(struct virtio_net *n, const char *tap_name, unsigned pairs, 
 int virtio_net_init(struct virtio_net *n, const char *name, const uint8_t mac[6],
                     const struct guest_memory *mem, struct event_loop *loop,
                     const struct virtio_net_backend *be, unsigned pairs) MUST_CHECK;
+
+/*
+ * Transmit polling: after sending what a transmit queue had, the loop keeps looking at it for
+ * an adaptive window of at most @max_ns (poll_window.h; 0: never), the driver's notifications
+ * off. Before the driver is ready. Returns 0 or -EINVAL (over POLL_WINDOW_MAX_NS).
+ */
+int virtio_net_set_poll(struct virtio_net *n, uint32_t max_ns) MUST_CHECK;
 
 /* Pair @pair's counters (zeros for a pair beyond nr_pairs); takes vdev.lock. Any thread. */
 void virtio_net_get_stats(struct virtio_net *n, unsigned pair, struct virtio_net_stats *out);

@@ -53,8 +53,19 @@ void net_backend_fail(struct virtio_net *n, struct work *w, const char *why);
  * the backends allow).
  */
 int net_set_pairs(struct virtio_net *n, unsigned pairs, struct work *w);
-/* Sends pair @p's transmit chains in ring order, held chain first, up to a batch (net_tx.c). */
-void net_tx_run(struct virtio_net_pair *p, struct work *w);
+/*
+ * Sends pair @p's transmit chains in ring order, held chain first, up to a batch. Returns 0
+ * when it found the ring empty (the caller on the loop then calls net_tx_idle), 1 when it
+ * stopped otherwise (a full backend, the batch limit, a disabled pair), -EINVAL for a malformed
+ * chain (w->bad set) (net_tx.c).
+ */
+int net_tx_run(struct virtio_net_pair *p, struct work *w);
+/*
+ * Pair @p's transmit ring was found empty (event-loop thread): polls it for the pair's
+ * window, notifications off, with tx_work posted; else turns notifications on, posting
+ * tx_work when chains came meanwhile (net_tx.c).
+ */
+void net_tx_idle(struct virtio_net_pair *p);
 /*
  * A disabled pair's transmit chains (and one it held) go back unsent: the driver may not use
  * the pair (5.1.6.5.5). At most a ring's worth, so the driver's next kick finds the rest

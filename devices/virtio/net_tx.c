@@ -6,6 +6,11 @@
  * counted, so one bad packet does not stop the device (there is no status byte to report it).
  * Everything here runs under vdev.lock, on the event-loop thread (net.c's notifications and
  * backend events) or, for a pair the driver gives up, wherever net_set_pairs runs.
+ *
+ * Polling (virtio_net_set_poll): a transmit ring found empty is looked at again by the loop
+ * (net.c's posted net_tx_poll) for the pair's adaptive window, with the driver's notifications
+ * off, so a steady stream of packets costs no notification exits; the window's end turns them
+ * on and looks once more. As for virtio-blk (blk.c), whose window rule (poll_window.h) this is.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -52,10 +57,11 @@ static bool tx_send(struct virtio_net_pair *p)
 	return true;
 }
 
-void net_tx_run(struct virtio_net_pair *p, struct work *w)
+int net_tx_run(struct virtio_net_pair *p, struct work *w)
 {
 	struct virtqueue *vq = &p->net->vdev.queues[tx_queue(p)];
-	int r = 0;
+	bool popped = false;
+	int r = 1;
 
 	p->tx_more = false;
 	for (unsigned i = 0; i < TX_BATCH && p->enabled && queue_live(p->net, tx_queue(p)); i++) {
@@ -63,19 +69,39 @@ void net_tx_run(struct virtio_net_pair *p, struct work *w)
 			r = vq_pop_chain(vq, &p->tx_chain);
 			if (r <= 0)
 				break;
+			if (!popped && p->tx_win.max_ns)
+				poll_window_work(&p->tx_win, poll_window_now());
+			popped = true;
 			p->tx_held = true;
 		}
 		if (!tx_send(p)) {
 			p->tx_blocked = true;
-			return;
+			return 1;
 		}
 		p->tx_held = false;
 		if (vq_push_used(vq, p->tx_chain.head, 0) == 0)
 			w->pushed |= 1u << tx_queue(p);
 		p->tx_more = i + 1 == TX_BATCH;
+		r = 1;
 	}
 	if (r < 0)
 		w->bad = "virtio-net: malformed transmit chain";
+	return r;
+}
+
+void net_tx_idle(struct virtio_net_pair *p)
+{
+	struct virtqueue *vq = &p->net->vdev.queues[tx_queue(p)];
+	uint64_t now = p->tx_win.max_ns ? poll_window_now() : 0;
+	uint32_t ns = now && !p->net->poll_hold ? poll_window_idle(&p->tx_win, now) : 0;
+
+	if (ns) {
+		vq_notify_off(vq);
+		p->tx_deadline = now + ns;
+	} else if (!(vq->notify_off && vq_notify_on(vq))) {
+		return;
+	}
+	event_loop_post(p->net->loop, &p->tx_work);
 }
 
 void net_tx_discard(struct virtio_net_pair *p, struct work *w)

@@ -1,7 +1,17 @@
 /* The adaptive polling window of a virtqueue; see poll_window.h. */
 #include "devices/virtio/poll_window.h"
 
+#include <time.h>
+
 #include "vmm/util.h"
+
+uint64_t poll_window_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 void poll_window_init(struct poll_window *w, uint32_t max_ns)
 {

@@ -8,7 +8,8 @@
  * means polling was wasted (the window halves, and below POLL_WINDOW_START_NS drops to 0, where
  * the queue sleeps at once until its gaps come within the cap again).
  *
- * Plain data and pure functions of the times passed in, so tests drive it with made-up clocks.
+ * Plain data and pure functions of the times passed in (poll_window_now's clock), so tests
+ * drive it with made-up clocks.
  * Threads: one window per queue, used by the thread that serves the queue only.
  */
 #ifndef VMM_DEVICES_VIRTIO_POLL_WINDOW_H
@@ -26,6 +27,9 @@ struct poll_window {
 	uint64_t idle_since;           /* when the ring was found empty; 0: not idle */
 	uint64_t hits, grows, shrinks; /* for tests and debug logs */
 };
+
+/* CLOCK_MONOTONIC in ns: the devices' times for the functions below. */
+uint64_t poll_window_now(void);
 
 /* A window capped at @max_ns (at most POLL_WINDOW_MAX_NS), starting at 0. */
 void poll_window_init(struct poll_window *w, uint32_t max_ns);

@@ -28,6 +28,19 @@ void test_loop_serve(struct event_loop *loop, bool *in_loop)
 	*in_loop = false;
 }
 
+void test_loop_serve_once(struct event_loop *loop)
+{
+	struct epoll_event ev[8];
+	int n = epoll_wait(loop->epoll_fd, ev, ARRAY_SIZE(ev), 0);
+
+	ck_assert_int_ge(n, 0);
+	for (int i = 0; i < n; i++) {
+		struct event_source *src = ev[i].data.ptr;
+
+		src->handler(src->opaque, ev[i].events);
+	}
+}
+
 void test_loop_add_fd(struct event_loop *loop, struct event_source *src, int fd,
                       event_handler_fn fn, void *opaque)
 {

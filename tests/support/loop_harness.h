@@ -17,6 +17,8 @@
  * a handler runs.
  */
 void test_loop_serve(struct event_loop *loop, bool *in_loop);
+/* One round of @loop: what is ready now runs once (posted work that re-posts runs later). */
+void test_loop_serve_once(struct event_loop *loop);
 
 /* Registers @fd (which must be valid) on @loop for EPOLLIN: @src calls @fn(@opaque, events). */
 void test_loop_add_fd(struct event_loop *loop, struct event_source *src, int fd,

@@ -137,15 +137,7 @@ static void serve(struct fixture *f)
 /* One round of the loop: what is ready now runs once (a posted look re-posts for later). */
 static void serve_once(struct fixture *f)
 {
-	struct epoll_event ev[8];
-	int n = epoll_wait(f->loop.epoll_fd, ev, ARRAY_SIZE(ev), 0);
-
-	ck_assert_int_ge(n, 0);
-	for (int i = 0; i < n; i++) {
-		struct event_source *src = ev[i].data.ptr;
-
-		src->handler(src->opaque, ev[i].events);
-	}
+	test_loop_serve_once(&f->loop);
 }
 
 static unsigned used_entries(struct fixture *f)

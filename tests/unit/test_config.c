@@ -364,7 +364,7 @@ START_TEST(disk_errors)
 	ck_assert_int_eq(config_parse_disk("a,serial=12345678901234567890", &d, err, sizeof(err)),
 	                 0);
 	ck_assert_str_eq(d.serial, "12345678901234567890");
-	ck_assert_int_eq(d.poll_us, DISK_POLL_AUTO); /* not given: vmm decides */
+	ck_assert_int_eq(d.poll_us, POLL_AUTO); /* not given: vmm decides */
 	ck_assert_int_eq(config_parse_disk("a,poll=0", &d, err, sizeof(err)), 0);
 	ck_assert_int_eq(d.poll_us, 0);
 	ck_assert_int_eq(config_parse_disk("a,ro,poll=1000", &d, err, sizeof(err)), 0);
@@ -397,6 +397,11 @@ START_TEST(nets)
 	        "tap=a,queues=100",
 	        "tap=a,queues=2,queues=2",
 	        "user,queues=2",
+	        "tap=a,poll=",
+	        "tap=a,poll=1001",
+	        "tap=a,poll=-1",
+	        "tap=a,poll=10000",
+	        "tap=a,poll=1,poll=2",
 	        "user,hostfwd=tcp::0-:22",
 	        "user,hostfwd=tcp::22-10.0.3.15:22",
 	        "user,hostfwd=sctp::1-:2",
@@ -410,8 +415,13 @@ START_TEST(nets)
 	ck_assert_str_eq(n.tap, "tap0");
 	ck_assert(!n.has_mac);
 	ck_assert_uint_eq(n.queues, 0); /* one per vCPU */
+	ck_assert_int_eq(n.poll_us, POLL_AUTO);
 	ck_assert_int_eq(config_parse_net("tap=tap0,queues=8", &n, err, sizeof(err)), 0);
 	ck_assert_uint_eq(n.queues, 8);
+	ck_assert_int_eq(config_parse_net("tap=tap0,poll=1000", &n, err, sizeof(err)), 0);
+	ck_assert_int_eq(n.poll_us, 1000);
+	ck_assert_int_eq(config_parse_net("user,poll=0", &n, err, sizeof(err)), 0);
+	ck_assert_int_eq(n.poll_us, 0);
 	ck_assert_int_eq(config_parse_net("user,queues=1", &n, err, sizeof(err)), 0);
 	ck_assert_uint_eq(n.queues, 1);
 	ck_assert_int_eq(config_parse_net("tap=t1,mac=52:54:00:12:34:56", &n, err, sizeof(err)), 0);

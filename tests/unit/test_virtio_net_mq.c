@@ -22,6 +22,7 @@
 
 #include "devices/virtio/net.h"
 #include "tests/support/blk_ring.h"
+#include "tests/support/loop_harness.h"
 #include "tests/support/net_fake.h"
 #include "tests/support/tap_host.h"
 #include "tests/support/virtio_driver.h"
@@ -547,7 +548,10 @@ static void *vcpu_thread(void *opaque)
 	return NULL;
 }
 
-/* The loop thread's part: backend events on every pair, every queue notified, pair counts. */
+/*
+ * The loop thread's part: backend events on every pair, every queue notified, pair counts, and
+ * a round of the loop's posted work (the transmit polls).
+ */
 static void loop_round(struct fixture *f, unsigned i)
 {
 	uint8_t cmd[4] = {VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
@@ -571,6 +575,7 @@ static void loop_round(struct fixture *f, unsigned i)
 		notify(f, 2 * p);
 		notify(f, 2 * p + 1);
 	}
+	test_loop_serve_once(&f->loop);
 	pthread_mutex_lock(&f->net.vdev.lock);
 	while (test_ring_used(&f->ring[q], &id, &len))
 		;
@@ -582,6 +587,7 @@ START_TEST(reset_races_loop_work)
 	struct fixture *f = setup();
 	pthread_t vcpu;
 
+	ck_assert_int_eq(virtio_net_set_poll(&f->net, POLL_WINDOW_MAX_NS), 0);
 	ck_assert_int_eq(pthread_create(&vcpu, NULL, vcpu_thread, f), 0);
 	for (unsigned i = 0; i < 3000; i++)
 		loop_round(f, i);
