@@ -144,6 +144,15 @@ bool test_ring_used(struct test_ring *r, uint32_t *id, uint32_t *len)
 	return true;
 }
 
+bool test_ring_would_notify(const struct test_ring *r, uint16_t old_idx, bool event_idx)
+{
+	uint16_t event = get16(r, r->used + 4 + 8ull * r->size);
+
+	if (!event_idx)
+		return !(get16(r, r->used) & 1);
+	return (uint16_t)(r->avail_idx - event - 1) < (uint16_t)(r->avail_idx - old_idx);
+}
+
 void test_ring_set_used_event(struct test_ring *r, uint16_t idx)
 {
 	put16(r, r->avail + 4 + 2ull * r->size, idx);

@@ -59,6 +59,12 @@ uint16_t test_ring_add_indirect(struct test_ring *r, const struct test_buf *bufs
 
 /* Takes the next used entry; false when the device has returned nothing new. */
 bool test_ring_used(struct test_ring *r, uint32_t *id, uint32_t *len);
+/*
+ * Whether a Linux driver that has just published the chains from avail index @old_idx on would
+ * notify: with @event_idx when the device's avail_event lies in [old, new), else unless the
+ * used ring's NO_NOTIFY flag is set (vring_need_event, virtqueue_kick_prepare).
+ */
+bool test_ring_would_notify(const struct test_ring *r, uint16_t old_idx, bool event_idx);
 /* Sets the driver's used_event (EVENT_IDX) and the avail flags. */
 void test_ring_set_used_event(struct test_ring *r, uint16_t idx);
 

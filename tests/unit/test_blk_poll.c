@@ -102,7 +102,7 @@ static uint16_t get16(struct fixture *f, uint64_t gpa)
 static bool add_read(struct fixture *f, uint64_t sector)
 {
 	struct test_ring *r = &f->ring;
-	uint16_t old = r->avail_idx, event;
+	uint16_t old = r->avail_idx;
 	struct test_buf b[3];
 
 	b[0] = (struct test_buf){test_ring_alloc(r, 16), 16, false};
@@ -111,10 +111,7 @@ static bool add_read(struct fixture *f, uint64_t sector)
 	b[1] = (struct test_buf){test_ring_alloc(r, 512), 512, true};
 	b[2] = (struct test_buf){test_ring_alloc(r, 1), 1, true};
 	test_ring_add_indirect(r, b, 3);
-	if (!f->event_idx)
-		return !(get16(f, r->used) & 1);
-	event = get16(f, r->used + 4 + 8ull * r->size);
-	return (uint16_t)(r->avail_idx - event - 1) < (uint16_t)(r->avail_idx - old);
+	return test_ring_would_notify(r, old, f->event_idx);
 }
 
 static void notify(struct fixture *f)

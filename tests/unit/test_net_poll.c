@@ -105,16 +105,13 @@ static uint16_t get16(struct test_ring *r, uint64_t gpa)
 static bool add_packet(struct fixture *f)
 {
 	struct test_ring *r = &f->tx;
-	uint16_t old = r->avail_idx, event;
+	uint16_t old = r->avail_idx;
 	struct test_buf b = {test_ring_alloc(r, HDR + 64), HDR + 64, false};
 
 	memset(test_ring_host(r, b.gpa, b.len), 0x5a, b.len);
 	memset(test_ring_host(r, b.gpa, HDR), 0, HDR);
 	test_ring_add(r, &b, 1);
-	if (!f->event_idx)
-		return !(get16(r, r->used) & 1);
-	event = get16(r, r->used + 4 + 8ull * r->size);
-	return (uint16_t)(r->avail_idx - event - 1) < (uint16_t)(r->avail_idx - old);
+	return test_ring_would_notify(r, old, f->event_idx);
 }
 
 static void notify(struct fixture *f)
