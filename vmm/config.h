@@ -43,7 +43,7 @@ enum disk_cache { DISK_CACHE_WRITEBACK, DISK_CACHE_NONE };
 #define POLL_AUTO      (-1) /* poll= not given: vmm decides (devices.c, poll_cap_us) */
 #define POLL_MAX_US    1000 /* poll=USEC at most */
 #define POLL_DEF_US    32   /* the auto cap where the host has CPUs to spare */
-#define POLL_NESTED_US 1000 /* the auto cap when vmm's host is itself a VM */
+#define POLL_NESTED_US 1000 /* a disk's auto cap when vmm's host is itself a VM */
 
 struct disk_config {
 	char path[4096];
