@@ -28,7 +28,8 @@
          interrupt-driven output on the 16550A: a guest process writes 64 KiB
          of known text (base64 of random bytes, no newline) to /dev/ttyS0
          between two markers; vmm's stdout, captured beside the console, must
-         hold exactly those bytes there (sha256), vmm ends with 0 after
+         hold exactly those bytes there (sha256), the driver must have found
+         one 16550A (0x3f8, irq 4), vmm ends with 0 after
          `poweroff -f`, and --stats must count at least as many coalesced port
          writes as bytes sent (the THR writes of the driver's interrupt passes
          did not exit).
@@ -434,6 +435,9 @@ SERIAL_GUEST = [
     'echo "T-SENT=$(sha256sum </tmp/d | cut -d" " -f1) $(wc -c </tmp/d)"',
     'M=SERIAL; printf "%s-BEGIN>" $M >/dev/ttyS0; cat /tmp/d >/dev/ttyS0; '
     'printf "<%s-END\\n" $M >/dev/ttyS0; echo "T-CAT=$?"',
+    # What the 8250 driver found (one port: vmm's 8250.nr_uarts=1) and what it sent.
+    'echo "T-UART=$(grep -c "^[0-9]*: uart:" /proc/tty/driver/serial) '
+    '$(grep -o "^0: uart:[^ ]* port:[^ ]* irq:[0-9]* tx:[0-9]*" /proc/tty/driver/serial)"',
 ]
 
 
@@ -455,14 +459,21 @@ def scenario_serial_tx(g, run, _):
     g.start(PHASE_TIMEOUT)
     g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
     g.send(SERIAL_GUEST[0].replace('@RAW@', str(SERIAL_BYTES * 3 // 4)) + '\n')
-    m = g.expect(r'T-SENT=([0-9a-f]{64}) (\d+)', PHASE_TIMEOUT, what='the sha256 of the data')
+    m = g.expect(r'T-SENT=([0-9a-f]{64}) (\d+)\n', PHASE_TIMEOUT, what='the sha256 of the data')
     sent, size = m.group(1), int(m.group(2))
     check(size == SERIAL_BYTES, f'the guest made {size} bytes of data, expected {SERIAL_BYTES}')
     g.send(SERIAL_GUEST[1] + '\n')
-    m = g.expect(r'T-CAT=(\d+)', PHASE_TIMEOUT, what='the end of the write to /dev/ttyS0')
+    m = g.expect(r'T-CAT=(\d+)\n', PHASE_TIMEOUT, what='the end of the write to /dev/ttyS0')
     check(m.group(1) == '0', f'the guest\'s write to /dev/ttyS0 failed (status {m.group(1)})')
+    g.send(SERIAL_GUEST[2] + '\n')
+    m = g.expect(r'T-UART=(\d+) 0: uart:(\S+) port:(\S+) irq:(\d+) tx:(\d+)\n', PHASE_TIMEOUT,
+                 what='/proc/tty/driver/serial')
+    check(m.group(1, 2, 3, 4) == ('1', '16550A', '000003F8', '4'),
+          f'the guest\'s 8250 driver found {m.group(1)} port(s), ttyS0 a {m.group(2)} at '
+          f'{m.group(3)} irq {m.group(4)}: expected one 16550A at 000003F8 irq 4')
+    check(int(m.group(5)) >= SERIAL_BYTES, f'ttyS0 sent {m.group(5)} bytes, fewer than written')
     g.send('poweroff -f\n')
-    m = g.expect(r'T-GOT=([0-9a-f]{64}) (\d+)', PHASE_TIMEOUT,
+    m = g.expect(r'T-GOT=([0-9a-f]{64}) (\d+)\n', PHASE_TIMEOUT,
                  what="the sha256 of vmm's stdout between the markers")
     check((m.group(1), int(m.group(2))) == (sent, SERIAL_BYTES),
           f"vmm's stdout held {m.group(2)} bytes with sha256 {m.group(1)} between the markers; "

@@ -7,8 +7,13 @@
  * writes, loopback. The bytes must reach the host in order whichever way each went, the line
  * must follow the 16550A's THRE rules once the writes are replayed, and the THR writes of an
  * interrupt pass must not exit.
+ *
+ * Threads (vcpu_and_event_loop): the test's thread is the vCPU (KVM's queueing, exits); a
+ * second thread is the event loop, flushing the ring as the linger timer does and feeding
+ * input; under -Db_sanitize=thread this is a ThreadSanitizer test of that path.
  */
 #include <check.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "devices/uart_8250.h"
@@ -32,7 +37,7 @@ struct machine {
 		uint8_t bytes[sizeof(struct kvm_coalesced_mmio_ring) +
 		              PAGE_ENTRIES * sizeof(struct kvm_coalesced_mmio)];
 	} page;
-	uint8_t out[4096];
+	uint8_t out[8192];
 	size_t out_len;
 	unsigned exits;  /* accesses that reached vmm as exits */
 	unsigned queued; /* THR writes KVM put in the ring */
@@ -85,7 +90,7 @@ static bool kvm_queue(struct machine *m, uint16_t port, uint8_t v)
 	struct kvm_coalesced_mmio_ring *ring = &m->page.ring;
 	uint32_t last = ring->last;
 
-	if ((last + 1) % m->c.ring_entries == ring->first)
+	if ((last + 1) % m->c.ring_entries == __atomic_load_n(&ring->first, __ATOMIC_ACQUIRE))
 		return false;
 	ring->coalesced_mmio[last] =
 	        (struct kvm_coalesced_mmio){.phys_addr = port, .len = 1, .pio = 1, .data = {v}};
@@ -343,6 +348,68 @@ START_TEST(iir_read_and_thr_write)
 }
 END_TEST
 
+struct event_loop_thread {
+	struct machine *m;
+	bool stop; /* atomic */
+	unsigned received;
+};
+
+static void *event_loop_thread(void *arg)
+{
+	struct event_loop_thread *t = arg;
+
+	while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
+		coalesced_io_flush(&t->m->c);
+		t->received += (unsigned)uart_receive(&t->m->uart, (const uint8_t *)"k", 1);
+	}
+	return NULL;
+}
+
+/*
+ * The event loop flushes the ring (the linger timer) and feeds input while the vCPU runs the
+ * driver's interrupt passes: every byte once and in order, whichever thread replayed it.
+ */
+START_TEST(vcpu_and_event_loop)
+{
+	static struct machine m;
+	struct event_loop_thread t = {.m = &m};
+	unsigned next = 0, total = 0, drained = 0;
+	pthread_t loop;
+
+	machine_init(&m);
+	m.c.ring_entries = PAGE_ENTRIES;
+	linux_startup(&m);
+	out(&m, IER, 0x02 | 0x04); /* THRI and RLSI: input does not interrupt the passes */
+	out(&m, IER, 0x04);
+	ck_assert_int_eq(pthread_create(&loop, NULL, event_loop_thread, &t), 0);
+	for (unsigned burst = 0; burst < 200; burst++) {
+		total += 37;
+		out(&m, IER, 0x04 | IER_THRI);
+		while (!(in(&m, IIR) & 0x01)) {
+			uint8_t lsr = in(&m, LSR);
+
+			while (lsr & 0x01) { /* drain input as serial8250_rx_chars does */
+				(void)in(&m, THR);
+				drained++;
+				lsr = in(&m, LSR);
+			}
+			if (!(lsr & 0x20))
+				continue;
+			for (unsigned n = 0; n < 16 && next < total; n++)
+				out(&m, THR, pattern(next++));
+			if (next == total)
+				out(&m, IER, 0x04);
+		}
+	}
+	__atomic_store_n(&t.stop, true, __ATOMIC_RELEASE);
+	ck_assert_int_eq(pthread_join(loop, NULL), 0);
+	coalesced_io_flush(&m.c);
+	assert_sent_in_order(&m, total);
+	ck_assert_uint_le(drained, t.received);
+	machine_free(&m);
+}
+END_TEST
+
 static Suite *uart_coalesced_suite(void)
 {
 	Suite *s = suite_create("uart_coalesced");
@@ -353,6 +420,7 @@ static Suite *uart_coalesced_suite(void)
 	tcase_add_test(tc, no_thre_interrupt_while_thri_off);
 	tcase_add_test(tc, line_dropped_when_thri_disabled);
 	tcase_add_test(tc, iir_read_and_thr_write);
+	tcase_add_test(tc, vcpu_and_event_loop);
 	suite_add_tcase(s, tc);
 	return s;
 }
