@@ -12,7 +12,9 @@
  * the vCPU never sleeps in a host write; uart_tx_space() (room again) hands the bytes over and
  * raises THRE once the FIFO is empty. A THR write into a full FIFO, which only a guest that
  * ignores THRE makes, is lost as on the real part (counted in tx_dropped). Bytes once written
- * belong to the host: the FCR transmit reset does not take them back.
+ * belong to the host: the FCR transmit reset does not take them back. THR writes may reach
+ * the model late, in order, replayed before the guest's next access that exits (x86: KVM's
+ * coalesced I/O, see uart_set_tx_defer_hook); only the line then follows them late.
  *
  * Locking: uart->lock guards every field. backend.write and irq_set_level() are called with
  * it held (the line level must follow state changes in order); backend.rx_space is called
