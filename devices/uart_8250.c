@@ -12,7 +12,9 @@
  * the vCPU never sleeps in a host write; uart_tx_space() (room again) hands the bytes over and
  * raises THRE once the FIFO is empty. A THR write into a full FIFO, which only a guest that
  * ignores THRE makes, is lost as on the real part (counted in tx_dropped). Bytes once written
- * belong to the host: the FCR transmit reset does not take them back.
+ * belong to the host: the FCR transmit reset does not take them back. THR writes may reach
+ * the model late, in order, replayed before the guest's next access that exits (x86: KVM's
+ * coalesced I/O, see uart_set_tx_defer_hook); only the line then follows them late.
  *
  * Locking: uart->lock guards every field. backend.write and irq_set_level() are called with
  * it held (the line level must follow state changes in order); backend.rx_space is called
@@ -350,10 +352,16 @@ static int uart_read(void *opaque, uint64_t offset, void *data, unsigned size)
 	return 0;
 }
 
-/* A THR write only outputs its byte: no interrupt can follow from it. Under lock. */
+/*
+ * A THR write may reach the UART late unless loopback feeds it to the receiver. Otherwise all
+ * it does is output its byte and, with THRI enabled, re-raise THRE (the transmitter empties at
+ * once); the guest sees that only through a register read, which exits and replays it first,
+ * or through the line, which Linux's 8250 interrupt handler does not wait for: it reads IIR
+ * again after each FIFO load and loops while THRE is pending. Under lock.
+ */
 static bool tx_deferrable(const struct uart_8250 *u)
 {
-	return !u->ier && !(u->mcr & MCR_LOOP);
+	return !(u->mcr & MCR_LOOP);
 }
 
 /* Tells the hook where IER and MCR now leave THR writes, if that changed. Without lock. */
@@ -387,7 +395,7 @@ static int uart_write(void *opaque, uint64_t offset, const void *data, unsigned 
 	pthread_mutex_lock(&u->lock);
 	write_reg(u, (enum uart_reg)offset, *(const uint8_t *)data);
 	finish_access(u);
-	if (offset == REG_IER || offset == REG_MCR)
+	if (offset == REG_MCR)
 		sync_tx_defer(u);
 	return 0;
 }

@@ -5,8 +5,10 @@
  *
  * Only for registers whose writes do nothing by themselves until a later access that exits:
  * index and address latches such as PCI CONFIG_ADDRESS (0xCF8) or the CMOS index port (0x70),
- * as QEMU does, and a UART's THR while no interrupt can follow from it (uart_8250.h). Each
- * such pair then costs the guest one exit to vmm instead of two.
+ * as QEMU does, and a UART's THR outside loopback (uart_8250.h: the status or interrupt
+ * identification read that follows a character or a FIFO load exits and replays it). Each
+ * such pair then costs the guest one exit to vmm instead of two, a FIFO load of 16 THR writes
+ * none.
  *
  * Threads: zones are added during set-up; a zone is switched on and off by whichever thread
  * the device's register write ran on, under zone_lock; any vCPU thread flushes, under lock,

@@ -10,7 +10,7 @@
  *   KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING, TUNSETOFFLOAD and TUNSETQUEUE
  *   ioctls (and KVM_SET_USER_MEMORY_REGION while PCI config space is mapped read-only: a config
  *   write may have to unmap it; KVM_(UN)REGISTER_COALESCED_MMIO with a UART whose THR
- *   writes may be coalesced: its IER and MCR writes decide);
+ *   writes may be coalesced: its MCR writes (loopback) decide);
  * - vCPU threads: KVM_RUN, and the register reads that describe a crash;
  * - the event-loop thread: epoll_wait, signals to vCPU threads (tgkill, own process only) and
  *   to helper processes (pidfd_send_signal: only children vmm holds a pidfd of), reaping

@@ -185,7 +185,7 @@ static int register_devices(struct vm *vm)
 	/* The index port only latches; the data port access after it exits and replays it. */
 	if (!ret)
 		ret = coalesced_io_add_pio(&vm->coalesced, X86_CMOS_PORT, 1);
-	/* THR, while its writes only output (Linux's polled console writes: kernel messages). */
+	/* THR, but in loopback: polled console output and the 8250 driver's interrupt passes. */
 	if (!ret)
 		ret = coalesced_io_add_lingering_pio(&vm->coalesced, X86_COM1_PORT, 1);
 	if (!ret) {

@@ -24,6 +24,15 @@
   hvc0-pci, hvc0-mmio
          --console virtio: the shell runs on hvc0 (the kernel says so), and
          `poweroff -f` ends vmm with 0.
+  serial-tx
+         interrupt-driven output on the 16550A: a guest process writes 64 KiB
+         of known text (base64 of random bytes, no newline) to /dev/ttyS0
+         between two markers; vmm's stdout, captured beside the console, must
+         hold exactly those bytes there (sha256), the driver must have found
+         one 16550A at 0x3f8, vmm ends with 0 after
+         `poweroff -f`, and --stats must count at least as many coalesced port
+         writes as bytes sent (the THR writes of the driver's interrupt passes
+         did not exit).
   fsync-kill
          durability: the init of an ext4 root disk made here writes 4 MiB of
          random data, fsyncs it, prints its sha256 once fsync returned and
@@ -415,6 +424,67 @@ def scenario_hvc0(g, run, _):
     g.send('poweroff -f\n')
     status = g.wait_exit(PHASE_TIMEOUT)
     check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+
+
+SERIAL_BYTES = 64 << 10
+# The guest's commands: the data made in advance (base64 without newlines: nothing the tty's
+# output processing changes), then written by cat between markers the shell assembles, so that
+# the echo of the command line does not hold them.
+SERIAL_GUEST = [
+    'dmesg -n 1; head -c @RAW@ /dev/urandom | base64 | tr -d "\\n" >/tmp/d; '
+    'echo "T-SENT=$(sha256sum </tmp/d | cut -d" " -f1) $(wc -c </tmp/d)"',
+    'M=SERIAL; printf "%s-BEGIN>" $M >/dev/ttyS0; cat /tmp/d >/dev/ttyS0; '
+    'printf "<%s-END\\n" $M >/dev/ttyS0; echo "T-CAT=$?"',
+    # What the 8250 driver found (one port: vmm's 8250.nr_uarts=1) and what it sent.
+    'echo "T-UART=$(grep -c "^[0-9]*: uart:" /proc/tty/driver/serial) '
+    '$(grep -o "^0: uart:[^ ]* port:[^ ]* irq:[0-9]* tx:[0-9]*" /proc/tty/driver/serial)"',
+]
+
+
+def setup_serial_tx(run):
+    """vmm's stdout also goes to a file (tee), whose bytes between the markers L1 (or this
+    host) hashes once vmm exited: the console's copy passes through L1's own tty."""
+    out = os.path.join(run.tmp, 'serial.out') if run.mode == 'direct' else '/tmp/serial.out'
+    command = (f'{{ {run.vmm_prefix()} --cmdline quiet --stats; echo $? >{out}.status; }} '
+               f'| tee {out}; '
+               r'sed -n "s/.*SERIAL-BEGIN>\([^<]*\)<SERIAL-END.*/\1/p" '
+               f'{out} | tr -d "\\n" >{out}.data; '
+               r'printf "\nT-GOT=%s %s\n" '
+               f'"$(sha256sum <{out}.data | cut -d" " -f1)" "$(wc -c <{out}.data)"; '
+               f'(exit $(cat {out}.status))')
+    return dict(command=command, files=run.files), None
+
+
+def scenario_serial_tx(g, run, _):
+    g.start(PHASE_TIMEOUT)
+    g.expect(r'VMM-GUEST-READY', PHASE_TIMEOUT, what='VMM-GUEST-READY from the guest init')
+    g.send(SERIAL_GUEST[0].replace('@RAW@', str(SERIAL_BYTES * 3 // 4)) + '\n')
+    m = g.expect(r'T-SENT=([0-9a-f]{64}) (\d+)\n', PHASE_TIMEOUT, what='the sha256 of the data')
+    sent, size = m.group(1), int(m.group(2))
+    check(size == SERIAL_BYTES, f'the guest made {size} bytes of data, expected {SERIAL_BYTES}')
+    g.send(SERIAL_GUEST[1] + '\n')
+    m = g.expect(r'T-CAT=(\d+)\n', PHASE_TIMEOUT, what='the end of the write to /dev/ttyS0')
+    check(m.group(1) == '0', f'the guest\'s write to /dev/ttyS0 failed (status {m.group(1)})')
+    g.send(SERIAL_GUEST[2] + '\n')
+    m = g.expect(r'T-UART=(\d+) 0: uart:(\S+) port:(\S+) irq:(\d+) tx:(\d+)\n', PHASE_TIMEOUT,
+                 what='/proc/tty/driver/serial')
+    # (irq is Linux's number for GSI 4, not necessarily 4)
+    check(m.group(1, 2, 3) == ('1', '16550A', '000003F8'),
+          f'the guest\'s 8250 driver found {m.group(1)} port(s), ttyS0 a {m.group(2)} at '
+          f'{m.group(3)} (irq {m.group(4)}): expected one 16550A at 000003F8')
+    check(int(m.group(5)) >= SERIAL_BYTES, f'ttyS0 sent {m.group(5)} bytes, fewer than written')
+    g.send('poweroff -f\n')
+    m = g.expect(r'T-GOT=([0-9a-f]{64}) (\d+)\n', PHASE_TIMEOUT,
+                 what="the sha256 of vmm's stdout between the markers")
+    check((m.group(1), int(m.group(2))) == (sent, SERIAL_BYTES),
+          f"vmm's stdout held {m.group(2)} bytes with sha256 {m.group(1)} between the markers; "
+          f'the guest wrote {SERIAL_BYTES} with {sent}')
+    status = g.wait_exit(PHASE_TIMEOUT)
+    check(status == 0, f'vmm exit status {status} after guest poweroff -f, expected 0')
+    m = re.search(r'vmm: stats: (\d+) coalesced port writes', g.output)
+    check(m and int(m.group(1)) >= SERIAL_BYTES,
+          f'--stats counts {m.group(1) if m else "no"} coalesced port writes, fewer than the '
+          f'{SERIAL_BYTES} bytes written: THR writes with the THRE interrupt on exited')
 
 
 NET_BYTES = 64 << 20
@@ -900,6 +970,7 @@ SCENARIOS = {
     'vsock-pci': (scenario_vsock, lambda run: setup_vsock(run, 'pci')),
     'vsock-mmio': (scenario_vsock, lambda run: setup_vsock(run, 'mmio')),
     'fsync-kill': (scenario_fsync_kill, setup_fsync_kill),
+    'serial-tx': (scenario_serial_tx, setup_serial_tx),
 }
 
 
