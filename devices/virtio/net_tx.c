@@ -8,7 +8,7 @@
  * backend events) or, for a pair the driver gives up, wherever net_set_pairs runs.
  *
  * Polling (virtio_net_set_poll): a transmit ring found empty is looked at again by the loop
- * (net.c's posted net_tx_poll) for the pair's adaptive window, with the driver's notifications
+ * (net.c's posted tx_poll) for the pair's adaptive window, with the driver's notifications
  * off, so a steady stream of packets costs no notification exits; the window's end turns them
  * on and looks once more. As for virtio-blk (blk.c), whose window rule (poll_window.h) this is.
  */
