@@ -293,9 +293,10 @@ void child_stop(struct child *c, struct event_loop *loop, unsigned grace_ms)
 		struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
 		int r = -1;
 
-		signal_child(c, SIGTERM);
-		if (c->pidfd >= 0) {
-			while ((r = poll(&p, 1, (int)grace_ms)) < 0 && errno == EINTR)
+		if (grace_ms) {
+			signal_child(c, SIGTERM);
+			while (c->pidfd >= 0 && (r = poll(&p, 1, (int)grace_ms)) < 0 &&
+			       errno == EINTR)
 				;
 		}
 		if (r <= 0)

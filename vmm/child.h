@@ -68,9 +68,9 @@ bool child_exited(struct child *c);
  */
 void child_describe(struct child *c, char *buf, size_t len);
 /*
- * SIGTERM, up to @grace_ms for it to end, then SIGKILL; reaps it, unwatches it from @loop (may be
- * NULL when not watched) and closes its fds. Safe on a child not running, never started, or
- * already stopped.
+ * SIGTERM, up to @grace_ms for it to end, then SIGKILL (at once when @grace_ms is 0); reaps it,
+ * unwatches it from @loop (may be NULL when not watched) and closes its fds. Safe on a child not
+ * running, never started, or already stopped.
  */
 void child_stop(struct child *c, struct event_loop *loop, unsigned grace_ms);
 

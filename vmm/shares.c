@@ -290,7 +290,11 @@ void shares_stop(struct shares *s, struct event_loop *loop)
 		if (sh->sock >= 0)
 			close(sh->sock);
 		sh->sock = -1;
-		child_stop(&sh->daemon, loop, DAEMON_STOP_GRACE_MS);
+		/*
+		 * A read-only share's daemon has nothing of the guest's to write out, and every
+		 * reply it could still send goes to a guest that is gone: killed at once, no grace.
+		 */
+		child_stop(&sh->daemon, loop, sh->read_only ? 0 : DAEMON_STOP_GRACE_MS);
 	}
 	if (s->sock_dir[0])
 		rmdir(s->sock_dir);

@@ -21,6 +21,15 @@
 #define PCI_RESCAN       "/sys/bus/pci/rescan"
 #define PLATFORM_DEVICES "/sys/bus/platform/devices"
 #define VIRTIO_MMIO_BIND "/sys/bus/platform/drivers/virtio-mmio/bind"
+#define WINDOW_NAME_MAX  64
+/* vmm reserves one window per share it may add (its SHARES_MAX); more still work, by a scan. */
+#define MAX_SPARE_WINDOWS 64
+
+struct spare_windows {
+	char name[MAX_SPARE_WINDOWS][WINDOW_NAME_MAX + 1];
+	unsigned nr;
+	bool overflow; /* there were more: bind_spare_windows binds every unbound one */
+};
 
 static int write_all(int fd, const char *buf, size_t len)
 {
@@ -122,46 +131,86 @@ static bool is_virtio_mmio(const char *name)
 	return strstr(alias, "virtio,mmio") || strstr(alias, "LNRO0005");
 }
 
+/* True when the platform device @name is a virtio-mmio window no driver took. */
+static bool unbound_virtio_mmio(const char *name)
+{
+	char path[PATH_MAX];
+
+	if (name[0] == '.' || strlen(name) > WINDOW_NAME_MAX)
+		return false;
+	snprintf(path, sizeof(path), PLATFORM_DEVICES "/%s/driver", name);
+	return access(path, F_OK) < 0 && is_virtio_mmio(name);
+}
+
+/* A window still without a device refuses (ENODEV), which is fine. */
+static void bind_window(const char *name)
+{
+	int fd = open(VIRTIO_MMIO_BIND, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	/* A failure shows later, as a tag the mount does not find. */
+	(void)write_all(fd, name, strlen(name));
+	close(fd);
+}
+
 /*
- * The virtio-fs devices vmm put in spare virtio-mmio windows after the restore (a window
- * cannot be hot-plugged): the driver left each unbound at boot, when it read as a placeholder;
- * bound now. A window still without a device refuses (ENODEV), which is fine.
+ * Before the snapshot: the virtio-mmio windows the driver left unbound at boot, when they read
+ * as placeholders (vmm's spare windows for the shares, which cannot be hot-plugged). Platform
+ * devices come from the firmware tables at boot only, so the restored guest has the same ones;
+ * finding them here spares each restore the walk over sysfs (tens of ms nested), none on PCI.
  */
-static void bind_virtio_mmio(void)
+static void find_spare_windows(struct spare_windows *sw)
 {
 	DIR *dir = opendir(PLATFORM_DEVICES);
 	struct dirent *e;
 
+	sw->nr = 0;
+	sw->overflow = false;
 	if (!dir)
 		return;
 	while ((e = readdir(dir))) {
-		char path[PATH_MAX];
-		int fd;
-
-		if (e->d_name[0] == '.' || strlen(e->d_name) > 64)
+		if (!unbound_virtio_mmio(e->d_name))
 			continue;
-		snprintf(path, sizeof(path), PLATFORM_DEVICES "/%s/driver", e->d_name);
-		if (access(path, F_OK) == 0 || !is_virtio_mmio(e->d_name))
-			continue;
-		fd = open(VIRTIO_MMIO_BIND, O_WRONLY | O_CLOEXEC);
-		if (fd < 0)
+		if (sw->nr == MAX_SPARE_WINDOWS) {
+			sw->overflow = true;
 			break;
-		/* A failure shows later, as a tag the mount does not find. */
-		(void)write_all(fd, e->d_name, strlen(e->d_name));
-		close(fd);
+		}
+		snprintf(sw->name[sw->nr++], sizeof(sw->name[0]), "%s", e->d_name);
 	}
+	closedir(dir);
+}
+
+/*
+ * After the restore: binds the spare windows, in which vmm has put the run's virtio-fs devices
+ * by now; when there were more than fit in @sw, every window still unbound.
+ */
+static void bind_spare_windows(const struct spare_windows *sw)
+{
+	DIR *dir;
+	struct dirent *e;
+
+	for (unsigned i = 0; i < sw->nr; i++)
+		bind_window(sw->name[i]);
+	if (!sw->overflow || !(dir = opendir(PLATFORM_DEVICES)))
+		return;
+	while ((e = readdir(dir)))
+		if (unbound_virtio_mmio(e->d_name))
+			bind_window(e->d_name);
 	closedir(dir);
 }
 
 int ready_wait(struct init *in)
 {
 	struct init_record rec[INIT_MAX_RECORDS];
+	struct spare_windows spares; /* found before the snapshot, used after the restore */
 	unsigned count = 0;
 	char *buf = NULL;
 	int ret;
 
 	if (access(INIT_READY_FILE, F_OK) < 0)
 		return 0;
+	find_spare_windows(&spares);
 	ret = write_all(in->status_fd, "waiting\n", 8);
 	if (ret)
 		return init_errf(in, ret, "write to the status port: %s", strerror(-ret));
@@ -171,6 +220,6 @@ int ready_wait(struct init *in)
 	free(buf);
 	if (ret)
 		return ret;
-	bind_virtio_mmio();
+	bind_spare_windows(&spares);
 	return rescan_pci(in);
 }

@@ -444,6 +444,28 @@ START_TEST(watch_then_stop)
 END_TEST
 
 /* A child that ignores SIGTERM is killed once the grace time is over. */
+/* No grace: SIGKILL at once, no SIGTERM first (a child ignoring TERM does not hold it up). */
+START_TEST(stop_without_grace)
+{
+	struct child c;
+	char buf[16] = "";
+	int fds[2];
+	long start;
+
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	spawn_sh(&c, "trap '' TERM; echo ready >&3; exec sleep 100",
+	         (struct child_spec){.pass_fd = fds[1]});
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], buf, sizeof(buf) - 1), 6);
+	close(fds[0]);
+	start = now_ms();
+	child_stop(&c, NULL, 0);
+	ck_assert_int_lt(now_ms() - start, 1000);
+	ck_assert(WIFSIGNALED(c.status) && WTERMSIG(c.status) == SIGKILL);
+	ck_assert_int_eq(c.pid, 0);
+}
+END_TEST
+
 START_TEST(stop_ignoring_term)
 {
 	const unsigned grace = 300;
@@ -514,6 +536,7 @@ static Suite *child_suite(void)
 	tcase_add_test(tc, watch);
 	tcase_add_test(tc, watch_then_stop);
 	tcase_add_test(tc, stop_ignoring_term);
+	tcase_add_test(tc, stop_without_grace);
 	tcase_add_test(tc, stop_twice_and_never_started);
 	suite_add_tcase(s, tc);
 	return s;
