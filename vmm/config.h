@@ -60,7 +60,7 @@ struct net_config {
 	bool has_mac; /* else vmm generates one from the TAP's name ("user") and the NIC's index */
 	uint8_t mac[6];
 	unsigned queues; /* queues=N: queue pairs on the TAP; 0: one per vCPU, at most 8 */
-	int poll_us;     /* poll=USEC: transmit polling cap, or POLL_AUTO */
+	int poll_us;     /* poll=USEC: transmit polling cap, or POLL_AUTO (off) */
 };
 
 /* --share HOSTDIR[:GUESTDIR][,ro][,tag=TAG]: a host directory over virtio-fs. */

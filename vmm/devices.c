@@ -191,28 +191,24 @@ static int create_pci_host(struct vm *vm)
 }
 
 /*
- * A device queue's polling cap in us (a disk's request queues, a NIC's transmit queues):
- * poll=USEC (@configured), or by default
- * - POLL_NESTED_US for a disk (@nested_disk) when vmm runs in a VM: the guest's
- *   notifications are nested exits, each costing more than polling does even where polling
- *   takes the vCPUs' own CPU (bench/blk nested, one L1 CPU for two vCPUs and the loop: 4 KiB
- *   random reads 1.6x as fast, a quarter of the notifications). Not for a NIC: there the
- *   window was never earned (bench/net nested: doorbells per MB and throughput the same with
- *   poll=1000 as with 0), since the guest makes its next packet only once the loop has
- *   stopped polling and given back the one CPU;
+ * A disk's polling cap in us: poll=USEC (@configured), or by default
+ * - POLL_NESTED_US when vmm runs in a VM: the guest's notifications are nested exits, each
+ *   costing more than polling does even where polling takes the vCPUs' own CPU (bench/blk
+ *   nested, one L1 CPU for two vCPUs and the loop: 4 KiB random reads 1.6x as fast, a
+ *   quarter of the notifications);
  * - POLL_DEF_US where the CPUs vmm may run on outnumber the vCPUs and the event-loop
  *   thread (polling takes a CPU while it lasts);
  * - 0 otherwise, where a polling loop would take the time of the vCPUs whose requests it awaits
  *   and saves only a cheap exit.
  */
-static unsigned poll_cap_us(const struct vm *vm, int configured, bool nested_disk)
+static unsigned disk_poll_us(const struct vm *vm, int configured)
 {
 	cpu_set_t set;
 	long cpus;
 
 	if (configured != POLL_AUTO)
 		return (unsigned)configured;
-	if (nested_disk && arch_host_is_virtual())
+	if (arch_host_is_virtual())
 		return POLL_NESTED_US;
 	cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
 	                                                    : sysconf(_SC_NPROCESSORS_ONLN);
@@ -236,7 +232,7 @@ static int create_disks(struct vm *vm)
 		        /* A queue per vCPU: each submits without meeting the others in the guest.
 		         */
 		        .num_queues = MIN(vm->config->cpus, BLK_MAX_QUEUES),
-		        .poll_ns = poll_cap_us(vm, dc->poll_us, true) * 1000,
+		        .poll_ns = disk_poll_us(vm, dc->poll_us) * 1000,
 		};
 
 		ret = blk_open(&d->disks[i], &opts, &vm->mem, &vm->loop, err, sizeof(err));
@@ -303,7 +299,13 @@ static int create_nets(struct vm *vm)
 			return ret;
 		}
 		d->nr_nets++;
-		poll_us = poll_cap_us(vm, nc->poll_us, false);
+		/*
+		 * Off unless asked: in the one place it was measured (bench/net nested, one L1
+		 * CPU) the window was never earned, doorbells per MB and throughput the same with
+		 * poll=1000 as with 0: the guest's next packet waits for the host's ACK, which
+		 * waits for the CPU the loop polls on.
+		 */
+		poll_us = nc->poll_us == POLL_AUTO ? 0 : (unsigned)nc->poll_us;
 		ret = virtio_net_set_poll(&d->nets[i], poll_us * 1000);
 		if (ret)
 			return ret;
