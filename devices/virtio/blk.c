@@ -163,25 +163,6 @@ static bool queue_live(struct blk_dev *b, unsigned q)
 }
 
 /*
- * Queue @q was found empty (under vdev.lock, on the loop): keeps polling it, notifications off,
- * for the window its gaps earned, else turns notifications on, looking once more. Returns true
- * when the poll work must be posted: to poll, or for chains that arrived meanwhile.
- */
-static bool poll_after_empty(struct blk_dev *b, unsigned q, uint64_t now)
-{
-	struct blk_poll *p = &b->poll[q];
-	struct virtqueue *vq = &b->vdev.queues[q];
-	uint32_t ns = b->poll_hold ? 0 : poll_window_idle(&p->win, now);
-
-	if (ns) {
-		vq_notify_off(vq);
-		p->deadline = now + ns;
-		return true;
-	}
-	return vq->notify_off && vq_notify_on(vq);
-}
-
-/*
  * Pops and starts queue @q's chains while slots last, as one batch for the backend. At most
  * BLK_QUEUE_SIZE chains per call: each takes a slot. Polling: a chain found counts as work for
  * the queue's window; a ring found empty continues the poll or ends it. Event-loop thread.
@@ -208,17 +189,17 @@ static void process_queue(struct blk_dev *b, unsigned q)
 		if (r <= 0)
 			break;
 		if (!popped && b->loop)
-			poll_window_work(&b->poll[q].win, now);
+			poll_window_work(&b->poll[q].vp.win, now);
 		popped = true;
 		b->free_slots = slot->next;
 		slot->q = q;
 		done_any |= start_request(b, slot);
 	}
 	if (r == 0 && b->loop && !(b->starved & 1u << q) && queue_live(b, q))
-		post = poll_after_empty(b, q, now);
+		post = vq_poll_idle(&b->poll[q].vp, &dev->queues[q], now, b->poll_hold);
 	pthread_mutex_unlock(&dev->lock);
 	if (post)
-		event_loop_post(b->loop, &b->poll[q].work);
+		event_loop_post(b->loop, &b->poll[q].vp.work);
 	if (b->be->ops->unplug)
 		b->be->ops->unplug(b->be);
 	if (r < 0)
@@ -237,23 +218,14 @@ static void poll_queue(void *opaque)
 {
 	struct blk_poll *p = opaque;
 	struct blk_dev *b = p->b;
-	struct virtqueue *vq = &b->vdev.queues[p->q];
-	bool serve;
+	bool serve = false, again = false;
 
 	pthread_mutex_lock(&b->vdev.lock);
-	if (!queue_live(b, p->q) || (b->starved & 1u << p->q)) {
-		pthread_mutex_unlock(&b->vdev.lock);
-		return;
-	}
-	serve = vq_has_avail(vq);
-	if (!serve && vq->notify_off && poll_window_now() < p->deadline) {
-		pthread_mutex_unlock(&b->vdev.lock);
-		event_loop_post(b->loop, &p->work);
-		return;
-	}
-	if (!serve && vq->notify_off)
-		serve = vq_notify_on(vq);
+	if (queue_live(b, p->q) && !(b->starved & 1u << p->q))
+		serve = vq_poll_look(&p->vp, &b->vdev.queues[p->q], &again);
 	pthread_mutex_unlock(&b->vdev.lock);
+	if (again)
+		event_loop_post(b->loop, &p->vp.work);
 	if (serve)
 		process_queue(b, p->q);
 }
@@ -266,8 +238,8 @@ int blk_set_poll(struct blk_dev *b, struct event_loop *loop, uint32_t max_ns)
 	for (unsigned q = 0; q < BLK_MAX_QUEUES; q++) {
 		b->poll[q].b = b;
 		b->poll[q].q = q;
-		poll_window_init(&b->poll[q].win, max_ns);
-		event_work_init(&b->poll[q].work, poll_queue, &b->poll[q]);
+		poll_window_init(&b->poll[q].vp.win, max_ns);
+		event_work_init(&b->poll[q].vp.work, poll_queue, &b->poll[q]);
 	}
 	return 0;
 }
@@ -536,7 +508,7 @@ int blk_open(struct blk_dev *b, const struct blk_options *opts, const struct gue
 void blk_close(struct blk_dev *b)
 {
 	for (unsigned q = 0; b->loop && q < BLK_MAX_QUEUES; q++)
-		event_loop_cancel(b->loop, &b->poll[q].work);
+		event_loop_cancel(b->loop, &b->poll[q].vp.work);
 	blk_uring_destroy(b->uring);
 	b->uring = NULL;
 	if (b->slots)

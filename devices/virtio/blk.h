@@ -123,9 +123,7 @@ struct blk_dev;
 struct blk_poll {
 	struct blk_dev *b;
 	unsigned q;
-	struct poll_window win;
-	uint64_t deadline;      /* CLOCK_MONOTONIC ns: the poll going on ends then */
-	struct event_work work; /* one look at the ring, posted while polling */
+	struct vq_poll vp;
 };
 
 struct blk_dev {

@@ -11,7 +11,7 @@
  *
  * Transmit (net_tx.c): each chain's readable buffers are one packet, written to the pair's
  * backend in one call; a full backend keeps the chain until its fd is writable. A ring found
- * empty may be polled for a while (tx_poll, posted on the loop), notifications off.
+ * empty may be polled for a while (tx_look, posted on the loop), notifications off.
  *
  * Receive (net_rx.c): chains are taken from the ring into the pair's stash until it holds a
  * largest packet, and the backend reads the next packet straight into them, with a bounce
@@ -266,27 +266,18 @@ static void net_queue_notify(struct virtio_dev *dev, unsigned q)
  * posts itself again until the window ends, then turns notifications on (sending what came in
  * the meantime). Stops for a pair disabled or reset since, or blocked (EPOLLOUT resumes it).
  */
-static void tx_poll(void *opaque)
+static void tx_look(void *opaque)
 {
 	struct virtio_net_pair *p = opaque;
 	struct virtio_net *n = p->net;
-	struct virtqueue *vq = &n->vdev.queues[tx_queue(p)];
 	struct work w = {0};
-	bool serve;
+	bool serve = false, again = false;
 
 	pthread_mutex_lock(&n->vdev.lock);
-	if (!p->enabled || !queue_live(n, tx_queue(p)) || p->tx_blocked) {
-		pthread_mutex_unlock(&n->vdev.lock);
-		return;
-	}
-	serve = vq_has_avail(vq);
-	if (!serve && vq->notify_off && !n->poll_hold && poll_window_now() < p->tx_deadline) {
-		event_loop_post(n->loop, &p->tx_work);
-		pthread_mutex_unlock(&n->vdev.lock);
-		return;
-	}
-	if (!serve && vq->notify_off)
-		serve = vq_notify_on(vq);
+	if (p->enabled && queue_live(n, tx_queue(p)) && !p->tx_blocked)
+		serve = vq_poll_look(&p->tx_poll, &n->vdev.queues[tx_queue(p)], &again);
+	if (again)
+		event_loop_post(n->loop, &p->tx_poll.work);
 	if (serve && net_tx_run(p, &w) == 0)
 		net_tx_idle(p);
 	update_watch(n, &w);
@@ -297,7 +288,8 @@ static void tx_poll(void *opaque)
 /*
  * Before a snapshot (the loop's thread, vCPUs paused): transmit notifications back on (the
  * snapshot holds the rings as they are, and a restored device starts with them on), chains that
- * came during a poll sent, with polling held off meanwhile.
+ * came during a poll sent. No poll starts meanwhile: net_tx_run does not start one, and a
+ * posted look runs on this thread, after the snapshot.
  */
 static void net_quiesce(struct virtio_dev *dev)
 {
@@ -305,7 +297,6 @@ static void net_quiesce(struct virtio_dev *dev)
 	struct work w = {0};
 
 	pthread_mutex_lock(&dev->lock);
-	n->poll_hold = true;
 	for (unsigned i = 0; i < n->nr_pairs; i++) {
 		struct virtio_net_pair *p = &n->pairs[i];
 		struct virtqueue *vq = &dev->queues[tx_queue(p)];
@@ -313,7 +304,6 @@ static void net_quiesce(struct virtio_dev *dev)
 		if (vq->notify_off && vq_notify_on(vq) && p->enabled && !p->tx_blocked)
 			(void)net_tx_run(p, &w);
 	}
-	n->poll_hold = false;
 	update_watch(n, &w);
 	pthread_mutex_unlock(&dev->lock);
 	work_done(n, &w);
@@ -481,7 +471,7 @@ static int setup(struct virtio_net *n, const char *name, const uint8_t mac[6],
 		p->be = be[i];
 		p->src = (struct event_source){
 		        .fd = be[i].fd, .handler = backend_event, .opaque = p};
-		event_work_init(&p->tx_work, tx_poll, p);
+		event_work_init(&p->tx_poll.work, tx_look, p);
 		p->bounce = malloc(BOUNCE_LEN);
 		if (!p->bounce)
 			return -ENOMEM;
@@ -558,7 +548,7 @@ int virtio_net_set_poll(struct virtio_net *n, uint32_t max_ns)
 		return -EINVAL;
 	pthread_mutex_lock(&n->vdev.lock);
 	for (unsigned i = 0; i < n->nr_pairs; i++)
-		poll_window_init(&n->pairs[i].tx_win, max_ns);
+		poll_window_init(&n->pairs[i].tx_poll.win, max_ns);
 	pthread_mutex_unlock(&n->vdev.lock);
 	return 0;
 }
@@ -567,7 +557,7 @@ void virtio_net_close(struct virtio_net *n)
 {
 	for (unsigned i = 0; n->pairs && i < n->nr_pairs; i++) {
 		if (n->loop)
-			event_loop_cancel(n->loop, &n->pairs[i].tx_work);
+			event_loop_cancel(n->loop, &n->pairs[i].tx_poll.work);
 		unregister(&n->pairs[i]);
 		free(n->pairs[i].bounce);
 	}

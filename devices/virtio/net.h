@@ -182,10 +182,7 @@ struct virtio_net_pair {
 	uint64_t rx_len, rx_placed, rx_bounce_off;
 	struct vq_chain chain;    /* scratch for receive */
 	struct vq_chain tx_chain; /* the transmit chain in hand */
-	/* Transmit polling (net_tx.c): the window, when the poll going on ends, its posted look. */
-	struct poll_window tx_win;
-	uint64_t tx_deadline; /* CLOCK_MONOTONIC ns */
-	struct event_work tx_work;
+	struct vq_poll tx_poll;   /* transmit polling (net_tx.c) */
 };
 
 struct virtio_net {
@@ -203,7 +200,6 @@ struct virtio_net {
 	unsigned curr_pairs; /* pairs in use: 1 until the driver sets more (5.1.6.5.5) */
 	bool mrg_rxbuf, guest_csum, guest_tso4, guest_tso6; /* negotiated, cached at activation */
 	bool promisc, allmulti; /* CTRL_RX state; recorded, not applied (filtering is optional) */
-	bool poll_hold;         /* a quiesce: transmit polling off while it lasts */
 	bool backend_failed;    /* a backend fd reported an error: link down, fds unwatched */
 	struct vq_chain ctrl_chain; /* scratch for the control queue */
 };

@@ -62,8 +62,8 @@ int net_set_pairs(struct virtio_net *n, unsigned pairs, struct work *w);
 int net_tx_run(struct virtio_net_pair *p, struct work *w);
 /*
  * Pair @p's transmit ring was found empty (event-loop thread): polls it for the pair's
- * window, notifications off, with tx_work posted; else turns notifications on, posting
- * tx_work when chains came meanwhile (net_tx.c).
+ * window, notifications off, with tx_poll.work posted; else turns notifications on, posting
+ * it when chains came meanwhile (net_tx.c).
  */
 void net_tx_idle(struct virtio_net_pair *p);
 /*

@@ -8,7 +8,7 @@
  * backend events) or, for a pair the driver gives up, wherever net_set_pairs runs.
  *
  * Polling (virtio_net_set_poll): a transmit ring found empty is looked at again by the loop
- * (net.c's posted tx_poll) for the pair's adaptive window, with the driver's notifications
+ * (net.c's posted tx_look) for the pair's adaptive window, with the driver's notifications
  * off, so a steady stream of packets costs no notification exits; the window's end turns them
  * on and looks once more. As for virtio-blk (blk.c), whose window rule (poll_window.h) this is.
  */
@@ -69,8 +69,8 @@ int net_tx_run(struct virtio_net_pair *p, struct work *w)
 			r = vq_pop_chain(vq, &p->tx_chain);
 			if (r <= 0)
 				break;
-			if (!popped && p->tx_win.max_ns)
-				poll_window_work(&p->tx_win, poll_window_now());
+			if (!popped && p->tx_poll.win.max_ns)
+				poll_window_work(&p->tx_poll.win, poll_window_now());
 			popped = true;
 			p->tx_held = true;
 		}
@@ -92,16 +92,10 @@ int net_tx_run(struct virtio_net_pair *p, struct work *w)
 void net_tx_idle(struct virtio_net_pair *p)
 {
 	struct virtqueue *vq = &p->net->vdev.queues[tx_queue(p)];
-	uint64_t now = p->tx_win.max_ns ? poll_window_now() : 0;
-	uint32_t ns = now && !p->net->poll_hold ? poll_window_idle(&p->tx_win, now) : 0;
+	bool off = !p->tx_poll.win.max_ns;
 
-	if (ns) {
-		vq_notify_off(vq);
-		p->tx_deadline = now + ns;
-	} else if (!(vq->notify_off && vq_notify_on(vq))) {
-		return;
-	}
-	event_loop_post(p->net->loop, &p->tx_work);
+	if (vq_poll_idle(&p->tx_poll, vq, off ? 0 : poll_window_now(), off))
+		event_loop_post(p->net->loop, &p->tx_poll.work);
 }
 
 void net_tx_discard(struct virtio_net_pair *p, struct work *w)

@@ -43,3 +43,29 @@ void poll_window_work(struct poll_window *w, uint64_t now)
 		w->shrinks++;
 	}
 }
+
+bool vq_poll_idle(struct vq_poll *p, struct virtqueue *vq, uint64_t now, bool hold)
+{
+	uint32_t ns = hold ? 0 : poll_window_idle(&p->win, now);
+
+	if (ns) {
+		vq_notify_off(vq);
+		p->deadline = now + ns;
+		return true;
+	}
+	return vq->notify_off && vq_notify_on(vq);
+}
+
+bool vq_poll_look(struct vq_poll *p, struct virtqueue *vq, bool *again)
+{
+	*again = false;
+	if (vq_has_avail(vq))
+		return true;
+	if (!vq->notify_off)
+		return false;
+	if (poll_window_now() < p->deadline) {
+		*again = true;
+		return false;
+	}
+	return vq_notify_on(vq);
+}

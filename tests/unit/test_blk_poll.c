@@ -78,7 +78,7 @@ static struct fixture *setup(bool event_idx)
 	              "%s", err);
 	ck_assert_int_eq(blk_set_poll(&f->blk, &f->loop, POLL_WINDOW_MAX_NS + 1), -EINVAL);
 	ck_assert_int_eq(blk_set_poll(&f->blk, &f->loop, WINDOW_NS), 0);
-	f->blk.poll[0].win.max_ns = f->blk.poll[0].win.ns = WINDOW_NS;
+	f->blk.poll[0].vp.win.max_ns = f->blk.poll[0].vp.win.ns = WINDOW_NS;
 	f->blk.vdev.transport = (struct virtio_transport){on_interrupt, f};
 	driver_up(f);
 	return f;
@@ -128,7 +128,7 @@ static bool polling(struct fixture *f)
 static void serve(struct fixture *f)
 {
 	test_loop_serve(&f->loop, &f->in_loop);
-	ck_assert(!f->blk.poll[0].work.queued); /* nothing left running: an idle guest costs 0 */
+	ck_assert(!f->blk.poll[0].vp.work.queued); /* nothing left running: an idle guest costs 0 */
 }
 
 /* One round of the loop: what is ready now runs once (a posted look re-posts for later). */
@@ -155,18 +155,18 @@ static void served_without_notifications(bool event_idx)
 	notify(f);
 	ck_assert_uint_eq(f->fake.nr_ops, 1);
 	ck_assert(polling(f));
-	ck_assert(f->blk.poll[0].work.queued);
+	ck_assert(f->blk.poll[0].vp.work.queued);
 	/* Chains published during the poll: no notification wanted, and served all the same. */
 	for (unsigned i = 1; i <= 8; i++) {
 		ck_assert_msg(!add_read(f, i), "driver asked to notify for chain %u", i);
-		ck_assert(f->blk.poll[0].work.queued);
+		ck_assert(f->blk.poll[0].vp.work.queued);
 		/* One look, whenever it runs: a chain there is served before the window counts. */
 		serve_once(f);
 		ck_assert_uint_eq(f->fake.nr_ops, 1 + i);
 		ck_assert(polling(f));
 	}
 	/* Each a hit, unless a step took longer than the window (a slow sanitizer run). */
-	ck_assert_uint_eq(f->blk.poll[0].win.hits + f->blk.poll[0].win.shrinks, 8);
+	ck_assert_uint_eq(f->blk.poll[0].vp.win.hits + f->blk.poll[0].vp.win.shrinks, 8);
 	serve(f);
 	/* The window ended with nothing new: notifications on, and the driver notifies again. */
 	ck_assert(!polling(f));
@@ -199,15 +199,15 @@ START_TEST(window_earned_from_gaps)
 	 * The gaps are real time between this test's steps: a cap of seconds keeps them "under
 	 * the cap" on a loaded machine too (1 ms was not, under a parallel CI run).
 	 */
-	f->blk.poll[0].win.max_ns = UINT32_MAX;
-	f->blk.poll[0].win.ns = 0;
+	f->blk.poll[0].vp.win.max_ns = UINT32_MAX;
+	f->blk.poll[0].vp.win.ns = 0;
 	add_read(f, 0);
 	notify(f);
 	ck_assert(!polling(f)); /* closed: sleeps at once, notifications on */
-	ck_assert(!f->blk.poll[0].work.queued);
+	ck_assert(!f->blk.poll[0].vp.work.queued);
 	add_read(f, 1);
 	notify(f); /* the gap since the ring went empty was well under the cap */
-	ck_assert_uint_eq(f->blk.poll[0].win.ns, POLL_WINDOW_START_NS);
+	ck_assert_uint_eq(f->blk.poll[0].vp.win.ns, POLL_WINDOW_START_NS);
 	ck_assert(polling(f));
 	serve(f);
 	ck_assert(!polling(f));
@@ -309,7 +309,7 @@ START_TEST(poll_off)
 		ck_assert(add_read(f, i));
 		notify(f);
 		ck_assert(!polling(f));
-		ck_assert(!f->blk.poll[0].work.queued);
+		ck_assert(!f->blk.poll[0].vp.work.queued);
 	}
 	ck_assert_uint_eq(blk_fake_complete(&f->fake), 4);
 	teardown(f);

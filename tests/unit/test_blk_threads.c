@@ -529,7 +529,8 @@ static bool setup(struct fixture *f, bool poll, bool event_idx)
 		return false;
 	}
 	ck_assert_msg(r == 0, "%s", err);
-	f->blk.poll[0].win.ns = poll ? POLL_WINDOW_MAX_NS : 0; /* before the loop thread starts */
+	f->blk.poll[0].vp.win.ns =
+	        poll ? POLL_WINDOW_MAX_NS : 0; /* before the loop thread starts */
 	ck_assert_int_eq(
 	        virtio_pci_attach(&f->t, &f->blk.vdev, &f->host, -1, NULL, INTX_GSI, &f->loop), 0);
 	f->intx_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -595,7 +596,7 @@ static void run_threads(bool poll, bool event_idx)
 	       poll ? "polling" : "notifications", event_idx ? ", EVENT_IDX" : "", f.drv.done,
 	       f.drv.reads, f.drv.writes, f.drv.flushes, f.drv.rings[0], f.drv.rings[1],
 	       f.drv.rings[2], f.drv.rings[3], f.drv.skipped,
-	       (unsigned long long)f.blk.poll[0].win.hits);
+	       (unsigned long long)f.blk.poll[0].vp.win.hits);
 	/* Polling: some doorbells were saved (the loop found the chains by itself). */
 	if (poll)
 		ck_assert_uint_gt(f.drv.skipped, 0);

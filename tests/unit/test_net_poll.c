@@ -81,7 +81,7 @@ static struct fixture *setup(bool event_idx)
 	        virtio_net_init(&f->net, "fake0", test_mac, &f->mem, &f->loop, &f->fake.be, 1), 0);
 	ck_assert_int_eq(virtio_net_set_poll(&f->net, POLL_WINDOW_MAX_NS + 1), -EINVAL);
 	ck_assert_int_eq(virtio_net_set_poll(&f->net, WINDOW_NS), 0);
-	f->net.pairs[0].tx_win.ns = WINDOW_NS;
+	f->net.pairs[0].tx_poll.win.ns = WINDOW_NS;
 	f->net.vdev.transport = (struct virtio_transport){on_interrupt, f};
 	driver_up(f);
 	return f;
@@ -126,7 +126,7 @@ static bool polling(struct fixture *f)
 
 static bool posted(struct fixture *f)
 {
-	return f->net.pairs[0].tx_work.queued;
+	return f->net.pairs[0].tx_poll.work.queued;
 }
 
 /* Serves the loop until nothing is left: the poll runs until its window ends. */
@@ -160,7 +160,8 @@ static void sent_without_notifications(bool event_idx)
 		ck_assert(polling(f));
 	}
 	/* Each a hit, unless a step took longer than the window (a slow sanitizer run). */
-	ck_assert_uint_eq(f->net.pairs[0].tx_win.hits + f->net.pairs[0].tx_win.shrinks, 8);
+	ck_assert_uint_eq(f->net.pairs[0].tx_poll.win.hits + f->net.pairs[0].tx_poll.win.shrinks,
+	                  8);
 	serve(f);
 	/* The window ended with nothing new: notifications on, and the driver notifies again. */
 	ck_assert(!polling(f));
@@ -190,15 +191,15 @@ START_TEST(window_earned_from_gaps)
 	struct fixture *f = setup(false);
 
 	/* Real time between the test's steps: a cap of seconds keeps it "under the cap". */
-	f->net.pairs[0].tx_win.max_ns = UINT32_MAX;
-	f->net.pairs[0].tx_win.ns = 0;
+	f->net.pairs[0].tx_poll.win.max_ns = UINT32_MAX;
+	f->net.pairs[0].tx_poll.win.ns = 0;
 	add_packet(f);
 	notify(f);
 	ck_assert(!polling(f)); /* closed: sleeps at once, notifications on */
 	ck_assert(!posted(f));
 	add_packet(f);
 	notify(f);
-	ck_assert_uint_eq(f->net.pairs[0].tx_win.ns, POLL_WINDOW_START_NS);
+	ck_assert_uint_eq(f->net.pairs[0].tx_poll.win.ns, POLL_WINDOW_START_NS);
 	ck_assert(polling(f));
 	serve(f);
 	ck_assert(!polling(f));
@@ -221,11 +222,11 @@ START_TEST(full_backend_pauses_poll)
 	ck_assert(polling(f));
 	f->fake.eagain = 1;
 	ck_assert(!add_packet(f));
-	p->tx_work.fn(p->tx_work.opaque); /* the posted look, alone */
+	p->tx_poll.work.fn(p->tx_poll.work.opaque); /* the posted look, alone */
 	ck_assert(p->tx_blocked);
 	ck_assert(p->watching & EPOLLOUT);
 	ck_assert_uint_eq(f->fake.nr_tx, 1);
-	p->tx_work.fn(p->tx_work.opaque); /* blocked: the look stops */
+	p->tx_poll.work.fn(p->tx_poll.work.opaque); /* blocked: the look stops */
 	ck_assert_uint_eq(f->fake.nr_tx, 1);
 	serve(f);
 	ck_assert_uint_eq(f->fake.nr_tx, 2);
