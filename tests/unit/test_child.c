@@ -443,21 +443,28 @@ START_TEST(watch_then_stop)
 }
 END_TEST
 
-/* A child that ignores SIGTERM is killed once the grace time is over. */
-/* No grace: SIGKILL at once, no SIGTERM first (a child ignoring TERM does not hold it up). */
-START_TEST(stop_without_grace)
+/* Starts @c as a child that ignores SIGTERM, returning once its trap is set. */
+static void spawn_ignoring_term(struct child *c)
 {
-	struct child c;
 	char buf[16] = "";
 	int fds[2];
-	long start;
 
 	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-	spawn_sh(&c, "trap '' TERM; echo ready >&3; exec sleep 100",
+	/* "ready" once the trap is set; exec: the one process ignores TERM, no shell left over. */
+	spawn_sh(c, "trap '' TERM; echo ready >&3; exec sleep 100",
 	         (struct child_spec){.pass_fd = fds[1]});
 	close(fds[1]);
 	ck_assert_int_eq(read(fds[0], buf, sizeof(buf) - 1), 6);
 	close(fds[0]);
+}
+
+/* No grace: SIGKILL at once, no SIGTERM first (a child ignoring TERM does not hold it up). */
+START_TEST(stop_without_grace)
+{
+	struct child c;
+	long start;
+
+	spawn_ignoring_term(&c);
 	start = now_ms();
 	child_stop(&c, NULL, 0);
 	ck_assert_int_lt(now_ms() - start, 1000);
@@ -466,21 +473,15 @@ START_TEST(stop_without_grace)
 }
 END_TEST
 
+/* A child that ignores SIGTERM is killed once the grace time is over. */
 START_TEST(stop_ignoring_term)
 {
 	const unsigned grace = 300;
 	struct child c;
-	char buf[16] = "", what[256];
-	int fds[2];
+	char what[256];
 	long start, took;
 
-	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-	/* "ready" once the trap is set; exec: the one process ignores TERM, no shell left over. */
-	spawn_sh(&c, "trap '' TERM; echo ready >&3; exec sleep 100",
-	         (struct child_spec){.pass_fd = fds[1]});
-	close(fds[1]);
-	ck_assert_int_eq(read(fds[0], buf, sizeof(buf) - 1), 6);
-	close(fds[0]);
+	spawn_ignoring_term(&c);
 	start = now_ms();
 	child_stop(&c, NULL, grace);
 	took = now_ms() - start;
