@@ -24,7 +24,7 @@ static void put16(struct test_ring *r, uint64_t gpa, uint16_t v)
 	memcpy(test_ring_host(r, gpa, 2), &le, 2);
 }
 
-static uint16_t get16(const struct test_ring *r, uint64_t gpa)
+uint16_t test_ring_get16(const struct test_ring *r, uint64_t gpa)
 {
 	uint16_t le;
 
@@ -133,7 +133,7 @@ bool test_ring_used(struct test_ring *r, uint32_t *id, uint32_t *len)
 	uint64_t elem = r->used + 4 + 8ull * (r->used_seen % r->size);
 	uint32_t v;
 
-	if (get16(r, r->used + 2) == r->used_seen)
+	if (test_ring_get16(r, r->used + 2) == r->used_seen)
 		return false;
 	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* idx before the entry */
 	memcpy(&v, test_ring_host(r, elem, 4), 4);
@@ -146,10 +146,10 @@ bool test_ring_used(struct test_ring *r, uint32_t *id, uint32_t *len)
 
 bool test_ring_would_notify(const struct test_ring *r, uint16_t old_idx, bool event_idx)
 {
-	uint16_t event = get16(r, r->used + 4 + 8ull * r->size);
+	uint16_t event = test_ring_get16(r, r->used + 4 + 8ull * r->size);
 
 	if (!event_idx)
-		return !(get16(r, r->used) & 1);
+		return !(test_ring_get16(r, r->used) & 1);
 	return (uint16_t)(r->avail_idx - event - 1) < (uint16_t)(r->avail_idx - old_idx);
 }
 

@@ -43,6 +43,8 @@ void test_ring_init(struct test_ring *r, const struct guest_memory *mem, uint64_
                     uint64_t span, uint16_t size, struct virtqueue *vq);
 /* Allocates @len bytes (16-byte aligned) in the data area; returns the guest address. */
 uint64_t test_ring_alloc(struct test_ring *r, uint64_t len);
+/* The le16 at guest address @gpa (a ring field: flags, idx, an event index). */
+uint16_t test_ring_get16(const struct test_ring *r, uint64_t gpa);
 /* Host pointer for a guest range (asserts it is valid). */
 void *test_ring_host(const struct test_ring *r, uint64_t gpa, uint64_t len);
 

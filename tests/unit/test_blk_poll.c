@@ -93,11 +93,6 @@ static void teardown(struct fixture *f)
 	free(f);
 }
 
-static uint16_t get16(struct fixture *f, uint64_t gpa)
-{
-	return le16toh(*(uint16_t *)test_ring_host(&f->ring, gpa, 2));
-}
-
 /* Adds a one-sector read; returns whether the driver would notify for it (as Linux decides). */
 static bool add_read(struct fixture *f, uint64_t sector)
 {
@@ -290,7 +285,7 @@ START_TEST(quiesce_ends_poll)
 	ck_assert(!add_read(f, 1));
 	f->blk.vdev.ops->quiesce(&f->blk.vdev);
 	ck_assert(!polling(f));
-	ck_assert_uint_eq(get16(f, f->ring.used), 0);
+	ck_assert_uint_eq(test_ring_get16(&f->ring, f->ring.used), 0);
 	ck_assert_uint_eq(f->fake.nr_ops, 2);
 	ck_assert_uint_eq(blk_fake_complete(&f->fake), 2);
 	serve(f); /* the poll posted before finds notifications on and stops */

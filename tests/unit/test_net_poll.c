@@ -10,7 +10,6 @@
  * test_vq_poll.c.
  */
 #include <check.h>
-#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,11 +95,6 @@ static void teardown(struct fixture *f)
 	free(f);
 }
 
-static uint16_t get16(struct test_ring *r, uint64_t gpa)
-{
-	return le16toh(*(uint16_t *)test_ring_host(r, gpa, 2));
-}
-
 /* Adds a 64-byte packet; returns whether the driver would notify for it (as Linux decides). */
 static bool add_packet(struct fixture *f)
 {
@@ -168,7 +162,7 @@ static void sent_without_notifications(bool event_idx)
 	ck_assert(add_packet(f));
 	notify(f);
 	ck_assert_uint_eq(f->fake.nr_tx, 10);
-	ck_assert_uint_eq(get16(&f->tx, f->tx.used + 2), 10);
+	ck_assert_uint_eq(test_ring_get16(&f->tx, f->tx.used + 2), 10);
 	serve(f);
 	teardown(f);
 }
@@ -287,7 +281,7 @@ START_TEST(quiesce_ends_poll)
 	ck_assert(!add_packet(f));
 	f->net.vdev.ops->quiesce(&f->net.vdev);
 	ck_assert(!polling(f));
-	ck_assert_uint_eq(get16(&f->tx, f->tx.used), 0);
+	ck_assert_uint_eq(test_ring_get16(&f->tx, f->tx.used), 0);
 	ck_assert_uint_eq(f->fake.nr_tx, 2);
 	serve(f); /* the poll posted before finds notifications on and stops */
 	ck_assert(!polling(f));
